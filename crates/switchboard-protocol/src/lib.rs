@@ -1,0 +1,35 @@
+//! Pure codecs, signatures and presence state for the Pusher Channels protocol v7.
+//!
+//! This crate does no I/O: it turns text into typed frames and back, classifies channel
+//! names, computes and verifies every signature the protocol uses (channel auth, user
+//! sign-in, HTTP API requests, webhooks) and keeps presence rosters. The client
+//! (`switchboard`) and the server (`switchboard-server`) both build on it, so both sides
+//! agree on every byte. Everything here is deterministic and cheap to fuzz.
+//!
+//! ```
+//! use switchboard_protocol::{Frame, ChannelName, ChannelKind};
+//!
+//! let frame = Frame::decode(r#"{"event":"pusher:subscribe","data":{"channel":"presence-room"}}"#)?;
+//! assert_eq!(frame.event, "pusher:subscribe");
+//! let name = ChannelName::parse("presence-room")?;
+//! assert_eq!(name.kind(), ChannelKind::Presence);
+//! # Ok::<(), switchboard_protocol::ProtocolError>(())
+//! ```
+
+pub mod channel;
+pub mod codes;
+pub mod error;
+pub mod frame;
+pub mod http_auth;
+pub mod messages;
+pub mod presence;
+pub mod signature;
+
+pub use channel::{ChannelKind, ChannelName};
+pub use codes::{CloseAction, ErrorCode};
+pub use error::ProtocolError;
+pub use frame::{Data, Frame};
+pub use presence::{PresenceChange, PresenceRoster};
+
+/// The protocol version this crate speaks (`?protocol=7` in the connection URL).
+pub const PROTOCOL_VERSION: u8 = 7;

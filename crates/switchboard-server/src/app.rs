@@ -1,0 +1,384 @@
+//! One app's live state: its channels, their subscribers and presence rosters, the cache of
+//! cache channels, and which connections belong to which signed-in user.
+//!
+//! One mutex guards the whole app. Every operation under it is short and never awaits:
+//! delivery is a non-blocking `try_send` of an already-encoded frame into each socket's
+//! bounded queue, so a 10,000-subscriber fan-out holds the lock for one pass over the map.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchboard_protocol::PresenceChange;
+use switchboard_protocol::PresenceRoster;
+use switchboard_protocol::frame::encode_server_frame;
+use switchboard_protocol::presence::{member_added_data, member_removed_data};
+
+use crate::config::AppConfig;
+use crate::connection_handle::ConnectionHandle;
+use crate::metrics::Metrics;
+use crate::webhooks::{WebhookEvent, WebhookSender};
+
+/// How long a cache channel remembers its last event (Soketi's TTL).
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+
+/// A subscriber of one channel.
+struct Subscriber {
+    conn: Arc<ConnectionHandle>,
+    /// The presence user id this subscription joined as.
+    user_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Channel {
+    subscribers: HashMap<u64, Subscriber>,
+    roster: Option<PresenceRoster>,
+}
+
+#[derive(Default)]
+struct AppState {
+    channels: HashMap<String, Channel>,
+    cache: HashMap<String, (Instant, Bytes)>,
+    /// Signed-in users (`pusher:signin`) and their connections.
+    users: HashMap<String, Vec<Arc<ConnectionHandle>>>,
+}
+
+/// A presence member joining with a subscription.
+#[derive(Debug, Clone)]
+pub struct Joining {
+    /// The member's user id.
+    pub user_id: String,
+    /// `user_info` as raw JSON text (`null` when absent).
+    pub user_info: String,
+}
+
+/// What a successful subscribe hands back to the connection.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// `pusher_internal:subscription_succeeded` data (`{}` or the presence snapshot).
+    pub data: String,
+    /// For cache channels: the cached frame, or `None` for a cache miss.
+    pub cached: Option<Option<Bytes>>,
+}
+
+/// Why a subscribe was refused after the signature was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeRefused {
+    /// The presence channel already has the maximum number of members.
+    PresenceFull(usize),
+}
+
+/// Counts for one channel, as the HTTP API reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelCounts {
+    /// Sockets subscribed.
+    pub subscription_count: usize,
+    /// Presence members (presence channels only).
+    pub user_count: Option<usize>,
+}
+
+/// A configured app and its live state.
+pub struct App {
+    /// The configuration.
+    pub config: AppConfig,
+    state: Mutex<AppState>,
+    connections: AtomicUsize,
+    webhooks: Option<WebhookSender>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.config.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub(crate) fn new(
+        config: AppConfig,
+        webhooks: Option<WebhookSender>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            config,
+            state: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            webhooks,
+            metrics,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, AppState> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than stopping the whole app would, so keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn webhook(&self, event: WebhookEvent) {
+        if let Some(sender) = &self.webhooks {
+            sender.send(event);
+        }
+    }
+
+    /// Reserve a connection slot; false when the app is at `max_connections`.
+    pub(crate) fn try_add_connection(&self) -> bool {
+        let max = self.config.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn remove_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Open connections of this app.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Add `conn` to `channel`. Idempotent: a second subscribe of the same socket changes
+    /// nothing and returns the current state again.
+    pub(crate) fn subscribe(
+        &self,
+        conn: &Arc<ConnectionHandle>,
+        channel: &str,
+        is_cache: bool,
+        joining: Option<Joining>,
+    ) -> Result<Subscribed, SubscribeRefused> {
+        let mut events = Vec::new();
+        let result = {
+            let mut state = self.state();
+            let is_presence = joining.is_some();
+            if let (Some(join), Some(existing)) = (&joining, state.channels.get(channel)) {
+                let roster_full = existing.roster.as_ref().is_some_and(|r| {
+                    r.count() >= self.config.max_presence_members && !r.contains(&join.user_id)
+                });
+                if roster_full && !existing.subscribers.contains_key(&conn.id) {
+                    return Err(SubscribeRefused::PresenceFull(
+                        self.config.max_presence_members,
+                    ));
+                }
+            }
+            let occupied_now = !state.channels.contains_key(channel);
+            let entry = state.channels.entry(channel.to_owned()).or_default();
+            if occupied_now {
+                events.push(WebhookEvent::channel(channel, "channel_occupied"));
+            }
+            let newly_subscribed = match entry.subscribers.entry(conn.id) {
+                Entry::Vacant(slot) => {
+                    let user_id = joining.as_ref().map(|j| j.user_id.clone());
+                    slot.insert(Subscriber {
+                        conn: conn.clone(),
+                        user_id,
+                    });
+                    true
+                }
+                Entry::Occupied(_) => false,
+            };
+            if newly_subscribed {
+                self.metrics.subscriptions.inc();
+                if let Some(join) = &joining {
+                    let roster = entry.roster.get_or_insert_with(PresenceRoster::default);
+                    if roster.add(&join.user_id, &join.user_info) == PresenceChange::Added {
+                        let data = member_added_data(&join.user_id, &join.user_info);
+                        let frame = Bytes::from(encode_server_frame(
+                            "pusher_internal:member_added",
+                            Some(channel),
+                            Some(&data),
+                            None,
+                        ));
+                        for sub in entry.subscribers.values().filter(|s| s.conn.id != conn.id) {
+                            sub.conn.send(&frame);
+                        }
+                        events.push(WebhookEvent::member(channel, "member_added", &join.user_id));
+                    }
+                }
+            }
+            let data = match (&entry.roster, is_presence) {
+                (Some(roster), true) => roster.subscription_data(),
+                _ => "{}".to_owned(),
+            };
+            let cached = is_cache.then(|| {
+                state
+                    .cache
+                    .get(channel)
+                    .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+                    .map(|(_, frame)| frame.clone())
+            });
+            if matches!(cached, Some(None)) {
+                events.push(WebhookEvent::channel(channel, "cache_miss"));
+            }
+            Subscribed { data, cached }
+        };
+        for event in events {
+            self.webhook(event);
+        }
+        Ok(result)
+    }
+
+    /// Remove `conn_id` from `channel`, announcing `member_removed` when its user's last
+    /// connection leaves. Unknown channels and sockets are ignored.
+    pub(crate) fn unsubscribe(&self, conn_id: u64, channel: &str) {
+        let mut events = Vec::new();
+        {
+            let mut state = self.state();
+            let Some(entry) = state.channels.get_mut(channel) else {
+                return;
+            };
+            let Some(sub) = entry.subscribers.remove(&conn_id) else {
+                return;
+            };
+            self.metrics.subscriptions.dec();
+            if let (Some(user_id), Some(roster)) = (&sub.user_id, entry.roster.as_mut())
+                && roster.remove(user_id) == PresenceChange::Removed
+            {
+                let data = member_removed_data(user_id);
+                let frame = Bytes::from(encode_server_frame(
+                    "pusher_internal:member_removed",
+                    Some(channel),
+                    Some(&data),
+                    None,
+                ));
+                for other in entry.subscribers.values() {
+                    other.conn.send(&frame);
+                }
+                events.push(WebhookEvent::member(channel, "member_removed", user_id));
+            }
+            if entry.subscribers.is_empty() {
+                state.channels.remove(channel);
+                events.push(WebhookEvent::channel(channel, "channel_vacated"));
+            }
+        }
+        for event in events {
+            self.webhook(event);
+        }
+    }
+
+    /// Deliver an encoded frame to every subscriber of `channel` except the socket
+    /// `except_socket_id`; remembers it for cache channels. Returns the number of sockets
+    /// it was queued for.
+    pub(crate) fn deliver(
+        &self,
+        channel: &str,
+        frame: &Bytes,
+        except_socket_id: Option<&str>,
+        is_cache: bool,
+    ) -> usize {
+        let mut state = self.state();
+        if is_cache {
+            state
+                .cache
+                .insert(channel.to_owned(), (Instant::now(), frame.clone()));
+        }
+        let Some(entry) = state.channels.get(channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for sub in entry.subscribers.values() {
+            if except_socket_id.is_some_and(|except| *sub.conn.socket_id == *except) {
+                continue;
+            }
+            if sub.conn.send(frame) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Record a signed-in user's connection.
+    pub(crate) fn sign_in(&self, conn: &Arc<ConnectionHandle>, user_id: &str) {
+        let mut state = self.state();
+        let conns = state.users.entry(user_id.to_owned()).or_default();
+        if !conns.iter().any(|c| c.id == conn.id) {
+            conns.push(conn.clone());
+        }
+    }
+
+    /// Forget a signed-in user's connection.
+    pub(crate) fn sign_out(&self, conn_id: u64, user_id: &str) {
+        let mut state = self.state();
+        if let Some(conns) = state.users.get_mut(user_id) {
+            conns.retain(|c| c.id != conn_id);
+            if conns.is_empty() {
+                state.users.remove(user_id);
+            }
+        }
+    }
+
+    /// Close every connection of `user_id`: those signed in as the user and those that
+    /// joined a presence channel as the user. Returns how many were closed.
+    pub(crate) fn terminate_user(&self, user_id: &str) -> usize {
+        let state = self.state();
+        let mut targets: HashMap<u64, Arc<ConnectionHandle>> = HashMap::new();
+        for conn in state.users.get(user_id).into_iter().flatten() {
+            targets.insert(conn.id, conn.clone());
+        }
+        for channel in state.channels.values() {
+            for sub in channel.subscribers.values() {
+                if sub.user_id.as_deref() == Some(user_id) {
+                    targets.insert(sub.conn.id, sub.conn.clone());
+                }
+            }
+        }
+        drop(state);
+        for conn in targets.values() {
+            conn.terminate(4009, "You got disconnected by the app.");
+        }
+        targets.len()
+    }
+
+    /// Counts for one channel (zero when nobody is subscribed).
+    pub fn channel_counts(&self, channel: &str) -> ChannelCounts {
+        let state = self.state();
+        state
+            .channels
+            .get(channel)
+            .map_or_else(ChannelCounts::default, counts_of)
+    }
+
+    /// Occupied channels whose names start with `prefix`, with their counts, sorted by name.
+    pub fn occupied_channels(&self, prefix: &str) -> Vec<(String, ChannelCounts)> {
+        let state = self.state();
+        let mut list: Vec<(String, ChannelCounts)> = state
+            .channels
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, ch)| (name.clone(), counts_of(ch)))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// Member ids of a presence channel, in join order.
+    pub fn presence_users(&self, channel: &str) -> Vec<String> {
+        let state = self.state();
+        state
+            .channels
+            .get(channel)
+            .and_then(|ch| ch.roster.as_ref())
+            .map(|r| r.ids().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Send a webhook event for a client event.
+    pub(crate) fn client_event_webhook(&self, event: WebhookEvent) {
+        self.webhook(event);
+    }
+}
+
+fn counts_of(ch: &Channel) -> ChannelCounts {
+    ChannelCounts {
+        subscription_count: ch.subscribers.len(),
+        user_count: ch.roster.as_ref().map(PresenceRoster::count),
+    }
+}

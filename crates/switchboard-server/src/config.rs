@@ -1,0 +1,371 @@
+//! Server configuration: a TOML file with several apps, Reverb's environment names, and
+//! defaults that give one documented development app on 127.0.0.1:8080.
+//!
+//! Precedence (highest first): values set by the caller (CLI flags) > environment
+//! (`REVERB_*`) > the TOML file > defaults. Environment names follow Laravel's `.env` and
+//! Reverb's `config/reverb.php`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The development app used when nothing is configured. Documented in the README; never use
+/// it in production.
+pub const DEV_APP_ID: &str = "1000";
+/// Key of the development app.
+pub const DEV_APP_KEY: &str = "switchboard-key";
+/// Secret of the development app.
+pub const DEV_APP_SECRET: &str = "switchboard-secret";
+/// Reverb's default port.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Why a configuration was refused. Each names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A setting has a value it cannot take.
+    #[error("invalid setting {name}: {message}")]
+    Invalid {
+        /// The setting (file key or environment name).
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Who may send client events, as Reverb's `accept_client_events_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientEventPolicy {
+    /// Nobody: every client event is refused with 4301.
+    Off,
+    /// Members of the private or presence channel (Pusher's rule; Reverb's default).
+    #[default]
+    Members,
+    /// Any connection, on any channel.
+    All,
+}
+
+impl std::str::FromStr for ClientEventPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "none" | "false" => Ok(Self::Off),
+            "members" => Ok(Self::Members),
+            "all" => Ok(Self::All),
+            other => Err(format!("expected off, members or all, got {other:?}")),
+        }
+    }
+}
+
+/// A webhook endpoint of one app.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST.
+    pub url: String,
+    /// Which events to send (`channel_occupied`, `channel_vacated`, `member_added`,
+    /// `member_removed`, `client_event`, `cache_miss`); empty means all.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+/// One app: credentials and limits.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// App id (digits by default: the official Python SDK refuses anything else).
+    pub id: String,
+    /// Public key, used in the WebSocket URL.
+    pub key: String,
+    /// Secret for signatures.
+    pub secret: String,
+    /// Seconds of silence after which clients should ping (sent in the handshake).
+    pub activity_timeout: u64,
+    /// Seconds of client silence after which the server pings it.
+    pub ping_interval: u64,
+    /// Seconds to wait for any reply to a server ping before closing with 4201.
+    pub pong_timeout: u64,
+    /// Maximum simultaneous connections (0 = unlimited); over it → 4004.
+    pub max_connections: usize,
+    /// Largest inbound WebSocket message and largest HTTP event payload, in bytes.
+    pub max_message_size: usize,
+    /// Most members of one presence channel; over it → subscription error 4100.
+    pub max_presence_members: usize,
+    /// Largest presence `user_info`, in bytes.
+    pub max_presence_member_size: usize,
+    /// Who may send client events.
+    pub client_events: ClientEventPolicy,
+    /// Client events per second per connection; above it → 4301.
+    pub client_event_rate: u32,
+    /// Most events in one `batch_events` request.
+    pub max_batch_size: usize,
+    /// Webhook endpoints.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            id: DEV_APP_ID.into(),
+            key: DEV_APP_KEY.into(),
+            secret: DEV_APP_SECRET.into(),
+            activity_timeout: 30,
+            ping_interval: 60,
+            pong_timeout: 30,
+            max_connections: 0,
+            max_message_size: 10_000,
+            max_presence_members: 100,
+            max_presence_member_size: 2_048,
+            client_events: ClientEventPolicy::Members,
+            client_event_rate: 10,
+            max_batch_size: 10,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+impl AppConfig {
+    /// How long the server waits for a ping reply.
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout)
+    }
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+    /// Path prefix for every route (Reverb's `REVERB_SERVER_PATH`), e.g. `/ws`.
+    pub path: String,
+    /// Connections across all apps (0 = unlimited); over it → 4100.
+    pub max_connections: usize,
+    /// Allowed clock difference for HTTP API timestamps, seconds.
+    pub timestamp_window: i64,
+    /// Seconds to wait for sockets to close on shutdown.
+    pub shutdown_grace: u64,
+    /// Messages queued for one socket before it is closed as too slow (4100).
+    pub max_queued_messages: usize,
+    /// The apps.
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+            path: String::new(),
+            max_connections: 0,
+            timestamp_window: 600,
+            shutdown_grace: 5,
+            max_queued_messages: 1_000,
+            apps: vec![AppConfig::default()],
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Read a TOML file.
+    ///
+    /// ```
+    /// let cfg: switchboard_server::ServerConfig = toml::from_str(r#"
+    /// port = 6001
+    /// [[apps]]
+    /// id = "1"
+    /// key = "k"
+    /// secret = "s"
+    /// client_events = "all"
+    /// "#).unwrap();
+    /// assert_eq!(cfg.apps[0].key, "k");
+    /// assert_eq!(cfg.apps[0].activity_timeout, 30); // defaults fill the rest
+    /// ```
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Apply Reverb's environment names, read through `var` (so tests need not touch the
+    /// process environment).
+    ///
+    /// `REVERB_APP_ID`/`KEY`/`SECRET` define an app that replaces the app with the same id,
+    /// or the development default. The bind address comes from `REVERB_SERVER_HOST` /
+    /// `REVERB_SERVER_PORT`, falling back to `REVERB_HOST` / `REVERB_PORT`.
+    ///
+    /// ```
+    /// use switchboard_server::ServerConfig;
+    /// let env = |name: &str| match name {
+    ///     "REVERB_APP_ID" => Some("42".to_string()),
+    ///     "REVERB_APP_KEY" => Some("k".to_string()),
+    ///     "REVERB_APP_SECRET" => Some("s".to_string()),
+    ///     "REVERB_SERVER_PORT" => Some("9000".to_string()),
+    ///     _ => None,
+    /// };
+    /// let cfg = ServerConfig::default().with_env(env).unwrap();
+    /// assert_eq!((cfg.port, cfg.apps.len(), cfg.apps[0].id.as_str()), (9000, 1, "42"));
+    /// ```
+    pub fn with_env(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(host) = var("REVERB_SERVER_HOST").or_else(|| var("REVERB_HOST")) {
+            self.host = host;
+        }
+        if let Some(port) = var("REVERB_SERVER_PORT")
+            .map(|p| ("REVERB_SERVER_PORT", p))
+            .or_else(|| var("REVERB_PORT").map(|p| ("REVERB_PORT", p)))
+        {
+            self.port = parse(port.0, &port.1)?;
+        }
+        if let Some(path) = var("REVERB_SERVER_PATH") {
+            self.path = path;
+        }
+        let (id, key, secret) = (
+            var("REVERB_APP_ID"),
+            var("REVERB_APP_KEY"),
+            var("REVERB_APP_SECRET"),
+        );
+        if id.is_some() || key.is_some() || secret.is_some() {
+            let (Some(id), Some(key), Some(secret)) = (id, key, secret) else {
+                return Err(ConfigError::Invalid {
+                    name: "REVERB_APP_ID/REVERB_APP_KEY/REVERB_APP_SECRET".into(),
+                    message: "set all three, or none".into(),
+                });
+            };
+            let mut app = AppConfig {
+                id,
+                key,
+                secret,
+                ..AppConfig::default()
+            };
+            if let Some(v) = var("REVERB_APP_ACTIVITY_TIMEOUT") {
+                app.activity_timeout = parse("REVERB_APP_ACTIVITY_TIMEOUT", &v)?;
+            }
+            if let Some(v) = var("REVERB_APP_PING_INTERVAL") {
+                app.ping_interval = parse("REVERB_APP_PING_INTERVAL", &v)?;
+            }
+            if let Some(v) = var("REVERB_APP_MAX_MESSAGE_SIZE") {
+                app.max_message_size = parse("REVERB_APP_MAX_MESSAGE_SIZE", &v)?;
+            }
+            if let Some(v) = var("REVERB_APP_MAX_CONNECTIONS") {
+                app.max_connections = parse("REVERB_APP_MAX_CONNECTIONS", &v)?;
+            }
+            if let Some(v) = var("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM") {
+                app.client_events = v.parse().map_err(|message| ConfigError::Invalid {
+                    name: "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM".into(),
+                    message,
+                })?;
+            }
+            let defaults_only = self.apps == vec![AppConfig::default()];
+            if defaults_only {
+                self.apps.clear();
+            }
+            self.apps.retain(|a| a.id != app.id);
+            self.apps.push(app);
+        }
+        Ok(self)
+    }
+
+    /// Check the configuration for contradictions.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name: &str, message: &str| ConfigError::Invalid {
+            name: name.into(),
+            message: message.into(),
+        };
+        if self.apps.is_empty() {
+            return Err(invalid("apps", "at least one app is required"));
+        }
+        if !self.path.is_empty() && (!self.path.starts_with('/') || self.path.ends_with('/')) {
+            return Err(invalid(
+                "path",
+                "must start with '/' and not end with '/' (e.g. /ws)",
+            ));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
+                return Err(invalid(
+                    &format!("apps[{i}]"),
+                    "id, key and secret must be non-empty",
+                ));
+            }
+            if app.key.contains(['/', '?', '#']) {
+                return Err(invalid(
+                    &format!("apps[{i}].key"),
+                    "must not contain '/', '?' or '#'",
+                ));
+            }
+            if self.apps[..i]
+                .iter()
+                .any(|a| a.id == app.id || a.key == app.key)
+            {
+                return Err(invalid(
+                    &format!("apps[{i}]"),
+                    "app ids and keys must be unique",
+                ));
+            }
+            if app.activity_timeout == 0 || app.ping_interval == 0 || app.pong_timeout == 0 {
+                return Err(invalid(
+                    &format!("apps[{i}]"),
+                    "activity_timeout, ping_interval and pong_timeout must be at least 1 second",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address to bind.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let host = if self.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            self.host.as_str()
+        };
+        let text = if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        };
+        text.parse().map_err(|_| ConfigError::Invalid {
+            name: "host".into(),
+            message: format!("{:?} is not an IP address", self.host),
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            name: name.into(),
+            message: format!("{value:?}: {e}"),
+        })
+}

@@ -1,0 +1,678 @@
+//! The task that owns one WebSocket: handshake, inbound frames, the outbound queue,
+//! liveness pings, and clean-up when the socket ends.
+//!
+//! One task per socket multiplexes four sources with `select!`: frames from the client,
+//! frames queued by broadcasts, the ping timer, and close requests (terminate, slow
+//! consumer, shutdown). Replies to the client's own requests are written directly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use switchboard_protocol::frame::{encode_json_data_frame, encode_server_frame, push_json_string};
+use switchboard_protocol::messages::{
+    ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData,
+};
+use switchboard_protocol::signature::{channel_string_to_sign, verify_channel, verify_user};
+use switchboard_protocol::{ChannelKind, ChannelName, Data, ErrorCode, Frame};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_websockets::{CloseCode, Message, WebSocketStream};
+
+use crate::app::{App, Joining, SubscribeRefused};
+use crate::config::ClientEventPolicy;
+use crate::connection_handle::{CloseRequest, ConnectionHandle};
+use crate::state::ServerState;
+use crate::webhooks::WebhookEvent;
+
+/// Frames written per wake-up before flushing, so a burst becomes few syscalls.
+const WRITE_BATCH: usize = 64;
+/// How long to wait for the client's close frame after ours.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Why the socket loop ended.
+enum End {
+    /// The client closed or the transport failed.
+    Gone,
+    /// We decided to close.
+    Close(CloseRequest),
+}
+
+/// Per-socket state owned by the task.
+struct Connection<S> {
+    ws: WebSocketStream<S>,
+    app: Arc<App>,
+    server: Arc<ServerState>,
+    handle: Arc<ConnectionHandle>,
+    /// Subscribed channels and the presence user id each joined as.
+    subscriptions: HashMap<String, Option<String>>,
+    /// The user signed in with `pusher:signin`.
+    user_id: Option<String>,
+    last_inbound: Instant,
+    ping_sent: Option<Instant>,
+    /// The client has used WebSocket control frames, so it can answer control pings.
+    speaks_control_frames: bool,
+    client_events_window: (Instant, u32),
+}
+
+/// Refuse a socket before it is registered: `pusher:error` then a close with `code`
+/// (4001 unknown app, 4004 over quota, 4100 over capacity, 4200 shutting down).
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    code: ErrorCode,
+    message: &str,
+) {
+    let _ = ws.send(Message::text(error_frame(code.0, message))).await;
+    let _ = ws.send(close_message(code.0, message)).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, async { while ws.next().await.is_some() {} }).await;
+}
+
+/// Serve one accepted socket of `app` until it ends. The app connection slot must already
+/// be reserved; it is released here.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: WebSocketStream<S>,
+    app: Arc<App>,
+    server: Arc<ServerState>,
+) {
+    let (queue, mut outbound) = mpsc::channel(server.config.max_queued_messages.max(1));
+    let handle = Arc::new(ConnectionHandle::new(
+        server.next_connection_id(),
+        new_socket_id(),
+        queue,
+    ));
+    let mut shutdown = server.shutdown.clone();
+    server.metrics.connections.inc();
+    server.metrics.connections_total.inc();
+    let mut conn = Connection {
+        ws,
+        app,
+        server: server.clone(),
+        handle: handle.clone(),
+        subscriptions: HashMap::new(),
+        user_id: None,
+        last_inbound: Instant::now(),
+        ping_sent: None,
+        speaks_control_frames: false,
+        client_events_window: (Instant::now(), 0),
+    };
+    let end = conn.run(&mut outbound, &mut shutdown).await;
+    if let End::Close(req) = &end {
+        if req.code == 4100 {
+            server.metrics.slow_consumer_disconnects.inc();
+        }
+        conn.close(req).await;
+    }
+    conn.cleanup();
+    server.metrics.connections.dec();
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    async fn run(
+        &mut self,
+        outbound: &mut mpsc::Receiver<Bytes>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> End {
+        let established = format!(
+            "{{\"socket_id\":\"{}\",\"activity_timeout\":{}}}",
+            self.handle.socket_id, self.app.config.activity_timeout
+        );
+        if self
+            .send(encode_server_frame(
+                "pusher:connection_established",
+                None,
+                Some(&established),
+                None,
+            ))
+            .await
+            .is_err()
+        {
+            return End::Gone;
+        }
+        let handle = self.handle.clone();
+        loop {
+            if *shutdown.borrow() {
+                return End::Close(CloseRequest {
+                    code: 4200,
+                    message: "Server is shutting down; reconnect".into(),
+                });
+            }
+            let deadline = match self.ping_sent {
+                None => self.last_inbound + Duration::from_secs(self.app.config.ping_interval),
+                Some(sent) => sent + self.app.config.pong_timeout(),
+            };
+            tokio::select! {
+                inbound = self.ws.next() => match inbound {
+                    None => return End::Gone,
+                    Some(Err(e)) => {
+                        // Protocol errors and oversized frames have a close frame queued
+                        // (1002, 1009): flush it so the client learns why.
+                        tracing::debug!(socket_id = %self.handle.socket_id, "socket error: {e}");
+                        let _ = tokio::time::timeout(CLOSE_LINGER, self.ws.flush()).await;
+                        return End::Gone;
+                    }
+                    Some(Ok(message)) => {
+                        self.last_inbound = Instant::now();
+                        self.ping_sent = None;
+                        if let Err(end) = self.on_message(message).await {
+                            return end;
+                        }
+                    }
+                },
+                Some(frame) = outbound.recv() => {
+                    if self.write_queued(frame, outbound).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.ping_sent.is_some() {
+                        return End::Close(CloseRequest { code: 4201, message: "Pong reply not received in time".into() });
+                    }
+                    let ping = if self.speaks_control_frames {
+                        Message::ping(Bytes::new())
+                    } else {
+                        Message::text(encode_server_frame("pusher:ping", None, Some("{}"), None))
+                    };
+                    if self.ws.send(ping).await.is_err() {
+                        return End::Gone;
+                    }
+                    self.ping_sent = Some(Instant::now());
+                }
+                req = handle.close_requested() => return End::Close(req),
+                changed = shutdown.changed() => if changed.is_err() {
+                    // The server is gone without saying so: treat it as a shutdown.
+                    return End::Close(CloseRequest { code: 4200, message: "Server is shutting down; reconnect".into() });
+                }
+            }
+        }
+    }
+
+    async fn write_queued(
+        &mut self,
+        first: Bytes,
+        outbound: &mut mpsc::Receiver<Bytes>,
+    ) -> Result<(), End> {
+        self.ws
+            .feed(Message::text(first))
+            .await
+            .map_err(|_| End::Gone)?;
+        let mut written = 1;
+        while written < WRITE_BATCH {
+            let Ok(frame) = outbound.try_recv() else {
+                break;
+            };
+            self.ws
+                .feed(Message::text(frame))
+                .await
+                .map_err(|_| End::Gone)?;
+            written += 1;
+        }
+        self.ws.flush().await.map_err(|_| End::Gone)?;
+        self.server.metrics.messages_sent.inc_by(written as u64);
+        Ok(())
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), End> {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .map_err(|_| End::Gone)?;
+        self.server.metrics.messages_sent.inc();
+        Ok(())
+    }
+
+    async fn send_error(&mut self, code: ErrorCode, message: &str) -> Result<(), End> {
+        self.send(error_frame(code.0, message)).await
+    }
+
+    async fn subscription_error(
+        &mut self,
+        channel: &str,
+        kind: &str,
+        status: u16,
+        message: &str,
+    ) -> Result<(), End> {
+        let mut data = String::from("{\"type\":");
+        push_json_string(&mut data, kind);
+        data.push_str(",\"error\":");
+        push_json_string(&mut data, message);
+        data.push_str(&format!(",\"status\":{status}}}"));
+        self.send(encode_server_frame(
+            "pusher:subscription_error",
+            Some(channel),
+            Some(&data),
+            None,
+        ))
+        .await
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<(), End> {
+        if message.is_ping() || message.is_pong() {
+            // tokio-websockets answers pings itself; remember the client speaks control frames.
+            self.speaks_control_frames = true;
+            return Ok(());
+        }
+        if message.is_close() {
+            return Ok(()); // the stream ends after the close handshake
+        }
+        self.server.metrics.messages_received.inc();
+        let Some(text) = message.as_text() else {
+            return self
+                .send_error(
+                    ErrorCode::GENERIC,
+                    "Binary frames are not supported; send JSON text frames",
+                )
+                .await;
+        };
+        let limit = self.app.config.max_message_size;
+        if text.len() > limit {
+            let msg = format!(
+                "Message of {} bytes exceeds the limit of {limit} bytes",
+                text.len()
+            );
+            return self.send_error(ErrorCode::GENERIC, &msg).await;
+        }
+        let frame = match Frame::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return self
+                    .send_error(ErrorCode::GENERIC, &format!("Invalid message format: {e}"))
+                    .await;
+            }
+        };
+        match frame.event.as_str() {
+            "pusher:ping" => {
+                self.send(encode_server_frame("pusher:pong", None, Some("{}"), None))
+                    .await
+            }
+            "pusher:pong" => Ok(()),
+            "pusher:subscribe" => self.on_subscribe(&frame).await,
+            "pusher:unsubscribe" => self.on_unsubscribe(&frame).await,
+            "pusher:signin" => self.on_signin(&frame).await,
+            event if event.starts_with("client-") => self.on_client_event(frame).await,
+            event => {
+                let msg = format!(
+                    "Unknown event {event:?}: clients may send pusher:ping, pusher:pong, pusher:subscribe, pusher:unsubscribe, pusher:signin and client- events"
+                );
+                self.send_error(ErrorCode::GENERIC, &msg).await
+            }
+        }
+    }
+
+    async fn on_subscribe(&mut self, frame: &Frame) -> Result<(), End> {
+        let data: SubscribeData = match frame.data.parse() {
+            Ok(data) => data,
+            Err(e) => {
+                return self
+                    .send_error(
+                        ErrorCode::GENERIC,
+                        &format!(
+                            "pusher:subscribe needs data {{channel, auth?, channel_data?}}: {e}"
+                        ),
+                    )
+                    .await;
+            }
+        };
+        let channel = data.channel.as_str();
+        let name = match ChannelName::parse(channel) {
+            Ok(name) => name,
+            Err(e) => {
+                return self
+                    .subscription_error(channel, "InvalidChannel", 400, &e.to_string())
+                    .await;
+            }
+        };
+        let auth = data.auth.as_deref().unwrap_or("");
+        let (key, secret) = (
+            self.app.config.key.as_str(),
+            self.app.config.secret.as_str(),
+        );
+        let socket_id = &*self.handle.socket_id;
+        let mut joining = None;
+        match name.kind() {
+            ChannelKind::Public => {}
+            ChannelKind::Private | ChannelKind::PrivateEncrypted => {
+                if !verify_channel(key, secret, auth, socket_id, channel, None) {
+                    let msg = invalid_signature(&channel_string_to_sign(socket_id, channel, None));
+                    return self
+                        .subscription_error(channel, "AuthError", 401, &msg)
+                        .await;
+                }
+            }
+            ChannelKind::Presence => {
+                let Some(channel_data) = data.channel_data.as_deref() else {
+                    return self
+                        .subscription_error(
+                            channel,
+                            "AuthError",
+                            401,
+                            "Presence channels need channel_data {\"user_id\":…}",
+                        )
+                        .await;
+                };
+                if !verify_channel(key, secret, auth, socket_id, channel, Some(channel_data)) {
+                    let msg = invalid_signature(&channel_string_to_sign(
+                        socket_id,
+                        channel,
+                        Some(channel_data),
+                    ));
+                    return self
+                        .subscription_error(channel, "AuthError", 401, &msg)
+                        .await;
+                }
+                let parsed: Result<ChannelData, _> = serde_json::from_str(channel_data);
+                let Some((user_id, info)) =
+                    parsed.ok().and_then(|d| Some((d.user_id()?, d.user_info)))
+                else {
+                    return self
+                        .subscription_error(
+                            channel,
+                            "AuthError",
+                            401,
+                            "channel_data must be a JSON object with a user_id",
+                        )
+                        .await;
+                };
+                let user_info = info.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned());
+                let max = self.app.config.max_presence_member_size;
+                if user_info.len() > max {
+                    let msg = format!(
+                        "user_info of {} bytes exceeds the limit of {max} bytes",
+                        user_info.len()
+                    );
+                    return self
+                        .subscription_error(channel, "LimitReached", 4301, &msg)
+                        .await;
+                }
+                joining = Some(Joining { user_id, user_info });
+            }
+            ChannelKind::ServerToUser => {
+                if self.user_id.as_deref() != name.server_to_user_id() {
+                    return self.subscription_error(channel, "AuthError", 4009, "Only the signed-in user may subscribe to its #server-to-user- channel; send pusher:signin first").await;
+                }
+            }
+        }
+        if let (Some(old), Some(new)) = (self.subscriptions.get(channel), &joining)
+            && old.as_deref() != Some(new.user_id.as_str())
+        {
+            // A socket is one member: re-joining as another user means leaving first.
+            self.app.unsubscribe(self.handle.id, channel);
+            self.subscriptions.remove(channel);
+        }
+        let user_id = joining.as_ref().map(|j| j.user_id.clone());
+        match self
+            .app
+            .subscribe(&self.handle, channel, name.is_cache(), joining)
+        {
+            Ok(subscribed) => {
+                self.subscriptions.insert(channel.to_owned(), user_id);
+                self.send(encode_server_frame(
+                    "pusher_internal:subscription_succeeded",
+                    Some(channel),
+                    Some(&subscribed.data),
+                    None,
+                ))
+                .await?;
+                match subscribed.cached {
+                    Some(Some(frame)) => self.send_bytes(frame).await,
+                    Some(None) => {
+                        self.send(encode_server_frame(
+                            "pusher:cache_miss",
+                            Some(channel),
+                            None,
+                            None,
+                        ))
+                        .await
+                    }
+                    None => Ok(()),
+                }
+            }
+            Err(SubscribeRefused::PresenceFull(max)) => {
+                let msg = format!(
+                    "Over capacity: presence channel already has the maximum of {max} members"
+                );
+                self.subscription_error(channel, "LimitReached", 4100, &msg)
+                    .await
+            }
+        }
+    }
+
+    async fn send_bytes(&mut self, frame: Bytes) -> Result<(), End> {
+        self.ws
+            .send(Message::text(frame))
+            .await
+            .map_err(|_| End::Gone)?;
+        self.server.metrics.messages_sent.inc();
+        Ok(())
+    }
+
+    async fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), End> {
+        match frame.data.parse::<UnsubscribeData>() {
+            Ok(data) => {
+                if self.subscriptions.remove(&data.channel).is_some() {
+                    self.app.unsubscribe(self.handle.id, &data.channel);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.send_error(
+                    ErrorCode::GENERIC,
+                    &format!("pusher:unsubscribe needs data {{channel}}: {e}"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn on_signin(&mut self, frame: &Frame) -> Result<(), End> {
+        let data: SigninData = match frame.data.parse() {
+            Ok(data) => data,
+            Err(e) => {
+                return self
+                    .send_error(
+                        ErrorCode::GENERIC,
+                        &format!("pusher:signin needs data {{auth, user_data}}: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let (key, secret) = (
+            self.app.config.key.as_str(),
+            self.app.config.secret.as_str(),
+        );
+        if !verify_user(
+            key,
+            secret,
+            &data.auth,
+            &self.handle.socket_id,
+            &data.user_data,
+        ) {
+            let msg = format!(
+                "Invalid signin signature: expected HMAC-SHA256 hex of \"{}::user::<user_data>\"",
+                self.handle.socket_id
+            );
+            return self.send_error(ErrorCode::UNAUTHORIZED, &msg).await;
+        }
+        let user = match serde_json::from_str::<UserData>(&data.user_data) {
+            Ok(user) if !user.id.is_empty() => user,
+            _ => {
+                return self
+                    .send_error(
+                        ErrorCode::UNAUTHORIZED,
+                        "user_data must be a JSON object with a non-empty string id",
+                    )
+                    .await;
+            }
+        };
+        if let Some(previous) = self.user_id.take() {
+            self.app.sign_out(self.handle.id, &previous);
+        }
+        self.app.sign_in(&self.handle, &user.id);
+        self.user_id = Some(user.id);
+        let mut reply = String::from("{\"user_data\":");
+        push_json_string(&mut reply, &data.user_data);
+        reply.push('}');
+        self.send(encode_server_frame(
+            "pusher:signin_success",
+            None,
+            Some(&reply),
+            None,
+        ))
+        .await
+    }
+
+    async fn on_client_event(&mut self, frame: Frame) -> Result<(), End> {
+        let policy = self.app.config.client_events;
+        if policy == ClientEventPolicy::Off {
+            return self
+                .send_error(
+                    ErrorCode::CLIENT_EVENT_REJECTED,
+                    "The app does not have client messaging enabled.",
+                )
+                .await;
+        }
+        if frame.event.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN {
+            return self
+                .send_error(
+                    ErrorCode::CLIENT_EVENT_REJECTED,
+                    "Event names are at most 200 characters",
+                )
+                .await;
+        }
+        let Some(channel) = frame.channel.as_deref() else {
+            return self
+                .send_error(
+                    ErrorCode::CLIENT_EVENT_REJECTED,
+                    "Client events need a channel",
+                )
+                .await;
+        };
+        let kind = match ChannelName::parse(channel) {
+            Ok(name) => name.kind(),
+            Err(e) => {
+                return self
+                    .send_error(ErrorCode::CLIENT_EVENT_REJECTED, &e.to_string())
+                    .await;
+            }
+        };
+        let member = self.subscriptions.get(channel);
+        if policy == ClientEventPolicy::Members {
+            if !matches!(kind, ChannelKind::Private | ChannelKind::Presence) {
+                return self
+                    .send_error(
+                        ErrorCode::CLIENT_EVENT_REJECTED,
+                        "Client events are only allowed on private and presence channels",
+                    )
+                    .await;
+            }
+            if member.is_none() {
+                return self
+                    .send_error(
+                        ErrorCode::UNAUTHORIZED,
+                        "The client is not a member of the specified channel.",
+                    )
+                    .await;
+            }
+        }
+        let now = Instant::now();
+        let (window_start, count) = &mut self.client_events_window;
+        if now.duration_since(*window_start) >= Duration::from_secs(1) {
+            *window_start = now;
+            *count = 0;
+        }
+        *count += 1;
+        let rate = self.app.config.client_event_rate;
+        if *count > rate {
+            let msg = format!(
+                "Client event rate limit exceeded: at most {rate} per second; event {} dropped",
+                frame.event
+            );
+            return self
+                .send_error(ErrorCode::CLIENT_EVENT_REJECTED, &msg)
+                .await;
+        }
+        let user_id = member.cloned().flatten();
+        let text = match &frame.data {
+            Data::String(s) => {
+                encode_server_frame(&frame.event, Some(channel), Some(s), user_id.as_deref())
+            }
+            Data::Json(raw) => {
+                encode_json_data_frame(&frame.event, Some(channel), Some(raw), user_id.as_deref())
+            }
+            Data::Absent => {
+                encode_json_data_frame(&frame.event, Some(channel), None, user_id.as_deref())
+            }
+        };
+        self.server.adapter.publish(
+            &self.app,
+            channel,
+            Bytes::from(text),
+            Some(&self.handle.socket_id),
+        );
+        self.app.client_event_webhook(WebhookEvent {
+            event: Some(frame.event),
+            data: frame.data.as_text().map(str::to_owned),
+            socket_id: Some(self.handle.socket_id.to_string()),
+            user_id,
+            ..WebhookEvent::channel(channel, "client_event")
+        });
+        Ok(())
+    }
+
+    async fn close(&mut self, req: &CloseRequest) {
+        let _ = self
+            .ws
+            .send(Message::text(error_frame(req.code, &req.message)))
+            .await;
+        let _ = self.ws.send(close_message(req.code, &req.message)).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while self.ws.next().await.is_some() {}
+        })
+        .await;
+    }
+
+    fn cleanup(&mut self) {
+        for channel in self.subscriptions.keys() {
+            self.app.unsubscribe(self.handle.id, channel);
+        }
+        self.subscriptions.clear();
+        if let Some(user_id) = self.user_id.take() {
+            self.app.sign_out(self.handle.id, &user_id);
+        }
+        self.app.remove_connection();
+        self.server.release_connection();
+    }
+}
+
+fn invalid_signature(string_to_sign: &str) -> String {
+    format!(
+        "Invalid signature: expected HMAC-SHA256 hex digest of {string_to_sign:?} keyed with the app secret"
+    )
+}
+
+fn error_frame(code: u16, message: &str) -> String {
+    let mut data = format!("{{\"code\":{code},\"message\":");
+    push_json_string(&mut data, message);
+    data.push('}');
+    encode_server_frame("pusher:error", None, Some(&data), None)
+}
+
+fn close_message(code: u16, reason: &str) -> Message {
+    // Close reasons are limited to 123 bytes; cut on a char boundary.
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::close(CloseCode::try_from(code).ok(), &reason[..end])
+}
+
+/// A fresh socket id, `\d+\.\d+` as `pusher-http-node validateSocketId` requires.
+fn new_socket_id() -> String {
+    format!(
+        "{}.{}",
+        rand::random_range(1..1_000_000_000u32),
+        rand::random_range(1..1_000_000_000u32)
+    )
+}

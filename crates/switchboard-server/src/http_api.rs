@@ -1,0 +1,429 @@
+//! The signed HTTP API: publish events, query channels and presence users, terminate a
+//! user's connections; plus `/up` and `/metrics`.
+//!
+//! Every `/apps/{id}/…` request is verified as `pusher-http-node` signs it (see
+//! `switchboard_protocol::http_auth`), with a ±`timestamp_window` clock check. Errors are
+//! JSON `{"error": "...", "code": <status>}`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use switchboard_protocol::frame::encode_server_frame;
+use switchboard_protocol::http_auth::{RequestToVerify, verify_request};
+use switchboard_protocol::messages::{BatchRequest, TriggerRequest};
+use switchboard_protocol::{ChannelKind, ChannelName};
+
+use crate::app::App;
+use crate::metrics::HttpLabels;
+use crate::state::ServerState;
+
+/// Most channels one trigger may name.
+pub const MAX_TRIGGER_CHANNELS: usize = 100;
+
+/// An HTTP API failure: status and a message saying what to fix.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.message, "code": self.status.as_u16() });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Value, ApiError>;
+
+fn respond(server: &ServerState, endpoint: &'static str, result: ApiResult) -> Response {
+    let response = match result {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    server
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            endpoint,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// Check the signature of a request to app `app_id` and return the app.
+fn authorize(
+    server: &ServerState,
+    app_id: &str,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Arc<App>, ApiError> {
+    let app = server.apps_by_id.get(app_id).cloned().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("No app with id {app_id:?}"))
+    })?;
+    let raw_path = uri
+        .path()
+        .strip_prefix(server.config.path.as_str())
+        .unwrap_or(uri.path());
+    let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let req = RequestToVerify {
+        method: method.as_str(),
+        path: &path,
+        params: &params,
+        body,
+    };
+    verify_request(
+        &req,
+        &app.config.key,
+        &app.config.secret,
+        now,
+        server.config.timestamp_window,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    Ok(app)
+}
+
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn info_fields(info: Option<&str>) -> Vec<String> {
+    info.map(|i| {
+        i.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn is_socket_id(s: &str) -> bool {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    s.split_once('.')
+        .is_some_and(|(a, b)| digits(a) && digits(b))
+}
+
+/// Validate and deliver one event; returns the per-channel info asked for, if any.
+fn trigger(
+    server: &ServerState,
+    app: &App,
+    event: &TriggerRequest,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    if event.name.is_empty() || event.name.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN
+    {
+        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
+    }
+    let channels: Vec<&str> = match (&event.channels, &event.channel) {
+        (Some(list), _) => list.iter().map(String::as_str).collect(),
+        (None, Some(one)) => vec![one.as_str()],
+        (None, None) => return Err(ApiError::bad_request("give channels: [...] or channel")),
+    };
+    if channels.is_empty() || channels.len() > MAX_TRIGGER_CHANNELS {
+        return Err(ApiError::bad_request(format!(
+            "an event goes to 1 to {MAX_TRIGGER_CHANNELS} channels, not {}",
+            channels.len()
+        )));
+    }
+    let max = app.config.max_message_size;
+    if event.data.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "data of {} bytes exceeds the limit of {max} bytes",
+                event.data.len()
+            ),
+        ));
+    }
+    let except = event.socket_id.as_deref();
+    if except.is_some_and(|s| !is_socket_id(s)) {
+        return Err(ApiError::bad_request("socket_id must look like 123.456"));
+    }
+    let mut parsed = Vec::with_capacity(channels.len());
+    for channel in &channels {
+        parsed.push(ChannelName::parse(channel).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    }
+    for name in &parsed {
+        let frame = encode_server_frame(&event.name, Some(name.as_str()), Some(&event.data), None);
+        server
+            .adapter
+            .publish(app, name.as_str(), bytes::Bytes::from(frame), except);
+    }
+    let fields = info_fields(event.info.as_deref());
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let mut info = Map::new();
+    for name in &parsed {
+        info.insert(
+            name.as_str().to_owned(),
+            channel_info(server, app, name, &fields)?,
+        );
+    }
+    Ok(Some(info))
+}
+
+fn channel_info(
+    server: &ServerState,
+    app: &App,
+    name: &ChannelName<'_>,
+    fields: &[String],
+) -> ApiResult {
+    let counts = server.adapter.channel_counts(app, name.as_str());
+    let mut out = Map::new();
+    for field in fields {
+        match field.as_str() {
+            "subscription_count" => {
+                out.insert(field.clone(), json!(counts.subscription_count));
+            }
+            "user_count" => {
+                if name.kind() != ChannelKind::Presence {
+                    return Err(ApiError::bad_request(
+                        "user_count is only available for presence channels",
+                    ));
+                }
+                out.insert(field.clone(), json!(counts.user_count.unwrap_or(0)));
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown info attribute {other:?} (use user_count, subscription_count)"
+                )));
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// `POST /apps/{id}/events`
+pub(crate) async fn events(
+    State(server): State<Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let app = authorize(&server, &app_id, &method, &uri, &body)?;
+        let event: TriggerRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid event JSON: {e}")))?;
+        Ok(match trigger(&server, &app, &event)? {
+            Some(info) => json!({ "channels": info }),
+            None => json!({}),
+        })
+    })();
+    respond(&server, "events", result)
+}
+
+/// `POST /apps/{id}/batch_events`
+pub(crate) async fn batch_events(
+    State(server): State<Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let app = authorize(&server, &app_id, &method, &uri, &body)?;
+        let batch: BatchRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid batch JSON: {e}")))?;
+        let max = app.config.max_batch_size;
+        if batch.batch.is_empty() || batch.batch.len() > max {
+            return Err(ApiError::bad_request(format!(
+                "a batch holds 1 to {max} events, not {}",
+                batch.batch.len()
+            )));
+        }
+        for (i, event) in batch.batch.iter().enumerate() {
+            if event.channels.is_some() || event.channel.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "batch[{i}] needs exactly one channel"
+                )));
+            }
+        }
+        let mut infos = Vec::with_capacity(batch.batch.len());
+        let mut any_info = false;
+        for event in &batch.batch {
+            let info = trigger(&server, &app, event)?;
+            any_info |= info.is_some();
+            infos.push(
+                info.and_then(|m| m.into_iter().next().map(|(_, v)| v))
+                    .unwrap_or_else(|| json!({})),
+            );
+        }
+        Ok(if any_info {
+            json!({ "batch": infos })
+        } else {
+            json!({})
+        })
+    })();
+    respond(&server, "batch_events", result)
+}
+
+/// `GET /apps/{id}/channels`
+pub(crate) async fn channels(
+    State(server): State<Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let app = authorize(&server, &app_id, &method, &uri, &body)?;
+        let prefix = query_param(&uri, "filter_by_prefix").unwrap_or_default();
+        let fields = info_fields(query_param(&uri, "info").as_deref());
+        if fields.iter().any(|f| f == "user_count") && !prefix.starts_with("presence-") {
+            return Err(ApiError::bad_request(
+                "info=user_count needs filter_by_prefix=presence-",
+            ));
+        }
+        let mut out = Map::new();
+        for (name, counts) in server.adapter.occupied_channels(&app, &prefix) {
+            let mut info = Map::new();
+            for field in &fields {
+                match field.as_str() {
+                    "user_count" => {
+                        info.insert(field.clone(), json!(counts.user_count.unwrap_or(0)));
+                    }
+                    "subscription_count" => {
+                        info.insert(field.clone(), json!(counts.subscription_count));
+                    }
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown info attribute {other:?}"
+                        )));
+                    }
+                }
+            }
+            out.insert(name, Value::Object(info));
+        }
+        Ok(json!({ "channels": out }))
+    })();
+    respond(&server, "channels", result)
+}
+
+/// `GET /apps/{id}/channels/{channel}`
+pub(crate) async fn channel(
+    State(server): State<Arc<ServerState>>,
+    Path((app_id, channel)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let app = authorize(&server, &app_id, &method, &uri, &body)?;
+        let name =
+            ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = info_fields(query_param(&uri, "info").as_deref());
+        let mut info = match channel_info(&server, &app, &name, &fields)? {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let occupied = server
+            .adapter
+            .channel_counts(&app, &channel)
+            .subscription_count
+            > 0;
+        info.insert("occupied".into(), json!(occupied));
+        Ok(Value::Object(info))
+    })();
+    respond(&server, "channel", result)
+}
+
+/// `GET /apps/{id}/channels/{channel}/users`
+pub(crate) async fn channel_users(
+    State(server): State<Arc<ServerState>>,
+    Path((app_id, channel)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let app = authorize(&server, &app_id, &method, &uri, &body)?;
+        let name =
+            ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if name.kind() != ChannelKind::Presence {
+            return Err(ApiError::bad_request(
+                "users are only available for presence channels",
+            ));
+        }
+        let users: Vec<Value> = server
+            .adapter
+            .presence_users(&app, &channel)
+            .into_iter()
+            .map(|id| json!({ "id": id }))
+            .collect();
+        Ok(json!({ "users": users }))
+    })();
+    respond(&server, "users", result)
+}
+
+/// `POST /apps/{id}/users/{user}/terminate_connections`
+pub(crate) async fn terminate_connections(
+    State(server): State<Arc<ServerState>>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let app = authorize(&server, &app_id, &method, &uri, &body)?;
+        let closed = server.adapter.terminate_user(&app, &user_id);
+        tracing::info!(app = %app.config.id, user = %user_id, closed, "terminated user connections");
+        Ok(json!({}))
+    })();
+    respond(&server, "terminate_connections", result)
+}
+
+/// `GET /up`
+pub(crate) async fn up(State(server): State<Arc<ServerState>>) -> Response {
+    respond(&server, "up", Ok(json!({ "health": "OK" })))
+}
+
+/// `GET /metrics`
+pub(crate) async fn metrics(State(server): State<Arc<ServerState>>) -> Response {
+    let body = server.metrics.render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Any other path.
+pub(crate) async fn not_found(uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("No route for {}", uri.path()),
+    )
+    .into_response()
+}

@@ -1,0 +1,96 @@
+//! Prometheus metrics served at `/metrics`: connections, messages in and out,
+//! subscriptions, HTTP requests, webhooks and slow-consumer disconnects.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of the HTTP request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route, e.g. `events` or `channels`.
+    pub endpoint: &'static str,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Every metric the server keeps. Cheap to clone pieces of; counters are atomics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// WebSocket connections accepted since start.
+    pub connections_total: Counter,
+    /// Text frames received from clients.
+    pub messages_received: Counter,
+    /// Frames written to clients.
+    pub messages_sent: Counter,
+    /// Current channel subscriptions (one per socket and channel).
+    pub subscriptions: Gauge,
+    /// HTTP API requests by endpoint and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Sockets closed because they read slower than events arrived.
+    pub slow_consumer_disconnects: Counter,
+    /// Webhook batches delivered.
+    pub webhooks_sent: Counter,
+    /// Webhook batches given up after all retries.
+    pub webhooks_failed: Counter,
+}
+
+impl Metrics {
+    /// Render every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut registry = Registry::with_prefix("switchboard");
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            self.connections.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "WebSocket connections accepted",
+            self.connections_total.clone(),
+        );
+        registry.register(
+            "ws_messages_received",
+            "Text frames received from clients",
+            self.messages_received.clone(),
+        );
+        registry.register(
+            "ws_messages_sent",
+            "Frames written to clients",
+            self.messages_sent.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Current channel subscriptions",
+            self.subscriptions.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP API requests",
+            self.http_requests.clone(),
+        );
+        registry.register(
+            "slow_consumer_disconnects",
+            "Sockets closed for reading too slowly",
+            self.slow_consumer_disconnects.clone(),
+        );
+        registry.register(
+            "webhooks_sent",
+            "Webhook batches delivered",
+            self.webhooks_sent.clone(),
+        );
+        registry.register(
+            "webhooks_failed",
+            "Webhook batches given up after retries",
+            self.webhooks_failed.clone(),
+        );
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

@@ -1,0 +1,82 @@
+//! State shared by every task of one running server: the apps, the adapter, metrics,
+//! the shutdown signal and the server-wide connection count.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::adapter::Adapter;
+use crate::app::App;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// Everything the handlers and socket tasks share.
+pub struct ServerState {
+    /// The configuration the server started with.
+    pub config: ServerConfig,
+    /// Apps by key (WebSocket path).
+    pub apps_by_key: HashMap<String, Arc<App>>,
+    /// Apps by id (HTTP API path).
+    pub apps_by_id: HashMap<String, Arc<App>>,
+    /// Where broadcasts go.
+    pub adapter: Arc<dyn Adapter>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Becomes true when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Socket tasks, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    connections: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl ServerState {
+    pub(crate) fn new(
+        config: ServerConfig,
+        apps: Vec<Arc<App>>,
+        adapter: Arc<dyn Adapter>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let apps_by_key = apps
+            .iter()
+            .map(|a| (a.config.key.clone(), a.clone()))
+            .collect();
+        let apps_by_id = apps
+            .iter()
+            .map(|a| (a.config.id.clone(), a.clone()))
+            .collect();
+        Self {
+            config,
+            apps_by_key,
+            apps_by_id,
+            adapter,
+            metrics,
+            shutdown,
+            tasks: TaskTracker::new(),
+            connections: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reserve a server-wide connection slot; false when at `max_connections`.
+    pub(crate) fn try_add_connection(&self) -> bool {
+        let max = self.config.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

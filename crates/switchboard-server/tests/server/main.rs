@@ -1,0 +1,9 @@
+//! Integration tests of `switchboard serve`: every behaviour and every bad input, against a
+//! real server on 127.0.0.1 with real WebSocket and HTTP clients.
+
+mod common;
+mod http_api;
+mod interop;
+mod limits;
+mod webhooks;
+mod websocket;
