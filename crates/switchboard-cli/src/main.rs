@@ -78,10 +78,7 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Environment lookup: the process environment, then `.env` in the working directory.
@@ -97,11 +94,7 @@ fn environment() -> Result<impl Fn(&str) -> Option<String>, String> {
         Err(e) if e.not_found() => {}
         Err(e) => return Err(format!(".env: {e}")),
     }
-    Ok(move |name: &str| {
-        std::env::var(name)
-            .ok()
-            .or_else(|| dotenv.get(name).cloned())
-    })
+    Ok(move |name: &str| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
@@ -128,9 +121,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         );
     }
     if config.apps == ServerConfig::default().apps {
-        eprintln!(
-            "  (the built-in development app: set REVERB_APP_ID/KEY/SECRET or use --config for real apps)"
-        );
+        eprintln!("  (the built-in development app: set REVERB_APP_ID/KEY/SECRET or use --config for real apps)");
     }
     running.run_until_signal().await;
     ExitCode::SUCCESS
@@ -152,12 +143,7 @@ fn build_config(args: ServeArgs) -> Result<ServerConfig, String> {
         config.path = path;
     }
     if let (Some(id), Some(key), Some(secret)) = (args.app_id, args.app_key, args.app_secret) {
-        config.apps = vec![switchboard_server::AppConfig {
-            id,
-            key,
-            secret,
-            ..Default::default()
-        }];
+        config.apps = vec![switchboard_server::AppConfig { id, key, secret, ..Default::default() }];
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)

@@ -31,10 +31,7 @@ pub enum ChannelKind {
 impl ChannelKind {
     /// True if subscribing needs an `auth` signature.
     pub fn requires_auth(self) -> bool {
-        matches!(
-            self,
-            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence
-        )
+        matches!(self, ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence)
     }
 }
 
@@ -58,10 +55,7 @@ pub struct ChannelName<'a> {
 impl<'a> ChannelName<'a> {
     /// Validate `name` and classify it.
     pub fn parse(name: &'a str) -> Result<Self, ProtocolError> {
-        let invalid = |reason| ProtocolError::InvalidChannelName {
-            name: name.chars().take(64).collect(),
-            reason,
-        };
+        let invalid = |reason| ProtocolError::InvalidChannelName { name: name.chars().take(64).collect(), reason };
         if name.is_empty() {
             return Err(invalid("empty"));
         }
@@ -77,20 +71,12 @@ impl<'a> ChannelName<'a> {
         }
         if reserved {
             return match name.strip_prefix(SERVER_TO_USER_PREFIX) {
-                Some(user) if !user.is_empty() => Ok(Self {
-                    name,
-                    kind: ChannelKind::ServerToUser,
-                    cache: false,
-                }),
+                Some(user) if !user.is_empty() => Ok(Self { name, kind: ChannelKind::ServerToUser, cache: false }),
                 _ => Err(invalid("'#' is reserved for #server-to-user-{id}")),
             };
         }
         const PREFIXES: [(&str, ChannelKind, bool); 7] = [
-            (
-                "private-encrypted-cache-",
-                ChannelKind::PrivateEncrypted,
-                true,
-            ),
+            ("private-encrypted-cache-", ChannelKind::PrivateEncrypted, true),
             ("private-encrypted-", ChannelKind::PrivateEncrypted, false),
             ("private-cache-", ChannelKind::Private, true),
             ("private-", ChannelKind::Private, false),
@@ -101,9 +87,7 @@ impl<'a> ChannelName<'a> {
         let (kind, cache) = PREFIXES
             .iter()
             .find(|(prefix, _, _)| name.starts_with(prefix))
-            .map_or((ChannelKind::Public, false), |&(_, kind, cache)| {
-                (kind, cache)
-            });
+            .map_or((ChannelKind::Public, false), |&(_, kind, cache)| (kind, cache));
         Ok(Self { name, kind, cache })
     }
 
@@ -135,9 +119,7 @@ fn is_channel_byte(b: u8) -> bool {
 /// Validate an event name: non-empty and at most 200 characters.
 pub fn validate_event_name(name: &str) -> Result<(), ProtocolError> {
     if name.is_empty() || name.len() > MAX_EVENT_NAME_LEN {
-        return Err(ProtocolError::InvalidFrame(
-            "event name must be 1 to 200 characters".into(),
-        ));
+        return Err(ProtocolError::InvalidFrame("event name must be 1 to 200 characters".into()));
     }
     Ok(())
 }
@@ -154,11 +136,7 @@ mod tests {
             ("private-a", ChannelKind::Private, false),
             ("private-cache-a", ChannelKind::Private, true),
             ("private-encrypted-a", ChannelKind::PrivateEncrypted, false),
-            (
-                "private-encrypted-cache-a",
-                ChannelKind::PrivateEncrypted,
-                true,
-            ),
+            ("private-encrypted-cache-a", ChannelKind::PrivateEncrypted, true),
             ("presence-a", ChannelKind::Presence, false),
             ("presence-cache-a", ChannelKind::Presence, true),
             ("#server-to-user-42", ChannelKind::ServerToUser, false),
@@ -168,25 +146,12 @@ mod tests {
             let c = ChannelName::parse(name).unwrap();
             assert_eq!((c.kind(), c.is_cache()), (kind, cache), "{name}");
         }
-        assert_eq!(
-            ChannelName::parse("#server-to-user-42")
-                .unwrap()
-                .server_to_user_id(),
-            Some("42")
-        );
+        assert_eq!(ChannelName::parse("#server-to-user-42").unwrap().server_to_user_id(), Some("42"));
     }
 
     #[test]
     fn invalid_names() {
-        for bad in [
-            "",
-            "a b",
-            "#other",
-            "#server-to-user-",
-            "ü",
-            "a/b",
-            &"x".repeat(201),
-        ] {
+        for bad in ["", "a b", "#other", "#server-to-user-", "ü", "a/b", &"x".repeat(201)] {
             assert!(ChannelName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(ChannelName::parse(&"x".repeat(200)).is_ok());

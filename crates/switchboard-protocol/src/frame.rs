@@ -44,9 +44,7 @@ impl Data {
 
     /// Parse the payload into `T`, whichever form it came in.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
-        let text = self
-            .as_text()
-            .ok_or_else(|| ProtocolError::InvalidFrame("missing data".into()))?;
+        let text = self.as_text().ok_or_else(|| ProtocolError::InvalidFrame("missing data".into()))?;
         serde_json::from_str(text).map_err(|e| ProtocolError::InvalidFrame(format!("data: {e}")))
     }
 
@@ -96,38 +94,29 @@ impl Frame {
         let event = match wire.event.map(string_of) {
             Some(Some(event)) if !event.is_empty() => event,
             Some(_) => {
-                return Err(ProtocolError::InvalidFrame(
-                    "event must be a non-empty string".into(),
-                ));
+                return Err(ProtocolError::InvalidFrame("event must be a non-empty string".into()));
             }
             None => return Err(ProtocolError::InvalidFrame("missing event".into())),
         };
-        let channel =
-            match wire.channel {
-                None => None,
-                Some(raw) if raw.get() == "null" => None,
-                Some(raw) => Some(string_of(raw).ok_or_else(|| {
-                    ProtocolError::InvalidFrame("channel must be a string".into())
-                })?),
-            };
+        let channel = match wire.channel {
+            None => None,
+            Some(raw) if raw.get() == "null" => None,
+            Some(raw) => {
+                Some(string_of(raw).ok_or_else(|| ProtocolError::InvalidFrame("channel must be a string".into()))?)
+            }
+        };
         let data = match wire.data {
             None => Data::Absent,
             Some(raw) => match raw.get() {
                 "null" => Data::Absent,
-                text if text.starts_with('"') => Data::String(
-                    serde_json::from_str(text)
-                        .map_err(|e| ProtocolError::MalformedJson(e.to_string()))?,
-                ),
+                text if text.starts_with('"') => {
+                    Data::String(serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?)
+                }
                 text => Data::Json(text.to_owned()),
             },
         };
         let user_id = wire.user_id.and_then(id_of);
-        Ok(Frame {
-            event,
-            channel,
-            data,
-            user_id,
-        })
+        Ok(Frame { event, channel, data, user_id })
     }
 }
 
@@ -140,9 +129,8 @@ pub(crate) fn id_of(raw: &RawValue) -> Option<String> {
     let text = raw.get();
     if text.starts_with('"') {
         string_of(raw)
-    } else if text.bytes().all(|b| {
-        b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'e' || b == b'E' || b == b'+'
-    }) {
+    } else if text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'e' || b == b'E' || b == b'+')
+    {
         Some(text.to_owned())
     } else {
         None
@@ -157,12 +145,7 @@ pub(crate) fn id_of(raw: &RawValue) -> Option<String> {
 /// let text = encode_server_frame("greet", Some("news"), Some(r#"{"hi":1}"#), None);
 /// assert_eq!(text, r#"{"event":"greet","channel":"news","data":"{\"hi\":1}"}"#);
 /// ```
-pub fn encode_server_frame(
-    event: &str,
-    channel: Option<&str>,
-    data: Option<&str>,
-    user_id: Option<&str>,
-) -> String {
+pub fn encode_server_frame(event: &str, channel: Option<&str>, data: Option<&str>, user_id: Option<&str>) -> String {
     let mut out = String::with_capacity(
         32 + event.len() + channel.map_or(0, str::len) + data.map_or(0, |d| d.len() + d.len() / 8),
     );
@@ -279,34 +262,17 @@ mod tests {
 
     #[test]
     fn user_id_numbers_become_strings() {
-        let f =
-            Frame::decode(r#"{"event":"client-x","channel":"presence-a","data":{},"user_id":42}"#)
-                .unwrap();
+        let f = Frame::decode(r#"{"event":"client-x","channel":"presence-a","data":{},"user_id":42}"#).unwrap();
         assert_eq!(f.user_id.as_deref(), Some("42"));
     }
 
     #[test]
     fn rejects_bad_frames() {
-        assert!(matches!(
-            Frame::decode("[1,2]"),
-            Err(ProtocolError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            Frame::decode("{}"),
-            Err(ProtocolError::InvalidFrame(_))
-        ));
-        assert!(matches!(
-            Frame::decode(r#"{"event":5}"#),
-            Err(ProtocolError::InvalidFrame(_))
-        ));
-        assert!(matches!(
-            Frame::decode(r#"{"event":"e","channel":7}"#),
-            Err(ProtocolError::InvalidFrame(_))
-        ));
-        assert!(matches!(
-            Frame::decode(r#"{"event":"e""#),
-            Err(ProtocolError::MalformedJson(_))
-        ));
+        assert!(matches!(Frame::decode("[1,2]"), Err(ProtocolError::MalformedJson(_))));
+        assert!(matches!(Frame::decode("{}"), Err(ProtocolError::InvalidFrame(_))));
+        assert!(matches!(Frame::decode(r#"{"event":5}"#), Err(ProtocolError::InvalidFrame(_))));
+        assert!(matches!(Frame::decode(r#"{"event":"e","channel":7}"#), Err(ProtocolError::InvalidFrame(_))));
+        assert!(matches!(Frame::decode(r#"{"event":"e""#), Err(ProtocolError::MalformedJson(_))));
     }
 
     #[test]

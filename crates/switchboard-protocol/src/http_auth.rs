@@ -127,12 +127,7 @@ pub fn verify_request(
     now: i64,
     window: i64,
 ) -> Result<(), HttpAuthError> {
-    let find = |name: &str| {
-        req.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let find = |name: &str| req.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let given_key = find("auth_key").ok_or(HttpAuthError::Missing("auth_key"))?;
     let timestamp = find("auth_timestamp").ok_or(HttpAuthError::Missing("auth_timestamp"))?;
     let version = find("auth_version").ok_or(HttpAuthError::Missing("auth_version"))?;
@@ -143,13 +138,7 @@ pub fn verify_request(
     if version != "1.0" {
         return Err(HttpAuthError::WrongVersion);
     }
-    let given: i64 = timestamp
-        .parse()
-        .map_err(|_| HttpAuthError::StaleTimestamp {
-            given: i64::MIN,
-            now,
-            window,
-        })?;
+    let given: i64 = timestamp.parse().map_err(|_| HttpAuthError::StaleTimestamp { given: i64::MIN, now, window })?;
     if (given - now).abs() > window {
         return Err(HttpAuthError::StaleTimestamp { given, now, window });
     }
@@ -160,12 +149,7 @@ pub fn verify_request(
         None if !req.body.is_empty() => return Err(HttpAuthError::Missing("body_md5")),
         _ => {}
     }
-    let signed: Vec<(String, String)> = req
-        .params
-        .iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .cloned()
-        .collect();
+    let signed: Vec<(String, String)> = req.params.iter().filter(|(k, _)| k != "auth_signature").cloned().collect();
     let string_to_sign = string_to_sign(req.method, req.path, &signed);
     if verify_hmac_hex(secret, string_to_sign.as_bytes(), signature) {
         Ok(())

@@ -52,13 +52,7 @@ impl PresenceRoster {
             member.connections += 1;
             return PresenceChange::Unchanged;
         }
-        self.members.insert(
-            user_id.to_owned(),
-            Member {
-                info: info.to_owned(),
-                connections: 1,
-            },
-        );
+        self.members.insert(user_id.to_owned(), Member { info: info.to_owned(), connections: 1 });
         self.order.push(user_id.to_owned());
         PresenceChange::Added
     }

@@ -46,11 +46,7 @@ pub fn verify_hmac_hex(secret: &str, message: &[u8], hex_signature: &str) -> boo
 }
 
 /// The string signed for a channel subscription.
-pub fn channel_string_to_sign(
-    socket_id: &str,
-    channel: &str,
-    channel_data: Option<&str>,
-) -> String {
+pub fn channel_string_to_sign(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
     match channel_data {
         Some(data) => format!("{socket_id}:{channel}:{data}"),
         None => format!("{socket_id}:{channel}"),
@@ -65,28 +61,13 @@ pub fn channel_string_to_sign(
 /// assert_eq!(sign_channel("app-key", "app-secret", "1234.5678", "private-orders.1", None),
 ///   "app-key:b9db33bdf95d8b131d3a251ee3fd4c230a90419e512d374ddee11a71f579c824");
 /// ```
-pub fn sign_channel(
-    key: &str,
-    secret: &str,
-    socket_id: &str,
-    channel: &str,
-    channel_data: Option<&str>,
-) -> String {
-    format!(
-        "{key}:{}",
-        hmac_hex(
-            secret,
-            &channel_string_to_sign(socket_id, channel, channel_data)
-        )
-    )
+pub fn sign_channel(key: &str, secret: &str, socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    format!("{key}:{}", hmac_hex(secret, &channel_string_to_sign(socket_id, channel, channel_data)))
 }
 
 /// The `auth` value for user sign-in over `user_data` (the exact JSON string sent).
 pub fn sign_user(key: &str, secret: &str, socket_id: &str, user_data: &str) -> String {
-    format!(
-        "{key}:{}",
-        hmac_hex(secret, &format!("{socket_id}::user::{user_data}"))
-    )
+    format!("{key}:{}", hmac_hex(secret, &format!("{socket_id}::user::{user_data}")))
 }
 
 /// Split `key:hexsig` into its parts.
@@ -147,13 +128,7 @@ pub fn sign_webhook(secret: &str, body: &[u8]) -> String {
 /// assert!(verify_webhook("key", "secret", "key", &sig, body));
 /// assert!(!verify_webhook("key", "secret", "key", &sig, b"{}"));
 /// ```
-pub fn verify_webhook(
-    key: &str,
-    secret: &str,
-    header_key: &str,
-    header_signature: &str,
-    body: &[u8],
-) -> bool {
+pub fn verify_webhook(key: &str, secret: &str, header_key: &str, header_signature: &str, body: &[u8]) -> bool {
     let key_ok: bool = header_key.as_bytes().ct_eq(key.as_bytes()).into();
     verify_hmac_hex(secret, body, header_signature) & key_ok
 }

@@ -5,8 +5,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use switchboard_protocol::http_auth::{RequestToVerify, body_md5, sign_request, verify_request};
 use switchboard_protocol::signature::{
-    encrypted_channel_secret, sign_channel, sign_user, sign_webhook, verify_channel, verify_user,
-    verify_webhook,
+    encrypted_channel_secret, sign_channel, sign_user, sign_webhook, verify_channel, verify_user, verify_webhook,
 };
 
 fn vectors() -> Value {
@@ -29,46 +28,14 @@ fn channel_auth_matches_sdk() {
         let channel = s(&case["channel"]);
         let channel_data = case["response"]["channel_data"].as_str();
         let expected = s(&case["response"]["auth"]);
-        assert_eq!(
-            sign_channel(key, secret, socket_id, channel, channel_data),
-            expected,
-            "{channel}"
-        );
-        assert!(verify_channel(
-            key,
-            secret,
-            expected,
-            socket_id,
-            channel,
-            channel_data
-        ));
-        assert!(!verify_channel(
-            key,
-            secret,
-            expected,
-            "1.1",
-            channel,
-            channel_data
-        ));
-        assert!(!verify_channel(
-            "other-key",
-            secret,
-            expected,
-            socket_id,
-            channel,
-            channel_data
-        ));
+        assert_eq!(sign_channel(key, secret, socket_id, channel, channel_data), expected, "{channel}");
+        assert!(verify_channel(key, secret, expected, socket_id, channel, channel_data));
+        assert!(!verify_channel(key, secret, expected, "1.1", channel, channel_data));
+        assert!(!verify_channel("other-key", secret, expected, socket_id, channel, channel_data));
         if let Some(data) = channel_data {
             // Re-serialised presence data (Pysher PR #76) must not verify.
             let respaced = data.replace(':', ": ");
-            assert!(!verify_channel(
-                key,
-                secret,
-                expected,
-                socket_id,
-                channel,
-                Some(&respaced)
-            ));
+            assert!(!verify_channel(key, secret, expected, socket_id, channel, Some(&respaced)));
         }
     }
 }
@@ -97,12 +64,8 @@ fn http_request_signing_matches_sdk() {
         let method = s(&case["method"]);
         let path = s(&case["path"]);
         let body = case["body"].as_str().map(str::as_bytes);
-        let extra: Vec<(String, String)> = case["params"]
-            .as_object()
-            .expect("object")
-            .iter()
-            .map(|(k, v)| (k.clone(), s(v).to_owned()))
-            .collect();
+        let extra: Vec<(String, String)> =
+            case["params"].as_object().expect("object").iter().map(|(k, v)| (k.clone(), s(v).to_owned())).collect();
         let ours = sign_request(key, secret, method, path, &extra, body, 1_700_000_000);
         let ours_query: Vec<String> = ours.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(ours_query.join("&"), s(&case["query"]), "{method} {path}");
@@ -114,35 +77,15 @@ fn http_request_signing_matches_sdk() {
                 (k.to_owned(), v.to_owned())
             })
             .collect();
-        let req = RequestToVerify {
-            method,
-            path,
-            params: &theirs,
-            body: body.unwrap_or_default(),
-        };
-        assert_eq!(
-            verify_request(&req, key, secret, 1_700_000_000, 600),
-            Ok(())
-        );
-        assert!(
-            verify_request(&req, key, secret, 1_700_000_601, 600).is_err(),
-            "stale timestamp accepted"
-        );
-        assert!(
-            verify_request(&req, key, "other", 1_700_000_000, 600).is_err(),
-            "wrong secret accepted"
-        );
+        let req = RequestToVerify { method, path, params: &theirs, body: body.unwrap_or_default() };
+        assert_eq!(verify_request(&req, key, secret, 1_700_000_000, 600), Ok(()));
+        assert!(verify_request(&req, key, secret, 1_700_000_601, 600).is_err(), "stale timestamp accepted");
+        assert!(verify_request(&req, key, "other", 1_700_000_000, 600).is_err(), "wrong secret accepted");
         if let Some(body) = body {
             let mut tampered = body.to_vec();
             tampered.push(b' ');
-            let req = RequestToVerify {
-                body: &tampered,
-                ..req
-            };
-            assert!(
-                verify_request(&req, key, secret, 1_700_000_000, 600).is_err(),
-                "tampered body accepted"
-            );
+            let req = RequestToVerify { body: &tampered, ..req };
+            assert!(verify_request(&req, key, secret, 1_700_000_000, 600).is_err(), "tampered body accepted");
         }
     }
 }
@@ -152,12 +95,7 @@ fn python_sdk_get_with_empty_body_md5_verifies() {
     // The Python `pusher` SDK adds body_md5 of the empty body to GET requests.
     let extra = vec![("body_md5".to_owned(), body_md5(b""))];
     let params = sign_request("k", "s", "GET", "/apps/1/channels", &extra, None, 1000);
-    let req = RequestToVerify {
-        method: "GET",
-        path: "/apps/1/channels",
-        params: &params,
-        body: b"",
-    };
+    let req = RequestToVerify { method: "GET", path: "/apps/1/channels", params: &params, body: b"" };
     assert_eq!(verify_request(&req, "k", "s", 1000, 600), Ok(()));
 }
 
@@ -169,13 +107,7 @@ fn webhook_signatures_match_sdk() {
         let body = s(&case["body"]).as_bytes();
         let signature = s(&case["signature"]);
         assert_eq!(sign_webhook(secret, body), signature);
-        assert!(verify_webhook(
-            key,
-            secret,
-            s(&case["key"]),
-            signature,
-            body
-        ));
+        assert!(verify_webhook(key, secret, s(&case["key"]), signature, body));
         assert!(!verify_webhook(key, secret, "nope", signature, body));
     }
 }
@@ -184,9 +116,7 @@ fn webhook_signatures_match_sdk() {
 fn encrypted_channel_shared_secret_matches_sdk() {
     let v = vectors();
     let engine = base64::engine::general_purpose::STANDARD;
-    let master = engine
-        .decode(s(&v["app"]["encryption_master_key_base64"]))
-        .expect("base64");
+    let master = engine.decode(s(&v["app"]["encryption_master_key_base64"])).expect("base64");
     for case in v["shared_secrets"].as_array().expect("array") {
         let ours = encrypted_channel_secret(s(&case["channel"]), &master);
         assert_eq!(engine.encode(ours), s(&case["shared_secret"]));

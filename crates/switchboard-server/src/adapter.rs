@@ -13,13 +13,7 @@ use crate::app::{App, ChannelCounts};
 pub trait Adapter: Send + Sync + 'static {
     /// Deliver an encoded frame to the subscribers of `channel`, except `except_socket_id`.
     /// Returns how many local sockets it was queued for.
-    fn publish(
-        &self,
-        app: &App,
-        channel: &str,
-        frame: Bytes,
-        except_socket_id: Option<&str>,
-    ) -> usize;
+    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>) -> usize;
     /// Close every connection of `user_id` with 4009. Returns how many.
     fn terminate_user(&self, app: &App, user_id: &str) -> usize;
     /// Subscription and presence counts of one channel.
@@ -35,13 +29,7 @@ pub trait Adapter: Send + Sync + 'static {
 pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
-    fn publish(
-        &self,
-        app: &App,
-        channel: &str,
-        frame: Bytes,
-        except_socket_id: Option<&str>,
-    ) -> usize {
+    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>) -> usize {
         let is_cache = ChannelName::parse(channel).is_ok_and(|c| c.is_cache());
         app.deliver(channel, &frame, except_socket_id, is_cache)
     }

@@ -92,33 +92,19 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("id", &self.config.id)
-            .finish_non_exhaustive()
+        f.debug_struct("App").field("id", &self.config.id).finish_non_exhaustive()
     }
 }
 
 impl App {
-    pub(crate) fn new(
-        config: AppConfig,
-        webhooks: Option<WebhookSender>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            config,
-            state: Mutex::default(),
-            connections: AtomicUsize::new(0),
-            webhooks,
-            metrics,
-        }
+    pub(crate) fn new(config: AppConfig, webhooks: Option<WebhookSender>, metrics: Arc<Metrics>) -> Self {
+        Self { config, state: Mutex::default(), connections: AtomicUsize::new(0), webhooks, metrics }
     }
 
     fn state(&self) -> MutexGuard<'_, AppState> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than stopping the whole app would, so keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn webhook(&self, event: WebhookEvent) {
@@ -131,9 +117,7 @@ impl App {
     pub(crate) fn try_add_connection(&self) -> bool {
         let max = self.config.max_connections;
         self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (max == 0 || n < max).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
             .is_ok()
     }
 
@@ -160,13 +144,12 @@ impl App {
             let mut state = self.state();
             let is_presence = joining.is_some();
             if let (Some(join), Some(existing)) = (&joining, state.channels.get(channel)) {
-                let roster_full = existing.roster.as_ref().is_some_and(|r| {
-                    r.count() >= self.config.max_presence_members && !r.contains(&join.user_id)
-                });
+                let roster_full = existing
+                    .roster
+                    .as_ref()
+                    .is_some_and(|r| r.count() >= self.config.max_presence_members && !r.contains(&join.user_id));
                 if roster_full && !existing.subscribers.contains_key(&conn.id) {
-                    return Err(SubscribeRefused::PresenceFull(
-                        self.config.max_presence_members,
-                    ));
+                    return Err(SubscribeRefused::PresenceFull(self.config.max_presence_members));
                 }
             }
             let occupied_now = !state.channels.contains_key(channel);
@@ -177,10 +160,7 @@ impl App {
             let newly_subscribed = match entry.subscribers.entry(conn.id) {
                 Entry::Vacant(slot) => {
                     let user_id = joining.as_ref().map(|j| j.user_id.clone());
-                    slot.insert(Subscriber {
-                        conn: conn.clone(),
-                        user_id,
-                    });
+                    slot.insert(Subscriber { conn: conn.clone(), user_id });
                     true
                 }
                 Entry::Occupied(_) => false,
@@ -209,11 +189,7 @@ impl App {
                 _ => "{}".to_owned(),
             };
             let cached = is_cache.then(|| {
-                state
-                    .cache
-                    .get(channel)
-                    .filter(|(at, _)| at.elapsed() < CACHE_TTL)
-                    .map(|(_, frame)| frame.clone())
+                state.cache.get(channel).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, frame)| frame.clone())
             });
             if matches!(cached, Some(None)) {
                 events.push(WebhookEvent::channel(channel, "cache_miss"));
@@ -276,9 +252,7 @@ impl App {
     ) -> usize {
         let mut state = self.state();
         if is_cache {
-            state
-                .cache
-                .insert(channel.to_owned(), (Instant::now(), frame.clone()));
+            state.cache.insert(channel.to_owned(), (Instant::now(), frame.clone()));
         }
         let Some(entry) = state.channels.get(channel) else {
             return 0;
@@ -340,10 +314,7 @@ impl App {
     /// Counts for one channel (zero when nobody is subscribed).
     pub fn channel_counts(&self, channel: &str) -> ChannelCounts {
         let state = self.state();
-        state
-            .channels
-            .get(channel)
-            .map_or_else(ChannelCounts::default, counts_of)
+        state.channels.get(channel).map_or_else(ChannelCounts::default, counts_of)
     }
 
     /// Occupied channels whose names start with `prefix`, with their counts, sorted by name.

@@ -202,14 +202,10 @@ impl ServerConfig {
     /// assert_eq!(cfg.apps[0].activity_timeout, 30); // defaults fill the rest
     /// ```
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
     }
 
     /// Apply Reverb's environment names, read through `var` (so tests need not touch the
@@ -245,11 +241,7 @@ impl ServerConfig {
         if let Some(path) = var("REVERB_SERVER_PATH") {
             self.path = path;
         }
-        let (id, key, secret) = (
-            var("REVERB_APP_ID"),
-            var("REVERB_APP_KEY"),
-            var("REVERB_APP_SECRET"),
-        );
+        let (id, key, secret) = (var("REVERB_APP_ID"), var("REVERB_APP_KEY"), var("REVERB_APP_SECRET"));
         if id.is_some() || key.is_some() || secret.is_some() {
             let (Some(id), Some(key), Some(secret)) = (id, key, secret) else {
                 return Err(ConfigError::Invalid {
@@ -257,12 +249,7 @@ impl ServerConfig {
                     message: "set all three, or none".into(),
                 });
             };
-            let mut app = AppConfig {
-                id,
-                key,
-                secret,
-                ..AppConfig::default()
-            };
+            let mut app = AppConfig { id, key, secret, ..AppConfig::default() };
             if let Some(v) = var("REVERB_APP_ACTIVITY_TIMEOUT") {
                 app.activity_timeout = parse("REVERB_APP_ACTIVITY_TIMEOUT", &v)?;
             }
@@ -293,40 +280,22 @@ impl ServerConfig {
 
     /// Check the configuration for contradictions.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |name: &str, message: &str| ConfigError::Invalid {
-            name: name.into(),
-            message: message.into(),
-        };
+        let invalid = |name: &str, message: &str| ConfigError::Invalid { name: name.into(), message: message.into() };
         if self.apps.is_empty() {
             return Err(invalid("apps", "at least one app is required"));
         }
         if !self.path.is_empty() && (!self.path.starts_with('/') || self.path.ends_with('/')) {
-            return Err(invalid(
-                "path",
-                "must start with '/' and not end with '/' (e.g. /ws)",
-            ));
+            return Err(invalid("path", "must start with '/' and not end with '/' (e.g. /ws)"));
         }
         for (i, app) in self.apps.iter().enumerate() {
             if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
-                return Err(invalid(
-                    &format!("apps[{i}]"),
-                    "id, key and secret must be non-empty",
-                ));
+                return Err(invalid(&format!("apps[{i}]"), "id, key and secret must be non-empty"));
             }
             if app.key.contains(['/', '?', '#']) {
-                return Err(invalid(
-                    &format!("apps[{i}].key"),
-                    "must not contain '/', '?' or '#'",
-                ));
+                return Err(invalid(&format!("apps[{i}].key"), "must not contain '/', '?' or '#'"));
             }
-            if self.apps[..i]
-                .iter()
-                .any(|a| a.id == app.id || a.key == app.key)
-            {
-                return Err(invalid(
-                    &format!("apps[{i}]"),
-                    "app ids and keys must be unique",
-                ));
+            if self.apps[..i].iter().any(|a| a.id == app.id || a.key == app.key) {
+                return Err(invalid(&format!("apps[{i}]"), "app ids and keys must be unique"));
             }
             if app.activity_timeout == 0 || app.ping_interval == 0 || app.pong_timeout == 0 {
                 return Err(invalid(
@@ -340,16 +309,8 @@ impl ServerConfig {
 
     /// The address to bind.
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let host = if self.host == "localhost" {
-            "127.0.0.1"
-        } else {
-            self.host.as_str()
-        };
-        let text = if host.contains(':') {
-            format!("[{host}]:{}", self.port)
-        } else {
-            format!("{host}:{}", self.port)
-        };
+        let host = if self.host == "localhost" { "127.0.0.1" } else { self.host.as_str() };
+        let text = if host.contains(':') { format!("[{host}]:{}", self.port) } else { format!("{host}:{}", self.port) };
         text.parse().map_err(|_| ConfigError::Invalid {
             name: "host".into(),
             message: format!("{:?} is not an IP address", self.host),
@@ -364,8 +325,100 @@ where
     value
         .trim()
         .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            name: name.into(),
-            message: format!("{value:?}: {e}"),
-        })
+        .map_err(|e: T::Err| ConfigError::Invalid { name: name.into(), message: format!("{value:?}: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_are_one_dev_app_on_reverbs_port() {
+        let cfg = ServerConfig::default();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.bind_addr().unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!((cfg.apps[0].id.as_str(), cfg.apps[0].key.as_str()), (DEV_APP_ID, DEV_APP_KEY));
+        assert!(cfg.apps[0].id.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(cfg.apps[0].activity_timeout, 30);
+        assert_eq!(cfg.apps[0].max_message_size, 10_000);
+        assert_eq!(cfg.apps[0].client_events, ClientEventPolicy::Members);
+    }
+
+    #[test]
+    fn server_host_and_port_fall_back_to_reverb_host_and_port() {
+        let cfg =
+            ServerConfig::default().with_env(env(&[("REVERB_HOST", "0.0.0.0"), ("REVERB_PORT", "6001")])).unwrap();
+        assert_eq!(cfg.bind_addr().unwrap().to_string(), "0.0.0.0:6001");
+        let cfg = ServerConfig::default()
+            .with_env(env(&[
+                ("REVERB_HOST", "0.0.0.0"),
+                ("REVERB_PORT", "443"),
+                ("REVERB_SERVER_HOST", "127.0.0.1"),
+                ("REVERB_SERVER_PORT", "8081"),
+                ("REVERB_SERVER_PATH", "/ws"),
+            ]))
+            .unwrap();
+        assert_eq!(cfg.bind_addr().unwrap().to_string(), "127.0.0.1:8081");
+        assert_eq!(cfg.path, "/ws");
+    }
+
+    #[test]
+    fn env_app_replaces_same_id_and_keeps_others() {
+        let file: ServerConfig = toml::from_str(
+            r#"
+            [[apps]]
+            id = "1"
+            key = "a"
+            secret = "x"
+            [[apps]]
+            id = "2"
+            key = "b"
+            secret = "y"
+            "#,
+        )
+        .unwrap();
+        let cfg = file
+            .with_env(env(&[
+                ("REVERB_APP_ID", "2"),
+                ("REVERB_APP_KEY", "bb"),
+                ("REVERB_APP_SECRET", "yy"),
+                ("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "all"),
+                ("REVERB_APP_MAX_MESSAGE_SIZE", "20000"),
+            ]))
+            .unwrap();
+        cfg.validate().unwrap();
+        let keys: Vec<&str> = cfg.apps.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, vec!["a", "bb"]);
+        assert_eq!(cfg.apps[1].client_events, ClientEventPolicy::All);
+        assert_eq!(cfg.apps[1].max_message_size, 20_000);
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let err = ServerConfig::default().with_env(env(&[("REVERB_SERVER_PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("REVERB_SERVER_PORT"), "{err}");
+        let err = ServerConfig::default().with_env(env(&[("REVERB_APP_KEY", "k")])).unwrap_err();
+        assert!(err.to_string().contains("REVERB_APP_ID"), "{err}");
+        let err = ServerConfig::default()
+            .with_env(env(&[
+                ("REVERB_APP_ID", "1"),
+                ("REVERB_APP_KEY", "k"),
+                ("REVERB_APP_SECRET", "s"),
+                ("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "some"),
+            ]))
+            .unwrap_err();
+        assert!(err.to_string().contains("ACCEPT_CLIENT_EVENTS_FROM"), "{err}");
+        let cfg = ServerConfig { path: "ws/".into(), ..ServerConfig::default() };
+        assert!(cfg.validate().unwrap_err().to_string().contains("path"));
+        let cfg = ServerConfig { host: "not-an-ip".into(), ..ServerConfig::default() };
+        assert!(cfg.bind_addr().unwrap_err().to_string().contains("host"));
+        let dup = ServerConfig { apps: vec![AppConfig::default(), AppConfig::default()], ..ServerConfig::default() };
+        assert!(dup.validate().unwrap_err().to_string().contains("unique"));
+        let unknown = toml::from_str::<ServerConfig>("prot = 1");
+        assert!(unknown.is_err(), "unknown keys are refused, not ignored");
+    }
 }

@@ -12,9 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::frame::{encode_json_data_frame, encode_server_frame, push_json_string};
-use switchboard_protocol::messages::{
-    ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData,
-};
+use switchboard_protocol::messages::{ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
 use switchboard_protocol::signature::{channel_string_to_sign, verify_channel, verify_user};
 use switchboard_protocol::{ChannelKind, ChannelName, Data, ErrorCode, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -30,8 +28,11 @@ use crate::webhooks::WebhookEvent;
 
 /// Frames written per wake-up before flushing, so a burst becomes few syscalls.
 const WRITE_BATCH: usize = 64;
-/// How long to wait for the client's close frame after ours.
+/// How long to wait for the client's close frame after ours, and how long a pending write
+/// may still finish once a close was requested.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// A single write that cannot complete for this long means the client stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the socket loop ended.
 enum End {
@@ -39,6 +40,9 @@ enum End {
     Gone,
     /// We decided to close.
     Close(CloseRequest),
+    /// A close was requested while the socket could not take writes (a client that stopped
+    /// reading): drop the TCP connection without a goodbye.
+    Abort(CloseRequest),
 }
 
 /// Per-socket state owned by the task.
@@ -78,11 +82,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     server: Arc<ServerState>,
 ) {
     let (queue, mut outbound) = mpsc::channel(server.config.max_queued_messages.max(1));
-    let handle = Arc::new(ConnectionHandle::new(
-        server.next_connection_id(),
-        new_socket_id(),
-        queue,
-    ));
+    let handle = Arc::new(ConnectionHandle::new(server.next_connection_id(), new_socket_id(), queue));
     let mut shutdown = server.shutdown.clone();
     server.metrics.connections.inc();
     server.metrics.connections_total.inc();
@@ -98,34 +98,33 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         speaks_control_frames: false,
         client_events_window: (Instant::now(), 0),
     };
-    let end = conn.run(&mut outbound, &mut shutdown).await;
-    if let End::Close(req) = &end {
-        if req.code == 4100 {
-            server.metrics.slow_consumer_disconnects.inc();
+    match conn.run(&mut outbound, &mut shutdown).await {
+        End::Gone => {}
+        End::Close(req) => {
+            if req.code == 4100 {
+                server.metrics.slow_consumer_disconnects.inc();
+            }
+            conn.close(&req).await;
         }
-        conn.close(req).await;
+        End::Abort(req) => {
+            if req.code == 4100 {
+                server.metrics.slow_consumer_disconnects.inc();
+            }
+            tracing::debug!(socket_id = %handle.socket_id, code = req.code, "dropping a socket that does not read");
+        }
     }
     conn.cleanup();
     server.metrics.connections.dec();
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    async fn run(
-        &mut self,
-        outbound: &mut mpsc::Receiver<Bytes>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> End {
+    async fn run(&mut self, outbound: &mut mpsc::Receiver<Bytes>, shutdown: &mut watch::Receiver<bool>) -> End {
         let established = format!(
             "{{\"socket_id\":\"{}\",\"activity_timeout\":{}}}",
             self.handle.socket_id, self.app.config.activity_timeout
         );
         if self
-            .send(encode_server_frame(
-                "pusher:connection_established",
-                None,
-                Some(&established),
-                None,
-            ))
+            .send(encode_server_frame("pusher:connection_established", None, Some(&established), None))
             .await
             .is_err()
         {
@@ -134,10 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let handle = self.handle.clone();
         loop {
             if *shutdown.borrow() {
-                return End::Close(CloseRequest {
-                    code: 4200,
-                    message: "Server is shutting down; reconnect".into(),
-                });
+                return End::Close(CloseRequest { code: 4200, message: "Server is shutting down; reconnect".into() });
             }
             let deadline = match self.ping_sent {
                 None => self.last_inbound + Duration::from_secs(self.app.config.ping_interval),
@@ -162,8 +158,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                 },
                 Some(frame) = outbound.recv() => {
-                    if self.write_queued(frame, outbound).await.is_err() {
-                        return End::Gone;
+                    if let Err(end) = self.write_queued(frame, outbound).await {
+                        return end;
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => {
@@ -175,8 +171,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     } else {
                         Message::text(encode_server_frame("pusher:ping", None, Some("{}"), None))
                     };
-                    if self.ws.send(ping).await.is_err() {
-                        return End::Gone;
+                    if let Err(end) = self.send_message(ping).await {
+                        return end;
                     }
                     self.ping_sent = Some(Instant::now());
                 }
@@ -189,36 +185,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    async fn write_queued(
-        &mut self,
-        first: Bytes,
-        outbound: &mut mpsc::Receiver<Bytes>,
-    ) -> Result<(), End> {
-        self.ws
-            .feed(Message::text(first))
-            .await
-            .map_err(|_| End::Gone)?;
+    async fn write_queued(&mut self, first: Bytes, outbound: &mut mpsc::Receiver<Bytes>) -> Result<(), End> {
+        let handle = self.handle.clone();
+        guarded(&handle, self.ws.feed(Message::text(first))).await?;
         let mut written = 1;
         while written < WRITE_BATCH {
             let Ok(frame) = outbound.try_recv() else {
                 break;
             };
-            self.ws
-                .feed(Message::text(frame))
-                .await
-                .map_err(|_| End::Gone)?;
+            guarded(&handle, self.ws.feed(Message::text(frame))).await?;
             written += 1;
         }
-        self.ws.flush().await.map_err(|_| End::Gone)?;
+        guarded(&handle, self.ws.flush()).await?;
         self.server.metrics.messages_sent.inc_by(written as u64);
         Ok(())
     }
 
     async fn send(&mut self, text: String) -> Result<(), End> {
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(|_| End::Gone)?;
+        self.send_message(Message::text(text)).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), End> {
+        let handle = self.handle.clone();
+        guarded(&handle, self.ws.send(message)).await?;
         self.server.metrics.messages_sent.inc();
         Ok(())
     }
@@ -227,25 +216,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.send(error_frame(code.0, message)).await
     }
 
-    async fn subscription_error(
-        &mut self,
-        channel: &str,
-        kind: &str,
-        status: u16,
-        message: &str,
-    ) -> Result<(), End> {
+    async fn subscription_error(&mut self, channel: &str, kind: &str, status: u16, message: &str) -> Result<(), End> {
         let mut data = String::from("{\"type\":");
         push_json_string(&mut data, kind);
         data.push_str(",\"error\":");
         push_json_string(&mut data, message);
         data.push_str(&format!(",\"status\":{status}}}"));
-        self.send(encode_server_frame(
-            "pusher:subscription_error",
-            Some(channel),
-            Some(&data),
-            None,
-        ))
-        .await
+        self.send(encode_server_frame("pusher:subscription_error", Some(channel), Some(&data), None)).await
     }
 
     async fn on_message(&mut self, message: Message) -> Result<(), End> {
@@ -259,34 +236,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         self.server.metrics.messages_received.inc();
         let Some(text) = message.as_text() else {
-            return self
-                .send_error(
-                    ErrorCode::GENERIC,
-                    "Binary frames are not supported; send JSON text frames",
-                )
-                .await;
+            return self.send_error(ErrorCode::GENERIC, "Binary frames are not supported; send JSON text frames").await;
         };
         let limit = self.app.config.max_message_size;
         if text.len() > limit {
-            let msg = format!(
-                "Message of {} bytes exceeds the limit of {limit} bytes",
-                text.len()
-            );
+            let msg = format!("Message of {} bytes exceeds the limit of {limit} bytes", text.len());
             return self.send_error(ErrorCode::GENERIC, &msg).await;
         }
         let frame = match Frame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
-                return self
-                    .send_error(ErrorCode::GENERIC, &format!("Invalid message format: {e}"))
-                    .await;
+                return self.send_error(ErrorCode::GENERIC, &format!("Invalid message format: {e}")).await;
             }
         };
         match frame.event.as_str() {
-            "pusher:ping" => {
-                self.send(encode_server_frame("pusher:pong", None, Some("{}"), None))
-                    .await
-            }
+            "pusher:ping" => self.send(encode_server_frame("pusher:pong", None, Some("{}"), None)).await,
             "pusher:pong" => Ok(()),
             "pusher:subscribe" => self.on_subscribe(&frame).await,
             "pusher:unsubscribe" => self.on_unsubscribe(&frame).await,
@@ -308,9 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return self
                     .send_error(
                         ErrorCode::GENERIC,
-                        &format!(
-                            "pusher:subscribe needs data {{channel, auth?, channel_data?}}: {e}"
-                        ),
+                        &format!("pusher:subscribe needs data {{channel, auth?, channel_data?}}: {e}"),
                     )
                     .await;
             }
@@ -319,16 +281,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let name = match ChannelName::parse(channel) {
             Ok(name) => name,
             Err(e) => {
-                return self
-                    .subscription_error(channel, "InvalidChannel", 400, &e.to_string())
-                    .await;
+                return self.subscription_error(channel, "InvalidChannel", 400, &e.to_string()).await;
             }
         };
         let auth = data.auth.as_deref().unwrap_or("");
-        let (key, secret) = (
-            self.app.config.key.as_str(),
-            self.app.config.secret.as_str(),
-        );
+        let (key, secret) = (self.app.config.key.as_str(), self.app.config.secret.as_str());
         let socket_id = &*self.handle.socket_id;
         let mut joining = None;
         match name.kind() {
@@ -336,9 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             ChannelKind::Private | ChannelKind::PrivateEncrypted => {
                 if !verify_channel(key, secret, auth, socket_id, channel, None) {
                     let msg = invalid_signature(&channel_string_to_sign(socket_id, channel, None));
-                    return self
-                        .subscription_error(channel, "AuthError", 401, &msg)
-                        .await;
+                    return self.subscription_error(channel, "AuthError", 401, &msg).await;
                 }
             }
             ChannelKind::Presence => {
@@ -353,19 +308,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         .await;
                 };
                 if !verify_channel(key, secret, auth, socket_id, channel, Some(channel_data)) {
-                    let msg = invalid_signature(&channel_string_to_sign(
-                        socket_id,
-                        channel,
-                        Some(channel_data),
-                    ));
-                    return self
-                        .subscription_error(channel, "AuthError", 401, &msg)
-                        .await;
+                    let msg = invalid_signature(&channel_string_to_sign(socket_id, channel, Some(channel_data)));
+                    return self.subscription_error(channel, "AuthError", 401, &msg).await;
                 }
                 let parsed: Result<ChannelData, _> = serde_json::from_str(channel_data);
-                let Some((user_id, info)) =
-                    parsed.ok().and_then(|d| Some((d.user_id()?, d.user_info)))
-                else {
+                let Some((user_id, info)) = parsed.ok().and_then(|d| Some((d.user_id()?, d.user_info))) else {
                     return self
                         .subscription_error(
                             channel,
@@ -378,13 +325,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let user_info = info.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned());
                 let max = self.app.config.max_presence_member_size;
                 if user_info.len() > max {
-                    let msg = format!(
-                        "user_info of {} bytes exceeds the limit of {max} bytes",
-                        user_info.len()
-                    );
-                    return self
-                        .subscription_error(channel, "LimitReached", 4301, &msg)
-                        .await;
+                    let msg = format!("user_info of {} bytes exceeds the limit of {max} bytes", user_info.len());
+                    return self.subscription_error(channel, "LimitReached", 4301, &msg).await;
                 }
                 joining = Some(Joining { user_id, user_info });
             }
@@ -402,10 +344,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.subscriptions.remove(channel);
         }
         let user_id = joining.as_ref().map(|j| j.user_id.clone());
-        match self
-            .app
-            .subscribe(&self.handle, channel, name.is_cache(), joining)
-        {
+        match self.app.subscribe(&self.handle, channel, name.is_cache(), joining) {
             Ok(subscribed) => {
                 self.subscriptions.insert(channel.to_owned(), user_id);
                 self.send(encode_server_frame(
@@ -417,35 +356,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 .await?;
                 match subscribed.cached {
                     Some(Some(frame)) => self.send_bytes(frame).await,
-                    Some(None) => {
-                        self.send(encode_server_frame(
-                            "pusher:cache_miss",
-                            Some(channel),
-                            None,
-                            None,
-                        ))
-                        .await
-                    }
+                    Some(None) => self.send(encode_server_frame("pusher:cache_miss", Some(channel), None, None)).await,
                     None => Ok(()),
                 }
             }
             Err(SubscribeRefused::PresenceFull(max)) => {
-                let msg = format!(
-                    "Over capacity: presence channel already has the maximum of {max} members"
-                );
-                self.subscription_error(channel, "LimitReached", 4100, &msg)
-                    .await
+                let msg = format!("Over capacity: presence channel already has the maximum of {max} members");
+                self.subscription_error(channel, "LimitReached", 4100, &msg).await
             }
         }
     }
 
     async fn send_bytes(&mut self, frame: Bytes) -> Result<(), End> {
-        self.ws
-            .send(Message::text(frame))
-            .await
-            .map_err(|_| End::Gone)?;
-        self.server.metrics.messages_sent.inc();
-        Ok(())
+        self.send_message(Message::text(frame)).await
     }
 
     async fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), End> {
@@ -457,11 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(())
             }
             Err(e) => {
-                self.send_error(
-                    ErrorCode::GENERIC,
-                    &format!("pusher:unsubscribe needs data {{channel}}: {e}"),
-                )
-                .await
+                self.send_error(ErrorCode::GENERIC, &format!("pusher:unsubscribe needs data {{channel}}: {e}")).await
             }
         }
     }
@@ -471,24 +390,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Ok(data) => data,
             Err(e) => {
                 return self
-                    .send_error(
-                        ErrorCode::GENERIC,
-                        &format!("pusher:signin needs data {{auth, user_data}}: {e}"),
-                    )
+                    .send_error(ErrorCode::GENERIC, &format!("pusher:signin needs data {{auth, user_data}}: {e}"))
                     .await;
             }
         };
-        let (key, secret) = (
-            self.app.config.key.as_str(),
-            self.app.config.secret.as_str(),
-        );
-        if !verify_user(
-            key,
-            secret,
-            &data.auth,
-            &self.handle.socket_id,
-            &data.user_data,
-        ) {
+        let (key, secret) = (self.app.config.key.as_str(), self.app.config.secret.as_str());
+        if !verify_user(key, secret, &data.auth, &self.handle.socket_id, &data.user_data) {
             let msg = format!(
                 "Invalid signin signature: expected HMAC-SHA256 hex of \"{}::user::<user_data>\"",
                 self.handle.socket_id
@@ -499,10 +406,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Ok(user) if !user.id.is_empty() => user,
             _ => {
                 return self
-                    .send_error(
-                        ErrorCode::UNAUTHORIZED,
-                        "user_data must be a JSON object with a non-empty string id",
-                    )
+                    .send_error(ErrorCode::UNAUTHORIZED, "user_data must be a JSON object with a non-empty string id")
                     .await;
             }
         };
@@ -514,47 +418,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut reply = String::from("{\"user_data\":");
         push_json_string(&mut reply, &data.user_data);
         reply.push('}');
-        self.send(encode_server_frame(
-            "pusher:signin_success",
-            None,
-            Some(&reply),
-            None,
-        ))
-        .await
+        self.send(encode_server_frame("pusher:signin_success", None, Some(&reply), None)).await
     }
 
     async fn on_client_event(&mut self, frame: Frame) -> Result<(), End> {
         let policy = self.app.config.client_events;
         if policy == ClientEventPolicy::Off {
             return self
-                .send_error(
-                    ErrorCode::CLIENT_EVENT_REJECTED,
-                    "The app does not have client messaging enabled.",
-                )
+                .send_error(ErrorCode::CLIENT_EVENT_REJECTED, "The app does not have client messaging enabled.")
                 .await;
         }
         if frame.event.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN {
-            return self
-                .send_error(
-                    ErrorCode::CLIENT_EVENT_REJECTED,
-                    "Event names are at most 200 characters",
-                )
-                .await;
+            return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, "Event names are at most 200 characters").await;
         }
         let Some(channel) = frame.channel.as_deref() else {
-            return self
-                .send_error(
-                    ErrorCode::CLIENT_EVENT_REJECTED,
-                    "Client events need a channel",
-                )
-                .await;
+            return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, "Client events need a channel").await;
         };
         let kind = match ChannelName::parse(channel) {
             Ok(name) => name.kind(),
             Err(e) => {
-                return self
-                    .send_error(ErrorCode::CLIENT_EVENT_REJECTED, &e.to_string())
-                    .await;
+                return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, &e.to_string()).await;
             }
         };
         let member = self.subscriptions.get(channel);
@@ -569,10 +452,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             if member.is_none() {
                 return self
-                    .send_error(
-                        ErrorCode::UNAUTHORIZED,
-                        "The client is not a member of the specified channel.",
-                    )
+                    .send_error(ErrorCode::UNAUTHORIZED, "The client is not a member of the specified channel.")
                     .await;
             }
         }
@@ -585,32 +465,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         *count += 1;
         let rate = self.app.config.client_event_rate;
         if *count > rate {
-            let msg = format!(
-                "Client event rate limit exceeded: at most {rate} per second; event {} dropped",
-                frame.event
-            );
-            return self
-                .send_error(ErrorCode::CLIENT_EVENT_REJECTED, &msg)
-                .await;
+            let msg =
+                format!("Client event rate limit exceeded: at most {rate} per second; event {} dropped", frame.event);
+            return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, &msg).await;
         }
         let user_id = member.cloned().flatten();
         let text = match &frame.data {
-            Data::String(s) => {
-                encode_server_frame(&frame.event, Some(channel), Some(s), user_id.as_deref())
-            }
-            Data::Json(raw) => {
-                encode_json_data_frame(&frame.event, Some(channel), Some(raw), user_id.as_deref())
-            }
-            Data::Absent => {
-                encode_json_data_frame(&frame.event, Some(channel), None, user_id.as_deref())
-            }
+            Data::String(s) => encode_server_frame(&frame.event, Some(channel), Some(s), user_id.as_deref()),
+            Data::Json(raw) => encode_json_data_frame(&frame.event, Some(channel), Some(raw), user_id.as_deref()),
+            Data::Absent => encode_json_data_frame(&frame.event, Some(channel), None, user_id.as_deref()),
         };
-        self.server.adapter.publish(
-            &self.app,
-            channel,
-            Bytes::from(text),
-            Some(&self.handle.socket_id),
-        );
+        self.server.adapter.publish(&self.app, channel, Bytes::from(text), Some(&self.handle.socket_id));
         self.app.client_event_webhook(WebhookEvent {
             event: Some(frame.event),
             data: frame.data.as_text().map(str::to_owned),
@@ -621,16 +486,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
+    /// Say why (`pusher:error`), send the close frame, and wait briefly for the client's.
     async fn close(&mut self, req: &CloseRequest) {
-        let _ = self
-            .ws
-            .send(Message::text(error_frame(req.code, &req.message)))
-            .await;
-        let _ = self.ws.send(close_message(req.code, &req.message)).await;
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        let goodbye = async {
+            self.ws.send(Message::text(error_frame(req.code, &req.message))).await?;
+            self.ws.send(close_message(req.code, &req.message)).await?;
             while self.ws.next().await.is_some() {}
-        })
-        .await;
+            Ok::<(), tokio_websockets::Error>(())
+        };
+        let _ = tokio::time::timeout(CLOSE_LINGER, goodbye).await;
     }
 
     fn cleanup(&mut self) {
@@ -646,10 +510,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
+/// Run one write, but give up when it stalls: after `WRITE_TIMEOUT`, or `CLOSE_LINGER`
+/// after a close was requested (a slow consumer's queue overflowed, or a terminate).
+async fn guarded<T>(
+    handle: &ConnectionHandle,
+    write: impl Future<Output = Result<T, tokio_websockets::Error>>,
+) -> Result<T, End> {
+    let mut write = std::pin::pin!(write);
+    tokio::select! {
+        result = &mut write => result.map_err(|_| End::Gone),
+        req = handle.close_requested() => match tokio::time::timeout(CLOSE_LINGER, write).await {
+            // The write went through: the main loop sees the close request next.
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Abort(req)),
+        },
+        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(End::Gone),
+    }
+}
+
 fn invalid_signature(string_to_sign: &str) -> String {
-    format!(
-        "Invalid signature: expected HMAC-SHA256 hex digest of {string_to_sign:?} keyed with the app secret"
-    )
+    format!("Invalid signature: expected HMAC-SHA256 hex digest of {string_to_sign:?} keyed with the app secret")
 }
 
 fn error_frame(code: u16, message: &str) -> String {
@@ -670,9 +551,5 @@ fn close_message(code: u16, reason: &str) -> Message {
 
 /// A fresh socket id, `\d+\.\d+` as `pusher-http-node validateSocketId` requires.
 fn new_socket_id() -> String {
-    format!(
-        "{}.{}",
-        rand::random_range(1..1_000_000_000u32),
-        rand::random_range(1..1_000_000_000u32)
-    )
+    format!("{}.{}", rand::random_range(1..1_000_000_000u32), rand::random_range(1..1_000_000_000u32))
 }

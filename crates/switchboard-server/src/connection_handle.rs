@@ -31,13 +31,7 @@ pub struct ConnectionHandle {
 
 impl ConnectionHandle {
     pub(crate) fn new(id: u64, socket_id: String, queue: mpsc::Sender<Bytes>) -> Self {
-        Self {
-            id,
-            socket_id: socket_id.into_boxed_str(),
-            queue,
-            close: Mutex::new(None),
-            close_notify: Notify::new(),
-        }
+        Self { id, socket_id: socket_id.into_boxed_str(), queue, close: Mutex::new(None), close_notify: Notify::new() }
     }
 
     /// Queue an encoded frame. A full queue means the client reads slower than events
@@ -47,10 +41,7 @@ impl ConnectionHandle {
         match self.queue.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.terminate(
-                    4100,
-                    "Too many unsent messages: the client reads slower than events arrive",
-                );
+                self.terminate(4100, "Too many unsent messages: the client reads slower than events arrive");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -61,10 +52,7 @@ impl ConnectionHandle {
     pub fn terminate(&self, code: u16, message: &str) {
         let mut close = self.close.lock().unwrap_or_else(|p| p.into_inner());
         if close.is_none() {
-            *close = Some(CloseRequest {
-                code,
-                message: message.to_owned(),
-            });
+            *close = Some(CloseRequest { code, message: message.to_owned() });
             self.close_notify.notify_one();
         }
     }

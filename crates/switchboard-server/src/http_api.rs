@@ -34,10 +34,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -58,14 +55,7 @@ fn respond(server: &ServerState, endpoint: &'static str, result: ApiResult) -> R
         Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
         Err(e) => e.into_response(),
     };
-    server
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            endpoint,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    server.metrics.http_requests.get_or_create(&HttpLabels { endpoint, status: response.status().as_u16() }).inc();
     response
 }
 
@@ -77,68 +67,38 @@ fn authorize(
     uri: &Uri,
     body: &[u8],
 ) -> Result<Arc<App>, ApiError> {
-    let app = server.apps_by_id.get(app_id).cloned().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, format!("No app with id {app_id:?}"))
-    })?;
-    let raw_path = uri
-        .path()
-        .strip_prefix(server.config.path.as_str())
-        .unwrap_or(uri.path());
+    let app = server
+        .apps_by_id
+        .get(app_id)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No app with id {app_id:?}")))?;
+    let raw_path = uri.path().strip_prefix(server.config.path.as_str()).unwrap_or(uri.path());
     let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
     let params: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let req = RequestToVerify {
-        method: method.as_str(),
-        path: &path,
-        params: &params,
-        body,
-    };
-    verify_request(
-        &req,
-        &app.config.key,
-        &app.config.secret,
-        now,
-        server.config.timestamp_window,
-    )
-    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let req = RequestToVerify { method: method.as_str(), path: &path, params: &params, body };
+    verify_request(&req, &app.config.key, &app.config.secret, now, server.config.timestamp_window)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     Ok(app)
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 fn info_fields(info: Option<&str>) -> Vec<String> {
-    info.map(|i| {
-        i.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    })
-    .unwrap_or_default()
+    info.map(|i| i.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
 
 fn is_socket_id(s: &str) -> bool {
     let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    s.split_once('.')
-        .is_some_and(|(a, b)| digits(a) && digits(b))
+    s.split_once('.').is_some_and(|(a, b)| digits(a) && digits(b))
 }
 
 /// Validate and deliver one event; returns the per-channel info asked for, if any.
-fn trigger(
-    server: &ServerState,
-    app: &App,
-    event: &TriggerRequest,
-) -> Result<Option<Map<String, Value>>, ApiError> {
-    if event.name.is_empty() || event.name.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN
-    {
+fn trigger(server: &ServerState, app: &App, event: &TriggerRequest) -> Result<Option<Map<String, Value>>, ApiError> {
+    if event.name.is_empty() || event.name.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN {
         return Err(ApiError::bad_request("name must be 1 to 200 characters"));
     }
     let channels: Vec<&str> = match (&event.channels, &event.channel) {
@@ -156,10 +116,7 @@ fn trigger(
     if event.data.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "data of {} bytes exceeds the limit of {max} bytes",
-                event.data.len()
-            ),
+            format!("data of {} bytes exceeds the limit of {max} bytes", event.data.len()),
         ));
     }
     let except = event.socket_id.as_deref();
@@ -172,9 +129,7 @@ fn trigger(
     }
     for name in &parsed {
         let frame = encode_server_frame(&event.name, Some(name.as_str()), Some(&event.data), None);
-        server
-            .adapter
-            .publish(app, name.as_str(), bytes::Bytes::from(frame), except);
+        server.adapter.publish(app, name.as_str(), bytes::Bytes::from(frame), except);
     }
     let fields = info_fields(event.info.as_deref());
     if fields.is_empty() {
@@ -182,20 +137,12 @@ fn trigger(
     }
     let mut info = Map::new();
     for name in &parsed {
-        info.insert(
-            name.as_str().to_owned(),
-            channel_info(server, app, name, &fields)?,
-        );
+        info.insert(name.as_str().to_owned(), channel_info(server, app, name, &fields)?);
     }
     Ok(Some(info))
 }
 
-fn channel_info(
-    server: &ServerState,
-    app: &App,
-    name: &ChannelName<'_>,
-    fields: &[String],
-) -> ApiResult {
+fn channel_info(server: &ServerState, app: &App, name: &ChannelName<'_>, fields: &[String]) -> ApiResult {
     let counts = server.adapter.channel_counts(app, name.as_str());
     let mut out = Map::new();
     for field in fields {
@@ -205,9 +152,7 @@ fn channel_info(
             }
             "user_count" => {
                 if name.kind() != ChannelKind::Presence {
-                    return Err(ApiError::bad_request(
-                        "user_count is only available for presence channels",
-                    ));
+                    return Err(ApiError::bad_request("user_count is only available for presence channels"));
                 }
                 out.insert(field.clone(), json!(counts.user_count.unwrap_or(0)));
             }
@@ -231,8 +176,8 @@ pub(crate) async fn events(
 ) -> Response {
     let result = (|| {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
-        let event: TriggerRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid event JSON: {e}")))?;
+        let event: TriggerRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid event JSON: {e}")))?;
         Ok(match trigger(&server, &app, &event)? {
             Some(info) => json!({ "channels": info }),
             None => json!({}),
@@ -251,20 +196,15 @@ pub(crate) async fn batch_events(
 ) -> Response {
     let result = (|| {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
-        let batch: BatchRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid batch JSON: {e}")))?;
+        let batch: BatchRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid batch JSON: {e}")))?;
         let max = app.config.max_batch_size;
         if batch.batch.is_empty() || batch.batch.len() > max {
-            return Err(ApiError::bad_request(format!(
-                "a batch holds 1 to {max} events, not {}",
-                batch.batch.len()
-            )));
+            return Err(ApiError::bad_request(format!("a batch holds 1 to {max} events, not {}", batch.batch.len())));
         }
         for (i, event) in batch.batch.iter().enumerate() {
             if event.channels.is_some() || event.channel.is_none() {
-                return Err(ApiError::bad_request(format!(
-                    "batch[{i}] needs exactly one channel"
-                )));
+                return Err(ApiError::bad_request(format!("batch[{i}] needs exactly one channel")));
             }
         }
         let mut infos = Vec::with_capacity(batch.batch.len());
@@ -272,16 +212,9 @@ pub(crate) async fn batch_events(
         for event in &batch.batch {
             let info = trigger(&server, &app, event)?;
             any_info |= info.is_some();
-            infos.push(
-                info.and_then(|m| m.into_iter().next().map(|(_, v)| v))
-                    .unwrap_or_else(|| json!({})),
-            );
+            infos.push(info.and_then(|m| m.into_iter().next().map(|(_, v)| v)).unwrap_or_else(|| json!({})));
         }
-        Ok(if any_info {
-            json!({ "batch": infos })
-        } else {
-            json!({})
-        })
+        Ok(if any_info { json!({ "batch": infos }) } else { json!({}) })
     })();
     respond(&server, "batch_events", result)
 }
@@ -299,9 +232,7 @@ pub(crate) async fn channels(
         let prefix = query_param(&uri, "filter_by_prefix").unwrap_or_default();
         let fields = info_fields(query_param(&uri, "info").as_deref());
         if fields.iter().any(|f| f == "user_count") && !prefix.starts_with("presence-") {
-            return Err(ApiError::bad_request(
-                "info=user_count needs filter_by_prefix=presence-",
-            ));
+            return Err(ApiError::bad_request("info=user_count needs filter_by_prefix=presence-"));
         }
         let mut out = Map::new();
         for (name, counts) in server.adapter.occupied_channels(&app, &prefix) {
@@ -315,9 +246,7 @@ pub(crate) async fn channels(
                         info.insert(field.clone(), json!(counts.subscription_count));
                     }
                     other => {
-                        return Err(ApiError::bad_request(format!(
-                            "unknown info attribute {other:?}"
-                        )));
+                        return Err(ApiError::bad_request(format!("unknown info attribute {other:?}")));
                     }
                 }
             }
@@ -338,18 +267,13 @@ pub(crate) async fn channel(
 ) -> Response {
     let result = (|| {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
-        let name =
-            ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let name = ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = info_fields(query_param(&uri, "info").as_deref());
         let mut info = match channel_info(&server, &app, &name, &fields)? {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        let occupied = server
-            .adapter
-            .channel_counts(&app, &channel)
-            .subscription_count
-            > 0;
+        let occupied = server.adapter.channel_counts(&app, &channel).subscription_count > 0;
         info.insert("occupied".into(), json!(occupied));
         Ok(Value::Object(info))
     })();
@@ -366,19 +290,12 @@ pub(crate) async fn channel_users(
 ) -> Response {
     let result = (|| {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
-        let name =
-            ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let name = ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
         if name.kind() != ChannelKind::Presence {
-            return Err(ApiError::bad_request(
-                "users are only available for presence channels",
-            ));
+            return Err(ApiError::bad_request("users are only available for presence channels"));
         }
-        let users: Vec<Value> = server
-            .adapter
-            .presence_users(&app, &channel)
-            .into_iter()
-            .map(|id| json!({ "id": id }))
-            .collect();
+        let users: Vec<Value> =
+            server.adapter.presence_users(&app, &channel).into_iter().map(|id| json!({ "id": id })).collect();
         Ok(json!({ "users": users }))
     })();
     respond(&server, "users", result)
@@ -409,21 +326,10 @@ pub(crate) async fn up(State(server): State<Arc<ServerState>>) -> Response {
 /// `GET /metrics`
 pub(crate) async fn metrics(State(server): State<Arc<ServerState>>) -> Response {
     let body = server.metrics.render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
 
 /// Any other path.
 pub(crate) async fn not_found(uri: Uri) -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("No route for {}", uri.path()),
-    )
-    .into_response()
+    ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path())).into_response()
 }

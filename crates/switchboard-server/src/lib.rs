@@ -78,53 +78,31 @@ impl Server {
     ) -> Result<RunningServer, ServerError> {
         config.validate()?;
         let addr = config.bind_addr()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
         let metrics = Arc::new(Metrics::default());
         let apps = config
             .apps
             .iter()
             .map(|app| {
-                let hooks = WebhookSender::start(
-                    app.key.clone(),
-                    app.secret.clone(),
-                    app.webhooks.clone(),
-                    metrics.clone(),
-                );
+                let hooks =
+                    WebhookSender::start(app.key.clone(), app.secret.clone(), app.webhooks.clone(), metrics.clone());
                 Arc::new(App::new(app.clone(), hooks, metrics.clone()))
             })
             .collect();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new(ServerState::new(
-            config,
-            apps,
-            adapter,
-            metrics,
-            shutdown_rx.clone(),
-        ));
+        let state = Arc::new(ServerState::new(config, apps, adapter, metrics, shutdown_rx.clone()));
         let router = router(state.clone());
         let mut http_shutdown = shutdown_rx;
         let serve = tokio::spawn(async move {
             let stop = async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
                 tracing::error!("HTTP server failed: {e}");
             }
         });
-        Ok(RunningServer {
-            local_addr,
-            state,
-            shutdown_tx,
-            serve,
-        })
+        Ok(RunningServer { local_addr, state, shutdown_tx, serve })
     }
 }
 
@@ -135,27 +113,15 @@ fn router(state: Arc<ServerState>) -> Router {
         .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
         .route("/apps/{app_id}/channels", get(http_api::channels))
         .route("/apps/{app_id}/channels/{channel}", get(http_api::channel))
-        .route(
-            "/apps/{app_id}/channels/{channel}/users",
-            get(http_api::channel_users),
-        )
-        .route(
-            "/apps/{app_id}/users/{user_id}/terminate_connections",
-            post(http_api::terminate_connections),
-        )
+        .route("/apps/{app_id}/channels/{channel}/users", get(http_api::channel_users))
+        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(http_api::terminate_connections))
         .route("/up", get(http_api::up))
         .route("/metrics", get(http_api::metrics))
         .fallback(http_api::not_found)
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY));
     let prefix = state.config.path.clone();
     let routes = routes.with_state(state);
-    if prefix.is_empty() {
-        routes
-    } else {
-        Router::new()
-            .nest(&prefix, routes)
-            .fallback(http_api::not_found)
-    }
+    if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(http_api::not_found) }
 }
 
 /// A server running in the background.
@@ -169,9 +135,7 @@ pub struct RunningServer {
 
 impl std::fmt::Debug for ServerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerState")
-            .field("apps", &self.apps_by_id.len())
-            .finish_non_exhaustive()
+        f.debug_struct("ServerState").field("apps", &self.apps_by_id.len()).finish_non_exhaustive()
     }
 }
 
@@ -197,10 +161,7 @@ impl RunningServer {
         let _ = self.shutdown_tx.send(true);
         self.state.tasks.close();
         let grace = Duration::from_secs(self.state.config.shutdown_grace);
-        if tokio::time::timeout(grace, self.state.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, self.state.tasks.wait()).await.is_err() {
             tracing::warn!("some sockets did not close within {grace:?}");
         }
         let _ = tokio::time::timeout(grace, self.serve).await;

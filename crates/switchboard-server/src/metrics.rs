@@ -43,51 +43,19 @@ impl Metrics {
     /// Render every metric in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut registry = Registry::with_prefix("switchboard");
-        registry.register(
-            "connections",
-            "Open WebSocket connections",
-            self.connections.clone(),
-        );
-        registry.register(
-            "connections_accepted",
-            "WebSocket connections accepted",
-            self.connections_total.clone(),
-        );
-        registry.register(
-            "ws_messages_received",
-            "Text frames received from clients",
-            self.messages_received.clone(),
-        );
-        registry.register(
-            "ws_messages_sent",
-            "Frames written to clients",
-            self.messages_sent.clone(),
-        );
-        registry.register(
-            "subscriptions",
-            "Current channel subscriptions",
-            self.subscriptions.clone(),
-        );
-        registry.register(
-            "http_requests",
-            "HTTP API requests",
-            self.http_requests.clone(),
-        );
+        registry.register("connections", "Open WebSocket connections", self.connections.clone());
+        registry.register("connections_accepted", "WebSocket connections accepted", self.connections_total.clone());
+        registry.register("ws_messages_received", "Text frames received from clients", self.messages_received.clone());
+        registry.register("ws_messages_sent", "Frames written to clients", self.messages_sent.clone());
+        registry.register("subscriptions", "Current channel subscriptions", self.subscriptions.clone());
+        registry.register("http_requests", "HTTP API requests", self.http_requests.clone());
         registry.register(
             "slow_consumer_disconnects",
             "Sockets closed for reading too slowly",
             self.slow_consumer_disconnects.clone(),
         );
-        registry.register(
-            "webhooks_sent",
-            "Webhook batches delivered",
-            self.webhooks_sent.clone(),
-        );
-        registry.register(
-            "webhooks_failed",
-            "Webhook batches given up after retries",
-            self.webhooks_failed.clone(),
-        );
+        registry.register("webhooks_sent", "Webhook batches delivered", self.webhooks_sent.clone());
+        registry.register("webhooks_failed", "Webhook batches given up after retries", self.webhooks_failed.clone());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

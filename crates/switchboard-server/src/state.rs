@@ -41,14 +41,8 @@ impl ServerState {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let apps_by_key = apps
-            .iter()
-            .map(|a| (a.config.key.clone(), a.clone()))
-            .collect();
-        let apps_by_id = apps
-            .iter()
-            .map(|a| (a.config.id.clone(), a.clone()))
-            .collect();
+        let apps_by_key = apps.iter().map(|a| (a.config.key.clone(), a.clone())).collect();
+        let apps_by_id = apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect();
         Self {
             config,
             apps_by_key,
@@ -70,9 +64,7 @@ impl ServerState {
     pub(crate) fn try_add_connection(&self) -> bool {
         let max = self.config.max_connections;
         self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (max == 0 || n < max).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
             .is_ok()
     }
 

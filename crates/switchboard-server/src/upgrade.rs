@@ -33,9 +33,9 @@ pub(crate) async fn websocket(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let app = server.apps_by_key.get(&key).cloned();
-    let limit = app.as_ref().map_or(MIN_TRANSPORT_LIMIT, |a| {
-        (a.config.max_message_size * TRANSPORT_LIMIT_FACTOR).max(MIN_TRANSPORT_LIMIT)
-    });
+    let limit = app
+        .as_ref()
+        .map_or(MIN_TRANSPORT_LIMIT, |a| (a.config.max_message_size * TRANSPORT_LIMIT_FACTOR).max(MIN_TRANSPORT_LIMIT));
     let state = server.clone();
     server.tasks.spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -45,9 +45,8 @@ pub(crate) async fn websocket(
                 return;
             }
         };
-        let ws = ServerBuilder::new()
-            .limits(Limits::default().max_payload_len(Some(limit)))
-            .serve(TokioIo::new(upgraded));
+        let ws =
+            ServerBuilder::new().limits(Limits::default().max_payload_len(Some(limit))).serve(TokioIo::new(upgraded));
         let Some(app) = app else {
             return connection::refuse(
                 ws,
@@ -57,12 +56,7 @@ pub(crate) async fn websocket(
             .await;
         };
         if *state.shutdown.borrow() {
-            return connection::refuse(
-                ws,
-                ErrorCode::RECONNECT,
-                "Server is shutting down; reconnect",
-            )
-            .await;
+            return connection::refuse(ws, ErrorCode::RECONNECT, "Server is shutting down; reconnect").await;
         }
         if !state.try_add_connection() {
             return connection::refuse(
@@ -74,12 +68,7 @@ pub(crate) async fn websocket(
         }
         if !app.try_add_connection() {
             state.release_connection();
-            return connection::refuse(
-                ws,
-                ErrorCode::OVER_QUOTA,
-                "Application is over its connection quota",
-            )
-            .await;
+            return connection::refuse(ws, ErrorCode::OVER_QUOTA, "Application is over its connection quota").await;
         }
         connection::serve(ws, app, state).await;
     });
@@ -95,24 +84,18 @@ pub(crate) async fn websocket(
 /// Validate the upgrade request and compute `Sec-WebSocket-Accept` (RFC 6455 §4.2.2).
 fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
     let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
     };
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return Err("This endpoint speaks WebSocket: send an Upgrade: websocket request");
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .and_then(|v| v.to_str().ok())
-        != Some("13")
-    {
+    if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
         return Err("Sec-WebSocket-Version must be 13");
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or("Sec-WebSocket-Key is missing")?;
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or("Sec-WebSocket-Key is missing")?;
     let mut sha = sha1_smol::Sha1::new();
     sha.update(key.as_bytes());
     sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");

@@ -45,22 +45,12 @@ pub struct WebhookEvent {
 impl WebhookEvent {
     /// A channel-level event (`channel_occupied`, `channel_vacated`, `cache_miss`).
     pub fn channel(channel: &str, name: &'static str) -> Self {
-        Self {
-            name,
-            channel: channel.to_owned(),
-            user_id: None,
-            event: None,
-            data: None,
-            socket_id: None,
-        }
+        Self { name, channel: channel.to_owned(), user_id: None, event: None, data: None, socket_id: None }
     }
 
     /// A member event.
     pub fn member(channel: &str, name: &'static str, user_id: &str) -> Self {
-        Self {
-            user_id: Some(user_id.to_owned()),
-            ..Self::channel(channel, name)
-        }
+        Self { user_id: Some(user_id.to_owned()), ..Self::channel(channel, name) }
     }
 }
 
@@ -78,12 +68,7 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     /// Start the delivery task for an app's endpoints. Returns `None` when there are none.
-    pub(crate) fn start(
-        key: String,
-        secret: String,
-        hooks: Vec<WebhookConfig>,
-        metrics: Arc<Metrics>,
-    ) -> Option<Self> {
+    pub(crate) fn start(key: String, secret: String, hooks: Vec<WebhookConfig>, metrics: Arc<Metrics>) -> Option<Self> {
         if hooks.is_empty() {
             return None;
         }
@@ -107,10 +92,7 @@ async fn deliver_loop(
     hooks: Vec<WebhookConfig>,
     metrics: Arc<Metrics>,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
         Ok(client) => client,
         Err(e) => {
             tracing::error!("webhooks disabled: cannot build HTTP client: {e}");
@@ -127,20 +109,13 @@ async fn deliver_loop(
             }
         }
         for hook in &hooks {
-            let selected: Vec<&WebhookEvent> = events
-                .iter()
-                .filter(|e| hook.events.is_empty() || hook.events.iter().any(|n| n == e.name))
-                .collect();
+            let selected: Vec<&WebhookEvent> =
+                events.iter().filter(|e| hook.events.is_empty() || hook.events.iter().any(|n| n == e.name)).collect();
             if selected.is_empty() {
                 continue;
             }
-            let time_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            let body = match serde_json::to_vec(&Batch {
-                time_ms,
-                events: selected,
-            }) {
+            let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let body = match serde_json::to_vec(&Batch { time_ms, events: selected }) {
                 Ok(body) => body,
                 Err(e) => {
                     tracing::error!("cannot encode webhook batch: {e}");
@@ -157,13 +132,7 @@ async fn deliver_loop(
     }
 }
 
-async fn post_with_retries(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-    signature: &str,
-    body: Vec<u8>,
-) -> bool {
+async fn post_with_retries(client: &reqwest::Client, url: &str, key: &str, signature: &str, body: Vec<u8>) -> bool {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=ATTEMPTS {
         let result = client
@@ -176,12 +145,7 @@ async fn post_with_retries(
             .await;
         match result {
             Ok(resp) if resp.status().is_success() => return true,
-            Ok(resp) => tracing::warn!(
-                url,
-                attempt,
-                status = resp.status().as_u16(),
-                "webhook refused"
-            ),
+            Ok(resp) => tracing::warn!(url, attempt, status = resp.status().as_u16(), "webhook refused"),
             Err(e) => tracing::warn!(url, attempt, "webhook failed: {e}"),
         }
         if attempt < ATTEMPTS {

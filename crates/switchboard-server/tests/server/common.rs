@@ -20,21 +20,11 @@ pub const KEY: &str = "test-key";
 pub const SECRET: &str = "test-secret";
 
 pub fn app() -> AppConfig {
-    AppConfig {
-        id: APP_ID.into(),
-        key: KEY.into(),
-        secret: SECRET.into(),
-        ..AppConfig::default()
-    }
+    AppConfig { id: APP_ID.into(), key: KEY.into(), secret: SECRET.into(), ..AppConfig::default() }
 }
 
 pub fn config_with(app: AppConfig) -> ServerConfig {
-    ServerConfig {
-        port: 0,
-        apps: vec![app],
-        shutdown_grace: 2,
-        ..ServerConfig::default()
-    }
+    ServerConfig { port: 0, apps: vec![app], shutdown_grace: 2, ..ServerConfig::default() }
 }
 
 pub async fn start(config: ServerConfig) -> RunningServer {
@@ -51,19 +41,13 @@ pub struct Client {
 }
 
 pub fn ws_url(server: &RunningServer, key: &str) -> String {
-    format!(
-        "ws://{}/app/{key}?protocol=7&client=switchboard-test&version=0.1",
-        server.local_addr()
-    )
+    format!("ws://{}/app/{key}?protocol=7&client=switchboard-test&version=0.1", server.local_addr())
 }
 
 /// Connect without reading anything.
 pub async fn connect_raw(url: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
     let builder = ClientBuilder::new().uri(url).expect("valid uri");
-    let (ws, _) = tokio::time::timeout(WAIT, builder.connect())
-        .await
-        .expect("connect in time")
-        .expect("connect");
+    let (ws, _) = tokio::time::timeout(WAIT, builder.connect()).await.expect("connect in time").expect("connect");
     ws
 }
 
@@ -75,10 +59,7 @@ impl Client {
 
     pub async fn connect_url(url: &str) -> Client {
         let ws = connect_raw(url).await;
-        let mut client = Client {
-            ws,
-            socket_id: String::new(),
-        };
+        let mut client = Client { ws, socket_id: String::new() };
         let frame = client.expect("pusher:connection_established").await;
         let data: Value = frame.data.parse().expect("handshake data is JSON");
         client.socket_id = data["socket_id"].as_str().expect("socket_id").to_owned();
@@ -86,10 +67,7 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws
-            .send(Message::text(text.to_owned()))
-            .await
-            .expect("send");
+        self.ws.send(Message::text(text.to_owned())).await.expect("send");
     }
 
     pub async fn send_json(&mut self, value: Value) {
@@ -98,10 +76,7 @@ impl Client {
 
     /// Next message of any kind, or None if the socket ended; panics after WAIT.
     pub async fn next_message(&mut self) -> Option<Message> {
-        match tokio::time::timeout(WAIT, self.ws.next())
-            .await
-            .expect("a message in time")
-        {
+        match tokio::time::timeout(WAIT, self.ws.next()).await.expect("a message in time") {
             Some(Ok(m)) => Some(m),
             _ => None,
         }
@@ -114,11 +89,7 @@ impl Client {
             if let Some(text) = message.as_text() {
                 return Frame::decode(text).expect("server sends valid frames");
             }
-            assert!(
-                !message.is_close(),
-                "unexpected close: {:?}",
-                message.as_close()
-            );
+            assert!(!message.is_close(), "unexpected close: {:?}", message.as_close());
         }
     }
 
@@ -131,9 +102,7 @@ impl Client {
 
     /// Assert that no text frame arrives within `ms` milliseconds.
     pub async fn expect_silence(&mut self, ms: u64) {
-        if let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_millis(ms), self.ws.next()).await
-        {
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(ms), self.ws.next()).await {
             assert!(!m.is_text(), "expected silence, got {:?}", m.as_text());
         }
     }
@@ -153,10 +122,7 @@ impl Client {
     pub async fn expect_error(&mut self) -> (u16, String) {
         let frame = self.expect("pusher:error").await;
         let data: Value = frame.data.parse().expect("error data");
-        (
-            data["code"].as_u64().expect("code") as u16,
-            data["message"].as_str().unwrap_or_default().to_owned(),
-        )
+        (data["code"].as_u64().expect("code") as u16, data["message"].as_str().unwrap_or_default().to_owned())
     }
 
     pub async fn subscribe(&mut self, channel: &str) -> Frame {
@@ -165,10 +131,7 @@ impl Client {
         } else {
             String::new()
         };
-        self.send_json(
-            serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}}),
-        )
-        .await;
+        self.send_json(serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}})).await;
         self.expect("pusher_internal:subscription_succeeded").await
     }
 
@@ -187,8 +150,7 @@ impl Client {
 
     /// Prove the connection still works: ping, expect pong.
     pub async fn assert_alive(&mut self) {
-        self.send_json(serde_json::json!({"event":"pusher:ping","data":{}}))
-            .await;
+        self.send_json(serde_json::json!({"event":"pusher:ping","data":{}})).await;
         self.expect("pusher:pong").await;
     }
 }
@@ -202,10 +164,7 @@ pub struct Api {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
 impl Api {
@@ -226,22 +185,9 @@ impl Api {
         body: Option<&[u8]>,
         timestamp: i64,
     ) -> String {
-        let extra: Vec<(String, String)> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let signed = sign_request(
-            &self.key,
-            &self.secret,
-            method,
-            path,
-            &extra,
-            body,
-            timestamp,
-        );
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(signed)
-            .finish();
+        let extra: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let signed = sign_request(&self.key, &self.secret, method, path, &extra, body, timestamp);
+        let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(signed).finish();
         format!("{}{path}?{query}", self.base)
     }
 
@@ -253,26 +199,14 @@ impl Api {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let body = body.to_string();
         let url = self.url("POST", path, &[], Some(body.as_bytes()), now());
-        self.send(
-            self.http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await
+        self.send(self.http.post(url).header("content-type", "application/json").body(body)).await
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
-        let response = tokio::time::timeout(WAIT, request.send())
-            .await
-            .expect("HTTP in time")
-            .expect("HTTP response");
+        let response = tokio::time::timeout(WAIT, request.send()).await.expect("HTTP in time").expect("HTTP response");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub fn raw(&self) -> &reqwest::Client {
@@ -288,10 +222,7 @@ impl Api {
 pub async fn eventually(mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within {WAIT:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

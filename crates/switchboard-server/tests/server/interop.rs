@@ -17,11 +17,7 @@ async fn pusher_js_and_node_sdk_interop() {
     let server = start_default().await;
     let addr = server.local_addr();
     let child = tokio::process::Command::new("node")
-        .args([
-            "--test",
-            "--test-reporter=spec",
-            "interop/pusher-js.test.mjs",
-        ])
+        .args(["--test", "--test-reporter=spec", "interop/pusher-js.test.mjs"])
         .current_dir(root)
         .env("SWITCHBOARD_HOST", addr.ip().to_string())
         .env("SWITCHBOARD_PORT", addr.port().to_string())
@@ -39,13 +35,7 @@ async fn pusher_js_and_node_sdk_interop() {
         .expect("node ran");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "pusher-js interop failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("ℹ fail 0") && !stdout.contains("ℹ pass 0"),
-        "unexpected node output:\n{stdout}"
-    );
+    assert!(output.status.success(), "pusher-js interop failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ℹ fail 0") && !stdout.contains("ℹ pass 0"), "unexpected node output:\n{stdout}");
     server.shutdown().await;
 }

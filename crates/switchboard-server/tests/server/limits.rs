@@ -9,10 +9,7 @@ use crate::common::*;
 #[tokio::test]
 async fn unknown_app_key_gets_4001() {
     let server = start_default().await;
-    let mut ws = Client {
-        ws: connect_raw(&ws_url(&server, "no-such-key")).await,
-        socket_id: String::new(),
-    };
+    let mut ws = Client { ws: connect_raw(&ws_url(&server, "no-such-key")).await, socket_id: String::new() };
     let (code, message) = ws.expect_error().await;
     assert_eq!(code, 4001, "{message}");
     assert_eq!(ws.expect_close().await, Some(4001));
@@ -23,15 +20,11 @@ async fn unknown_app_key_gets_4001() {
 #[tokio::test]
 async fn oversized_message_gets_an_error_and_the_socket_lives() {
     let server = start_default().await;
-    let (mut a, mut b) = (
-        Client::connect(&server).await,
-        Client::connect(&server).await,
-    );
+    let (mut a, mut b) = (Client::connect(&server).await, Client::connect(&server).await);
     a.subscribe("private-big").await;
     b.subscribe("private-big").await;
     let big = "x".repeat(10_001);
-    a.send_json(json!({"event":"client-big","channel":"private-big","data":{"blob": big}}))
-        .await;
+    a.send_json(json!({"event":"client-big","channel":"private-big","data":{"blob": big}})).await;
     let (code, message) = a.expect_error().await;
     assert_eq!(code, 4300);
     assert!(message.contains("10000"), "{message}");
@@ -45,10 +38,7 @@ async fn huge_frame_is_cut_at_the_transport_and_others_are_unaffected() {
     let server = start_default().await;
     let mut bystander = Client::connect(&server).await;
     let mut c = Client::connect(&server).await;
-    let huge = format!(
-        r#"{{"event":"client-x","channel":"private-a","data":"{}"}}"#,
-        "y".repeat(1024 * 1024)
-    );
+    let huge = format!(r#"{{"event":"client-x","channel":"private-a","data":"{}"}}"#, "y".repeat(1024 * 1024));
     c.send_text(&huge).await;
     assert_eq!(c.expect_close().await, Some(1009));
     bystander.assert_alive().await;
@@ -63,10 +53,7 @@ async fn app_connection_quota_gives_4004() {
     let server = start(config_with(app)).await;
     let mut a = Client::connect(&server).await;
     let _b = Client::connect(&server).await;
-    let mut third = Client {
-        ws: connect_raw(&ws_url(&server, KEY)).await,
-        socket_id: String::new(),
-    };
+    let mut third = Client { ws: connect_raw(&ws_url(&server, KEY)).await, socket_id: String::new() };
     assert_eq!(third.expect_error().await.0, 4004);
     assert_eq!(third.expect_close().await, Some(4004));
     a.assert_alive().await;
@@ -80,16 +67,10 @@ async fn app_connection_quota_gives_4004() {
 
 #[tokio::test]
 async fn server_capacity_gives_4100() {
-    let cfg = ServerConfig {
-        max_connections: 1,
-        ..config_with(app())
-    };
+    let cfg = ServerConfig { max_connections: 1, ..config_with(app()) };
     let server = start(cfg).await;
     let mut a = Client::connect(&server).await;
-    let mut second = Client {
-        ws: connect_raw(&ws_url(&server, KEY)).await,
-        socket_id: String::new(),
-    };
+    let mut second = Client { ws: connect_raw(&ws_url(&server, KEY)).await, socket_id: String::new() };
     assert_eq!(second.expect_error().await.0, 4100);
     assert_eq!(second.expect_close().await, Some(4100));
     a.assert_alive().await;
@@ -100,13 +81,64 @@ async fn server_capacity_gives_4100() {
 async fn plain_http_to_the_websocket_path_is_a_clear_400() {
     let server = start_default().await;
     let api = Api::new(&server);
-    let (status, body) = api
-        .send(api.raw().get(format!("{}/app/{KEY}", api.base())))
-        .await;
+    let (status, body) = api.send(api.raw().get(format!("{}/app/{KEY}", api.base()))).await;
     assert_eq!(status, 400);
-    assert!(
-        body.as_str().unwrap_or_default().contains("WebSocket"),
-        "{body}"
-    );
+    assert!(body.as_str().unwrap_or_default().contains("WebSocket"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn apps_are_isolated() {
+    let other = switchboard_server::AppConfig {
+        id: "2000".into(),
+        key: "other-key".into(),
+        secret: "other-secret".into(),
+        ..app()
+    };
+    let cfg = ServerConfig { apps: vec![app(), other], ..config_with(app()) };
+    let server = start(cfg).await;
+    let mut mine = Client::connect(&server).await;
+    let mut theirs = Client::connect_url(&ws_url(&server, "other-key")).await;
+    mine.subscribe("shared-name").await;
+    theirs.subscribe("shared-name").await;
+    let api = Api::new(&server);
+    api.post("/apps/1000/events", json!({"name":"e","channel":"shared-name","data":"1"})).await;
+    mine.expect("e").await;
+    theirs.expect_silence(200).await;
+    // The first app's credentials do not sign for the second app.
+    let (status, _) = api.post("/apps/2000/events", json!({"name":"e","channel":"shared-name","data":"1"})).await;
+    assert_eq!(status, 401);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
+    let cfg = ServerConfig { max_queued_messages: 16, ..config_with(app()) };
+    let server = start(cfg).await;
+    let api = Api::new(&server);
+    let app = server.app(APP_ID).expect("app");
+    let mut reader = Client::connect(&server).await;
+    reader.subscribe("firehose").await;
+    let mut stalled = Client::connect(&server).await;
+    stalled.subscribe("firehose").await;
+    // ~9 KB events until the stalled socket's kernel buffers and its queue are full.
+    let data = "z".repeat(9_000);
+    let mut sent = 0;
+    while app.connection_count() == 2 {
+        assert!(sent < 20_000, "the stalled client was never disconnected");
+        let batch: Vec<serde_json::Value> =
+            (0..10).map(|_| json!({"name":"big","channel":"firehose","data":data})).collect();
+        assert_eq!(api.post("/apps/1000/batch_events", json!({ "batch": batch })).await.0, 200);
+        sent += 10;
+        for _ in 0..10 {
+            reader.expect("big").await;
+        }
+    }
+    assert_eq!(server.metrics().slow_consumer_disconnects.get(), 1);
+    assert_eq!(app.channel_counts("firehose").subscription_count, 1);
+    reader.assert_alive().await;
+    api.post("/apps/1000/events", json!({"name":"after","channel":"firehose","data":"1"})).await;
+    reader.expect("after").await;
+    drop(stalled);
     server.shutdown().await;
 }

@@ -14,15 +14,11 @@ use crate::common::*;
 async fn handshake_has_socket_id_and_activity_timeout() {
     let server = start_default().await;
     let mut ws = connect_raw(&ws_url(&server, KEY)).await;
-    let text = futures_util::StreamExt::next(&mut ws)
-        .await
-        .expect("frame")
-        .expect("ok");
+    let text = futures_util::StreamExt::next(&mut ws).await.expect("frame").expect("ok");
     let raw: Value = serde_json::from_str(text.as_text().expect("text")).expect("json");
     assert_eq!(raw["event"], "pusher:connection_established");
     // data is a JSON-encoded string, as pusher-js expects
-    let data: Value =
-        serde_json::from_str(raw["data"].as_str().expect("data is a string")).expect("json");
+    let data: Value = serde_json::from_str(raw["data"].as_str().expect("data is a string")).expect("json");
     let socket_id = data["socket_id"].as_str().expect("socket_id");
     let (a, b) = socket_id.split_once('.').expect("dot");
     assert!(
@@ -63,9 +59,7 @@ async fn json_ping_gets_pong() {
 async fn websocket_control_ping_gets_pong() {
     let server = start_default().await;
     let mut c = Client::connect(&server).await;
-    futures_util::SinkExt::send(&mut c.ws, Message::ping(bytes::Bytes::from_static(b"hi")))
-        .await
-        .expect("send ping");
+    futures_util::SinkExt::send(&mut c.ws, Message::ping(bytes::Bytes::from_static(b"hi"))).await.expect("send ping");
     let reply = c.next_message().await.expect("reply");
     assert!(reply.is_pong(), "expected a pong control frame");
     assert_eq!(&**reply.as_payload(), b"hi");
@@ -110,32 +104,15 @@ async fn public_subscribe_and_unsubscribe() {
     let ok = c.subscribe("news").await;
     assert_eq!(ok.channel.as_deref(), Some("news"));
     assert_eq!(ok.data.as_text(), Some("{}"));
-    let (status, _) = api
-        .post(
-            "/apps/1000/events",
-            json!({"name":"hello","channel":"news","data":"{\"n\":1}"}),
-        )
-        .await;
+    let (status, _) = api.post("/apps/1000/events", json!({"name":"hello","channel":"news","data":"{\"n\":1}"})).await;
     assert_eq!(status, 200);
     let event = c.expect("hello").await;
     assert_eq!(event.data.as_text(), Some("{\"n\":1}"));
-    c.send_json(json!({"event":"pusher:unsubscribe","data":{"channel":"news"}}))
-        .await;
+    c.send_json(json!({"event":"pusher:unsubscribe","data":{"channel":"news"}})).await;
     c.assert_alive().await; // the unsubscribe is processed before the ping
-    api.post(
-        "/apps/1000/events",
-        json!({"name":"hello","channel":"news","data":"x"}),
-    )
-    .await;
+    api.post("/apps/1000/events", json!({"name":"hello","channel":"news","data":"x"})).await;
     c.expect_silence(200).await;
-    assert_eq!(
-        server
-            .app(APP_ID)
-            .expect("app")
-            .channel_counts("news")
-            .subscription_count,
-        0
-    );
+    assert_eq!(server.app(APP_ID).expect("app").channel_counts("news").subscription_count, 0);
     server.shutdown().await;
 }
 
@@ -144,8 +121,7 @@ async fn subscribe_data_as_json_string_is_accepted() {
     // Reverb accepts data given as a JSON string too.
     let server = start_default().await;
     let mut c = Client::connect(&server).await;
-    c.send_text(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"news\"}"}"#)
-        .await;
+    c.send_text(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"news\"}"}"#).await;
     c.expect("pusher_internal:subscription_succeeded").await;
     server.shutdown().await;
 }
@@ -154,16 +130,10 @@ async fn subscribe_data_as_json_string_is_accepted() {
 async fn subscribe_before_reading_handshake_is_served_in_order() {
     let server = start_default().await;
     let mut ws = connect_raw(&ws_url(&server, KEY)).await;
-    futures_util::SinkExt::send(
-        &mut ws,
-        Message::text(r#"{"event":"pusher:subscribe","data":{"channel":"early"}}"#),
-    )
-    .await
-    .expect("send");
-    let mut c = Client {
-        ws,
-        socket_id: String::new(),
-    };
+    futures_util::SinkExt::send(&mut ws, Message::text(r#"{"event":"pusher:subscribe","data":{"channel":"early"}}"#))
+        .await
+        .expect("send");
+    let mut c = Client { ws, socket_id: String::new() };
     c.expect("pusher:connection_established").await;
     c.expect("pusher_internal:subscription_succeeded").await;
     server.shutdown().await;
@@ -181,30 +151,16 @@ async fn private_channel_needs_a_valid_signature() {
         sign_channel(KEY, SECRET, "1.1", "private-x", None), // another socket's signature
         sign_channel("other-key", SECRET, &c.socket_id, "private-x", None),
     ] {
-        c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"private-x","auth":auth}}))
-            .await;
+        c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"private-x","auth":auth}})).await;
         let err = c.expect("pusher:subscription_error").await;
         assert_eq!(err.channel.as_deref(), Some("private-x"));
         let data: Value = err.data.parse().expect("json");
         assert_eq!(data["type"], "AuthError");
         assert_eq!(data["status"], 401);
-        assert!(
-            data["error"]
-                .as_str()
-                .expect("error")
-                .contains(&c.socket_id),
-            "message names the string to sign"
-        );
+        assert!(data["error"].as_str().expect("error").contains(&c.socket_id), "message names the string to sign");
     }
     c.assert_alive().await;
-    assert_eq!(
-        server
-            .app(APP_ID)
-            .expect("app")
-            .channel_counts("private-x")
-            .subscription_count,
-        0
-    );
+    assert_eq!(server.app(APP_ID).expect("app").channel_counts("private-x").subscription_count, 0);
     server.shutdown().await;
 }
 
@@ -215,10 +171,7 @@ async fn encrypted_channel_is_private() {
     let auth = sign_channel(KEY, SECRET, &c.socket_id, "private-encrypted-vault", None);
     c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"private-encrypted-vault","auth":auth}})).await;
     c.expect("pusher_internal:subscription_succeeded").await;
-    c.send_json(
-        json!({"event":"pusher:subscribe","data":{"channel":"private-encrypted-other","auth":""}}),
-    )
-    .await;
+    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"private-encrypted-other","auth":""}})).await;
     c.expect("pusher:subscription_error").await;
     server.shutdown().await;
 }
@@ -228,8 +181,7 @@ async fn invalid_channel_names_are_refused() {
     let server = start_default().await;
     let mut c = Client::connect(&server).await;
     for name in ["has space", "#server-to-nobody", "ü", &"x".repeat(201)] {
-        c.send_json(json!({"event":"pusher:subscribe","data":{"channel":name}}))
-            .await;
+        c.send_json(json!({"event":"pusher:subscribe","data":{"channel":name}})).await;
         let err = c.expect("pusher:subscription_error").await;
         let data: Value = err.data.parse().expect("json");
         assert_eq!(data["type"], "InvalidChannel");
@@ -244,10 +196,7 @@ async fn presence_members_are_keyed_by_user_id() {
     let mut a = Client::connect(&server).await;
     let ok = a.join("presence-room", "1", json!({"name":"Ada"})).await;
     let data: Value = ok.data.parse().expect("json");
-    assert_eq!(
-        data,
-        json!({"presence":{"ids":["1"],"hash":{"1":{"name":"Ada"}},"count":1}})
-    );
+    assert_eq!(data, json!({"presence":{"ids":["1"],"hash":{"1":{"name":"Ada"}},"count":1}}));
 
     let mut b1 = Client::connect(&server).await;
     let ok = b1.join("presence-room", "2", json!({"name":"Bob"})).await;
@@ -255,35 +204,21 @@ async fn presence_members_are_keyed_by_user_id() {
     assert_eq!(data["presence"]["count"], 2);
     assert_eq!(data["presence"]["ids"], json!(["1", "2"]));
     let added = a.expect("pusher_internal:member_added").await;
-    assert_eq!(
-        added.data.parse::<Value>().expect("json"),
-        json!({"user_id":"2","user_info":{"name":"Bob"}})
-    );
+    assert_eq!(added.data.parse::<Value>().expect("json"), json!({"user_id":"2","user_info":{"name":"Bob"}}));
 
     // A second connection of user 2 is the same member: nobody hears about it.
     let mut b2 = Client::connect(&server).await;
     b2.join("presence-room", "2", json!({"name":"Bob"})).await;
     a.expect_silence(200).await;
     b1.expect_silence(50).await;
-    assert_eq!(
-        server
-            .app(APP_ID)
-            .expect("app")
-            .channel_counts("presence-room")
-            .user_count,
-        Some(2)
-    );
+    assert_eq!(server.app(APP_ID).expect("app").channel_counts("presence-room").user_count, Some(2));
 
     // Leaving: only the last connection of user 2 removes the member, exactly once.
     drop(b1);
     a.expect_silence(300).await;
-    b2.send_json(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
-        .await;
+    b2.send_json(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}})).await;
     let removed = a.expect("pusher_internal:member_removed").await;
-    assert_eq!(
-        removed.data.parse::<Value>().expect("json"),
-        json!({"user_id":"2"})
-    );
+    assert_eq!(removed.data.parse::<Value>().expect("json"), json!({"user_id":"2"}));
     a.expect_silence(200).await;
     server.shutdown().await;
 }
@@ -293,14 +228,11 @@ async fn presence_integer_user_ids_become_strings() {
     let server = start_default().await;
     let mut a = Client::connect(&server).await;
     let channel_data = r#"{"user_id":42,"user_info":{"name":"Laravel"}}"#;
-    let auth = sign_channel(
-        KEY,
-        SECRET,
-        &a.socket_id,
-        "presence-int",
-        Some(channel_data),
-    );
-    a.send_json(json!({"event":"pusher:subscribe","data":{"channel":"presence-int","auth":auth,"channel_data":channel_data}})).await;
+    let auth = sign_channel(KEY, SECRET, &a.socket_id, "presence-int", Some(channel_data));
+    a.send_json(
+        json!({"event":"pusher:subscribe","data":{"channel":"presence-int","auth":auth,"channel_data":channel_data}}),
+    )
+    .await;
     let ok = a.expect("pusher_internal:subscription_succeeded").await;
     let data: Value = ok.data.parse().expect("json");
     assert_eq!(data["presence"]["ids"], json!(["42"]));
@@ -314,12 +246,14 @@ async fn presence_refuses_bad_channel_data() {
     // signed, but no user_id
     let channel_data = r#"{"user_info":{}}"#;
     let auth = sign_channel(KEY, SECRET, &c.socket_id, "presence-x", Some(channel_data));
-    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":auth,"channel_data":channel_data}})).await;
+    c.send_json(
+        json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":auth,"channel_data":channel_data}}),
+    )
+    .await;
     c.expect("pusher:subscription_error").await;
     // no channel_data at all
     let auth = sign_channel(KEY, SECRET, &c.socket_id, "presence-x", None);
-    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":auth}}))
-        .await;
+    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":auth}})).await;
     c.expect("pusher:subscription_error").await;
     // channel_data re-serialised after signing
     let signed = r#"{"user_id":"1"}"#;
@@ -344,20 +278,13 @@ async fn presence_member_limit_and_info_size() {
     c.send_join("presence-full", "3", json!({})).await;
     let err = c.expect("pusher:subscription_error").await;
     let data: Value = err.data.parse().expect("json");
-    assert_eq!(
-        (data["type"].as_str(), data["status"].as_u64()),
-        (Some("LimitReached"), Some(4100))
-    );
+    assert_eq!((data["type"].as_str(), data["status"].as_u64()), (Some("LimitReached"), Some(4100)));
     // An existing member may still open another connection.
     c.join("presence-full", "2", json!({})).await;
     let mut d = Client::connect(&server).await;
-    d.send_join("presence-big", "9", json!({"bio": "x".repeat(100)}))
-        .await;
+    d.send_join("presence-big", "9", json!({"bio": "x".repeat(100)})).await;
     let err = d.expect("pusher:subscription_error").await;
-    assert_eq!(
-        err.data.parse::<Value>().expect("json")["type"],
-        "LimitReached"
-    );
+    assert_eq!(err.data.parse::<Value>().expect("json")["type"], "LimitReached");
     d.assert_alive().await;
     server.shutdown().await;
 }
@@ -369,28 +296,16 @@ async fn cache_channel_replays_last_event_or_reports_miss() {
     let mut c = Client::connect(&server).await;
     c.subscribe("cache-prices").await;
     c.expect("pusher:cache_miss").await;
-    api.post(
-        "/apps/1000/events",
-        json!({"name":"price","channel":"cache-prices","data":"1"}),
-    )
-    .await;
+    api.post("/apps/1000/events", json!({"name":"price","channel":"cache-prices","data":"1"})).await;
     c.expect("price").await;
-    api.post(
-        "/apps/1000/events",
-        json!({"name":"price","channel":"cache-prices","data":"2"}),
-    )
-    .await;
+    api.post("/apps/1000/events", json!({"name":"price","channel":"cache-prices","data":"2"})).await;
     c.expect("price").await;
     let mut late = Client::connect(&server).await;
     late.subscribe("cache-prices").await;
     let replay = late.expect("price").await;
     assert_eq!(replay.data.as_text(), Some("2"));
     // Published while nobody listened: still cached.
-    api.post(
-        "/apps/1000/events",
-        json!({"name":"quote","channel":"private-cache-q","data":"7"}),
-    )
-    .await;
+    api.post("/apps/1000/events", json!({"name":"quote","channel":"private-cache-q","data":"7"})).await;
     let mut p = Client::connect(&server).await;
     p.subscribe("private-cache-q").await;
     assert_eq!(p.expect("quote").await.data.as_text(), Some("7"));
@@ -409,8 +324,7 @@ async fn pair_on(server: &switchboard_server::RunningServer, channel: &str) -> (
 async fn client_events_reach_members_but_not_the_sender() {
     let server = start_default().await;
     let (mut a, mut b) = pair_on(&server, "private-chat").await;
-    a.send_json(json!({"event":"client-typing","channel":"private-chat","data":{"on":true}}))
-        .await;
+    a.send_json(json!({"event":"client-typing","channel":"private-chat","data":{"on":true}})).await;
     let got = b.expect("client-typing").await;
     assert_eq!(
         got.data,
@@ -430,8 +344,7 @@ async fn presence_client_events_carry_user_id() {
     a.join("presence-chat", "7", json!({})).await;
     b.join("presence-chat", "8", json!({})).await;
     a.expect("pusher_internal:member_added").await;
-    a.send_json(json!({"event":"client-msg","channel":"presence-chat","data":{"text":"hi"}}))
-        .await;
+    a.send_json(json!({"event":"client-msg","channel":"presence-chat","data":{"text":"hi"}})).await;
     let got = b.expect("client-msg").await;
     assert_eq!(got.user_id.as_deref(), Some("7"));
     server.shutdown().await;
@@ -441,11 +354,9 @@ async fn presence_client_events_carry_user_id() {
 async fn client_events_policy_members_refuses_public_and_non_members() {
     let server = start_default().await;
     let (mut a, mut b) = pair_on(&server, "open").await;
-    a.send_json(json!({"event":"client-x","channel":"open","data":{}}))
-        .await;
+    a.send_json(json!({"event":"client-x","channel":"open","data":{}})).await;
     assert_eq!(a.expect_error().await.0, 4301);
-    a.send_json(json!({"event":"client-x","channel":"private-elsewhere","data":{}}))
-        .await;
+    a.send_json(json!({"event":"client-x","channel":"private-elsewhere","data":{}})).await;
     assert_eq!(a.expect_error().await.0, 4009);
     a.send_json(json!({"event":"client-x","data":{}})).await;
     assert_eq!(a.expect_error().await.0, 4301);
@@ -460,8 +371,7 @@ async fn client_events_policy_off_and_all() {
     off.client_events = ClientEventPolicy::Off;
     let server = start(config_with(off)).await;
     let (mut a, mut b) = pair_on(&server, "private-room").await;
-    a.send_json(json!({"event":"client-x","channel":"private-room","data":{}}))
-        .await;
+    a.send_json(json!({"event":"client-x","channel":"private-room","data":{}})).await;
     assert_eq!(a.expect_error().await.0, 4301);
     b.expect_silence(100).await;
     server.shutdown().await;
@@ -470,14 +380,11 @@ async fn client_events_policy_off_and_all() {
     all.client_events = ClientEventPolicy::All;
     let server = start(config_with(all)).await;
     let (mut a, mut b) = pair_on(&server, "public-room").await;
-    a.send_json(json!({"event":"client-x","channel":"public-room","data":{"k":1}}))
-        .await;
+    a.send_json(json!({"event":"client-x","channel":"public-room","data":{"k":1}})).await;
     b.expect("client-x").await;
     // "all" lets a connection that is not subscribed send too (Reverb's rule).
     let mut outsider = Client::connect(&server).await;
-    outsider
-        .send_json(json!({"event":"client-y","channel":"public-room","data":{}}))
-        .await;
+    outsider.send_json(json!({"event":"client-y","channel":"public-room","data":{}})).await;
     b.expect("client-y").await;
     a.expect("client-y").await;
     server.shutdown().await;
@@ -488,8 +395,7 @@ async fn client_event_flood_is_limited_to_ten_per_second_and_connection_survives
     let server = start_default().await;
     let (mut a, mut b) = pair_on(&server, "private-flood").await;
     for i in 0..25 {
-        a.send_json(json!({"event":"client-n","channel":"private-flood","data":{"i":i}}))
-            .await;
+        a.send_json(json!({"event":"client-n","channel":"private-flood","data":{"i":i}})).await;
     }
     let mut rejected = 0;
     for _ in 0..15 {
@@ -506,16 +412,8 @@ async fn client_event_flood_is_limited_to_ten_per_second_and_connection_survives
     a.assert_alive().await;
     // After the window passes, events flow again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    a.send_json(json!({"event":"client-n","channel":"private-flood","data":{"i":99}}))
-        .await;
-    assert_eq!(
-        b.expect("client-n")
-            .await
-            .data
-            .parse::<Value>()
-            .expect("json")["i"],
-        99
-    );
+    a.send_json(json!({"event":"client-n","channel":"private-flood","data":{"i":99}})).await;
+    assert_eq!(b.expect("client-n").await.data.parse::<Value>().expect("json")["i"], 99);
     server.shutdown().await;
 }
 
@@ -525,30 +423,20 @@ async fn signin_then_server_to_user_events() {
     let api = Api::new(&server);
     let mut c = Client::connect(&server).await;
     // Not signed in: the user channel is refused.
-    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"#server-to-user-42"}}))
-        .await;
+    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"#server-to-user-42"}})).await;
     c.expect("pusher:subscription_error").await;
     let user_data = r#"{"id":"42","user_info":{"name":"Ada"}}"#;
     c.send_json(json!({"event":"pusher:signin","data":{"auth": sign_user(KEY, SECRET, "1.1", user_data), "user_data": user_data}})).await;
-    assert_eq!(
-        c.expect_error().await.0,
-        4009,
-        "a signature for another socket is refused"
-    );
+    assert_eq!(c.expect_error().await.0, 4009, "a signature for another socket is refused");
     c.send_json(json!({"event":"pusher:signin","data":{"auth": sign_user(KEY, SECRET, &c.socket_id, user_data), "user_data": user_data}})).await;
     let ok = c.expect("pusher:signin_success").await;
     let data: Value = ok.data.parse().expect("json");
     assert_eq!(data["user_data"], user_data);
     c.subscribe("#server-to-user-42").await;
-    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"#server-to-user-43"}}))
-        .await;
+    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"#server-to-user-43"}})).await;
     c.expect("pusher:subscription_error").await;
-    let (status, _) = api
-        .post(
-            "/apps/1000/events",
-            json!({"name":"notice","channel":"#server-to-user-42","data":"{}"}),
-        )
-        .await;
+    let (status, _) =
+        api.post("/apps/1000/events", json!({"name":"notice","channel":"#server-to-user-42","data":"{}"})).await;
     assert_eq!(status, 200);
     c.expect("notice").await;
     server.shutdown().await;
@@ -567,19 +455,14 @@ async fn terminate_user_closes_its_connections_with_4009() {
     let mut bystander = Client::connect(&server).await;
     bystander.join("presence-t", "u2", json!({})).await;
     member.expect("pusher_internal:member_added").await;
-    let (status, body) = api
-        .post("/apps/1000/users/u1/terminate_connections", json!({}))
-        .await;
+    let (status, body) = api.post("/apps/1000/users/u1/terminate_connections", json!({})).await;
     assert_eq!((status, body), (200, json!({})));
     for c in [&mut signed, &mut member] {
         assert_eq!(c.expect_error().await.0, 4009);
         assert_eq!(c.expect_close().await, Some(4009));
     }
     let removed = bystander.expect("pusher_internal:member_removed").await;
-    assert_eq!(
-        removed.data.parse::<Value>().expect("json")["user_id"],
-        "u1"
-    );
+    assert_eq!(removed.data.parse::<Value>().expect("json")["user_id"], "u1");
     bystander.assert_alive().await;
     server.shutdown().await;
 }
@@ -609,12 +492,9 @@ async fn malformed_input_gets_an_error_and_the_socket_lives() {
         assert_eq!(code, 4300, "{bad:?} → {message}");
         assert!(!message.is_empty());
     }
-    futures_util::SinkExt::send(
-        &mut c.ws,
-        Message::binary(bytes::Bytes::from_static(b"\x00\x01")),
-    )
-    .await
-    .expect("send");
+    futures_util::SinkExt::send(&mut c.ws, Message::binary(bytes::Bytes::from_static(b"\x00\x01")))
+        .await
+        .expect("send");
     assert_eq!(c.expect_error().await.0, 4300);
     c.assert_alive().await;
     other.assert_alive().await;
@@ -627,10 +507,7 @@ async fn ten_thousand_subscriptions_on_one_connection() {
     let api = Api::new(&server);
     let mut c = Client::connect(&server).await;
     for i in 0..10_000 {
-        c.send_text(&format!(
-            r#"{{"event":"pusher:subscribe","data":{{"channel":"ch-{i}"}}}}"#
-        ))
-        .await;
+        c.send_text(&format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"ch-{i}"}}}}"#)).await;
     }
     for i in 0..10_000 {
         let ok = c.expect("pusher_internal:subscription_succeeded").await;
@@ -638,11 +515,7 @@ async fn ten_thousand_subscriptions_on_one_connection() {
     }
     let app = server.app(APP_ID).expect("app");
     assert_eq!(app.occupied_channels("ch-").len(), 10_000);
-    api.post(
-        "/apps/1000/events",
-        json!({"name":"last","channel":"ch-9999","data":"x"}),
-    )
-    .await;
+    api.post("/apps/1000/events", json!({"name":"last","channel":"ch-9999","data":"x"})).await;
     c.expect("last").await;
     drop(c);
     eventually(|| app.occupied_channels("ch-").is_empty()).await;
@@ -659,21 +532,11 @@ async fn path_prefix_serves_websocket_and_api() {
     c.subscribe("news").await;
     let api = Api::new(&server);
     let body = json!({"name":"e","channel":"news","data":"1"}).to_string();
-    let signed = api
-        .url(
-            "POST",
-            "/apps/1000/events",
-            &[],
-            Some(body.as_bytes()),
-            now(),
-        )
-        .replace("/apps/", "/ws/apps/");
+    let signed = api.url("POST", "/apps/1000/events", &[], Some(body.as_bytes()), now()).replace("/apps/", "/ws/apps/");
     let (status, _) = api.send(api.raw().post(signed).body(body)).await;
     assert_eq!(status, 200);
     c.expect("e").await;
-    let (status, _) = api
-        .send(api.raw().get(format!("{}/app/{KEY}", api.base())))
-        .await;
+    let (status, _) = api.send(api.raw().get(format!("{}/app/{KEY}", api.base()))).await;
     assert_eq!(status, 404, "routes live only under the prefix");
     server.shutdown().await;
 }
@@ -690,8 +553,5 @@ async fn shutdown_closes_every_socket_with_4200() {
         assert_eq!(code, 4200);
         assert_eq!(c.expect_close().await, Some(4200));
     }
-    tokio::time::timeout(WAIT, stopping)
-        .await
-        .expect("shutdown finishes")
-        .expect("no panic");
+    tokio::time::timeout(WAIT, stopping).await.expect("shutdown finishes").expect("no panic");
 }
