@@ -24,7 +24,8 @@ fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 
 #[test]
 fn bad_configuration_is_one_line_and_exit_code_2() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 5] = [
         (&["serve", "--port", "0"], &[("REVERB_SERVER_PORT", "eighty")], "REVERB_SERVER_PORT"),
         (&["serve", "--port", "0"], &[("REVERB_APP_KEY", "only-key")], "REVERB_APP_ID"),
         (&["serve", "--port", "0", "--path", "no-slash"], &[], "path"),
@@ -72,16 +73,19 @@ async fn serve_prints_its_app_and_closes_sockets_with_4200_on_sigterm() {
 
     let url = format!("ws://{addr}/app/cli-key?protocol=7");
     let builder = tokio_websockets::ClientBuilder::new().uri(&url).expect("uri");
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(5), builder.connect()).await.expect("in time").expect("connects");
+    let (mut ws, _) =
+        tokio::time::timeout(Duration::from_secs(5), builder.connect()).await.expect("in time").expect("connects");
     let hello = ws.next().await.expect("frame").expect("ok");
     assert!(hello.as_text().expect("text").contains("pusher:connection_established"));
 
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
-    let error = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("in time").expect("frame").expect("ok");
+    let error =
+        tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("in time").expect("frame").expect("ok");
     let text = error.as_text().expect("text");
     assert!(text.contains("pusher:error") && text.contains("4200"), "{text}");
-    let close = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("in time").expect("frame").expect("ok");
+    let close =
+        tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("in time").expect("frame").expect("ok");
     assert_eq!(close.as_close().map(|(code, _)| u16::from(code)), Some(4200));
     drop(ws);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
