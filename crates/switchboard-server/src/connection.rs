@@ -130,15 +130,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         {
             return End::Gone;
         }
+        // The futures that outlive one turn of the loop are created once: re-creating a timer
+        // or a waiter per delivered frame is measurable at 10,000 subscribers.
         let handle = self.handle.clone();
+        let close_requested = handle.close_requested();
+        let shutting_down = async move {
+            // Ok when told to stop, Err when the server vanished: both end the socket.
+            let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
+        };
+        let timer = tokio::time::sleep_until(self.ping_deadline());
+        tokio::pin!(close_requested, shutting_down, timer);
         loop {
-            if *shutdown.borrow() {
-                return End::Close(CloseRequest { code: 4200, message: "Server is shutting down; reconnect".into() });
+            let deadline = self.ping_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
             }
-            let deadline = match self.ping_sent {
-                None => self.last_inbound + Duration::from_secs(self.app.config.ping_interval),
-                Some(sent) => sent + self.app.config.pong_timeout(),
-            };
             tokio::select! {
                 inbound = self.ws.next() => match inbound {
                     None => return End::Gone,
@@ -162,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         return end;
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut timer => {
                     if self.ping_sent.is_some() {
                         return End::Close(CloseRequest { code: 4201, message: "Pong reply not received in time".into() });
                     }
@@ -176,12 +182,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     self.ping_sent = Some(Instant::now());
                 }
-                req = handle.close_requested() => return End::Close(req),
-                changed = shutdown.changed() => if changed.is_err() {
-                    // The server is gone without saying so: treat it as a shutdown.
+                req = &mut close_requested => return End::Close(req),
+                // Also taken if the server vanished without saying so.
+                () = &mut shutting_down => {
                     return End::Close(CloseRequest { code: 4200, message: "Server is shutting down; reconnect".into() });
                 }
             }
+        }
+    }
+
+    /// When the timer next fires: a ping after `ping_interval` of client silence, then the
+    /// end of the pong wait.
+    fn ping_deadline(&self) -> Instant {
+        match self.ping_sent {
+            None => self.last_inbound + Duration::from_secs(self.app.config.ping_interval),
+            Some(sent) => sent + self.app.config.pong_timeout(),
         }
     }
 
