@@ -107,7 +107,6 @@ async fn subscriber(
     if !hello.contains("pusher:connection_established") {
         return Err(format!("unexpected handshake {hello}"));
     }
-    drop(next_text);
     ws.send(Message::text(r#"{"event":"pusher:subscribe","data":{"channel":"bench","auth":""}}"#))
         .await
         .map_err(|e| e.to_string())?;

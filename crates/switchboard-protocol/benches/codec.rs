@@ -12,12 +12,20 @@ fn frames(c: &mut Criterion) {
     let payload_100 = format!(r#"{{"order":42,"status":"shipped","note":"{}"}}"#, "x".repeat(60));
     let payload_1000 = format!(r#"{{"order":42,"status":"shipped","note":"{}"}}"#, "x".repeat(960));
     for (name, payload) in [("100B", &payload_100), ("1000B", &payload_1000)] {
-        let server_frame = encode_server_frame("App\\Events\\OrderShipped", Some("private-orders.42"), Some(payload), None);
+        let server_frame =
+            encode_server_frame("App\\Events\\OrderShipped", Some("private-orders.42"), Some(payload), None);
         let mut group = c.benchmark_group(format!("frame/{name}"));
         group.throughput(Throughput::Bytes(server_frame.len() as u64));
         group.bench_function("decode_server_frame", |b| b.iter(|| Frame::decode(black_box(&server_frame))));
         group.bench_function("encode_server_frame", |b| {
-            b.iter(|| encode_server_frame("App\\Events\\OrderShipped", Some("private-orders.42"), Some(black_box(payload)), None))
+            b.iter(|| {
+                encode_server_frame(
+                    "App\\Events\\OrderShipped",
+                    Some("private-orders.42"),
+                    Some(black_box(payload)),
+                    None,
+                )
+            })
         });
         let client_frame = encode_json_data_frame("client-typing", Some("presence-room"), Some(payload), None);
         group.bench_function("decode_client_frame", |b| b.iter(|| Frame::decode(black_box(&client_frame))));
