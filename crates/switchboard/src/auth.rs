@@ -1,0 +1,356 @@
+//! Channel authorization and user authentication: local signing with the app secret, a
+//! Laravel-style HTTP endpoint, or your own async closure.
+//!
+//! Every request names the socket id it is for. The connection drops an answer whose
+//! socket id is no longer current (a reconnect happened while the request was in flight),
+//! so a signature for an old socket is never sent.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchboard_protocol::signature::{sign_channel, sign_user};
+
+use crate::backoff::Backoff;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A boxed future, as authorizers return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A presence member's identity: `user_id` and optional `user_info` (raw JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceUser {
+    /// The member id.
+    pub user_id: String,
+    /// Free-form info as JSON text (e.g. `{"name":"Ada"}`).
+    pub user_info: Option<String>,
+}
+
+impl PresenceUser {
+    /// A member with `id` and `info` (JSON).
+    ///
+    /// ```
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// assert_eq!(me.channel_data(), r#"{"user_id":"42","user_info":{"name":"Ada"}}"#);
+    /// ```
+    pub fn new(id: impl Into<String>, info: serde_json::Value) -> Self {
+        let info = if info.is_null() { None } else { Some(info.to_string()) };
+        Self { user_id: id.into(), user_info: info }
+    }
+
+    /// The `channel_data` string to sign and send (compact JSON).
+    pub fn channel_data(&self) -> String {
+        let mut out = String::from("{\"user_id\":");
+        switchboard_protocol::frame::push_json_string(&mut out, &self.user_id);
+        if let Some(info) = &self.user_info {
+            out.push_str(",\"user_info\":");
+            out.push_str(info);
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// What an authorizer is asked.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    /// The socket id the signature must be for.
+    pub socket_id: String,
+    /// The full channel name (`private-…`, `presence-…`).
+    pub channel: String,
+    /// The presence identity given to `subscribe_presence`, if any.
+    pub presence: Option<PresenceUser>,
+}
+
+/// The answer for a channel: `{auth, channel_data?, shared_secret?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChannelAuth {
+    /// `key:signature`.
+    pub auth: String,
+    /// Presence: the exact JSON string that was signed.
+    #[serde(default)]
+    pub channel_data: Option<String>,
+    /// Encrypted channels: base64 of the 32-byte key.
+    #[serde(default)]
+    pub shared_secret: Option<String>,
+}
+
+/// The answer for user sign-in: `{auth, user_data}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UserAuth {
+    /// `key:signature` over `socket_id::user::user_data`.
+    pub auth: String,
+    /// JSON string with at least an `id`.
+    pub user_data: String,
+}
+
+/// Authorizes subscriptions to private and presence channels (and user sign-in).
+pub trait Authorizer: Send + Sync + 'static {
+    /// Authorize `request.socket_id` on `request.channel`.
+    fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>>;
+
+    /// Authenticate the user for `pusher:signin`. Not every authorizer can.
+    fn authenticate_user(&self, socket_id: String) -> BoxFuture<'_, Result<UserAuth>> {
+        let _ = socket_id;
+        Box::pin(async { Err(Error::new(ErrorKind::Authentication, "this authorizer does not support user sign-in")) })
+    }
+}
+
+/// Signs locally with the app secret, as RevPy and python-reverb do. Only for trusted
+/// devices and backend services: whoever holds the secret can sign anything.
+///
+/// ```
+/// use switchboard::{Authorizer, AuthRequest, PresenceUser, SecretAuthorizer};
+/// # tokio_test_block_on(async {
+/// let signer = SecretAuthorizer::new("app-key", "app-secret");
+/// let auth = signer.authorize_channel(AuthRequest {
+///     socket_id: "1234.5678".into(), channel: "private-orders.1".into(), presence: None,
+/// }).await?;
+/// assert_eq!(auth.auth, "app-key:b9db33bdf95d8b131d3a251ee3fd4c230a90419e512d374ddee11a71f579c824");
+/// # Ok::<(), switchboard::Error>(()) }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) }
+/// ```
+#[derive(Clone)]
+pub struct SecretAuthorizer {
+    key: String,
+    secret: String,
+    user: Option<PresenceUser>,
+}
+
+impl std::fmt::Debug for SecretAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretAuthorizer").field("key", &self.key).field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+impl SecretAuthorizer {
+    /// Sign for app `key` with `secret`.
+    pub fn new(key: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self { key: key.into(), secret: secret.into(), user: None }
+    }
+
+    /// The presence identity (and sign-in user) used when `subscribe` is not given one.
+    pub fn with_user(mut self, user: PresenceUser) -> Self {
+        self.user = Some(user);
+        self
+    }
+}
+
+impl Authorizer for SecretAuthorizer {
+    fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
+        Box::pin(async move {
+            let is_presence = request.channel.starts_with("presence-");
+            let channel_data = if is_presence {
+                let user = request.presence.or_else(|| self.user.clone()).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Authentication,
+                        format!("{} is a presence channel: give a PresenceUser to subscribe_presence or SecretAuthorizer::with_user", request.channel),
+                    )
+                })?;
+                Some(user.channel_data())
+            } else {
+                None
+            };
+            let auth =
+                sign_channel(&self.key, &self.secret, &request.socket_id, &request.channel, channel_data.as_deref());
+            Ok(ChannelAuth { auth, channel_data, shared_secret: None })
+        })
+    }
+
+    fn authenticate_user(&self, socket_id: String) -> BoxFuture<'_, Result<UserAuth>> {
+        Box::pin(async move {
+            let user = self.user.as_ref().ok_or_else(|| {
+                Error::new(ErrorKind::Authentication, "sign-in needs a user: use SecretAuthorizer::with_user")
+            })?;
+            let mut user_data = String::from("{\"id\":");
+            switchboard_protocol::frame::push_json_string(&mut user_data, &user.user_id);
+            if let Some(info) = &user.user_info {
+                user_data.push_str(",\"user_info\":");
+                user_data.push_str(info);
+            }
+            user_data.push('}');
+            let auth = sign_user(&self.key, &self.secret, &socket_id, &user_data);
+            Ok(UserAuth { auth, user_data })
+        })
+    }
+}
+
+/// Asks an HTTP endpoint, as pusher-js and Laravel Echo do: a form POST of `socket_id` and
+/// `channel_name` (plus your params) with your headers (`Authorization: Bearer …`,
+/// `X-CSRF-TOKEN`), answered with JSON `{auth, channel_data?, shared_secret?}`.
+///
+/// A 401/403/419/5xx answer is an authentication error carrying the status and body.
+/// Network failures and timeouts are retried with backoff (3 attempts).
+///
+/// ```
+/// use switchboard::HttpAuthorizer;
+/// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth")
+///     .bearer_token("token-123")
+///     .header("X-CSRF-TOKEN", "csrf");
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpAuthorizer {
+    endpoint: String,
+    user_endpoint: Option<String>,
+    headers: Vec<(String, String)>,
+    params: Vec<(String, String)>,
+    http: reqwest::Client,
+    timeout: Duration,
+    attempts: u32,
+}
+
+impl HttpAuthorizer {
+    /// Use `endpoint` (e.g. Laravel's `/broadcasting/auth`).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            user_endpoint: None,
+            headers: Vec::new(),
+            params: Vec::new(),
+            http: reqwest::Client::new(),
+            timeout: Duration::from_secs(10),
+            attempts: 3,
+        }
+    }
+
+    /// The user sign-in endpoint (Laravel: `/broadcasting/user-auth`).
+    pub fn user_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.user_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Add a header to every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// `Authorization: Bearer {token}` (Sanctum, Passport).
+    pub fn bearer_token(self, token: impl AsRef<str>) -> Self {
+        let value = format!("Bearer {}", token.as_ref());
+        self.header("Authorization", value)
+    }
+
+    /// Add a form parameter to every request.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Per-request timeout (10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Attempts on network failures and timeouts (3).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    async fn post<T: for<'de> Deserialize<'de>>(&self, endpoint: &str, form: Vec<(String, String)>) -> Result<T> {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
+        let mut last_error = None;
+        for attempt in 1..=self.attempts {
+            let mut request =
+                self.http.post(endpoint).timeout(self.timeout).form(&form).header("Accept", "application/json");
+            for (name, value) in &self.headers {
+                request = request.header(name, value);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap_or_default();
+                    if !(200..300).contains(&status) {
+                        let hint = match status {
+                            401 | 403 => {
+                                "the endpoint refused: check the token/session and the channel's authorization callback"
+                            }
+                            419 => "CSRF token mismatch: send X-CSRF-TOKEN or use a Bearer token with an API route",
+                            _ => "the auth endpoint failed",
+                        };
+                        return Err(Error::new(
+                            ErrorKind::Authentication,
+                            format!("{endpoint} answered {status}: {hint}"),
+                        )
+                        .with_http(status, body));
+                    }
+                    return serde_json::from_str(&body).map_err(|e| {
+                        Error::new(ErrorKind::Authentication, format!("{endpoint} answered 200 with invalid JSON: {e}"))
+                            .with_http(status, body.clone())
+                    });
+                }
+                Err(e) => {
+                    last_error = Some(Error::new(
+                        if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Authentication },
+                        format!("auth endpoint {endpoint} unreachable (attempt {attempt}/{}): {e}", self.attempts),
+                    ));
+                    if attempt < self.attempts {
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::Authentication, "auth endpoint not tried")))
+    }
+}
+
+impl Authorizer for HttpAuthorizer {
+    fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
+        Box::pin(async move {
+            let mut form =
+                vec![("socket_id".to_owned(), request.socket_id), ("channel_name".to_owned(), request.channel)];
+            form.extend(self.params.iter().cloned());
+            self.post(&self.endpoint, form).await
+        })
+    }
+
+    fn authenticate_user(&self, socket_id: String) -> BoxFuture<'_, Result<UserAuth>> {
+        Box::pin(async move {
+            let endpoint = self
+                .user_endpoint
+                .as_deref()
+                .ok_or_else(|| Error::new(ErrorKind::Authentication, "sign-in needs HttpAuthorizer::user_endpoint"))?;
+            let mut form = vec![("socket_id".to_owned(), socket_id)];
+            form.extend(self.params.iter().cloned());
+            self.post(endpoint, form).await
+        })
+    }
+}
+
+/// An authorizer from an async closure.
+///
+/// ```
+/// use switchboard::{ChannelAuth, FnAuthorizer};
+/// let auth = FnAuthorizer::new(|req| async move {
+///     Ok(ChannelAuth { auth: format!("key:signature-for-{}", req.socket_id), channel_data: None, shared_secret: None })
+/// });
+/// ```
+pub struct FnAuthorizer<F> {
+    f: Arc<F>,
+}
+
+impl<F, Fut> FnAuthorizer<F>
+where
+    F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ChannelAuth>> + Send + 'static,
+{
+    /// Wrap `f`.
+    pub fn new(f: F) -> Self {
+        Self { f: Arc::new(f) }
+    }
+}
+
+impl<F, Fut> Authorizer for FnAuthorizer<F>
+where
+    F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ChannelAuth>> + Send + 'static,
+{
+    fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
+        Box::pin((self.f)(request))
+    }
+}

@@ -1,0 +1,137 @@
+//! Channels: the handle you bind handlers to, stream events from, and trigger client events
+//! on. Handlers and streams belong to the channel, not to a socket, so they survive
+//! reconnects.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use switchboard_protocol::ChannelKind;
+
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Event, EventStream, HandlerId, Listeners};
+use crate::presence::Members;
+
+/// State shared between a channel's handles and the connection task.
+pub(crate) struct ChannelShared {
+    pub(crate) name: String,
+    pub(crate) kind: ChannelKind,
+    pub(crate) listeners: Arc<Listeners>,
+    pub(crate) members: Mutex<Members>,
+    pub(crate) subscribed: AtomicBool,
+}
+
+impl ChannelShared {
+    pub(crate) fn new(name: String, kind: ChannelKind) -> Self {
+        Self { name, kind, listeners: Arc::default(), members: Mutex::default(), subscribed: AtomicBool::new(false) }
+    }
+
+    pub(crate) fn members(&self) -> MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A subscribed channel. Cheap to clone; every clone is the same subscription.
+///
+/// Unsubscribing is explicit ([`Channel::unsubscribe`]): bound handlers keep working after
+/// every handle is dropped, as with pusher-js.
+#[derive(Clone)]
+pub struct Channel {
+    pub(crate) shared: Arc<ChannelShared>,
+    pub(crate) client: Client,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("name", &self.shared.name).field("subscribed", &self.is_subscribed()).finish()
+    }
+}
+
+impl Channel {
+    /// The channel name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// True while the server has confirmed the subscription on the current connection.
+    pub fn is_subscribed(&self) -> bool {
+        self.shared.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Call `handler` for every `event` on this channel (`"*"` for all). Returns an id for
+    /// [`Channel::unbind`].
+    pub fn bind(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.shared.listeners.bind(event, handler)
+    }
+
+    /// As [`Channel::bind`], with an async handler (awaited in order with the others).
+    pub fn bind_async<F, Fut>(&self, event: &str, handler: F) -> HandlerId
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shared.listeners.bind_async(event, handler)
+    }
+
+    /// Remove the handlers of `event` — all of them, or only `id`. Returns how many.
+    pub fn unbind(&self, event: &str, id: Option<HandlerId>) -> usize {
+        self.shared.listeners.unbind(event, id)
+    }
+
+    /// Remove every handler of this channel.
+    pub fn unbind_all(&self) {
+        self.shared.listeners.unbind_all();
+    }
+
+    /// A stream of every event on this channel.
+    pub fn events(&self) -> EventStream {
+        self.shared.listeners.stream(None, self.client.options().event_queue)
+    }
+
+    /// A stream of one event name on this channel.
+    pub fn events_named(&self, event: &str) -> EventStream {
+        self.shared.listeners.stream(Some(event.to_owned()), self.client.options().event_queue)
+    }
+
+    /// The members of a presence channel (empty for other kinds).
+    pub fn members(&self) -> Members {
+        self.shared.members().clone()
+    }
+
+    /// Send a client event to the other members. `client-` is added to `event` unless it is
+    /// already there; `data` must serialize to a JSON object. Refused before sending on
+    /// public and encrypted channels. Above the client-event rate (10/s) events wait in a
+    /// queue instead of getting the connection closed.
+    pub async fn trigger(&self, event: &str, data: &impl Serialize) -> Result<()> {
+        match self.shared.kind {
+            ChannelKind::Private | ChannelKind::Presence => {}
+            ChannelKind::PrivateEncrypted => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("{}: client events are not supported on encrypted channels", self.name()),
+                ));
+            }
+            ChannelKind::Public | ChannelKind::ServerToUser => {
+                return Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("{}: client events need a private- or presence- channel", self.name()),
+                ));
+            }
+        }
+        let event = if event.starts_with("client-") { event.to_owned() } else { format!("client-{event}") };
+        switchboard_protocol::channel::validate_event_name(&event)
+            .map_err(|e| Error::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let value = serde_json::to_value(data)
+            .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("data does not serialize: {e}")))?;
+        if !value.is_object() {
+            return Err(Error::new(ErrorKind::InvalidRequest, "client event data must be a JSON object"));
+        }
+        self.client.trigger(&self.shared.name, event, value.to_string()).await
+    }
+
+    /// Leave the channel. Handlers stay bound; subscribing again reuses them.
+    pub async fn unsubscribe(&self) {
+        self.client.unsubscribe(self.name()).await;
+    }
+}

@@ -1,0 +1,224 @@
+//! [`Client`]: a cheap, cloneable handle in front of one background connection task.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use switchboard_protocol::{ChannelKind, ChannelName};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::auth::PresenceUser;
+use crate::channel::{Channel, ChannelShared};
+use crate::connection::{self, Command};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Dispatcher, Event, EventStream, HandlerId, Listeners};
+use crate::options::ClientOptions;
+use crate::state::ConnectionState;
+
+/// Handlers queued for the handler task before events are dropped (and counted).
+const HANDLER_QUEUE: usize = 8_192;
+
+struct Shared {
+    options: ClientOptions,
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<ConnectionState>,
+    channels: Mutex<HashMap<String, Arc<ChannelShared>>>,
+    global: Arc<Listeners>,
+    dispatcher: Dispatcher,
+}
+
+/// A Pusher-protocol client. Clone it freely: every clone drives the same connection, which
+/// a background task owns, reconnects and resubscribes. The task ends when `disconnect()` is
+/// called or the last handle is dropped.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), switchboard::Error> {
+/// use futures_util::StreamExt;
+/// use switchboard::{Client, ClientOptions};
+///
+/// let options = ClientOptions::from_url("ws://127.0.0.1:8080/app/switchboard-key")?
+///     .secret("switchboard-secret")
+///     .build()?;
+/// let client = Client::connect(options).await?;
+/// let orders = client.subscribe("private-orders.1").await?;
+/// orders.bind("OrderShipped", |event| println!("shipped: {:?}", event.data()));
+/// let mut events = orders.events();
+/// while let Some(event) = events.next().await {
+///     println!("{} {:?}", event.event, event.data());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("state", &self.state().name()).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Start connecting in the background and return at once. Must be called inside a tokio
+    /// runtime.
+    pub fn new(options: ClientOptions) -> Client {
+        let global = Arc::new(Listeners::default());
+        let dispatcher = Dispatcher::start(HANDLER_QUEUE);
+        let (commands, state) = connection::spawn(options.clone(), global.clone(), dispatcher.clone());
+        Client { shared: Arc::new(Shared { options, commands, state, channels: Mutex::default(), global, dispatcher }) }
+    }
+
+    /// Start connecting and wait until connected (or failed for good).
+    pub async fn connect(options: ClientOptions) -> Result<Client> {
+        let client = Client::new(options);
+        client.connected().await?;
+        Ok(client)
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.shared.options
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// The socket id while connected.
+    pub fn socket_id(&self) -> Option<String> {
+        self.shared.state.borrow().socket_id().map(str::to_owned)
+    }
+
+    /// A receiver of state changes (`changed().await`, then `borrow()`).
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.clone()
+    }
+
+    /// Call `handler(previous, current)` on every state change, on a task of its own.
+    pub fn on_state_change(&self, handler: impl Fn(&ConnectionState, &ConnectionState) + Send + 'static) {
+        let mut rx = self.shared.state.clone();
+        tokio::spawn(async move {
+            let mut previous = rx.borrow_and_update().clone();
+            while rx.changed().await.is_ok() {
+                let current = rx.borrow_and_update().clone();
+                handler(&previous, &current);
+                previous = current;
+            }
+        });
+    }
+
+    /// Wait until connected; returns the socket id. Fails if the client stops for good.
+    pub async fn connected(&self) -> Result<String> {
+        let mut rx = self.shared.state.clone();
+        loop {
+            match &*rx.borrow_and_update() {
+                ConnectionState::Connected { socket_id } => return Ok(socket_id.clone()),
+                ConnectionState::Failed { reason, code } => {
+                    let e = Error::new(ErrorKind::Connection, reason.clone());
+                    return Err(code.map_or(e.clone(), |c| e.with_code(c)));
+                }
+                ConnectionState::Disconnected => return Err(Error::closed()),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::closed());
+            }
+        }
+    }
+
+    /// Subscribe to `name` and wait for the server's confirmation. Private and presence
+    /// channels are authorized with the configured authorizer, again for every new socket
+    /// after a reconnect. Subscribing to a channel twice returns the same channel.
+    pub async fn subscribe(&self, name: &str) -> Result<Channel> {
+        self.subscribe_inner(name, None).await
+    }
+
+    /// Subscribe to a presence channel as `user` (the authorizer signs this identity).
+    pub async fn subscribe_presence(&self, name: &str, user: PresenceUser) -> Result<Channel> {
+        self.subscribe_inner(name, Some(user)).await
+    }
+
+    async fn subscribe_inner(&self, name: &str, presence: Option<PresenceUser>) -> Result<Channel> {
+        let parsed = ChannelName::parse(name).map_err(|e| Error::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        if parsed.kind() == ChannelKind::ServerToUser {
+            return Err(Error::new(ErrorKind::InvalidRequest, "#server-to-user- channels are subscribed by sign-in"));
+        }
+        let shared = {
+            let mut channels = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner());
+            channels
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(ChannelShared::new(name.to_owned(), parsed.kind())))
+                .clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Subscribe { channel: shared.clone(), presence, reply })?;
+        let timeout = self.shared.options.subscribe_timeout;
+        let result = match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::closed()),
+            Err(_) => {
+                // Do not leave a half-made subscription behind: a later subscribe starts clean.
+                let _ = self.command(Command::Unsubscribe { name: name.to_owned() });
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer to the subscription of {name} within {timeout:?}"),
+                ))
+            }
+        };
+        result.map(|()| Channel { shared, client: self.clone() })
+    }
+
+    /// The channel `name`, if it was subscribed with this client.
+    pub fn channel(&self, name: &str) -> Option<Channel> {
+        let channels = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.get(name).map(|shared| Channel { shared: shared.clone(), client: self.clone() })
+    }
+
+    /// Leave `name`. It stays left across reconnects. Its handlers stay bound.
+    pub async fn unsubscribe(&self, name: &str) {
+        if let Some(channel) = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            channel.subscribed.store(false, Ordering::Release);
+        }
+        let _ = self.command(Command::Unsubscribe { name: name.to_owned() });
+    }
+
+    /// Call `handler` for every event on every channel and for connection events such as
+    /// `pusher:error` (`"*"` for all names).
+    pub fn bind_global(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.shared.global.bind(event, handler)
+    }
+
+    /// Remove global handlers of `event` (all, or `id`).
+    pub fn unbind_global(&self, event: &str, id: Option<HandlerId>) -> usize {
+        self.shared.global.unbind(event, id)
+    }
+
+    /// A stream of every event the client receives.
+    pub fn events(&self) -> EventStream {
+        self.shared.global.stream(None, self.shared.options.event_queue)
+    }
+
+    /// Events dropped because bound handlers fell behind (each was also logged).
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.dispatcher.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Close the connection for good. Pending subscribes fail with [`ErrorKind::Closed`].
+    pub async fn disconnect(&self) {
+        let _ = self.command(Command::Disconnect);
+        let mut rx = self.shared.state.clone();
+        let _ = rx.wait_for(ConnectionState::is_final).await;
+    }
+
+    pub(crate) async fn trigger(&self, channel: &str, event: String, data: String) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Trigger { channel: channel.to_owned(), event, data, reply })?;
+        answer.await.map_err(|_| Error::closed())?
+    }
+
+    fn command(&self, command: Command) -> Result<()> {
+        self.shared.commands.send(command).map_err(|_| Error::closed())
+    }
+}

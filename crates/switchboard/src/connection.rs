@@ -1,0 +1,819 @@
+//! The background task that owns the socket: connect, handshake, liveness, reconnect with
+//! backoff, subscriptions (with fresh auth for every socket id), presence, client events.
+//!
+//! One task per client. The cheap cloneable [`crate::Client`] talks to it through a command
+//! channel; it answers through oneshot replies, the state watch and the listeners. Auth runs
+//! in spawned futures whose answers come back tagged with the socket id and a generation, so
+//! an answer for an old socket or a cancelled subscription is dropped, never sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use switchboard_protocol::frame::{encode_client_frame, push_json_string};
+use switchboard_protocol::messages::{ConnectionEstablished, ErrorData};
+use switchboard_protocol::{ChannelKind, CloseAction, ErrorCode, Frame};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+
+use crate::auth::{AuthRequest, ChannelAuth, PresenceUser};
+use crate::backoff::Backoff;
+use crate::channel::ChannelShared;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Dispatcher, Event, GAP_EVENT, Listeners};
+use crate::options::ClientOptions;
+use crate::presence::id_string;
+use crate::state::ConnectionState;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Client events waiting for the rate limit, at most.
+const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
+
+/// What the client asks of the task.
+pub(crate) enum Command {
+    Subscribe { channel: Arc<ChannelShared>, presence: Option<PresenceUser>, reply: oneshot::Sender<Result<()>> },
+    Unsubscribe { name: String },
+    Trigger { channel: String, event: String, data: String, reply: oneshot::Sender<Result<()>> },
+    Disconnect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubStatus {
+    /// Not sent on this connection (offline, or waiting to start).
+    Idle,
+    /// Waiting for the authorizer.
+    Authorizing,
+    /// `pusher:subscribe` sent, no answer yet.
+    Sent,
+    /// Confirmed by the server.
+    Subscribed,
+}
+
+struct Sub {
+    shared: Arc<ChannelShared>,
+    presence: Option<PresenceUser>,
+    status: SubStatus,
+    /// Bumped every time the subscription is (re)started; stale auth answers carry an old one.
+    generation: u64,
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    /// Confirmed on an earlier connection: the next confirmation is a resubscription.
+    confirmed_before: bool,
+}
+
+struct AuthDone {
+    channel: String,
+    generation: u64,
+    socket_id: String,
+    result: Result<ChannelAuth>,
+}
+
+/// Why a connection (or an attempt) ended.
+enum Ended {
+    /// `disconnect()` or every client handle dropped.
+    User,
+    /// The socket closed or failed; `code` is the close code or the last `pusher:error` code.
+    Lost { code: Option<u16>, reason: String },
+}
+
+/// Client-event rate limiting: at most `rate` sends in any one-second window; the rest wait.
+struct ClientEvents {
+    rate: usize,
+    sent_at: VecDeque<Instant>,
+    queue: VecDeque<(String, oneshot::Sender<Result<()>>)>,
+}
+
+impl ClientEvents {
+    /// When the next queued event may go, if one is waiting.
+    fn next_slot(&mut self, now: Instant) -> Option<Instant> {
+        while self.sent_at.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            self.sent_at.pop_front();
+        }
+        if self.queue.is_empty() {
+            return None;
+        }
+        if self.sent_at.len() < self.rate {
+            Some(now)
+        } else {
+            self.sent_at.front().map(|t| *t + Duration::from_secs(1))
+        }
+    }
+
+    fn fail_all(&mut self, error: &Error) {
+        for (_, reply) in self.queue.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+pub(crate) struct ConnectionTask {
+    options: ClientOptions,
+    tls: bool,
+    state: watch::Sender<ConnectionState>,
+    global: Arc<Listeners>,
+    dispatcher: Dispatcher,
+    subs: HashMap<String, Sub>,
+    /// Channels whose `pusher:subscribe` is unanswered, in send order: a channel-less
+    /// `pusher:error` 4009 (Reverb, Sockudo) belongs to the oldest.
+    sent_order: VecDeque<String>,
+    next_generation: u64,
+    backoff: Backoff,
+    client_events: ClientEvents,
+    auth_tx: mpsc::UnboundedSender<AuthDone>,
+    socket_id: Option<String>,
+    /// The code of the last `pusher:error`, to classify a close that carries none (Reverb
+    /// sends the error, then drops TCP).
+    last_error_code: Option<u16>,
+}
+
+/// Start the task. Returns the command sender and the state receiver.
+pub(crate) fn spawn(
+    options: ClientOptions,
+    global: Arc<Listeners>,
+    dispatcher: Dispatcher,
+) -> (mpsc::UnboundedSender<Command>, watch::Receiver<ConnectionState>) {
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let (state, state_rx) = watch::channel(ConnectionState::Initialized);
+    let (auth_tx, auth_rx) = mpsc::unbounded_channel();
+    let task = ConnectionTask {
+        tls: options.tls,
+        backoff: Backoff::new(options.reconnect_min, options.reconnect_max),
+        client_events: ClientEvents {
+            rate: options.client_event_rate as usize,
+            sent_at: VecDeque::new(),
+            queue: VecDeque::new(),
+        },
+        options,
+        state,
+        global,
+        dispatcher,
+        subs: HashMap::new(),
+        sent_order: VecDeque::new(),
+        next_generation: 0,
+        auth_tx,
+        socket_id: None,
+        last_error_code: None,
+    };
+    tokio::spawn(task.run(commands, auth_rx));
+    (commands_tx, state_rx)
+}
+
+impl ConnectionTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut auth_rx: mpsc::UnboundedReceiver<AuthDone>,
+    ) {
+        let mut failures: u32 = 0;
+        loop {
+            self.state.send_replace(ConnectionState::Connecting);
+            let (ended, was_connected) = self.connect_and_serve(&mut commands, &mut auth_rx).await;
+            self.on_connection_end();
+            let (code, reason) = match ended {
+                Ended::User => return self.finish(ConnectionState::Disconnected),
+                Ended::Lost { code, reason } => (code, reason),
+            };
+            if was_connected {
+                failures = 0;
+            }
+            failures += 1;
+            let action = code.map_or(CloseAction::Backoff, |c| ErrorCode(c).close_action());
+            if action == CloseAction::Stop {
+                return self.finish(ConnectionState::Failed { reason, code });
+            }
+            if !self.options.reconnect {
+                return self.finish(ConnectionState::Failed { reason: format!("{reason} (reconnect is off)"), code });
+            }
+            if self.options.max_retries.is_some_and(|max| failures > max) {
+                let reason = format!("{reason} (gave up after {} attempts)", failures);
+                return self.finish(ConnectionState::Failed { reason, code });
+            }
+            let first_retry = self.backoff.attempts() == 0;
+            let backoff = self.backoff.next_delay();
+            let delay = match action {
+                CloseAction::SwitchToTls => {
+                    self.tls = true;
+                    Duration::ZERO
+                }
+                CloseAction::ReconnectNow if first_retry => Duration::ZERO,
+                _ => backoff,
+            };
+            self.state.send_replace(ConnectionState::Unavailable { retry_in: delay, reason });
+            if let Ended::User = self.wait_offline(delay, &mut commands).await {
+                return self.finish(ConnectionState::Disconnected);
+            }
+        }
+    }
+
+    fn finish(&mut self, state: ConnectionState) {
+        let error = match &state {
+            ConnectionState::Failed { reason, code } => {
+                let e = Error::new(ErrorKind::Connection, reason.clone());
+                code.map_or(e.clone(), |c| e.with_code(c))
+            }
+            _ => Error::closed(),
+        };
+        for sub in self.subs.values_mut() {
+            for waiter in sub.waiters.drain(..) {
+                let _ = waiter.send(Err(error.clone()));
+            }
+        }
+        self.client_events.fail_all(&error);
+        self.state.send_replace(state);
+    }
+
+    /// Sleep `delay` while answering commands the offline way.
+    async fn wait_offline(&mut self, delay: Duration, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
+        let deadline = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ended::Lost { code: None, reason: String::new() },
+                command = commands.recv() => match command {
+                    None | Some(Command::Disconnect) => return Ended::User,
+                    Some(command) => self.on_command_offline(command),
+                },
+            }
+        }
+    }
+
+    fn on_command_offline(&mut self, command: Command) {
+        match command {
+            Command::Subscribe { channel, presence, reply } => {
+                self.add_sub(channel, presence, reply);
+            }
+            Command::Unsubscribe { name } => {
+                if let Some(sub) = self.subs.remove(&name) {
+                    sub.shared.subscribed.store(false, Ordering::Release);
+                }
+            }
+            Command::Trigger { channel, reply, .. } => {
+                let _ = reply.send(Err(Error::new(
+                    ErrorKind::Connection,
+                    format!("not connected: client event on {channel} not sent"),
+                )));
+            }
+            Command::Disconnect => {}
+        }
+    }
+
+    /// Record a subscription; returns true if it is new.
+    fn add_sub(
+        &mut self,
+        channel: Arc<ChannelShared>,
+        presence: Option<PresenceUser>,
+        reply: oneshot::Sender<Result<()>>,
+    ) -> bool {
+        if let Some(sub) = self.subs.get_mut(&channel.name) {
+            if presence.is_some() {
+                sub.presence = presence;
+            }
+            if sub.status == SubStatus::Subscribed {
+                let _ = reply.send(Ok(()));
+            } else {
+                sub.waiters.push(reply);
+            }
+            return false;
+        }
+        let name = channel.name.clone();
+        let sub = Sub {
+            shared: channel,
+            presence,
+            status: SubStatus::Idle,
+            generation: 0,
+            waiters: vec![reply],
+            confirmed_before: false,
+        };
+        self.subs.insert(name, sub);
+        true
+    }
+
+    async fn connect_and_serve(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        auth_rx: &mut mpsc::UnboundedReceiver<AuthDone>,
+    ) -> (Ended, bool) {
+        let url = {
+            let mut opts = self.options.clone();
+            opts.tls = self.tls;
+            opts.url()
+        };
+        let attempt = open(url.clone(), self.options.headers.clone(), self.options.connect_timeout);
+        tokio::pin!(attempt);
+        let (mut ws, established) = loop {
+            tokio::select! {
+                result = &mut attempt => match result {
+                    Ok(ok) => break ok,
+                    Err(ended) => return (ended, false),
+                },
+                command = commands.recv() => match command {
+                    None | Some(Command::Disconnect) => return (Ended::User, false),
+                    Some(command) => self.on_command_offline(command),
+                },
+            }
+        };
+        let socket_id = established.socket_id.clone();
+        let server_timeout = established.activity_timeout.map_or(self.options.activity_timeout, Duration::from_secs);
+        let activity = self.options.activity_timeout.min(server_timeout).max(Duration::from_secs(1));
+        self.socket_id = Some(socket_id.clone());
+        self.last_error_code = None;
+        self.backoff.reset();
+        self.state.send_replace(ConnectionState::Connected { socket_id: socket_id.clone() });
+        tracing::debug!(%url, %socket_id, "connected");
+        let ended = self.serve(&mut ws, commands, auth_rx, activity).await;
+        if let Ended::User = ended {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.send(Message::close(None, ""))).await;
+        }
+        (ended, true)
+    }
+
+    async fn serve(
+        &mut self,
+        ws: &mut Ws,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        auth_rx: &mut mpsc::UnboundedReceiver<AuthDone>,
+        activity: Duration,
+    ) -> Ended {
+        let names: Vec<String> = self.subs.keys().cloned().collect();
+        for name in names {
+            if let Err(ended) = self.start_sub(&name, ws).await {
+                return ended;
+            }
+        }
+        let mut last_inbound = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        let mut close_code: Option<u16> = None;
+        let ping_timer = tokio::time::sleep_until(last_inbound + activity);
+        let events_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(ping_timer, events_timer);
+        loop {
+            let ping_deadline = match ping_sent {
+                None => last_inbound + activity,
+                Some(at) => at + self.options.pong_timeout,
+            };
+            if ping_timer.deadline() != ping_deadline {
+                ping_timer.as_mut().reset(ping_deadline);
+            }
+            let next_event_slot = self.client_events.next_slot(Instant::now());
+            if let Some(slot) = next_event_slot
+                && events_timer.deadline() != slot
+            {
+                events_timer.as_mut().reset(slot);
+            }
+            tokio::select! {
+                inbound = ws.next() => match inbound {
+                    None => {
+                        let code = close_code.or(self.last_error_code);
+                        return Ended::Lost { code, reason: describe_close(code, "the server closed the connection") };
+                    }
+                    Some(Err(e)) => {
+                        let code = close_code.or(self.last_error_code);
+                        return Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) };
+                    }
+                    Some(Ok(message)) => {
+                        last_inbound = Instant::now();
+                        ping_sent = None;
+                        if let Some((code, _)) = message.as_close() {
+                            close_code = Some(u16::from(code));
+                        } else if let Some(text) = message.as_text()
+                            && let Err(ended) = self.on_text(text, ws).await
+                        {
+                            return ended;
+                        }
+                    }
+                },
+                command = commands.recv() => match command {
+                    None | Some(Command::Disconnect) => return Ended::User,
+                    Some(command) => if let Err(ended) = self.on_command(command, ws).await {
+                        return ended;
+                    },
+                },
+                Some(done) = auth_rx.recv() => if let Err(ended) = self.on_auth(done, ws).await {
+                    return ended;
+                },
+                () = &mut ping_timer => {
+                    if ping_sent.is_some() {
+                        return Ended::Lost {
+                            code: Some(ErrorCode::PONG_NOT_RECEIVED.0),
+                            reason: format!("no reply to a ping within {:?}: the connection is dead", self.options.pong_timeout),
+                        };
+                    }
+                    if let Err(ended) = send(ws, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await {
+                        return ended;
+                    }
+                    ping_sent = Some(Instant::now());
+                }
+                () = &mut events_timer, if next_event_slot.is_some() => {
+                    if let Err(ended) = self.flush_client_events(ws).await {
+                        return ended;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget per-connection state; subscriptions wait for the next connection.
+    fn on_connection_end(&mut self) {
+        self.socket_id = None;
+        self.sent_order.clear();
+        for sub in self.subs.values_mut() {
+            sub.status = SubStatus::Idle;
+            sub.shared.subscribed.store(false, Ordering::Release);
+        }
+        self.client_events
+            .fail_all(&Error::new(ErrorKind::Connection, "connection lost before the client event was sent"));
+        self.client_events.sent_at.clear();
+    }
+
+    /// Authorize (if needed) and send `pusher:subscribe` for `name` on this connection.
+    async fn start_sub(&mut self, name: &str, ws: &mut Ws) -> Result<(), Ended> {
+        let Some(socket_id) = self.socket_id.clone() else { return Ok(()) };
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let Some(sub) = self.subs.get_mut(name) else { return Ok(()) };
+        sub.generation = generation;
+        let kind = sub.shared.kind;
+        if !matches!(kind, ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence) {
+            sub.status = SubStatus::Sent;
+            self.sent_order.push_back(name.to_owned());
+            return send(ws, subscribe_frame(name, "", None)).await;
+        }
+        let Some(authorizer) = self.options.authorizer.clone() else {
+            let error = Error::new(
+                ErrorKind::Authentication,
+                format!("{name} needs authorization: configure .secret(), an HttpAuthorizer or .authorizer()"),
+            );
+            self.fail_sub(name, error);
+            return Ok(());
+        };
+        sub.status = SubStatus::Authorizing;
+        let request =
+            AuthRequest { socket_id: socket_id.clone(), channel: name.to_owned(), presence: sub.presence.clone() };
+        let tx = self.auth_tx.clone();
+        let timeout = self.options.subscribe_timeout;
+        let channel = name.to_owned();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, authorizer.authorize_channel(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("the authorizer did not answer for {channel} within {timeout:?}"),
+                )),
+            };
+            let _ = tx.send(AuthDone { channel, generation, socket_id, result });
+        });
+        Ok(())
+    }
+
+    async fn on_auth(&mut self, done: AuthDone, ws: &mut Ws) -> Result<(), Ended> {
+        let current = self.socket_id.as_deref() == Some(done.socket_id.as_str());
+        let Some(sub) = self.subs.get_mut(&done.channel) else { return Ok(()) };
+        if !current || sub.generation != done.generation || sub.status != SubStatus::Authorizing {
+            tracing::debug!(channel = %done.channel, "dropping auth for an old socket or a cancelled subscription");
+            return Ok(());
+        }
+        let auth = match done.result {
+            Ok(auth) => auth,
+            Err(error) => {
+                self.fail_sub(&done.channel, error);
+                return Ok(());
+            }
+        };
+        let is_presence = sub.shared.kind == ChannelKind::Presence;
+        if is_presence {
+            let me = auth
+                .channel_data
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .and_then(|d| id_string(&d["user_id"]));
+            if me.is_none() {
+                let error = Error::new(
+                    ErrorKind::Authentication,
+                    format!("the authorizer gave no channel_data with a user_id for {}", done.channel),
+                );
+                self.fail_sub(&done.channel, error);
+                return Ok(());
+            }
+            sub.shared.members().set_me(me);
+        }
+        sub.status = SubStatus::Sent;
+        self.sent_order.push_back(done.channel.clone());
+        let channel_data = if is_presence { auth.channel_data.as_deref() } else { None };
+        send(ws, subscribe_frame(&done.channel, &auth.auth, channel_data)).await
+    }
+
+    /// The subscription failed: tell its waiters and listeners, and forget it.
+    fn fail_sub(&mut self, name: &str, error: Error) {
+        self.sent_order.retain(|n| n != name);
+        let Some(mut sub) = self.subs.remove(name) else { return };
+        sub.shared.subscribed.store(false, Ordering::Release);
+        let mut data = String::from("{\"type\":");
+        push_json_string(
+            &mut data,
+            if error.kind() == ErrorKind::Subscription { "SubscriptionError" } else { "AuthError" },
+        );
+        data.push_str(",\"error\":");
+        push_json_string(&mut data, error.message());
+        data.push_str(",\"status\":");
+        data.push_str(&error.status().or(error.code()).map_or("null".to_owned(), |s| s.to_string()));
+        data.push('}');
+        let event = Event::internal(Some(name), "pusher:subscription_error", Some(data));
+        self.deliver(&sub.shared, &event);
+        for waiter in sub.waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
+    }
+
+    fn deliver(&self, shared: &Arc<ChannelShared>, event: &Event) {
+        self.dispatcher.deliver(&shared.listeners, event);
+        self.dispatcher.deliver(&self.global, event);
+    }
+
+    async fn on_command(&mut self, command: Command, ws: &mut Ws) -> Result<(), Ended> {
+        match command {
+            Command::Subscribe { channel, presence, reply } => {
+                let name = channel.name.clone();
+                if self.add_sub(channel, presence, reply) {
+                    self.start_sub(&name, ws).await?;
+                }
+            }
+            Command::Unsubscribe { name } => {
+                if let Some(sub) = self.subs.remove(&name) {
+                    sub.shared.subscribed.store(false, Ordering::Release);
+                    self.sent_order.retain(|n| *n != name);
+                    if matches!(sub.status, SubStatus::Sent | SubStatus::Subscribed) {
+                        let mut frame = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
+                        push_json_string(&mut frame, &name);
+                        frame.push_str("}}");
+                        send(ws, frame).await?;
+                    }
+                }
+            }
+            Command::Trigger { channel, event, data, reply } => {
+                if self.subs.get(&channel).is_none_or(|s| s.status != SubStatus::Subscribed) {
+                    let _ = reply.send(Err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!("not subscribed to {channel}: client events go to channels you are subscribed to"),
+                    )));
+                    return Ok(());
+                }
+                if self.client_events.queue.len() >= MAX_QUEUED_CLIENT_EVENTS {
+                    let _ = reply.send(Err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!("{MAX_QUEUED_CLIENT_EVENTS} client events already wait for the rate limit"),
+                    )));
+                    return Ok(());
+                }
+                let frame = encode_client_frame(&event, Some(&channel), Some(&data));
+                self.client_events.queue.push_back((frame, reply));
+                self.flush_client_events(ws).await?;
+            }
+            Command::Disconnect => {}
+        }
+        Ok(())
+    }
+
+    /// Send queued client events as far as the rate allows.
+    async fn flush_client_events(&mut self, ws: &mut Ws) -> Result<(), Ended> {
+        loop {
+            let now = Instant::now();
+            if self.client_events.next_slot(now) != Some(now) {
+                return Ok(());
+            }
+            let Some((frame, reply)) = self.client_events.queue.pop_front() else { return Ok(()) };
+            self.client_events.sent_at.push_back(now);
+            match send(ws, frame).await {
+                Ok(()) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(ended) => {
+                    let _ = reply
+                        .send(Err(Error::new(ErrorKind::Connection, "connection lost while sending the client event")));
+                    return Err(ended);
+                }
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str, ws: &mut Ws) -> Result<(), Ended> {
+        let frame = match Frame::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::warn!("ignoring a malformed frame from the server: {e}");
+                return Ok(());
+            }
+        };
+        let channel = frame.channel.clone();
+        match frame.event.as_str() {
+            "pusher:ping" => send(ws, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await?,
+            "pusher:pong" => {}
+            "pusher:error" => self.on_error(&frame),
+            "pusher_internal:subscription_succeeded" => {
+                if let Some(channel) = channel {
+                    self.on_succeeded(&channel, &frame, ws).await?;
+                }
+            }
+            "pusher:subscription_error" => {
+                if let Some(channel) = channel {
+                    let data: Value = frame.data.parse().unwrap_or(Value::Null);
+                    let message = data["error"].as_str().unwrap_or("the server refused the subscription").to_owned();
+                    let mut error = Error::new(ErrorKind::Subscription, format!("{channel}: {message}"));
+                    if let Some(status) = data["status"].as_u64() {
+                        error = error.with_code(status as u16);
+                    }
+                    self.fail_sub(&channel, error);
+                }
+            }
+            "pusher_internal:member_added" | "pusher_internal:member_removed" => {
+                if let Some(channel) = channel {
+                    self.on_member(&channel, &frame);
+                }
+            }
+            "pusher_internal:subscription_count" => {
+                if let Some(sub) = channel.as_deref().and_then(|c| self.subs.get(c)) {
+                    let event = Event::internal(
+                        channel.as_deref(),
+                        "pusher:subscription_count",
+                        frame.data.as_text().map(str::to_owned),
+                    );
+                    self.deliver(&sub.shared, &event);
+                }
+            }
+            event if event.starts_with("pusher_internal:") => {}
+            _ => {
+                let event = Event {
+                    channel: channel.clone(),
+                    event: frame.event,
+                    data: frame.data.as_text().map(str::to_owned),
+                    user_id: frame.user_id,
+                };
+                match channel.as_deref().and_then(|c| self.subs.get(c)) {
+                    Some(sub) => self.deliver(&sub.shared, &event),
+                    None => self.dispatcher.deliver(&self.global, &event),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_error(&mut self, frame: &Frame) {
+        let data: Option<ErrorData> = frame.data.parse().ok();
+        let code = data.as_ref().and_then(|d| d.code);
+        let message = data.as_ref().map_or("unknown error", |d| d.message.as_str()).to_owned();
+        self.last_error_code = code;
+        tracing::warn!(?code, "pusher:error: {message}");
+        // Reverb and Sockudo refuse a subscription with a channel-less 4009: it answers the
+        // oldest unanswered subscribe.
+        if frame.channel.is_none()
+            && code == Some(ErrorCode::UNAUTHORIZED.0)
+            && let Some(name) = self.sent_order.pop_front()
+        {
+            self.fail_sub(&name, Error::new(ErrorKind::Subscription, format!("{name}: {message}")).with_code(4009));
+        }
+        let event = Event::internal(frame.channel.as_deref(), "pusher:error", frame.data.as_text().map(str::to_owned));
+        self.dispatcher.deliver(&self.global, &event);
+    }
+
+    async fn on_succeeded(&mut self, channel: &str, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
+        self.sent_order.retain(|n| n != channel);
+        let Some(sub) = self.subs.get_mut(channel) else {
+            // Unsubscribed while pending: the server subscribed us anyway, so leave again.
+            let mut leave = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
+            push_json_string(&mut leave, channel);
+            leave.push_str("}}");
+            return send(ws, leave).await;
+        };
+        let first_confirmation = sub.status != SubStatus::Subscribed;
+        let resubscribed = first_confirmation && sub.confirmed_before;
+        sub.status = SubStatus::Subscribed;
+        sub.confirmed_before = true;
+        sub.shared.subscribed.store(true, Ordering::Release);
+        let mut changes = (Vec::new(), Vec::new());
+        if sub.shared.kind == ChannelKind::Presence {
+            let data: Value = frame.data.parse().unwrap_or(Value::Null);
+            changes = sub.shared.members().replace(&data["presence"]);
+        }
+        for waiter in sub.waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
+        let shared = sub.shared.clone();
+        if !first_confirmation {
+            return Ok(());
+        }
+        let data = frame.data.as_text().map(str::to_owned);
+        self.deliver(&shared, &Event::internal(Some(channel), "pusher:subscription_succeeded", data));
+        if resubscribed {
+            let (added, removed) = changes;
+            for member in added {
+                let data = serde_json::json!({"user_id": member.id, "user_info": member.info}).to_string();
+                self.deliver(&shared, &Event::internal(Some(channel), "pusher:member_added", Some(data)));
+            }
+            for member in removed {
+                let data = serde_json::json!({"user_id": member.id}).to_string();
+                self.deliver(&shared, &Event::internal(Some(channel), "pusher:member_removed", Some(data)));
+            }
+            self.deliver(&shared, &Event::internal(Some(channel), GAP_EVENT, Some("{}".into())));
+        }
+        Ok(())
+    }
+
+    fn on_member(&mut self, channel: &str, frame: &Frame) {
+        let Some(sub) = self.subs.get(channel) else { return };
+        let data: Value = frame.data.parse().unwrap_or(Value::Null);
+        let Some(id) = id_string(&data["user_id"]) else { return };
+        let added = frame.event == "pusher_internal:member_added";
+        let changed = if added {
+            sub.shared.members().add(id.clone(), data.get("user_info").cloned().unwrap_or(Value::Null))
+        } else {
+            sub.shared.members().remove(&id).is_some()
+        };
+        if changed {
+            let name = if added { "pusher:member_added" } else { "pusher:member_removed" };
+            let shared = sub.shared.clone();
+            self.deliver(&shared, &Event::internal(Some(channel), name, frame.data.as_text().map(str::to_owned)));
+        }
+    }
+}
+
+/// Open the socket and read the handshake, within `timeout`.
+async fn open(
+    url: String,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+) -> Result<(Ws, ConnectionEstablished), Ended> {
+    let lost = |reason: String| Ended::Lost { code: None, reason };
+    let attempt = async {
+        let mut builder = ClientBuilder::new().uri(&url).map_err(|e| lost(format!("invalid URL {url}: {e}")))?;
+        for (name, value) in &headers {
+            let name = http::HeaderName::try_from(name.as_str())
+                .map_err(|e| lost(format!("invalid header name {name}: {e}")))?;
+            let value =
+                http::HeaderValue::try_from(value.as_str()).map_err(|e| lost(format!("invalid header value: {e}")))?;
+            builder = builder.add_header(name, value).map_err(|e| lost(format!("header not allowed: {e}")))?;
+        }
+        let (mut ws, _) = builder.connect().await.map_err(|e| lost(format!("cannot connect to {url}: {e}")))?;
+        loop {
+            let message = match ws.next().await {
+                None => return Err(lost("the server closed the connection during the handshake".into())),
+                Some(Err(e)) => return Err(lost(format!("handshake failed: {e}"))),
+                Some(Ok(message)) => message,
+            };
+            if let Some((code, reason)) = message.as_close() {
+                let code = u16::from(code);
+                return Err(Ended::Lost { code: Some(code), reason: describe_close(Some(code), reason) });
+            }
+            let Some(text) = message.as_text() else { continue };
+            let frame = Frame::decode(text).map_err(|e| lost(format!("malformed handshake: {e}")))?;
+            match frame.event.as_str() {
+                "pusher:connection_established" => {
+                    let data: ConnectionEstablished = frame
+                        .data
+                        .parse()
+                        .map_err(|e| lost(format!("connection_established without a socket_id: {e}")))?;
+                    return Ok((ws, data));
+                }
+                "pusher:error" => {
+                    let data: Option<ErrorData> = frame.data.parse().ok();
+                    let code = data.as_ref().and_then(|d| d.code);
+                    let message = data.map_or_else(|| "refused".to_owned(), |d| d.message);
+                    return Err(Ended::Lost { code, reason: describe_close(code, &message) });
+                }
+                _ => {}
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(lost(format!("no connection_established from {url} within {timeout:?}"))),
+    }
+}
+
+fn describe_close(code: Option<u16>, reason: &str) -> String {
+    match code {
+        Some(4001) => format!("the server does not know this app key (4001): {reason}"),
+        Some(4000) => format!("the app only accepts TLS (4000): {reason}"),
+        Some(code) => format!("{reason} (code {code})"),
+        None => reason.to_owned(),
+    }
+}
+
+fn subscribe_frame(channel: &str, auth: &str, channel_data: Option<&str>) -> String {
+    let mut out = String::from(r#"{"event":"pusher:subscribe","data":{"channel":"#);
+    push_json_string(&mut out, channel);
+    out.push_str(",\"auth\":");
+    push_json_string(&mut out, auth);
+    if let Some(data) = channel_data {
+        out.push_str(",\"channel_data\":");
+        push_json_string(&mut out, data);
+    }
+    out.push_str("}}");
+    out
+}
+
+async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
+    ws.send(Message::text(text)).await.map_err(|e| Ended::Lost { code: None, reason: format!("send failed: {e}") })
+}

@@ -1,0 +1,287 @@
+//! Events and the listeners that receive them: streams and bound handlers.
+//!
+//! The socket reader never waits for a listener. Each stream has a bounded queue; when it is
+//! full the event is dropped for that stream and counted, and the stream's next item is a
+//! `switchboard:lagged` event with `{"dropped": n}` — every drop is reported. Bound handlers
+//! run on one dispatcher task fed by a bounded queue with the same policy (drops are counted
+//! in [`crate::Client::dropped_events`] and logged). A panicking handler is caught and logged.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::auth::BoxFuture;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Name of the event a stream receives after it missed events: data `{"dropped": n}`.
+pub const LAGGED_EVENT: &str = "switchboard:lagged";
+/// Name of the event a channel receives after it was resubscribed on a new connection:
+/// events published while it was offline are lost (no Pusher server replays them), so
+/// resynchronise from your source of truth.
+pub const GAP_EVENT: &str = "switchboard:gap";
+
+/// One event as delivered to listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The channel, or `None` for connection-level events such as `pusher:error`.
+    pub channel: Option<String>,
+    /// The event name.
+    pub event: String,
+    /// The payload as text: usually JSON (server strings are unwrapped, objects kept raw).
+    pub data: Option<String>,
+    /// The sender's user id on presence client events.
+    pub user_id: Option<String>,
+}
+
+impl Event {
+    /// Deserialize the payload.
+    ///
+    /// ```
+    /// let ev = switchboard::Event { channel: Some("orders".into()), event: "shipped".into(),
+    ///     data: Some(r#"{"id":7}"#.into()), user_id: None };
+    /// let v: serde_json::Value = ev.json()?;
+    /// assert_eq!(v["id"], 7);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        let text = self.data.as_deref().unwrap_or("null");
+        serde_json::from_str(text).map_err(|e| {
+            Error::new(ErrorKind::Protocol, format!("event {} data is not the expected JSON: {e}", self.event))
+        })
+    }
+
+    /// The payload text.
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
+    pub(crate) fn internal(channel: Option<&str>, event: &str, data: Option<String>) -> Self {
+        Self { channel: channel.map(str::to_owned), event: event.to_owned(), data, user_id: None }
+    }
+}
+
+/// Identifies a bound handler, for [`crate::Channel::unbind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HandlerId(u64);
+
+type SyncHandler = Arc<dyn Fn(&Event) + Send + Sync>;
+type AsyncHandler = Arc<dyn Fn(Event) -> BoxFuture<'static, ()> + Send + Sync>;
+
+#[derive(Clone)]
+enum Handler {
+    Sync(SyncHandler),
+    Async(AsyncHandler),
+}
+
+struct StreamSlot {
+    tx: mpsc::Sender<Event>,
+    /// Only this event name, or everything.
+    filter: Option<String>,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    streams: HashMap<u64, StreamSlot>,
+    /// (id, event name or "*", handler), in bind order.
+    handlers: Vec<(u64, String, Handler)>,
+}
+
+/// The listeners of one channel, or the client's global listeners.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    registry: Mutex<Registry>,
+}
+
+impl Listeners {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn bind(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.add_handler(event, Handler::Sync(Arc::new(handler)))
+    }
+
+    pub(crate) fn bind_async<F, Fut>(&self, event: &str, handler: F) -> HandlerId
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.add_handler(event, Handler::Async(Arc::new(move |e| Box::pin(handler(e)))))
+    }
+
+    fn add_handler(&self, event: &str, handler: Handler) -> HandlerId {
+        let mut reg = self.lock();
+        reg.next_id += 1;
+        let id = reg.next_id;
+        reg.handlers.push((id, event.to_owned(), handler));
+        HandlerId(id)
+    }
+
+    /// Remove handlers of `event` (all of them, or the one with `id`). Returns how many.
+    pub(crate) fn unbind(&self, event: &str, id: Option<HandlerId>) -> usize {
+        let mut reg = self.lock();
+        let before = reg.handlers.len();
+        reg.handlers.retain(|(hid, name, _)| !(name == event && id.is_none_or(|id| id.0 == *hid)));
+        before - reg.handlers.len()
+    }
+
+    pub(crate) fn unbind_all(&self) {
+        self.lock().handlers.clear();
+    }
+
+    pub(crate) fn has_handlers(&self) -> bool {
+        !self.lock().handlers.is_empty()
+    }
+
+    pub(crate) fn stream(self: &Arc<Self>, filter: Option<String>, capacity: usize) -> EventStream {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let mut reg = self.lock();
+        reg.next_id += 1;
+        let id = reg.next_id;
+        reg.streams.insert(id, StreamSlot { tx, filter, dropped: 0 });
+        EventStream { rx, owner: Arc::downgrade(self), id }
+    }
+
+    /// Offer `event` to every stream without waiting; full queues count a drop.
+    pub(crate) fn deliver_to_streams(&self, event: &Event) {
+        let mut reg = self.lock();
+        reg.streams.retain(|_, slot| {
+            if slot.filter.as_deref().is_some_and(|f| f != event.event) {
+                return true;
+            }
+            if slot.dropped > 0 {
+                let lagged =
+                    Event { data: Some(format!("{{\"dropped\":{}}}", slot.dropped)), ..Event::internal(event.channel.as_deref(), LAGGED_EVENT, None) };
+                match slot.tx.try_send(lagged) {
+                    Ok(()) => slot.dropped = 0,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        slot.dropped += 1;
+                        return true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            match slot.tx.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    slot.dropped += 1;
+                    tracing::warn!(event = %event.event, "event stream full: dropping an event (reported as {LAGGED_EVENT})");
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    fn handlers_for(&self, event: &str) -> Vec<Handler> {
+        self.lock()
+            .handlers
+            .iter()
+            .filter(|(_, name, _)| name == event || name == "*")
+            .map(|(_, _, h)| h.clone())
+            .collect()
+    }
+
+    fn remove_stream(&self, id: u64) {
+        self.lock().streams.remove(&id);
+    }
+}
+
+/// A stream of events (`while let Some(ev) = stream.next().await`). Dropping it stops the
+/// delivery to it; the channel stays subscribed (other streams and handlers may use it).
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+    owner: Weak<Listeners>,
+    id: u64,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// The next event, or `None` once the client is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_core::Stream for EventStream {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.remove_stream(self.id);
+        }
+    }
+}
+
+/// An event on its way to bound handlers.
+pub(crate) struct Dispatch {
+    pub(crate) listeners: Arc<Listeners>,
+    pub(crate) event: Event,
+}
+
+/// Sends events to the handler task without ever waiting.
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    tx: mpsc::Sender<Dispatch>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+impl Dispatcher {
+    /// Start the handler task.
+    pub(crate) fn start(capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        tokio::spawn(run_handlers(rx));
+        Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Deliver to streams now and queue for handlers (only if any are bound).
+    pub(crate) fn deliver(&self, listeners: &Arc<Listeners>, event: &Event) {
+        listeners.deliver_to_streams(event);
+        if !listeners.has_handlers() {
+            return;
+        }
+        let dispatch = Dispatch { listeners: listeners.clone(), event: event.clone() };
+        if self.tx.try_send(dispatch).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(event = %event.event, dropped_total = n, "handlers are behind: dropping an event for bound handlers");
+        }
+    }
+}
+
+async fn run_handlers(mut rx: mpsc::Receiver<Dispatch>) {
+    while let Some(Dispatch { listeners, event }) = rx.recv().await {
+        for handler in listeners.handlers_for(&event.event) {
+            let outcome = match handler {
+                Handler::Sync(f) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&event))),
+                Handler::Async(f) => AssertUnwindSafe(f(event.clone())).catch_unwind().await,
+            };
+            if let Err(panic) = outcome {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".into());
+                tracing::error!(event = %event.event, "an event handler panicked (the connection lives on): {message}");
+            }
+        }
+    }
+}

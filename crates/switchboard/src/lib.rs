@@ -1,0 +1,45 @@
+//! Switchboard: a Pusher Channels protocol v7 client you can trust, for Laravel Reverb,
+//! Pusher, Soketi and Sockudo.
+//!
+//! - One cheap, cloneable [`Client`] in front of one background connection task.
+//! - `subscribe` resolves when the server confirms, fails with the server's code, or times
+//!   out. Handlers and streams survive reconnects; every channel is resubscribed with fresh
+//!   auth for the new socket id, presence is rebuilt as a diff, and each channel receives a
+//!   [`GAP_EVENT`] because events published while offline are lost.
+//! - Dead sockets are noticed: a ping after the activity timeout, a reconnect after the pong
+//!   timeout. Reconnects back off exponentially with jitter and follow the close-code classes.
+//! - Slow consumers never stall the socket: bounded queues, every drop reported.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), switchboard::Error> {
+//! use switchboard::{Client, ClientOptions};
+//! let client = Client::connect(ClientOptions::from_env()?.build()?).await?;
+//! let channel = client.subscribe("orders").await?;
+//! channel.bind("*", |event| println!("{}: {:?}", event.event, event.data()));
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod backoff;
+pub mod channel;
+pub mod client;
+mod connection;
+pub mod error;
+pub mod event;
+pub mod options;
+pub mod presence;
+pub mod publisher;
+pub mod state;
+
+pub use auth::{
+    AuthRequest, Authorizer, ChannelAuth, FnAuthorizer, HttpAuthorizer, PresenceUser, SecretAuthorizer, UserAuth,
+};
+pub use backoff::Backoff;
+pub use channel::Channel;
+pub use client::Client;
+pub use error::{Error, ErrorKind, Result};
+pub use event::{Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT};
+pub use options::{ClientOptions, ClientOptionsBuilder};
+pub use presence::{Member, Members};
+pub use publisher::Publisher;
+pub use state::ConnectionState;

@@ -1,0 +1,355 @@
+//! Client options: a builder from a URL or host/port/key (or a Pusher cluster), and
+//! `from_env()` with the names python-reverb and Laravel's `.env` use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{Authorizer, SecretAuthorizer};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Everything a [`crate::Client`] needs to connect. Build it with [`ClientOptions::builder`],
+/// [`ClientOptions::from_url`] or [`ClientOptions::from_env`].
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub(crate) key: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+    pub(crate) path_prefix: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) client_name: String,
+    pub(crate) client_version: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) activity_timeout: Duration,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) reconnect: bool,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) subscribe_timeout: Duration,
+    pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
+    pub(crate) event_queue: usize,
+    pub(crate) client_event_rate: u32,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("url", &self.url())
+            .field("reconnect", &self.reconnect)
+            .field("authorizer", &self.authorizer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientOptions {
+    /// Start building options for app `key`; defaults to `wss://localhost:443`.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("app-key").host("127.0.0.1").port(8080).tls(false).build()?;
+    /// assert_eq!(opts.url(), "ws://127.0.0.1:8080/app/app-key?protocol=7&client=switchboard-rust&version=0.1.0");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn builder(key: impl Into<String>) -> ClientOptionsBuilder {
+        ClientOptionsBuilder {
+            options: ClientOptions {
+                key: key.into(),
+                host: "localhost".into(),
+                port: 443,
+                tls: true,
+                path_prefix: String::new(),
+                headers: Vec::new(),
+                client_name: "switchboard-rust".into(),
+                client_version: env!("CARGO_PKG_VERSION").into(),
+                connect_timeout: Duration::from_secs(10),
+                activity_timeout: Duration::from_secs(120),
+                pong_timeout: Duration::from_secs(30),
+                reconnect: true,
+                reconnect_min: Duration::from_secs(1),
+                reconnect_max: Duration::from_secs(30),
+                max_retries: None,
+                subscribe_timeout: Duration::from_secs(10),
+                authorizer: None,
+                event_queue: 1024,
+                client_event_rate: 10,
+            },
+            port_set: false,
+            error: None,
+        }
+    }
+
+    /// Options from a URL `ws[s]://host[:port][/prefix]/app/{key}`.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::from_url("wss://ws.example.com/reverb/app/my-key")?.build()?;
+    /// assert_eq!(opts.url(), "wss://ws.example.com:443/reverb/app/my-key?protocol=7&client=switchboard-rust&version=0.1.0");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<ClientOptionsBuilder> {
+        let bad = |why: &str| Error::new(ErrorKind::Config, format!("invalid URL {url:?}: {why}"));
+        let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        let tls = match uri.scheme_str() {
+            Some("ws") | Some("http") => false,
+            Some("wss") | Some("https") => true,
+            _ => return Err(bad("the scheme must be ws or wss")),
+        };
+        let host = uri.host().ok_or_else(|| bad("no host"))?.trim_matches(['[', ']']).to_owned();
+        let path = uri.path();
+        let (prefix, key) = path.rsplit_once("/app/").ok_or_else(|| bad("the path must end in /app/{key}"))?;
+        if key.is_empty() || key.contains('/') {
+            return Err(bad("the path must end in /app/{key}"));
+        }
+        let mut builder = Self::builder(key).host(host).tls(tls).path_prefix(prefix);
+        if let Some(port) = uri.port_u16() {
+            builder = builder.port(port);
+        }
+        Ok(builder)
+    }
+
+    /// Options from the environment and a `.env` file in the working directory (the
+    /// environment wins), with python-reverb's names: `REVERB_APP_KEY` (required),
+    /// `REVERB_APP_SECRET` (signs private and presence channels locally), `REVERB_HOST`
+    /// (default localhost), `REVERB_PORT` (443), `REVERB_SCHEME` (wss),
+    /// `REVERB_RECONNECT_ENABLED` (true), `REVERB_RECONNECT_DELAY_MIN` (1.0 s),
+    /// `REVERB_RECONNECT_DELAY_MAX` (30.0 s), `REVERB_PING_INTERVAL` (seconds of silence
+    /// before a ping).
+    pub fn from_env() -> Result<ClientOptionsBuilder> {
+        let mut dotenv = HashMap::new();
+        match dotenvy::from_path_iter(".env") {
+            Ok(iter) => {
+                for item in iter {
+                    let (k, v) = item.map_err(|e| Error::new(ErrorKind::Config, format!(".env: {e}")))?;
+                    dotenv.insert(k, v);
+                }
+            }
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(Error::new(ErrorKind::Config, format!(".env: {e}"))),
+        }
+        Self::from_vars(|name| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
+    }
+
+    /// As [`ClientOptions::from_env`], reading variables through `var`.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let vars = |name: &str| match name {
+    ///     "REVERB_APP_KEY" => Some("k".to_string()),
+    ///     "REVERB_HOST" => Some("127.0.0.1".to_string()),
+    ///     "REVERB_PORT" => Some("8080".to_string()),
+    ///     "REVERB_SCHEME" => Some("http".to_string()),
+    ///     _ => None,
+    /// };
+    /// let opts = ClientOptions::from_vars(vars)?.build()?;
+    /// assert!(opts.url().starts_with("ws://127.0.0.1:8080/app/k?"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<ClientOptionsBuilder> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let config = |name: &str, why: String| Error::new(ErrorKind::Config, format!("{name}: {why}"));
+        let key = var("REVERB_APP_KEY").ok_or_else(|| config("REVERB_APP_KEY", "is not set".into()))?;
+        let mut b = Self::builder(key).host(var("REVERB_HOST").unwrap_or_else(|| "localhost".into()));
+        let scheme = var("REVERB_SCHEME").unwrap_or_else(|| "wss".into());
+        b = match scheme.as_str() {
+            "wss" | "https" => b.tls(true),
+            "ws" | "http" => b.tls(false),
+            other => return Err(config("REVERB_SCHEME", format!("{other:?} is not ws, wss, http or https"))),
+        };
+        if let Some(port) = var("REVERB_PORT") {
+            b = b.port(port.trim().parse().map_err(|e| config("REVERB_PORT", format!("{port:?}: {e}")))?);
+        }
+        if let Some(secret) = var("REVERB_APP_SECRET") {
+            let key = b.options.key.clone();
+            b = b.authorizer(SecretAuthorizer::new(key, secret));
+        }
+        if let Some(enabled) = var("REVERB_RECONNECT_ENABLED") {
+            b = b.reconnect(match enabled.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                other => return Err(config("REVERB_RECONNECT_ENABLED", format!("{other:?} is not true or false"))),
+            });
+        }
+        let seconds = |name: &str| -> Result<Option<Duration>> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| config(name, format!("{v:?} is not a number of seconds")))
+                })
+                .transpose()
+        };
+        let (min, max) = (seconds("REVERB_RECONNECT_DELAY_MIN")?, seconds("REVERB_RECONNECT_DELAY_MAX")?);
+        b = b.reconnect_delay(min.unwrap_or(Duration::from_secs(1)), max.unwrap_or(Duration::from_secs(30)));
+        if let Some(ping) = seconds("REVERB_PING_INTERVAL")? {
+            b = b.activity_timeout(ping);
+        }
+        Ok(b)
+    }
+
+    /// The WebSocket URL this client connects to.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!(
+            "{scheme}://{host}:{}{}/app/{}?protocol=7&client={}&version={}",
+            self.port, self.path_prefix, self.key, self.client_name, self.client_version
+        )
+    }
+
+    /// The app key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Builder for [`ClientOptions`].
+pub struct ClientOptionsBuilder {
+    options: ClientOptions,
+    port_set: bool,
+    error: Option<Error>,
+}
+
+impl ClientOptionsBuilder {
+    /// Server host name or IP address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.options.host = host.into();
+        self
+    }
+
+    /// Server port (default 443 with TLS, 80 without).
+    pub fn port(mut self, port: u16) -> Self {
+        self.options.port = port;
+        self.port_set = true;
+        self
+    }
+
+    /// Use `wss` (true, default) or `ws`.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.options.tls = tls;
+        self
+    }
+
+    /// Connect to Pusher's hosted cluster `name` (`ws-{name}.pusher.com`, TLS).
+    pub fn cluster(self, name: &str) -> Self {
+        self.host(format!("ws-{name}.pusher.com")).tls(true)
+    }
+
+    /// Path prefix before `/app/{key}` (Reverb's `REVERB_SERVER_PATH`), e.g. `/reverb`.
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let prefix: String = prefix.into();
+        self.options.path_prefix = prefix.trim_end_matches('/').to_owned();
+        if !self.options.path_prefix.is_empty() && !self.options.path_prefix.starts_with('/') {
+            self.options.path_prefix.insert(0, '/');
+        }
+        self
+    }
+
+    /// An extra header on the WebSocket upgrade request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Client name and version sent in the query (`client=…&version=…`).
+    pub fn client_name(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.options.client_name = name.into();
+        self.options.client_version = version.into();
+        self
+    }
+
+    /// How long one connection attempt (TCP, TLS, upgrade, handshake) may take (10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// Inbound silence before a ping (120 s; the server's `activity_timeout` wins if lower).
+    pub fn activity_timeout(mut self, timeout: Duration) -> Self {
+        self.options.activity_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for any reply to a ping before reconnecting (30 s).
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.options.pong_timeout = timeout;
+        self
+    }
+
+    /// Reconnect after a drop (default true).
+    pub fn reconnect(mut self, enabled: bool) -> Self {
+        self.options.reconnect = enabled;
+        self
+    }
+
+    /// Backoff bounds between reconnect attempts (1 s to 30 s, with jitter).
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.options.reconnect_min = min;
+        self.options.reconnect_max = max.max(min);
+        self
+    }
+
+    /// Give up after this many failed attempts in a row (default: never).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.options.max_retries = Some(retries);
+        self
+    }
+
+    /// How long `subscribe` waits for the server's answer (10 s).
+    pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
+        self.options.subscribe_timeout = timeout;
+        self
+    }
+
+    /// How private and presence channels (and user sign-in) are authorized.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.options.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Sign channels locally with the app secret (trusted devices and services only).
+    pub fn secret(self, secret: impl Into<String>) -> Self {
+        let key = self.options.key.clone();
+        self.authorizer(SecretAuthorizer::new(key, secret))
+    }
+
+    /// Events buffered per stream before the oldest undelivered are dropped (1024).
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        if capacity == 0 {
+            self.error = Some(Error::new(ErrorKind::Config, "event_queue must be at least 1"));
+        }
+        self.options.event_queue = capacity.max(1);
+        self
+    }
+
+    /// Client events sent per second before they are queued (10, Pusher's limit).
+    pub fn client_event_rate(mut self, per_second: u32) -> Self {
+        self.options.client_event_rate = per_second.max(1);
+        self
+    }
+
+    /// Finish.
+    pub fn build(mut self) -> Result<ClientOptions> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if !self.port_set {
+            self.options.port = if self.options.tls { 443 } else { 80 };
+        }
+        let o = &self.options;
+        if o.key.is_empty() || o.key.contains(['/', '?', '#', ' ']) {
+            return Err(Error::new(ErrorKind::Config, format!("app key {:?} is empty or has / ? # or spaces", o.key)));
+        }
+        if o.host.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "host is empty"));
+        }
+        if o.activity_timeout.is_zero() || o.pong_timeout.is_zero() || o.connect_timeout.is_zero() {
+            return Err(Error::new(ErrorKind::Config, "activity, pong and connect timeouts must be above zero"));
+        }
+        Ok(self.options)
+    }
+}

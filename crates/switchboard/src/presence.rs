@@ -1,0 +1,121 @@
+//! A presence channel's member list, kept from `subscription_succeeded`, `member_added` and
+//! `member_removed`, and rebuilt as a diff after a reconnect.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// One member: id and info.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The member's user id (numbers become strings).
+    pub id: String,
+    /// Its `user_info` (`Null` when absent).
+    pub info: Value,
+}
+
+/// The members of a presence channel, in join order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Members {
+    order: Vec<String>,
+    by_id: HashMap<String, Value>,
+    me: Option<String>,
+}
+
+impl Members {
+    /// Number of members.
+    pub fn count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// A member by id.
+    pub fn get(&self, id: &str) -> Option<Member> {
+        self.by_id.get(id).map(|info| Member { id: id.to_owned(), info: info.clone() })
+    }
+
+    /// Every member, in join order.
+    pub fn iter(&self) -> impl Iterator<Item = Member> + '_ {
+        self.order.iter().filter_map(|id| self.get(id))
+    }
+
+    /// This connection's own member, once subscribed.
+    pub fn me(&self) -> Option<Member> {
+        self.me.as_deref().and_then(|id| self.get(id))
+    }
+
+    pub(crate) fn set_me(&mut self, id: Option<String>) {
+        self.me = id;
+    }
+
+    /// Replace the list with `snapshot` (the `presence` object of subscription_succeeded).
+    /// Returns who was added and who removed relative to the old list, so a resubscription
+    /// after a reconnect announces only real changes.
+    pub(crate) fn replace(&mut self, snapshot: &Value) -> (Vec<Member>, Vec<Member>) {
+        let mut order = Vec::new();
+        let mut by_id = HashMap::new();
+        let hash = snapshot.get("hash");
+        if let Some(ids) = snapshot.get("ids").and_then(Value::as_array) {
+            for id in ids {
+                let Some(id) = id_string(id) else { continue };
+                let info = hash.and_then(|h| h.get(&id)).cloned().unwrap_or(Value::Null);
+                if by_id.insert(id.clone(), info).is_none() {
+                    order.push(id);
+                }
+            }
+        }
+        let removed = self.order.iter().filter(|id| !by_id.contains_key(*id)).filter_map(|id| self.get(id)).collect();
+        let added = order
+            .iter()
+            .filter(|id| !self.by_id.contains_key(*id))
+            .map(|id| Member { id: id.clone(), info: by_id[id].clone() })
+            .collect();
+        self.order = order;
+        self.by_id = by_id;
+        (added, removed)
+    }
+
+    /// Add a member; false if already present.
+    pub(crate) fn add(&mut self, id: String, info: Value) -> bool {
+        if self.by_id.contains_key(&id) {
+            return false;
+        }
+        self.by_id.insert(id.clone(), info);
+        self.order.push(id);
+        true
+    }
+
+    /// Remove a member; the removed member if it was known.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Member> {
+        let info = self.by_id.remove(id)?;
+        self.order.retain(|m| m != id);
+        Some(Member { id: id.to_owned(), info })
+    }
+}
+
+/// A user id from JSON: strings as they are, numbers spelled out.
+pub(crate) fn id_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resubscribe_snapshot_is_a_diff() {
+        let mut m = Members::default();
+        let (added, removed) = m.replace(&json!({"ids":["1","2"],"hash":{"1":{"n":1},"2":{"n":2}},"count":2}));
+        assert_eq!((added.len(), removed.len()), (2, 0));
+        let (added, removed) = m.replace(&json!({"ids":["2",3],"hash":{"2":{"n":2},"3":null},"count":2}));
+        assert_eq!(added, vec![Member { id: "3".into(), info: Value::Null }]);
+        assert_eq!(removed, vec![Member { id: "1".into(), info: json!({"n":1}) }]);
+        assert_eq!(m.iter().map(|m| m.id).collect::<Vec<_>>(), vec!["2", "3"]);
+        assert!(!m.add("2".into(), Value::Null));
+        assert!(m.remove("9").is_none());
+    }
+}

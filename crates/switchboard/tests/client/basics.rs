@@ -1,0 +1,243 @@
+//! Connecting, state, subscribing, streams and handlers, client events, overflow and panics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::{Client, ConnectionState, ErrorKind, LAGGED_EVENT};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn connects_and_reports_state_with_socket_id() {
+    let server = server().await;
+    let options = options_for(server.local_addr()).build().expect("options");
+    let client = Client::new(options);
+    let socket_id = tokio::time::timeout(WAIT, client.connected()).await.expect("in time").expect("connected");
+    let (a, b) = socket_id.split_once('.').expect("socket id has a dot");
+    assert!(a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok());
+    assert_eq!(client.state(), ConnectionState::Connected { socket_id: socket_id.clone() });
+    assert_eq!(client.socket_id().as_deref(), Some(socket_id.as_str()));
+    client.disconnect().await;
+    assert_eq!(client.state(), ConnectionState::Disconnected);
+    let err = client.subscribe("news").await.expect_err("closed");
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_changes_are_observable_as_callbacks() {
+    let server = server().await;
+    let client = Client::new(options_for(server.local_addr()).build().expect("options"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    client.on_state_change(move |_, current| log.lock().expect("lock").push(current.name()));
+    client.connected().await.expect("connected");
+    client.disconnect().await;
+    eventually(WAIT, || seen.lock().expect("lock").last() == Some(&"disconnected")).await;
+    let names = seen.lock().expect("lock").clone();
+    assert!(names.contains(&"connected"), "{names:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_app_key_fails_with_4001_and_does_not_retry() {
+    let server = server().await;
+    let options = switchboard::ClientOptions::builder("no-such-key")
+        .host("127.0.0.1")
+        .port(server.local_addr().port())
+        .tls(false)
+        .build()
+        .expect("options");
+    let err = tokio::time::timeout(WAIT, Client::connect(options)).await.expect("in time").expect_err("refused");
+    assert_eq!((err.kind(), err.code()), (ErrorKind::Connection, Some(4001)));
+    assert!(err.to_string().contains("app key"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn public_channel_stream_bind_and_global() {
+    let server = server().await;
+    let client = connect(&server).await;
+    let publisher = publisher(&server);
+    let channel = client.subscribe("news").await.expect("subscribed");
+    assert!(channel.is_subscribed());
+    let mut stream = channel.events();
+    let mut named = channel.events_named("headline");
+    let mut global = client.events();
+    let counted = Arc::new(AtomicUsize::new(0));
+    let c = counted.clone();
+    let id = channel.bind("headline", move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    let star = Arc::new(AtomicUsize::new(0));
+    let s = star.clone();
+    channel.bind("*", move |_| {
+        s.fetch_add(1, Ordering::SeqCst);
+    });
+    publisher.trigger(&["news"], "headline", &json!({"title": "hi"}), None).await.expect("trigger");
+    let event = next_named(&mut stream, "headline").await;
+    assert_eq!(event.channel.as_deref(), Some("news"));
+    assert_eq!(event.json::<serde_json::Value>().expect("json")["title"], "hi");
+    assert_eq!(next_named(&mut named, "headline").await.event, "headline");
+    assert_eq!(next_named(&mut global, "headline").await.channel.as_deref(), Some("news"));
+    eventually(WAIT, || counted.load(Ordering::SeqCst) == 1 && star.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(channel.unbind("headline", Some(id)), 1);
+    publisher.trigger(&["news"], "headline", &"plain text", None).await.expect("trigger");
+    let event = next_named(&mut stream, "headline").await;
+    assert_eq!(event.data(), Some("plain text"));
+    eventually(WAIT, || star.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(counted.load(Ordering::SeqCst), 1, "unbound handler not called");
+    // subscribing again is the same channel
+    let again = client.subscribe("news").await.expect("idempotent");
+    assert_eq!(again.name(), "news");
+    assert_eq!(server.app(APP_ID).expect("app").channel_counts("news").subscription_count, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn async_handlers_run_in_order_and_a_panicking_handler_is_contained() {
+    let server = server().await;
+    let client = connect(&server).await;
+    let channel = client.subscribe("work").await.expect("subscribed");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    channel.bind("job", |_| panic!("handler bug"));
+    let log = seen.clone();
+    channel.bind_async("job", move |event| {
+        let log = log.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            log.lock().expect("lock").push(event.data.unwrap_or_default());
+        }
+    });
+    let publisher = publisher(&server);
+    for i in 0..5 {
+        publisher.trigger(&["work"], "job", &i.to_string(), None).await.expect("trigger");
+    }
+    eventually(WAIT, || seen.lock().expect("lock").len() == 5).await;
+    assert_eq!(*seen.lock().expect("lock"), vec!["0", "1", "2", "3", "4"]);
+    assert!(matches!(client.state(), ConnectionState::Connected { .. }));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_stream_loses_events_and_is_told_how_many() {
+    let server = server().await;
+    let options = options_for(server.local_addr()).event_queue(4).build().expect("options");
+    let client = Client::connect(options).await.expect("connect");
+    let channel = client.subscribe("firehose").await.expect("subscribed");
+    let mut slow = channel.events_named("tick");
+    let publisher = publisher(&server);
+    for i in 0..10 {
+        publisher.trigger(&["firehose"], "tick", &i.to_string(), None).await.expect("trigger");
+    }
+    for i in 0..4 {
+        assert_eq!(slow.recv().await.expect("event").data(), Some(i.to_string().as_str()));
+    }
+    publisher.trigger(&["firehose"], "tick", &"10", None).await.expect("trigger");
+    let lagged = tokio::time::timeout(WAIT, slow.recv()).await.expect("in time").expect("event");
+    assert_eq!(lagged.event, LAGGED_EVENT);
+    assert_eq!(lagged.json::<serde_json::Value>().expect("json")["dropped"], 6);
+    assert_eq!(slow.recv().await.expect("event").data(), Some("10"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_events_get_the_prefix_once_and_respect_the_rate() {
+    let server = server().await;
+    let a = connect(&server).await;
+    let b = connect(&server).await;
+    let ca = a.subscribe("private-room").await.expect("a subscribed");
+    let cb = b.subscribe("private-room").await.expect("b subscribed");
+    let mut inbox = cb.events();
+    let mut errors = a.events();
+    ca.trigger("typing", &json!({"on": true})).await.expect("sent");
+    let got = next_named(&mut inbox, "client-typing").await;
+    assert_eq!(got.json::<serde_json::Value>().expect("json"), json!({"on": true}));
+    ca.trigger("client-typing", &json!({"on": false})).await.expect("sent");
+    assert_eq!(next_named(&mut inbox, "client-typing").await.json::<serde_json::Value>().expect("json")["on"], false);
+    // 25 events at once: the client paces them at 10/s, so the server never says 4301.
+    let started = tokio::time::Instant::now();
+    let sends: Vec<_> = (0..25)
+        .map(|i| {
+            let ca = ca.clone();
+            tokio::spawn(async move { ca.trigger("n", &json!({"i": i})).await })
+        })
+        .collect();
+    for send in sends {
+        send.await.expect("task").expect("sent");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1500), "paced over at least two windows");
+    for _ in 0..25 {
+        next_named(&mut inbox, "client-n").await;
+    }
+    none_named(&mut errors, "pusher:error", 300).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_events_are_refused_before_sending_where_they_cannot_work() {
+    let server = server().await;
+    let client = connect(&server).await;
+    let public = client.subscribe("lobby").await.expect("subscribed");
+    let err = public.trigger("x", &json!({})).await.expect_err("public refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    let encrypted = client.subscribe("private-encrypted-vault").await.expect("subscribed");
+    let err = encrypted.trigger("x", &json!({})).await.expect_err("encrypted refused");
+    assert!(err.to_string().contains("encrypted"), "{err}");
+    let private = client.subscribe("private-p").await.expect("subscribed");
+    let err = private.trigger("x", &"not an object").await.expect_err("object required");
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    let err = client.subscribe("bad name").await.expect_err("invalid name");
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ten_thousand_channels_on_one_connection() {
+    let server = server().await;
+    let client = connect(&server).await;
+    let subscribes: Vec<_> = (0..10_000)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.subscribe(&format!("ch-{i}")).await.map(|_| ()) })
+        })
+        .collect();
+    for s in subscribes {
+        s.await.expect("task").expect("subscribed");
+    }
+    let app = server.app(APP_ID).expect("app");
+    assert_eq!(app.occupied_channels("ch-").len(), 10_000);
+    let channel = client.channel("ch-9999").expect("known");
+    let mut events = channel.events();
+    publisher(&server).trigger(&["ch-9999"], "last", &"x", None).await.expect("trigger");
+    next_named(&mut events, "last").await;
+    server.shutdown().await;
+}
+
+#[test]
+fn options_from_url_and_env() {
+    let opts = switchboard::ClientOptions::from_url("ws://127.0.0.1:6001/app/k").expect("url").build().expect("opts");
+    assert_eq!(opts.url(), "ws://127.0.0.1:6001/app/k?protocol=7&client=switchboard-rust&version=0.1.0");
+    assert!(switchboard::ClientOptions::from_url("http://x/nope").is_err());
+    assert!(switchboard::ClientOptions::from_url("ftp://x/app/k").is_err());
+    let vars = |name: &str| match name {
+        "REVERB_APP_KEY" => Some("k".to_string()),
+        "REVERB_APP_SECRET" => Some("s".to_string()),
+        "REVERB_HOST" => Some("ws.example.com".to_string()),
+        "REVERB_RECONNECT_DELAY_MIN" => Some("0.5".to_string()),
+        "REVERB_RECONNECT_DELAY_MAX" => Some("10".to_string()),
+        _ => None,
+    };
+    let opts = switchboard::ClientOptions::from_vars(vars).expect("vars").build().expect("opts");
+    assert_eq!(opts.url(), "wss://ws.example.com:443/app/k?protocol=7&client=switchboard-rust&version=0.1.0");
+    let err = switchboard::ClientOptions::from_vars(|_| None).err().expect("key required");
+    assert!(err.to_string().contains("REVERB_APP_KEY"));
+    let bad = |name: &str| match name {
+        "REVERB_APP_KEY" => Some("k".to_string()),
+        "REVERB_PORT" => Some("https".to_string()),
+        _ => None,
+    };
+    assert!(switchboard::ClientOptions::from_vars(bad).err().expect("bad port").to_string().contains("REVERB_PORT"));
+}

@@ -1,0 +1,181 @@
+//! Faults: a server restart mid-stream, a frozen server, stale auth, races, giving up.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::{ChannelAuth, Client, ConnectionState, ErrorKind, FnAuthorizer, GAP_EVENT, PresenceUser};
+use switchboard_protocol::signature::sign_channel;
+use switchboard_server::Server;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn server_restart_resubscribes_keeps_handlers_and_signals_a_gap() {
+    let first = Server::start(config(0, app())).await.expect("server");
+    let port = first.local_addr().port();
+    let client = connect(&first).await;
+    let old_socket = client.socket_id().expect("socket");
+    let news = client.subscribe("news").await.expect("news");
+    let private = client.subscribe("private-feed").await.expect("private");
+    let room = client.subscribe_presence("presence-r", PresenceUser::new("me", json!({}))).await.expect("presence");
+    client.subscribe("left-while-offline").await.expect("subscribed");
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    news.bind("update", move |_| {
+        h.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut news_events = news.events();
+    let mut private_events = private.events();
+    let mut room_events = room.events();
+
+    first.shutdown().await; // every socket gets 4200: reconnect at once
+    eventually(WAIT, || !matches!(client.state(), ConnectionState::Connected { .. })).await;
+    client.unsubscribe("left-while-offline").await;
+    let second = Server::start(config(port, app())).await.expect("restarted on the same port");
+    let new_socket = tokio::time::timeout(WAIT, client.connected()).await.expect("reconnects").expect("connected");
+    assert_ne!(new_socket, old_socket, "a new socket id");
+
+    next_named(&mut news_events, GAP_EVENT).await;
+    next_named(&mut private_events, GAP_EVENT).await;
+    next_named(&mut room_events, GAP_EVENT).await;
+    assert!(news.is_subscribed() && private.is_subscribed());
+    let publisher = publisher(&second);
+    publisher.trigger(&["news"], "update", &"after restart", None).await.expect("trigger");
+    publisher.trigger(&["private-feed"], "update", &"private after restart", None).await.expect("trigger");
+    assert_eq!(next_named(&mut news_events, "update").await.data(), Some("after restart"));
+    assert_eq!(next_named(&mut private_events, "update").await.data(), Some("private after restart"));
+    eventually(WAIT, || handled.load(Ordering::SeqCst) == 1).await;
+    let app = second.app(APP_ID).expect("app");
+    assert_eq!(app.channel_counts("news").subscription_count, 1, "no duplicate subscription");
+    assert_eq!(app.channel_counts("left-while-offline").subscription_count, 0, "stays unsubscribed");
+    assert_eq!(room.members().me().expect("me").id, "me");
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frozen_server_is_detected_within_activity_plus_pong_timeout() {
+    let mut quick = app();
+    quick.activity_timeout = 1; // the client pings after min(its own, the server's) = 1 s
+    let server = Server::start(config(0, quick)).await.expect("server");
+    let proxy = Proxy::start(server.local_addr()).await;
+    let options = options_for(proxy.addr)
+        .secret(SECRET)
+        .pong_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("options");
+    let client = Client::connect(options).await.expect("connects through the proxy");
+    let channel = client.subscribe("news").await.expect("subscribed");
+    let mut events = channel.events();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(client.state(), ConnectionState::Connected { .. }), "pings keep a healthy link up");
+    let frozen_at = tokio::time::Instant::now();
+    proxy.freeze(true);
+    eventually(Duration::from_secs(5), || !matches!(client.state(), ConnectionState::Connected { .. })).await;
+    let detected = frozen_at.elapsed();
+    assert!(detected <= Duration::from_secs(4), "detected after {detected:?}");
+    proxy.freeze(false);
+    tokio::time::timeout(Duration::from_secs(10), client.connected()).await.expect("reconnects").expect("connected");
+    next_named(&mut events, GAP_EVENT).await;
+    publisher(&server).trigger(&["news"], "back", &"1", None).await.expect("trigger");
+    next_named(&mut events, "back").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn auth_for_an_old_socket_is_dropped_not_sent() {
+    let first = Server::start(config(0, app())).await.expect("server");
+    let port = first.local_addr().port();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let auth = FnAuthorizer::new(move |req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                // The first answer is slow: by the time it comes, the socket has changed.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            Ok(ChannelAuth {
+                auth: sign_channel(KEY, SECRET, &req.socket_id, &req.channel, None),
+                channel_data: None,
+                shared_secret: None,
+            })
+        }
+    });
+    let options = options_for(first.local_addr()).authorizer(auth).build().expect("options");
+    let client = Client::connect(options).await.expect("connects");
+    let mut global = client.events();
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.subscribe("private-slow").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.shutdown().await;
+    let second = Server::start(config(port, app())).await.expect("restarted");
+    pending.await.expect("task").expect("subscribed with auth for the new socket");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "authorized again for the new socket id");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the stale answer arrives and is dropped
+    none_named(&mut global, "pusher:subscription_error", 200).await;
+    assert_eq!(second.app(APP_ID).expect("app").channel_counts("private-slow").subscription_count, 1);
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscribe_unsubscribe_subscribe_races_end_subscribed_once() {
+    let server = server().await;
+    let client = connect(&server).await;
+    let app = server.app(APP_ID).expect("app");
+    for round in 0..20 {
+        let name = format!("race-{round}");
+        let first = {
+            let client = client.clone();
+            let name = name.clone();
+            tokio::spawn(async move { client.subscribe(&name).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        client.unsubscribe(&name).await;
+        let channel = client.subscribe(&name).await.expect("second subscribe");
+        let _ = first.await;
+        assert!(channel.is_subscribed());
+        let expected = 1;
+        eventually(WAIT, || app.channel_counts(&name).subscription_count == expected).await;
+        client.unsubscribe(&name).await;
+        eventually(WAIT, || app.channel_counts(&name).subscription_count == 0).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_retries_gives_up_with_failed() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let options =
+        options_for(dead).max_retries(2).connect_timeout(Duration::from_millis(300)).build().expect("options");
+    let client = Client::new(options);
+    let err = tokio::time::timeout(WAIT, client.connected()).await.expect("gives up in time").expect_err("fails");
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert!(err.to_string().contains("gave up after 3 attempts"), "{err}");
+    assert!(matches!(client.state(), ConnectionState::Failed { .. }));
+}
+
+#[tokio::test]
+async fn subscribe_while_offline_completes_when_the_server_comes() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let client = Client::new(options_for(addr).build().expect("options"));
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.subscribe("early").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = Server::start(config(port, app())).await.expect("server");
+    pending.await.expect("task").expect("subscribed once connected");
+    server.shutdown().await;
+}

@@ -1,0 +1,8 @@
+//! The client against a real `switchboard serve` on 127.0.0.1: every behaviour and fault.
+
+mod auth;
+mod basics;
+mod common;
+mod faults;
+mod presence;
+mod publisher;
