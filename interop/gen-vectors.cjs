@@ -65,6 +65,22 @@ const sharedSecrets = ["private-encrypted-secret", "private-encrypted-cache-x"].
   shared_secret: pusher.channelSharedSecret(channel).toString("base64"),
 }));
 
+// End-to-end encrypted events exactly as the SDK's trigger() encrypts them (random nonce).
+const nacl = require("tweetnacl");
+const naclUtil = require("tweetnacl-util");
+const encryptedEvents = [
+  ["private-encrypted-secret", { message: "hello", n: 1 }],
+  ["private-encrypted-cache-x", "a plain string"],
+].map(([channel, data]) => {
+  const nonce = nacl.randomBytes(24);
+  const ciphertext = nacl.secretbox(naclUtil.decodeUTF8(JSON.stringify(data)), nonce, pusher.channelSharedSecret(channel));
+  return {
+    channel,
+    data: JSON.stringify(data),
+    payload: JSON.stringify({ nonce: naclUtil.encodeBase64(nonce), ciphertext: naclUtil.encodeBase64(ciphertext) }),
+  };
+});
+
 const md5 = ["", "{\"name\":\"e\"}"].map((s) => ({ input: s, md5: crypto.createHash("md5").update(s).digest("hex") }));
 
 const out = {
@@ -75,6 +91,7 @@ const out = {
   http_requests: httpRequests,
   webhooks,
   shared_secrets: sharedSecrets,
+  encrypted_events: encryptedEvents,
   md5,
 };
 const dest = path.join(__dirname, "..", "crates", "switchboard-protocol", "tests", "vectors", "pusher-sdk.json");

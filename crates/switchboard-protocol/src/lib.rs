@@ -18,6 +18,7 @@
 
 pub mod channel;
 pub mod codes;
+pub mod encryption;
 pub mod error;
 pub mod frame;
 pub mod http_auth;

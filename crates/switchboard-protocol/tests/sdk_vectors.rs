@@ -130,3 +130,22 @@ fn md5_matches_node() {
         assert_eq!(body_md5(s(&case["input"]).as_bytes()), s(&case["md5"]));
     }
 }
+
+#[test]
+fn encrypted_events_from_the_sdk_decrypt() {
+    use switchboard_protocol::encryption::{decrypt, encrypt};
+    let v = vectors();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let master = engine.decode(s(&v["app"]["encryption_master_key_base64"])).expect("base64");
+    let cases = v["encrypted_events"].as_array().expect("array");
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        let key = encrypted_channel_secret(s(&case["channel"]), &master);
+        assert_eq!(decrypt(&key, s(&case["payload"])).expect("decrypts"), s(&case["data"]));
+        let wrong = encrypted_channel_secret("private-encrypted-other", &master);
+        assert!(decrypt(&wrong, s(&case["payload"])).is_err());
+        // and what we seal, we open
+        let sealed = encrypt(&key, s(&case["data"]), [3u8; 24]);
+        assert_eq!(decrypt(&key, &sealed).expect("round trip"), s(&case["data"]));
+    }
+}

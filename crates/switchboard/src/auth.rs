@@ -118,6 +118,7 @@ pub struct SecretAuthorizer {
     key: String,
     secret: String,
     user: Option<PresenceUser>,
+    master_key: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SecretAuthorizer {
@@ -129,7 +130,16 @@ impl std::fmt::Debug for SecretAuthorizer {
 impl SecretAuthorizer {
     /// Sign for app `key` with `secret`.
     pub fn new(key: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self { key: key.into(), secret: secret.into(), user: None }
+        Self { key: key.into(), secret: secret.into(), user: None, master_key: None }
+    }
+
+    /// The encryption master key (base64 of 32 bytes) for `private-encrypted-` channels: the
+    /// per-channel key is derived from it, as the server SDKs do.
+    pub fn with_encryption_master_key(mut self, base64_key: &str) -> Result<Self> {
+        let key = switchboard_protocol::encryption::decode_shared_secret(base64_key)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("encryption master key: {e}")))?;
+        self.master_key = Some(key.to_vec());
+        Ok(self)
     }
 
     /// The presence identity (and sign-in user) used when `subscribe` is not given one.
@@ -156,7 +166,15 @@ impl Authorizer for SecretAuthorizer {
             };
             let auth =
                 sign_channel(&self.key, &self.secret, &request.socket_id, &request.channel, channel_data.as_deref());
-            Ok(ChannelAuth { auth, channel_data, shared_secret: None })
+            let shared_secret = match (&self.master_key, request.channel.starts_with("private-encrypted-")) {
+                (Some(master), true) => {
+                    use base64::Engine as _;
+                    let key = switchboard_protocol::signature::encrypted_channel_secret(&request.channel, master);
+                    Some(base64::engine::general_purpose::STANDARD.encode(key))
+                }
+                _ => None,
+            };
+            Ok(ChannelAuth { auth, channel_data, shared_secret })
         })
     }
 

@@ -24,7 +24,12 @@ pub(crate) struct ChannelShared {
 
 impl ChannelShared {
     pub(crate) fn new(name: String, kind: ChannelKind) -> Self {
-        Self { name, kind, listeners: Arc::default(), members: Mutex::default(), subscribed: AtomicBool::new(false) }
+        Self::with_listeners(name, kind, Arc::default())
+    }
+
+    /// A channel whose events go to existing listeners (the signed-in user's channel).
+    pub(crate) fn with_listeners(name: String, kind: ChannelKind, listeners: Arc<Listeners>) -> Self {
+        Self { name, kind, listeners, members: Mutex::default(), subscribed: AtomicBool::new(false) }
     }
 
     pub(crate) fn members(&self) -> MutexGuard<'_, Members> {

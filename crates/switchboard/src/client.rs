@@ -24,6 +24,7 @@ struct Shared {
     state: watch::Receiver<ConnectionState>,
     channels: Mutex<HashMap<String, Arc<ChannelShared>>>,
     global: Arc<Listeners>,
+    user: Arc<Listeners>,
     dispatcher: Dispatcher,
 }
 
@@ -64,9 +65,11 @@ impl Client {
     /// runtime.
     pub fn new(options: ClientOptions) -> Client {
         let global = Arc::new(Listeners::default());
+        let user = Arc::new(Listeners::default());
         let dispatcher = Dispatcher::start(HANDLER_QUEUE);
-        let (commands, state) = connection::spawn(options.clone(), global.clone(), dispatcher.clone());
-        Client { shared: Arc::new(Shared { options, commands, state, channels: Mutex::default(), global, dispatcher }) }
+        let (commands, state) = connection::spawn(options.clone(), global.clone(), user.clone(), dispatcher.clone());
+        let channels = Mutex::default();
+        Client { shared: Arc::new(Shared { options, commands, state, channels, global, user, dispatcher }) }
     }
 
     /// Start connecting and wait until connected (or failed for good).
@@ -198,6 +201,32 @@ impl Client {
     /// A stream of every event the client receives.
     pub fn events(&self) -> EventStream {
         self.shared.global.stream(None, self.shared.options.event_queue)
+    }
+
+    /// Sign the user in (`pusher:signin`) with the authorizer's user authentication, and
+    /// receive events sent to this user (`#server-to-user-{id}`) through
+    /// [`Client::user_events`] and [`Client::bind_user`]. Redone after every reconnect.
+    /// Reverb does not implement sign-in; Pusher, Soketi, Sockudo and switchboard do.
+    pub async fn signin(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Signin { reply })?;
+        let timeout = self.shared.options.subscribe_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::closed()),
+            Err(_) => Err(Error::new(ErrorKind::Timeout, format!("no answer to the sign-in within {timeout:?}"))),
+        }
+    }
+
+    /// A stream of the signed-in user's events (and `pusher:signin_success` /
+    /// `pusher:signin_error`).
+    pub fn user_events(&self) -> EventStream {
+        self.shared.user.stream(None, self.shared.options.event_queue)
+    }
+
+    /// Call `handler` for the signed-in user's `event` (`"*"` for all).
+    pub fn bind_user(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.shared.user.bind(event, handler)
     }
 
     /// Events dropped because bound handlers fell behind (each was also logged).

@@ -21,11 +21,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
-use crate::auth::{AuthRequest, ChannelAuth, PresenceUser};
+use crate::auth::{AuthRequest, ChannelAuth, PresenceUser, UserAuth};
 use crate::backoff::Backoff;
 use crate::channel::ChannelShared;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Dispatcher, Event, GAP_EVENT, Listeners};
+use crate::event::{DECRYPTION_ERROR_EVENT, Dispatcher, Event, GAP_EVENT, Listeners};
 use crate::options::ClientOptions;
 use crate::presence::id_string;
 use crate::state::ConnectionState;
@@ -34,12 +34,15 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Client events waiting for the rate limit, at most.
 const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
+/// Encrypted events held while a new key is fetched, at most per channel.
+const MAX_HELD_ENCRYPTED: usize = 100;
 
 /// What the client asks of the task.
 pub(crate) enum Command {
     Subscribe { channel: Arc<ChannelShared>, presence: Option<PresenceUser>, reply: oneshot::Sender<Result<()>> },
     Unsubscribe { name: String },
     Trigger { channel: String, event: String, data: String, reply: oneshot::Sender<Result<()>> },
+    Signin { reply: oneshot::Sender<Result<()>> },
     Disconnect,
 }
 
@@ -64,13 +67,71 @@ struct Sub {
     waiters: Vec<oneshot::Sender<Result<()>>>,
     /// Confirmed on an earlier connection: the next confirmation is a resubscription.
     confirmed_before: bool,
+    /// Encrypted channels: the key from the auth answer's `shared_secret`.
+    key: Option<[u8; 32]>,
+    /// Encrypted channels: a new key is being fetched after a decryption failure.
+    rekeying: bool,
+    /// Encrypted events waiting for that key.
+    held: Vec<Event>,
+}
+
+impl Sub {
+    fn new(
+        shared: Arc<ChannelShared>,
+        presence: Option<PresenceUser>,
+        waiters: Vec<oneshot::Sender<Result<()>>>,
+    ) -> Self {
+        Self {
+            shared,
+            presence,
+            status: SubStatus::Idle,
+            generation: 0,
+            waiters,
+            confirmed_before: false,
+            key: None,
+            rekeying: false,
+            held: Vec::new(),
+        }
+    }
+}
+
+/// What an auth answer is for.
+enum AuthFor {
+    /// Subscribing the channel.
+    Subscribe(String),
+    /// A fresh key for an encrypted channel after a decryption failure (pusher-js retries once).
+    Rekey(String),
+    /// User sign-in.
+    Signin,
+}
+
+enum AuthAnswer {
+    Channel(Result<ChannelAuth>),
+    User(Result<UserAuth>),
 }
 
 struct AuthDone {
-    channel: String,
+    target: AuthFor,
     generation: u64,
     socket_id: String,
-    result: Result<ChannelAuth>,
+    answer: AuthAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SigninStatus {
+    Idle,
+    Authorizing,
+    Sent,
+    Done,
+}
+
+/// User sign-in: wanted once asked for, redone after every reconnect.
+struct Signin {
+    wanted: bool,
+    status: SigninStatus,
+    generation: u64,
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    user_id: Option<String>,
 }
 
 /// Why a connection (or an attempt) ended.
@@ -129,12 +190,16 @@ pub(crate) struct ConnectionTask {
     /// The code of the last `pusher:error`, to classify a close that carries none (Reverb
     /// sends the error, then drops TCP).
     last_error_code: Option<u16>,
+    signin: Signin,
+    /// Listeners of the signed-in user's `#server-to-user-{id}` events.
+    user: Arc<Listeners>,
 }
 
 /// Start the task. Returns the command sender and the state receiver.
 pub(crate) fn spawn(
     options: ClientOptions,
     global: Arc<Listeners>,
+    user: Arc<Listeners>,
     dispatcher: Dispatcher,
 ) -> (mpsc::UnboundedSender<Command>, watch::Receiver<ConnectionState>) {
     let (commands_tx, commands) = mpsc::unbounded_channel();
@@ -158,6 +223,8 @@ pub(crate) fn spawn(
         auth_tx,
         socket_id: None,
         last_error_code: None,
+        signin: Signin { wanted: false, status: SigninStatus::Idle, generation: 0, waiters: Vec::new(), user_id: None },
+        user,
     };
     tokio::spawn(task.run(commands, auth_rx));
     (commands_tx, state_rx)
@@ -224,6 +291,9 @@ impl ConnectionTask {
             }
         }
         self.client_events.fail_all(&error);
+        for waiter in self.signin.waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
         self.state.send_replace(state);
     }
 
@@ -257,6 +327,10 @@ impl ConnectionTask {
                     format!("not connected: client event on {channel} not sent"),
                 )));
             }
+            Command::Signin { reply } => {
+                self.signin.wanted = true;
+                self.signin.waiters.push(reply);
+            }
             Command::Disconnect => {}
         }
     }
@@ -280,15 +354,7 @@ impl ConnectionTask {
             return false;
         }
         let name = channel.name.clone();
-        let sub = Sub {
-            shared: channel,
-            presence,
-            status: SubStatus::Idle,
-            generation: 0,
-            waiters: vec![reply],
-            confirmed_before: false,
-        };
-        self.subs.insert(name, sub);
+        self.subs.insert(name, Sub::new(channel, presence, vec![reply]));
         true
     }
 
@@ -338,11 +404,20 @@ impl ConnectionTask {
         auth_rx: &mut mpsc::UnboundedReceiver<AuthDone>,
         activity: Duration,
     ) -> Ended {
-        let names: Vec<String> = self.subs.keys().cloned().collect();
+        // The user's own channel waits for the sign-in, which the server checks first.
+        let names: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.shared.kind != ChannelKind::ServerToUser)
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in names {
             if let Err(ended) = self.start_sub(&name, ws).await {
                 return ended;
             }
+        }
+        if self.signin.wanted {
+            self.start_signin();
         }
         let mut last_inbound = Instant::now();
         let mut ping_sent: Option<Instant> = None;
@@ -427,6 +502,79 @@ impl ConnectionTask {
         self.client_events
             .fail_all(&Error::new(ErrorKind::Connection, "connection lost before the client event was sent"));
         self.client_events.sent_at.clear();
+        self.signin.status = SigninStatus::Idle;
+    }
+
+    /// Ask the authorizer for a sign-in for the current socket.
+    fn start_signin(&mut self) {
+        let Some(socket_id) = self.socket_id.clone() else { return };
+        let Some(authorizer) = self.options.authorizer.clone() else {
+            self.fail_signin(Error::new(
+                ErrorKind::Authentication,
+                "sign-in needs an authorizer: .secret() with a user, or an HttpAuthorizer with user_endpoint",
+            ));
+            return;
+        };
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.signin.generation = generation;
+        self.signin.status = SigninStatus::Authorizing;
+        let tx = self.auth_tx.clone();
+        let timeout = self.options.subscribe_timeout;
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, authorizer.authenticate_user(socket_id.clone())).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("the authorizer did not answer the sign-in within {timeout:?}"),
+                )),
+            };
+            let _ =
+                tx.send(AuthDone { target: AuthFor::Signin, generation, socket_id, answer: AuthAnswer::User(result) });
+        });
+    }
+
+    fn fail_signin(&mut self, error: Error) {
+        self.signin.wanted = false;
+        self.signin.status = SigninStatus::Idle;
+        for waiter in self.signin.waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        let mut data = String::from("{\"error\":");
+        push_json_string(&mut data, error.message());
+        data.push('}');
+        self.dispatcher.deliver(&self.user, &Event::internal(None, "pusher:signin_error", Some(data)));
+    }
+
+    async fn on_signin_success(&mut self, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
+        if self.signin.status != SigninStatus::Sent {
+            return Ok(());
+        }
+        let data: Value = frame.data.parse().unwrap_or(Value::Null);
+        let user: Option<Value> = data["user_data"].as_str().and_then(|u| serde_json::from_str(u).ok());
+        let Some(id) = user.as_ref().and_then(|u| u["id"].as_str()).filter(|id| !id.is_empty()).map(str::to_owned)
+        else {
+            self.fail_signin(Error::new(ErrorKind::Protocol, "signin_success without a user_data id"));
+            return Ok(());
+        };
+        self.signin.status = SigninStatus::Done;
+        let prefix = switchboard_protocol::channel::SERVER_TO_USER_PREFIX;
+        let channel = format!("{prefix}{id}");
+        if self.signin.user_id.as_deref() != Some(id.as_str()) {
+            if let Some(old) = self.signin.user_id.take() {
+                self.subs.remove(&format!("{prefix}{old}"));
+            }
+            let shared =
+                Arc::new(ChannelShared::with_listeners(channel.clone(), ChannelKind::ServerToUser, self.user.clone()));
+            self.subs.insert(channel.clone(), Sub::new(shared, None, Vec::new()));
+            self.signin.user_id = Some(id);
+        }
+        for waiter in self.signin.waiters.drain(..) {
+            let _ = waiter.send(Ok(()));
+        }
+        let event = Event::internal(None, "pusher:signin_success", frame.data.as_text().map(str::to_owned));
+        self.dispatcher.deliver(&self.user, &event);
+        self.start_sub(&channel, ws).await
     }
 
     /// Authorize (if needed) and send `pusher:subscribe` for `name` on this connection.
@@ -464,25 +612,165 @@ impl ConnectionTask {
                     format!("the authorizer did not answer for {channel} within {timeout:?}"),
                 )),
             };
-            let _ = tx.send(AuthDone { channel, generation, socket_id, result });
+            let _ = tx.send(AuthDone {
+                target: AuthFor::Subscribe(channel),
+                generation,
+                socket_id,
+                answer: AuthAnswer::Channel(result),
+            });
         });
         Ok(())
     }
 
+    /// Fetch a fresh key for an encrypted channel whose event did not decrypt.
+    fn start_rekey(&mut self, name: &str) {
+        let (Some(socket_id), Some(authorizer)) = (self.socket_id.clone(), self.options.authorizer.clone()) else {
+            return;
+        };
+        let Some(sub) = self.subs.get_mut(name) else { return };
+        sub.rekeying = true;
+        let generation = sub.generation;
+        let request = AuthRequest { socket_id: socket_id.clone(), channel: name.to_owned(), presence: None };
+        let tx = self.auth_tx.clone();
+        let timeout = self.options.subscribe_timeout;
+        let channel = name.to_owned();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, authorizer.authorize_channel(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(ErrorKind::Timeout, format!("no new key for {channel} within {timeout:?}"))),
+            };
+            let _ = tx.send(AuthDone {
+                target: AuthFor::Rekey(channel),
+                generation,
+                socket_id,
+                answer: AuthAnswer::Channel(result),
+            });
+        });
+    }
+
     async fn on_auth(&mut self, done: AuthDone, ws: &mut Ws) -> Result<(), Ended> {
         let current = self.socket_id.as_deref() == Some(done.socket_id.as_str());
-        let Some(sub) = self.subs.get_mut(&done.channel) else { return Ok(()) };
-        if !current || sub.generation != done.generation || sub.status != SubStatus::Authorizing {
-            tracing::debug!(channel = %done.channel, "dropping auth for an old socket or a cancelled subscription");
+        match (done.target, done.answer) {
+            (AuthFor::Subscribe(channel), AuthAnswer::Channel(result)) => {
+                self.on_channel_auth(channel, done.generation, current, result, ws).await
+            }
+            (AuthFor::Rekey(channel), AuthAnswer::Channel(result)) => {
+                self.on_rekey(&channel, done.generation, current, result);
+                Ok(())
+            }
+            (AuthFor::Signin, AuthAnswer::User(result)) => {
+                if !current
+                    || self.signin.generation != done.generation
+                    || self.signin.status != SigninStatus::Authorizing
+                {
+                    return Ok(()); // for an old socket
+                }
+                match result {
+                    Ok(user) => {
+                        self.signin.status = SigninStatus::Sent;
+                        let mut frame = String::from(r#"{"event":"pusher:signin","data":{"auth":"#);
+                        push_json_string(&mut frame, &user.auth);
+                        frame.push_str(",\"user_data\":");
+                        push_json_string(&mut frame, &user.user_data);
+                        frame.push_str("}}");
+                        send(ws, frame).await
+                    }
+                    Err(error) => {
+                        self.fail_signin(error);
+                        Ok(())
+                    }
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn on_rekey(&mut self, channel: &str, generation: u64, current: bool, result: Result<ChannelAuth>) {
+        let Some(sub) = self.subs.get_mut(channel) else { return };
+        if !current || sub.generation != generation {
+            return;
+        }
+        sub.rekeying = false;
+        let key = result
+            .ok()
+            .and_then(|auth| auth.shared_secret)
+            .and_then(|s| switchboard_protocol::encryption::decode_shared_secret(&s).ok());
+        if key.is_some() {
+            sub.key = key;
+        }
+        let held = std::mem::take(&mut sub.held);
+        let shared = sub.shared.clone();
+        for event in held {
+            match key.as_ref().map(|k| decrypt_event(k, &event)) {
+                Some(Ok(plain)) => self.deliver(&shared, &plain),
+                _ => self.decryption_failed(&shared, &event),
+            }
+        }
+    }
+
+    fn decryption_failed(&self, shared: &Arc<ChannelShared>, event: &Event) {
+        tracing::warn!(channel = %shared.name, event = %event.event, "dropping an event that does not decrypt, even with a fresh key");
+        let mut data = String::from("{\"event\":");
+        push_json_string(&mut data, &event.event);
+        data.push('}');
+        self.deliver(shared, &Event::internal(Some(&shared.name), DECRYPTION_ERROR_EVENT, Some(data)));
+    }
+
+    /// Deliver an event of an encrypted channel: decrypt it, or hold it and fetch a new key
+    /// once (the key may have been rotated), as pusher-js does.
+    fn deliver_encrypted(&mut self, channel: &str, event: Event) {
+        let Some(sub) = self.subs.get_mut(channel) else { return };
+        let shared = sub.shared.clone();
+        let opened = if sub.rekeying { None } else { sub.key.as_ref().map(|key| decrypt_event(key, &event)) };
+        if let Some(Ok(plain)) = opened {
+            self.deliver(&shared, &plain);
+            return;
+        }
+        if sub.held.len() >= MAX_HELD_ENCRYPTED {
+            self.decryption_failed(&shared, &event);
+            return;
+        }
+        sub.held.push(event);
+        if !sub.rekeying {
+            self.start_rekey(channel);
+        }
+    }
+
+    async fn on_channel_auth(
+        &mut self,
+        channel: String,
+        generation: u64,
+        current: bool,
+        result: Result<ChannelAuth>,
+        ws: &mut Ws,
+    ) -> Result<(), Ended> {
+        let Some(sub) = self.subs.get_mut(&channel) else { return Ok(()) };
+        if !current || sub.generation != generation || sub.status != SubStatus::Authorizing {
+            tracing::debug!(%channel, "dropping auth for an old socket or a cancelled subscription");
             return Ok(());
         }
-        let auth = match done.result {
+        let auth = match result {
             Ok(auth) => auth,
             Err(error) => {
-                self.fail_sub(&done.channel, error);
+                self.fail_sub(&channel, error);
                 return Ok(());
             }
         };
+        if sub.shared.kind == ChannelKind::PrivateEncrypted {
+            match auth.shared_secret.as_deref().map(switchboard_protocol::encryption::decode_shared_secret) {
+                Some(Ok(key)) => sub.key = Some(key),
+                _ => {
+                    let error = Error::new(
+                        ErrorKind::Authentication,
+                        format!(
+                            "{channel}: the authorizer gave no valid shared_secret for an encrypted channel (configure the encryption master key where auth is signed)"
+                        ),
+                    );
+                    self.fail_sub(&channel, error);
+                    return Ok(());
+                }
+            }
+        }
         let is_presence = sub.shared.kind == ChannelKind::Presence;
         if is_presence {
             let me = auth
@@ -493,17 +781,17 @@ impl ConnectionTask {
             if me.is_none() {
                 let error = Error::new(
                     ErrorKind::Authentication,
-                    format!("the authorizer gave no channel_data with a user_id for {}", done.channel),
+                    format!("the authorizer gave no channel_data with a user_id for {}", channel),
                 );
-                self.fail_sub(&done.channel, error);
+                self.fail_sub(&channel, error);
                 return Ok(());
             }
             sub.shared.members().set_me(me);
         }
         sub.status = SubStatus::Sent;
-        self.sent_order.push_back(done.channel.clone());
+        self.sent_order.push_back(channel.clone());
         let channel_data = if is_presence { auth.channel_data.as_deref() } else { None };
-        send(ws, subscribe_frame(&done.channel, &auth.auth, channel_data)).await
+        send(ws, subscribe_frame(&channel, &auth.auth, channel_data)).await
     }
 
     /// The subscription failed: tell its waiters and listeners, and forget it.
@@ -572,6 +860,17 @@ impl ConnectionTask {
                 self.client_events.queue.push_back((frame, reply));
                 self.flush_client_events(ws).await?;
             }
+            Command::Signin { reply } => {
+                self.signin.wanted = true;
+                if self.signin.status == SigninStatus::Done {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    self.signin.waiters.push(reply);
+                    if self.signin.status == SigninStatus::Idle {
+                        self.start_signin();
+                    }
+                }
+            }
             Command::Disconnect => {}
         }
         Ok(())
@@ -612,6 +911,7 @@ impl ConnectionTask {
             "pusher:ping" => send(ws, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await?,
             "pusher:pong" => {}
             "pusher:error" => self.on_error(&frame),
+            "pusher:signin_success" => self.on_signin_success(&frame, ws).await?,
             "pusher_internal:subscription_succeeded" => {
                 if let Some(channel) = channel {
                     self.on_succeeded(&channel, &frame, ws).await?;
@@ -652,6 +952,12 @@ impl ConnectionTask {
                     user_id: frame.user_id,
                 };
                 match channel.as_deref().and_then(|c| self.subs.get(c)) {
+                    Some(sub)
+                        if sub.shared.kind == ChannelKind::PrivateEncrypted && !event.event.starts_with("pusher:") =>
+                    {
+                        let name = sub.shared.name.clone();
+                        self.deliver_encrypted(&name, event);
+                    }
                     Some(sub) => self.deliver(&sub.shared, &event),
                     None => self.dispatcher.deliver(&self.global, &event),
                 }
@@ -666,6 +972,10 @@ impl ConnectionTask {
         let message = data.as_ref().map_or("unknown error", |d| d.message.as_str()).to_owned();
         self.last_error_code = code;
         tracing::warn!(?code, "pusher:error: {message}");
+        if frame.channel.is_none() && self.signin.status == SigninStatus::Sent {
+            let error = Error::new(ErrorKind::Authentication, format!("sign-in refused: {message}"));
+            self.fail_signin(code.map_or(error.clone(), |c| error.with_code(c)));
+        } else
         // Reverb and Sockudo refuse a subscription with a channel-less 4009: it answers the
         // oldest unanswered subscribe.
         if frame.channel.is_none()
@@ -816,4 +1126,12 @@ fn subscribe_frame(channel: &str, auth: &str, channel_data: Option<&str>) -> Str
 
 async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
     ws.send(Message::text(text)).await.map_err(|e| Ended::Lost { code: None, reason: format!("send failed: {e}") })
+}
+
+/// Open an encrypted event: data `{nonce, ciphertext}` → the plaintext JSON.
+fn decrypt_event(key: &[u8; 32], event: &Event) -> Result<Event> {
+    let payload = event.data.as_deref().unwrap_or_default();
+    let plain = switchboard_protocol::encryption::decrypt(key, payload)
+        .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", event.event)))?;
+    Ok(Event { data: Some(plain), ..event.clone() })
 }

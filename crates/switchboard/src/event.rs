@@ -22,6 +22,9 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Name of the event a stream receives after it missed events: data `{"dropped": n}`.
 pub const LAGGED_EVENT: &str = "switchboard:lagged";
+/// Name of the event an encrypted channel receives when an event could not be decrypted
+/// even with a freshly fetched key (data `{"event": name}`); the event itself is dropped.
+pub const DECRYPTION_ERROR_EVENT: &str = "switchboard:decryption_error";
 /// Name of the event a channel receives after it was resubscribed on a new connection:
 /// events published while it was offline are lost (no Pusher server replays them), so
 /// resynchronise from your source of truth.

@@ -38,7 +38,7 @@ pub use backoff::Backoff;
 pub use channel::Channel;
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT};
+pub use event::{DECRYPTION_ERROR_EVENT, Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT};
 pub use options::{ClientOptions, ClientOptionsBuilder};
 pub use presence::{Member, Members};
 pub use publisher::Publisher;

@@ -39,6 +39,7 @@ pub struct Publisher {
     key: String,
     secret: String,
     http: reqwest::Client,
+    master_key: Option<[u8; 32]>,
 }
 
 /// Most channels in one trigger.
@@ -63,7 +64,17 @@ impl Publisher {
             key: key.to_owned(),
             secret: secret.to_owned(),
             http,
+            master_key: None,
         })
+    }
+
+    /// Encrypt events for `private-encrypted-` channels with this master key (base64 of 32
+    /// bytes), as the official SDKs do. Such an event goes to exactly one channel.
+    pub fn with_encryption_master_key(mut self, base64_key: &str) -> Result<Self> {
+        let key = switchboard_protocol::encryption::decode_shared_secret(base64_key)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("encryption master key: {e}")))?;
+        self.master_key = Some(key);
+        Ok(self)
     }
 
     /// The path of an API call, including any prefix of the base URL (signed as such).
@@ -127,7 +138,26 @@ impl Publisher {
                 format!("trigger to 1 to {MAX_CHANNELS} channels, not {}", channels.len()),
             ));
         }
-        let mut body = serde_json::json!({ "name": event, "channels": channels, "data": data_string(data)? });
+        let mut text = data_string(data)?;
+        if channels.iter().any(|c| c.starts_with("private-encrypted-")) {
+            let [channel] = channels else {
+                return Err(Error::new(ErrorKind::InvalidRequest, "an encrypted event goes to exactly one channel"));
+            };
+            let master = self.master_key.as_ref().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "set with_encryption_master_key to trigger on private-encrypted- channels",
+                )
+            })?;
+            let key = switchboard_protocol::signature::encrypted_channel_secret(channel, master);
+            // The plaintext is the JSON of the data (a string becomes a JSON string), as the
+            // SDKs seal it.
+            let plaintext = serde_json::to_value(data)
+                .map_err(|e| Error::new(ErrorKind::InvalidRequest, format!("data does not serialize: {e}")))?
+                .to_string();
+            text = switchboard_protocol::encryption::encrypt(&key, &plaintext, rand::random());
+        }
+        let mut body = serde_json::json!({ "name": event, "channels": channels, "data": text });
         if let Some(socket_id) = except {
             body["socket_id"] = Value::String(socket_id.to_owned());
         }

@@ -183,7 +183,13 @@ async fn client_events_are_refused_before_sending_where_they_cannot_work() {
     let public = client.subscribe("lobby").await.expect("subscribed");
     let err = public.trigger("x", &json!({})).await.expect_err("public refused");
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
-    let encrypted = client.subscribe("private-encrypted-vault").await.expect("subscribed");
+    let signer = switchboard::SecretAuthorizer::new(KEY, SECRET)
+        .with_encryption_master_key("CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=")
+        .expect("key");
+    let e2e = Client::connect(options_for(server.local_addr()).authorizer(signer).build().expect("options"))
+        .await
+        .expect("connect");
+    let encrypted = e2e.subscribe("private-encrypted-vault").await.expect("subscribed");
     let err = encrypted.trigger("x", &json!({})).await.expect_err("encrypted refused");
     assert!(err.to_string().contains("encrypted"), "{err}");
     let private = client.subscribe("private-p").await.expect("subscribed");

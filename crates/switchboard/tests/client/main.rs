@@ -3,6 +3,7 @@
 mod auth;
 mod basics;
 mod common;
+mod extras;
 mod faults;
 mod presence;
 mod publisher;
