@@ -139,7 +139,8 @@ pub fn verify_request(
         return Err(HttpAuthError::WrongVersion);
     }
     let given: i64 = timestamp.parse().map_err(|_| HttpAuthError::StaleTimestamp { given: i64::MIN, now, window })?;
-    if (given - now).abs() > window {
+    // checked: a timestamp near i64::MIN must not overflow
+    if given.checked_sub(now).is_none_or(|d| d.unsigned_abs() > window.unsigned_abs()) {
         return Err(HttpAuthError::StaleTimestamp { given, now, window });
     }
     match find("body_md5") {

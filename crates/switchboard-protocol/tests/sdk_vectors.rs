@@ -149,3 +149,17 @@ fn encrypted_events_from_the_sdk_decrypt() {
         assert_eq!(decrypt(&key, &sealed).expect("round trip"), s(&case["data"]));
     }
 }
+
+#[test]
+fn extreme_timestamps_are_refused_not_overflowed() {
+    for ts in ["-9223372036854775808", "9223372036854775807", "1e9", ""] {
+        let params = vec![
+            ("auth_key".to_owned(), "k".to_owned()),
+            ("auth_timestamp".to_owned(), ts.to_owned()),
+            ("auth_version".to_owned(), "1.0".to_owned()),
+            ("auth_signature".to_owned(), "00".to_owned()),
+        ];
+        let req = RequestToVerify { method: "GET", path: "/apps/1/channels", params: &params, body: b"" };
+        assert!(verify_request(&req, "k", "s", 1_700_000_000, 600).is_err(), "{ts}");
+    }
+}

@@ -12,8 +12,9 @@ use crate::app::{App, ChannelCounts};
 /// Where broadcasts go and where channel state is read from.
 pub trait Adapter: Send + Sync + 'static {
     /// Deliver an encoded frame to the subscribers of `channel`, except `except_socket_id`.
-    /// Returns how many local sockets it was queued for.
-    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>) -> usize;
+    /// `remember` marks a backend publish, which a cache channel keeps as its last event
+    /// (client events are never cached). Returns how many local sockets it was queued for.
+    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>, remember: bool) -> usize;
     /// Close every connection of `user_id` with 4009. Returns how many.
     fn terminate_user(&self, app: &App, user_id: &str) -> usize;
     /// Subscription and presence counts of one channel.
@@ -29,9 +30,9 @@ pub trait Adapter: Send + Sync + 'static {
 pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
-    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>) -> usize {
-        let is_cache = ChannelName::parse(channel).is_ok_and(|c| c.is_cache());
-        app.deliver(channel, &frame, except_socket_id, is_cache)
+    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>, remember: bool) -> usize {
+        let cache = remember && ChannelName::parse(channel).is_ok_and(|c| c.is_cache());
+        app.deliver(channel, &frame, except_socket_id, cache)
     }
 
     fn terminate_user(&self, app: &App, user_id: &str) -> usize {

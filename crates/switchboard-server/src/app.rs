@@ -24,6 +24,9 @@ use crate::webhooks::{WebhookEvent, WebhookSender};
 
 /// How long a cache channel remembers its last event (Soketi's TTL).
 const CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Cache channels remembered per app; past this, expired entries are swept and then the
+/// oldest dropped.
+const MAX_CACHED_CHANNELS: usize = 10_000;
 
 /// A subscriber of one channel.
 struct Subscriber {
@@ -139,7 +142,6 @@ impl App {
         is_cache: bool,
         joining: Option<Joining>,
     ) -> Result<Subscribed, SubscribeRefused> {
-        let mut events = Vec::new();
         let result = {
             let mut state = self.state();
             let is_presence = joining.is_some();
@@ -155,7 +157,7 @@ impl App {
             let occupied_now = !state.channels.contains_key(channel);
             let entry = state.channels.entry(channel.to_owned()).or_default();
             if occupied_now {
-                events.push(WebhookEvent::channel(channel, "channel_occupied"));
+                self.webhook(WebhookEvent::channel(channel, "channel_occupied"));
             }
             let newly_subscribed = match entry.subscribers.entry(conn.id) {
                 Entry::Vacant(slot) => {
@@ -180,7 +182,7 @@ impl App {
                         for sub in entry.subscribers.values().filter(|s| s.conn.id != conn.id) {
                             sub.conn.send(&frame);
                         }
-                        events.push(WebhookEvent::member(channel, "member_added", &join.user_id));
+                        self.webhook(WebhookEvent::member(channel, "member_added", &join.user_id));
                     }
                 }
             }
@@ -192,20 +194,16 @@ impl App {
                 state.cache.get(channel).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, frame)| frame.clone())
             });
             if matches!(cached, Some(None)) {
-                events.push(WebhookEvent::channel(channel, "cache_miss"));
+                self.webhook(WebhookEvent::channel(channel, "cache_miss"));
             }
             Subscribed { data, cached }
         };
-        for event in events {
-            self.webhook(event);
-        }
         Ok(result)
     }
 
     /// Remove `conn_id` from `channel`, announcing `member_removed` when its user's last
     /// connection leaves. Unknown channels and sockets are ignored.
     pub(crate) fn unsubscribe(&self, conn_id: u64, channel: &str) {
-        let mut events = Vec::new();
         {
             let mut state = self.state();
             let Some(entry) = state.channels.get_mut(channel) else {
@@ -228,15 +226,12 @@ impl App {
                 for other in entry.subscribers.values() {
                     other.conn.send(&frame);
                 }
-                events.push(WebhookEvent::member(channel, "member_removed", user_id));
+                self.webhook(WebhookEvent::member(channel, "member_removed", user_id));
             }
             if entry.subscribers.is_empty() {
                 state.channels.remove(channel);
-                events.push(WebhookEvent::channel(channel, "channel_vacated"));
+                self.webhook(WebhookEvent::channel(channel, "channel_vacated"));
             }
-        }
-        for event in events {
-            self.webhook(event);
         }
     }
 
@@ -252,7 +247,7 @@ impl App {
     ) -> usize {
         let mut state = self.state();
         if is_cache {
-            state.cache.insert(channel.to_owned(), (Instant::now(), frame.clone()));
+            remember(&mut state.cache, channel, frame);
         }
         let Some(entry) = state.channels.get(channel) else {
             return 0;
@@ -319,14 +314,16 @@ impl App {
 
     /// Occupied channels whose names start with `prefix`, with their counts, sorted by name.
     pub fn occupied_channels(&self, prefix: &str) -> Vec<(String, ChannelCounts)> {
-        let state = self.state();
-        let mut list: Vec<(String, ChannelCounts)> = state
-            .channels
-            .iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, ch)| (name.clone(), counts_of(ch)))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut list: Vec<(String, ChannelCounts)> = {
+            let state = self.state();
+            state
+                .channels
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(name, ch)| (name.clone(), counts_of(ch)))
+                .collect()
+        };
+        list.sort_by(|a, b| a.0.cmp(&b.0)); // outside the lock
         list
     }
 
@@ -345,6 +342,19 @@ impl App {
     pub(crate) fn client_event_webhook(&self, event: WebhookEvent) {
         self.webhook(event);
     }
+}
+
+/// Store the last event of a cache channel, keeping the map bounded.
+fn remember(cache: &mut HashMap<String, (Instant, Bytes)>, channel: &str, frame: &Bytes) {
+    if cache.len() >= MAX_CACHED_CHANNELS && !cache.contains_key(channel) {
+        cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        if cache.len() >= MAX_CACHED_CHANNELS
+            && let Some(oldest) = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
+        {
+            cache.remove(&oldest);
+        }
+    }
+    cache.insert(channel.to_owned(), (Instant::now(), frame.clone()));
 }
 
 fn counts_of(ch: &Channel) -> ChannelCounts {

@@ -117,6 +117,8 @@ pub struct AppConfig {
     pub client_event_rate: u32,
     /// Most events in one `batch_events` request.
     pub max_batch_size: usize,
+    /// Most channels one connection may subscribe to; over it → subscription error 4301.
+    pub max_channels_per_connection: usize,
     /// Webhook endpoints.
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -137,6 +139,7 @@ impl Default for AppConfig {
             client_events: ClientEventPolicy::Members,
             client_event_rate: 10,
             max_batch_size: 10,
+            max_channels_per_connection: 10_000,
             webhooks: Vec::new(),
         }
     }

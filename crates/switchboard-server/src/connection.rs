@@ -299,6 +299,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return self.subscription_error(channel, "InvalidChannel", 400, &e.to_string()).await;
             }
         };
+        let max = self.app.config.max_channels_per_connection;
+        if self.subscriptions.len() >= max && !self.subscriptions.contains_key(channel) {
+            let msg = format!("A connection may subscribe to at most {max} channels");
+            return self.subscription_error(channel, "LimitReached", 4301, &msg).await;
+        }
         let auth = data.auth.as_deref().unwrap_or("");
         let (key, secret) = (self.app.config.key.as_str(), self.app.config.secret.as_str());
         let socket_id = &*self.handle.socket_id;
@@ -425,8 +430,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     .await;
             }
         };
-        if let Some(previous) = self.user_id.take() {
+        if let Some(previous) = self.user_id.take()
+            && previous != user.id
+        {
             self.app.sign_out(self.handle.id, &previous);
+            // The old user's channel is not this socket's any more.
+            let old_channel = format!("{}{previous}", switchboard_protocol::channel::SERVER_TO_USER_PREFIX);
+            if self.subscriptions.remove(&old_channel).is_some() {
+                self.app.unsubscribe(self.handle.id, &old_channel);
+            }
         }
         self.app.sign_in(&self.handle, &user.id);
         self.user_id = Some(user.id);
@@ -455,6 +467,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, &e.to_string()).await;
             }
         };
+        // Whatever the policy: a user's own channel only carries the backend's events, and
+        // plaintext on an encrypted channel would defeat its purpose.
+        if matches!(kind, ChannelKind::ServerToUser | ChannelKind::PrivateEncrypted) {
+            return self
+                .send_error(
+                    ErrorCode::CLIENT_EVENT_REJECTED,
+                    "Client events are not allowed on #server-to-user- and encrypted channels",
+                )
+                .await;
+        }
         let member = self.subscriptions.get(channel);
         if policy == ClientEventPolicy::Members {
             if !matches!(kind, ChannelKind::Private | ChannelKind::Presence) {
@@ -490,7 +512,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Data::Json(raw) => encode_json_data_frame(&frame.event, Some(channel), Some(raw), user_id.as_deref()),
             Data::Absent => encode_json_data_frame(&frame.event, Some(channel), None, user_id.as_deref()),
         };
-        self.server.adapter.publish(&self.app, channel, Bytes::from(text), Some(&self.handle.socket_id));
+        self.server.adapter.publish(&self.app, channel, Bytes::from(text), Some(&self.handle.socket_id), false);
         self.app.client_event_webhook(WebhookEvent {
             event: Some(frame.event),
             data: frame.data.as_text().map(str::to_owned),

@@ -74,8 +74,7 @@ fn authorize(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No app with id {app_id:?}")))?;
     let raw_path = uri.path().strip_prefix(server.config.path.as_str()).unwrap_or(uri.path());
     let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let params = query_params(uri);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let req = RequestToVerify { method: method.as_str(), path: &path, params: &params, body };
     verify_request(&req, &app.config.key, &app.config.secret, now, server.config.timestamp_window)
@@ -83,8 +82,32 @@ fn authorize(
     Ok(app)
 }
 
+/// The decoded query parameters. Array parameters as the PHP SDK sends them (`info[]=a` or
+/// `info[0]=a&info[1]=b`) are joined into one `info=a,b`, which is what it signs (as Reverb
+/// joins them before verifying).
+fn query_params(uri: &Uri) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        let base = match key.find('[') {
+            Some(i) if key.ends_with(']') && i > 0 => &key[..i],
+            _ => {
+                out.push((key.into_owned(), value.into_owned()));
+                continue;
+            }
+        };
+        match out.iter_mut().find(|(k, _)| k == base) {
+            Some((_, joined)) => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            None => out.push((base.to_owned(), value.into_owned())),
+        }
+    }
+    out
+}
+
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    query_params(uri).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 fn info_fields(info: Option<&str>) -> Vec<String> {
@@ -96,20 +119,30 @@ fn is_socket_id(s: &str) -> bool {
     s.split_once('.').is_some_and(|(a, b)| digits(a) && digits(b))
 }
 
-/// Validate and deliver one event; returns the per-channel info asked for, if any.
-fn trigger(server: &ServerState, app: &App, event: &TriggerRequest) -> Result<Option<Map<String, Value>>, ApiError> {
+/// An event that passed every check: delivering it cannot fail any more.
+struct ValidEvent<'a> {
+    name: &'a str,
+    data: &'a str,
+    channels: Vec<ChannelName<'a>>,
+    except: Option<&'a str>,
+    info: Vec<String>,
+}
+
+/// Check one event completely before anything of the request is delivered, so a 4xx never
+/// follows a partial publish (SDKs retry on errors, which would duplicate events).
+fn validate<'a>(app: &App, event: &'a TriggerRequest) -> Result<ValidEvent<'a>, ApiError> {
     if event.name.is_empty() || event.name.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN {
         return Err(ApiError::bad_request("name must be 1 to 200 characters"));
     }
-    let channels: Vec<&str> = match (&event.channels, &event.channel) {
+    let names: Vec<&str> = match (&event.channels, &event.channel) {
         (Some(list), _) => list.iter().map(String::as_str).collect(),
         (None, Some(one)) => vec![one.as_str()],
         (None, None) => return Err(ApiError::bad_request("give channels: [...] or channel")),
     };
-    if channels.is_empty() || channels.len() > MAX_TRIGGER_CHANNELS {
+    if names.is_empty() || names.len() > MAX_TRIGGER_CHANNELS {
         return Err(ApiError::bad_request(format!(
             "an event goes to 1 to {MAX_TRIGGER_CHANNELS} channels, not {}",
-            channels.len()
+            names.len()
         )));
     }
     let max = app.config.max_message_size;
@@ -123,39 +156,39 @@ fn trigger(server: &ServerState, app: &App, event: &TriggerRequest) -> Result<Op
     if except.is_some_and(|s| !is_socket_id(s)) {
         return Err(ApiError::bad_request("socket_id must look like 123.456"));
     }
-    let mut parsed = Vec::with_capacity(channels.len());
-    for channel in &channels {
-        parsed.push(ChannelName::parse(channel).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    let mut channels = Vec::with_capacity(names.len());
+    for name in names {
+        channels.push(ChannelName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
-    for name in &parsed {
-        let frame = encode_server_frame(&event.name, Some(name.as_str()), Some(&event.data), None);
-        server.adapter.publish(app, name.as_str(), bytes::Bytes::from(frame), except);
+    let info = info_fields(event.info.as_deref());
+    for name in &channels {
+        check_info_fields(name, &info)?;
     }
-    let fields = info_fields(event.info.as_deref());
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    let mut info = Map::new();
-    for name in &parsed {
-        info.insert(name.as_str().to_owned(), channel_info(server, app, name, &fields)?);
-    }
-    Ok(Some(info))
+    Ok(ValidEvent { name: &event.name, data: &event.data, channels, except, info })
 }
 
-fn channel_info(server: &ServerState, app: &App, name: &ChannelName<'_>, fields: &[String]) -> ApiResult {
-    let counts = server.adapter.channel_counts(app, name.as_str());
-    let mut out = Map::new();
+/// Deliver a validated event; returns the per-channel info asked for, if any.
+fn deliver(server: &ServerState, app: &App, event: &ValidEvent<'_>) -> Option<Map<String, Value>> {
+    for name in &event.channels {
+        let frame = encode_server_frame(event.name, Some(name.as_str()), Some(event.data), None);
+        server.adapter.publish(app, name.as_str(), bytes::Bytes::from(frame), event.except, true);
+    }
+    if event.info.is_empty() {
+        return None;
+    }
+    let mut info = Map::new();
+    for name in &event.channels {
+        info.insert(name.as_str().to_owned(), channel_info(server, app, name, &event.info));
+    }
+    Some(info)
+}
+
+fn check_info_fields(name: &ChannelName<'_>, fields: &[String]) -> Result<(), ApiError> {
     for field in fields {
         match field.as_str() {
-            "subscription_count" => {
-                out.insert(field.clone(), json!(counts.subscription_count));
-            }
-            "user_count" => {
-                if name.kind() != ChannelKind::Presence {
-                    return Err(ApiError::bad_request("user_count is only available for presence channels"));
-                }
-                out.insert(field.clone(), json!(counts.user_count.unwrap_or(0)));
-            }
+            "subscription_count" => {}
+            "user_count" if name.kind() == ChannelKind::Presence => {}
+            "user_count" => return Err(ApiError::bad_request("user_count is only available for presence channels")),
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown info attribute {other:?} (use user_count, subscription_count)"
@@ -163,7 +196,20 @@ fn channel_info(server: &ServerState, app: &App, name: &ChannelName<'_>, fields:
             }
         }
     }
-    Ok(Value::Object(out))
+    Ok(())
+}
+
+/// The info attributes of one channel; `fields` were checked with `check_info_fields`.
+fn channel_info(server: &ServerState, app: &App, name: &ChannelName<'_>, fields: &[String]) -> Value {
+    let counts = server.adapter.channel_counts(app, name.as_str());
+    let mut out = Map::new();
+    for field in fields {
+        match field.as_str() {
+            "subscription_count" => out.insert(field.clone(), json!(counts.subscription_count)),
+            _ => out.insert(field.clone(), json!(counts.user_count.unwrap_or(0))),
+        };
+    }
+    Value::Object(out)
 }
 
 /// `POST /apps/{id}/events`
@@ -178,7 +224,8 @@ pub(crate) async fn events(
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let event: TriggerRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid event JSON: {e}")))?;
-        Ok(match trigger(&server, &app, &event)? {
+        let valid = validate(&app, &event)?;
+        Ok(match deliver(&server, &app, &valid) {
             Some(info) => json!({ "channels": info }),
             None => json!({}),
         })
@@ -202,15 +249,19 @@ pub(crate) async fn batch_events(
         if batch.batch.is_empty() || batch.batch.len() > max {
             return Err(ApiError::bad_request(format!("a batch holds 1 to {max} events, not {}", batch.batch.len())));
         }
+        let mut valid = Vec::with_capacity(batch.batch.len());
         for (i, event) in batch.batch.iter().enumerate() {
             if event.channels.is_some() || event.channel.is_none() {
                 return Err(ApiError::bad_request(format!("batch[{i}] needs exactly one channel")));
             }
+            valid.push(
+                validate(&app, event).map_err(|e| ApiError { message: format!("batch[{i}]: {}", e.message), ..e })?,
+            );
         }
-        let mut infos = Vec::with_capacity(batch.batch.len());
+        let mut infos = Vec::with_capacity(valid.len());
         let mut any_info = false;
-        for event in &batch.batch {
-            let info = trigger(&server, &app, event)?;
+        for event in &valid {
+            let info = deliver(&server, &app, event);
             any_info |= info.is_some();
             infos.push(info.and_then(|m| m.into_iter().next().map(|(_, v)| v)).unwrap_or_else(|| json!({})));
         }
@@ -269,7 +320,8 @@ pub(crate) async fn channel(
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let name = ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = info_fields(query_param(&uri, "info").as_deref());
-        let mut info = match channel_info(&server, &app, &name, &fields)? {
+        check_info_fields(&name, &fields)?;
+        let mut info = match channel_info(&server, &app, &name, &fields) {
             Value::Object(map) => map,
             _ => Map::new(),
         };

@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 pub use adapter::{Adapter, LocalAdapter};
 pub use app::App;
@@ -81,12 +82,20 @@ impl Server {
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
         let metrics = Arc::new(Metrics::default());
+        let webhook_tasks = TaskTracker::new();
+        let (webhook_stop, webhook_stop_rx) = watch::channel(false);
         let apps = config
             .apps
             .iter()
             .map(|app| {
-                let hooks =
-                    WebhookSender::start(app.key.clone(), app.secret.clone(), app.webhooks.clone(), metrics.clone());
+                let hooks = WebhookSender::start(
+                    app.key.clone(),
+                    app.secret.clone(),
+                    app.webhooks.clone(),
+                    metrics.clone(),
+                    &webhook_tasks,
+                    webhook_stop_rx.clone(),
+                );
                 Arc::new(App::new(app.clone(), hooks, metrics.clone()))
             })
             .collect();
@@ -102,7 +111,7 @@ impl Server {
                 tracing::error!("HTTP server failed: {e}");
             }
         });
-        Ok(RunningServer { local_addr, state, shutdown_tx, serve })
+        Ok(RunningServer { local_addr, state, shutdown_tx, serve, webhook_tasks, webhook_stop })
     }
 }
 
@@ -131,6 +140,8 @@ pub struct RunningServer {
     state: Arc<ServerState>,
     shutdown_tx: watch::Sender<bool>,
     serve: JoinHandle<()>,
+    webhook_tasks: TaskTracker,
+    webhook_stop: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -156,7 +167,9 @@ impl RunningServer {
     }
 
     /// Close every socket with `pusher:error` 4200 and a 4200 close (clients reconnect at
-    /// once, elsewhere), stop accepting, and wait up to the grace period for sockets to end.
+    /// once, elsewhere), stop accepting, and wait up to the grace period for sockets to end;
+    /// then deliver the webhooks those closes caused (member_removed, channel_vacated),
+    /// again within the grace period.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         self.state.tasks.close();
@@ -165,6 +178,11 @@ impl RunningServer {
             tracing::warn!("some sockets did not close within {grace:?}");
         }
         let _ = tokio::time::timeout(grace, self.serve).await;
+        let _ = self.webhook_stop.send(true);
+        self.webhook_tasks.close();
+        if tokio::time::timeout(grace, self.webhook_tasks.wait()).await.is_err() {
+            tracing::warn!("some webhooks were not delivered within {grace:?}");
+        }
     }
 
     /// Run until SIGTERM or Ctrl-C, then shut down as [`RunningServer::shutdown`] does.

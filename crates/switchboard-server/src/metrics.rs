@@ -37,6 +37,8 @@ pub struct Metrics {
     pub webhooks_sent: Counter,
     /// Webhook batches given up after all retries.
     pub webhooks_failed: Counter,
+    /// Webhook events dropped because an endpoint's queue was full.
+    pub webhooks_dropped: Counter,
 }
 
 impl Metrics {
@@ -56,6 +58,7 @@ impl Metrics {
         );
         registry.register("webhooks_sent", "Webhook batches delivered", self.webhooks_sent.clone());
         registry.register("webhooks_failed", "Webhook batches given up after retries", self.webhooks_failed.clone());
+        registry.register("webhooks_dropped", "Webhook events dropped on a full queue", self.webhooks_dropped.clone());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

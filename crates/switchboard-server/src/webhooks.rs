@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchboard_protocol::signature::sign_webhook;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::config::WebhookConfig;
 use crate::metrics::Metrics;
@@ -60,74 +61,125 @@ struct Batch<'a> {
     events: Vec<&'a WebhookEvent>,
 }
 
-/// Queues events for one app's webhook task.
+/// Queues events for an app's webhook endpoints. Each endpoint has its own queue and task,
+/// so a slow or dead endpoint delays only itself.
 #[derive(Debug, Clone)]
 pub struct WebhookSender {
+    endpoints: Vec<Endpoint>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Clone)]
+struct Endpoint {
+    url: String,
+    events: Vec<String>,
     queue: mpsc::Sender<WebhookEvent>,
 }
 
 impl WebhookSender {
-    /// Start the delivery task for an app's endpoints. Returns `None` when there are none.
-    pub(crate) fn start(key: String, secret: String, hooks: Vec<WebhookConfig>, metrics: Arc<Metrics>) -> Option<Self> {
+    /// Start one delivery task per endpoint on `tasks`. The tasks deliver what is queued
+    /// when `stop` turns true, then end. Returns `None` when there are no endpoints.
+    pub(crate) fn start(
+        key: String,
+        secret: String,
+        hooks: Vec<WebhookConfig>,
+        metrics: Arc<Metrics>,
+        tasks: &TaskTracker,
+        stop: watch::Receiver<bool>,
+    ) -> Option<Self> {
         if hooks.is_empty() {
             return None;
         }
-        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(deliver_loop(rx, key, secret, hooks, metrics));
-        Some(Self { queue })
+        let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!("webhooks disabled: cannot build HTTP client: {e}");
+                return None;
+            }
+        };
+        let endpoints = hooks
+            .into_iter()
+            .map(|hook| {
+                let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+                let target = Target {
+                    client: client.clone(),
+                    url: hook.url.clone(),
+                    key: key.clone(),
+                    secret: secret.clone(),
+                    metrics: metrics.clone(),
+                };
+                tasks.spawn(deliver_loop(rx, target, stop.clone()));
+                Endpoint { url: hook.url, events: hook.events, queue }
+            })
+            .collect();
+        Some(Self { endpoints, metrics })
     }
 
-    /// Queue an event; never blocks. A full queue drops the event with a warning.
+    /// Queue an event for every endpoint that wants it; never blocks. A full queue drops
+    /// the event, counted in `switchboard_webhooks_dropped`.
     pub fn send(&self, event: WebhookEvent) {
-        if let Err(e) = self.queue.try_send(event) {
-            tracing::warn!("webhook queue full or closed, dropping event: {e}");
+        for endpoint in &self.endpoints {
+            if !endpoint.events.is_empty() && !endpoint.events.iter().any(|n| n == event.name) {
+                continue;
+            }
+            if endpoint.queue.try_send(event.clone()).is_err() {
+                self.metrics.webhooks_dropped.inc();
+                tracing::warn!(url = %endpoint.url, event = event.name, "webhook queue full: dropping an event");
+            }
         }
     }
 }
 
-async fn deliver_loop(
-    mut rx: mpsc::Receiver<WebhookEvent>,
+/// Where one endpoint's batches go.
+struct Target {
+    client: reqwest::Client,
+    url: String,
     key: String,
     secret: String,
-    hooks: Vec<WebhookConfig>,
     metrics: Arc<Metrics>,
-) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!("webhooks disabled: cannot build HTTP client: {e}");
-            return;
-        }
-    };
-    while let Some(first) = rx.recv().await {
+}
+
+async fn deliver_loop(mut rx: mpsc::Receiver<WebhookEvent>, target: Target, mut stop: watch::Receiver<bool>) {
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            match rx.try_recv() {
+                Ok(event) => event,
+                Err(_) => return, // drained
+            }
+        } else {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => event,
+                    None => return,
+                },
+                _ = stop.wait_for(|s| *s) => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
         let mut events = vec![first];
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        let deadline = tokio::time::Instant::now() + if stopping { Duration::ZERO } else { BATCH_WINDOW };
         while events.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(event)) => events.push(event),
                 _ => break,
             }
         }
-        for hook in &hooks {
-            let selected: Vec<&WebhookEvent> =
-                events.iter().filter(|e| hook.events.is_empty() || hook.events.iter().any(|n| n == e.name)).collect();
-            if selected.is_empty() {
+        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let body = match serde_json::to_vec(&Batch { time_ms, events: events.iter().collect() }) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!("cannot encode webhook batch: {e}");
                 continue;
             }
-            let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-            let body = match serde_json::to_vec(&Batch { time_ms, events: selected }) {
-                Ok(body) => body,
-                Err(e) => {
-                    tracing::error!("cannot encode webhook batch: {e}");
-                    continue;
-                }
-            };
-            let signature = sign_webhook(&secret, &body);
-            if post_with_retries(&client, &hook.url, &key, &signature, body).await {
-                metrics.webhooks_sent.inc();
-            } else {
-                metrics.webhooks_failed.inc();
-            }
+        };
+        let signature = sign_webhook(&target.secret, &body);
+        if post_with_retries(&target.client, &target.url, &target.key, &signature, body).await {
+            target.metrics.webhooks_sent.inc();
+        } else {
+            target.metrics.webhooks_failed.inc();
         }
     }
 }

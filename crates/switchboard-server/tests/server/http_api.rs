@@ -209,3 +209,54 @@ async fn unknown_routes_are_json_404() {
     assert_eq!((status, body["code"].as_u64()), (404, Some(404)));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_request_delivers_nothing() {
+    let server = start_default().await;
+    let api = Api::new(&server);
+    let mut c = Client::connect(&server).await;
+    c.subscribe("news").await;
+    let (status, _) =
+        api.post("/apps/1000/events", json!({"name":"e","channel":"news","data":"1","info":"user_count"})).await;
+    assert_eq!(status, 400);
+    let (status, reply) = api
+        .post(
+            "/apps/1000/batch_events",
+            json!({"batch":[{"name":"e","channel":"news","data":"1"},{"name":"e","channel":"bad name","data":"2"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(reply["error"].as_str().expect("error").starts_with("batch[1]"), "{reply}");
+    c.expect_silence(300).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn php_style_array_parameters_verify() {
+    // pusher-http-php signs info=a,b while the URL carries info[0]=a&info[1]=b.
+    let server = start_default().await;
+    let api = Api::new(&server);
+    let mut c = Client::connect(&server).await;
+    c.join("presence-php", "1", json!({})).await;
+    let url =
+        api.url("GET", "/apps/1000/channels/presence-php", &[("info", "user_count,subscription_count")], None, now());
+    let url =
+        url.replace("info=user_count%2Csubscription_count", "info%5B0%5D=user_count&info%5B1%5D=subscription_count");
+    assert!(url.contains("info%5B0%5D"), "{url}");
+    let (status, body) = api.send(api.raw().get(url)).await;
+    assert_eq!((status, body), (200, json!({"occupied":true,"user_count":1,"subscription_count":1})));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn absurd_timestamps_are_401_not_a_crash() {
+    let server = start_default().await;
+    let api = Api::new(&server);
+    let url = format!(
+        "{}/apps/1000/channels?auth_key={KEY}&auth_timestamp=-9223372036854775808&auth_version=1.0&auth_signature=00",
+        api.base()
+    );
+    assert_eq!(api.send(api.raw().get(url)).await.0, 401);
+    assert_eq!(api.get("/apps/1000/channels", &[]).await.0, 200);
+    server.shutdown().await;
+}

@@ -142,3 +142,22 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_receiving() {
     drop(stalled);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn channels_per_connection_are_capped() {
+    let mut app = app();
+    app.max_channels_per_connection = 3;
+    let server = start(config_with(app)).await;
+    let mut c = Client::connect(&server).await;
+    for name in ["a", "b", "c"] {
+        c.subscribe(name).await;
+    }
+    c.subscribe("a").await; // re-subscribing a held channel is fine
+    c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"d"}})).await;
+    let err = c.expect("pusher:subscription_error").await;
+    let data: serde_json::Value = err.data.parse().expect("json");
+    assert_eq!((data["type"].as_str(), data["status"].as_u64()), (Some("LimitReached"), Some(4301)));
+    c.send_json(json!({"event":"pusher:unsubscribe","data":{"channel":"a"}})).await;
+    c.subscribe("d").await;
+    server.shutdown().await;
+}

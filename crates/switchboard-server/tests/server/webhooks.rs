@@ -102,3 +102,25 @@ async fn webhooks_are_retried_and_filtered() {
     eventually(|| server.metrics().webhooks_sent.get() == 1).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dead_endpoint_does_not_hold_up_a_live_one_and_shutdown_flushes() {
+    let (live, _, mut rx) = start_receiver(0).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/hook", l.local_addr().expect("addr"))
+    };
+    let mut app = app();
+    app.webhooks = vec![WebhookConfig { url: dead, events: vec![] }, WebhookConfig { url: live, events: vec![] }];
+    let server = start(config_with(app)).await;
+    let mut a = Client::connect(&server).await;
+    a.join("presence-flush", "1", json!({})).await;
+    let first = collect(&mut rx, 2).await;
+    assert_eq!(first[0]["name"], "channel_occupied");
+    assert_eq!(first[1]["name"], "member_added");
+    // The socket is still open: shutdown closes it, and the webhooks it causes still go out.
+    server.shutdown().await;
+    let last = collect(&mut rx, 2).await;
+    let names: Vec<&str> = last.iter().map(|e| e["name"].as_str().expect("name")).collect();
+    assert_eq!(names, vec!["member_removed", "channel_vacated"]);
+}

@@ -555,3 +555,42 @@ async fn shutdown_closes_every_socket_with_4200() {
     }
     tokio::time::timeout(WAIT, stopping).await.expect("shutdown finishes").expect("no panic");
 }
+
+#[tokio::test]
+async fn client_events_never_write_the_cache_nor_reach_user_or_encrypted_channels() {
+    let mut all = app();
+    all.client_events = ClientEventPolicy::All;
+    let server = start(config_with(all)).await;
+    let mut a = Client::connect(&server).await;
+    a.subscribe("cache-board").await;
+    a.expect("pusher:cache_miss").await;
+    a.send_json(json!({"event":"client-x","channel":"cache-board","data":{"forged":true}})).await;
+    a.assert_alive().await;
+    let mut late = Client::connect(&server).await;
+    late.subscribe("cache-board").await;
+    late.expect("pusher:cache_miss").await;
+    for channel in ["#server-to-user-u1", "private-encrypted-vault"] {
+        a.send_json(json!({"event":"client-x","channel":channel,"data":{}})).await;
+        assert_eq!(a.expect_error().await.0, 4301, "{channel}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn signing_in_as_another_user_leaves_the_old_users_channel() {
+    let server = start_default().await;
+    let api = Api::new(&server);
+    let mut c = Client::connect(&server).await;
+    for (id, subscribe) in [("a", true), ("b", false)] {
+        let user_data = format!(r#"{{"id":"{id}"}}"#);
+        c.send_json(json!({"event":"pusher:signin","data":{"auth": sign_user(KEY, SECRET, &c.socket_id, &user_data), "user_data": user_data}})).await;
+        c.expect("pusher:signin_success").await;
+        if subscribe {
+            c.subscribe("#server-to-user-a").await;
+        }
+    }
+    api.post("/apps/1000/events", json!({"name":"for-a","channel":"#server-to-user-a","data":"1"})).await;
+    c.expect_silence(200).await;
+    assert_eq!(server.app(APP_ID).expect("app").channel_counts("#server-to-user-a").subscription_count, 0);
+    server.shutdown().await;
+}
