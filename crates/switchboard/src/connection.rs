@@ -27,7 +27,7 @@ use crate::channel::ChannelShared;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DECRYPTION_ERROR_EVENT, Dispatcher, Event, GAP_EVENT, Listeners};
 use crate::options::ClientOptions;
-use crate::presence::id_string;
+use crate::presence::{Member, id_string};
 use crate::state::ConnectionState;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -1019,12 +1019,16 @@ impl ConnectionTask {
         if resubscribed {
             let (added, removed) = changes;
             for member in added {
-                let data = serde_json::json!({"user_id": member.id, "user_info": member.info}).to_string();
-                self.deliver(&shared, &Event::internal(Some(channel), "pusher:member_added", Some(data)));
+                self.deliver(
+                    &shared,
+                    &Event::internal(Some(channel), "pusher:member_added", Some(member_data(&member))),
+                );
             }
             for member in removed {
-                let data = serde_json::json!({"user_id": member.id}).to_string();
-                self.deliver(&shared, &Event::internal(Some(channel), "pusher:member_removed", Some(data)));
+                self.deliver(
+                    &shared,
+                    &Event::internal(Some(channel), "pusher:member_removed", Some(member_data(&member))),
+                );
             }
             self.deliver(&shared, &Event::internal(Some(channel), GAP_EVENT, Some("{}".into())));
         }
@@ -1036,15 +1040,17 @@ impl ConnectionTask {
         let data: Value = frame.data.parse().unwrap_or(Value::Null);
         let Some(id) = id_string(&data["user_id"]) else { return };
         let added = frame.event == "pusher_internal:member_added";
-        let changed = if added {
-            sub.shared.members().add(id.clone(), data.get("user_info").cloned().unwrap_or(Value::Null))
+        // Listeners get {user_id (a string), user_info}; for a removal, the info it had.
+        let member = if added {
+            let info = data.get("user_info").cloned().unwrap_or(Value::Null);
+            sub.shared.members().add(id.clone(), info.clone()).then_some(Member { id, info })
         } else {
-            sub.shared.members().remove(&id).is_some()
+            sub.shared.members().remove(&id)
         };
-        if changed {
+        if let Some(member) = member {
             let name = if added { "pusher:member_added" } else { "pusher:member_removed" };
             let shared = sub.shared.clone();
-            self.deliver(&shared, &Event::internal(Some(channel), name, frame.data.as_text().map(str::to_owned)));
+            self.deliver(&shared, &Event::internal(Some(channel), name, Some(member_data(&member))));
         }
     }
 }
@@ -1134,4 +1140,9 @@ fn decrypt_event(key: &[u8; 32], event: &Event) -> Result<Event> {
     let plain = switchboard_protocol::encryption::decrypt(key, payload)
         .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", event.event)))?;
     Ok(Event { data: Some(plain), ..event.clone() })
+}
+
+/// `{"user_id": id, "user_info": info}` for member events.
+fn member_data(member: &Member) -> String {
+    serde_json::json!({ "user_id": member.id, "user_info": member.info }).to_string()
 }

@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod channel;
 pub mod client;
 mod connection;
+pub mod echo;
 pub mod error;
 pub mod event;
 pub mod options;
@@ -37,6 +38,7 @@ pub use auth::{
 pub use backoff::Backoff;
 pub use channel::Channel;
 pub use client::Client;
+pub use echo::{Echo, EchoChannel};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{DECRYPTION_ERROR_EVENT, Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT};
 pub use options::{ClientOptions, ClientOptionsBuilder};

@@ -3,7 +3,9 @@
 mod auth;
 mod basics;
 mod common;
+mod echo;
 mod extras;
 mod faults;
+mod interop;
 mod presence;
 mod publisher;

@@ -1,0 +1,182 @@
+//! Laravel Echo's vocabulary over the client: `channel` / `private` / `encrypted_private` /
+//! `join` add the prefixes, `listen` applies Echo's event namespace, `whisper` and
+//! `listen_for_whisper` are client events, `here` / `joining` / `leaving` follow presence.
+//!
+//! Event names follow `laravel/echo` `src/util/event-formatter.ts`: a leading `.` or `\`
+//! means the name is literal; otherwise it is `namespace + '.' + event` with every `.`
+//! turned into `\`, so `listen("OrderShipped")` binds `App\Events\OrderShipped`.
+
+use serde::Serialize;
+
+use crate::auth::PresenceUser;
+use crate::channel::Channel;
+use crate::client::Client;
+use crate::error::Result;
+use crate::event::{Event, HandlerId};
+use crate::presence::Member;
+
+/// Echo's default namespace.
+pub const DEFAULT_NAMESPACE: &str = "App.Events";
+
+/// The full event name Echo binds for `event` in `namespace`.
+///
+/// ```
+/// use switchboard::echo::format_event_name;
+/// assert_eq!(format_event_name("App.Events", "OrderShipped"), r"App\Events\OrderShipped");
+/// assert_eq!(format_event_name("App.Events", "Orders.Shipped"), r"App\Events\Orders\Shipped");
+/// assert_eq!(format_event_name("App.Events", ".order.shipped"), "order.shipped");
+/// assert_eq!(format_event_name("App.Events", r"\App\Custom"), r"App\Custom");
+/// ```
+pub fn format_event_name(namespace: &str, event: &str) -> String {
+    if let Some(literal) = event.strip_prefix('.').or_else(|| event.strip_prefix('\\')) {
+        return literal.to_owned();
+    }
+    let full = if namespace.is_empty() { event.to_owned() } else { format!("{namespace}.{event}") };
+    full.replace('.', "\\")
+}
+
+/// Echo-style access to a [`Client`].
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let echo = switchboard::echo::Echo::new(client);
+/// let orders = echo.private("orders.1").await?;          // private-orders.1
+/// orders.listen("OrderShipped", |e| println!("{:?}", e.data())); // App\Events\OrderShipped
+/// orders.whisper("typing", &serde_json::json!({"name": "Ada"})).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Echo {
+    client: Client,
+    namespace: String,
+}
+
+impl Echo {
+    /// Echo over `client` with the namespace `App.Events`.
+    pub fn new(client: Client) -> Self {
+        Self { client, namespace: DEFAULT_NAMESPACE.to_owned() }
+    }
+
+    /// Use another namespace (`""` for none).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// A public channel.
+    pub async fn channel(&self, name: &str) -> Result<EchoChannel> {
+        Ok(self.wrap(self.client.subscribe(name).await?))
+    }
+
+    /// `private-{name}`.
+    pub async fn private(&self, name: &str) -> Result<EchoChannel> {
+        Ok(self.wrap(self.client.subscribe(&format!("private-{name}")).await?))
+    }
+
+    /// `private-encrypted-{name}`.
+    pub async fn encrypted_private(&self, name: &str) -> Result<EchoChannel> {
+        Ok(self.wrap(self.client.subscribe(&format!("private-encrypted-{name}")).await?))
+    }
+
+    /// `presence-{name}`, authorized by the client's authorizer (Laravel returns the user).
+    pub async fn join(&self, name: &str) -> Result<EchoChannel> {
+        Ok(self.wrap(self.client.subscribe(&format!("presence-{name}")).await?))
+    }
+
+    /// `presence-{name}` as `user` (when signing locally).
+    pub async fn join_as(&self, name: &str, user: PresenceUser) -> Result<EchoChannel> {
+        Ok(self.wrap(self.client.subscribe_presence(&format!("presence-{name}"), user).await?))
+    }
+
+    /// Leave `name` in every form Echo knows: `name`, `private-`, `private-encrypted-`,
+    /// `presence-`.
+    pub async fn leave(&self, name: &str) {
+        for prefix in ["", "private-", "private-encrypted-", "presence-"] {
+            self.client.unsubscribe(&format!("{prefix}{name}")).await;
+        }
+    }
+
+    /// The socket id, for Laravel's `X-Socket-ID` header (`toOthers()`).
+    pub fn socket_id(&self) -> Option<String> {
+        self.client.socket_id()
+    }
+
+    fn wrap(&self, channel: Channel) -> EchoChannel {
+        EchoChannel { channel, namespace: self.namespace.clone() }
+    }
+}
+
+/// A channel with Echo's methods.
+#[derive(Debug, Clone)]
+pub struct EchoChannel {
+    channel: Channel,
+    namespace: String,
+}
+
+impl EchoChannel {
+    /// The underlying channel.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Listen for a Laravel event (namespace applied unless the name starts with `.`).
+    pub fn listen(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.channel.bind(&format_event_name(&self.namespace, event), handler)
+    }
+
+    /// Stop listening for `event` (every handler of it).
+    pub fn stop_listening(&self, event: &str) -> usize {
+        self.channel.unbind(&format_event_name(&self.namespace, event), None)
+    }
+
+    /// Listen for Laravel notifications (`BroadcastNotificationCreated`).
+    pub fn notification(&self, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.listen(".Illuminate\\Notifications\\Events\\BroadcastNotificationCreated", handler)
+    }
+
+    /// Send a whisper (`client-{event}`) to the other members.
+    pub async fn whisper(&self, event: &str, data: &impl Serialize) -> Result<()> {
+        self.channel.trigger(event, data).await
+    }
+
+    /// Listen for whispers of `event`.
+    pub fn listen_for_whisper(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.channel.bind(&format!("client-{event}"), handler)
+    }
+
+    /// The current members, now (Echo calls `here` on subscription; the channel is already
+    /// subscribed here) and again after each resubscription.
+    pub fn here(&self, handler: impl Fn(&[Member]) + Send + Sync + 'static) -> HandlerId {
+        let members: Vec<Member> = self.channel.members().iter().collect();
+        handler(&members);
+        let channel = self.channel.clone();
+        self.channel.bind("pusher:subscription_succeeded", move |_| {
+            let members: Vec<Member> = channel.members().iter().collect();
+            handler(&members);
+        })
+    }
+
+    /// A member joined: its id and info.
+    pub fn joining(&self, handler: impl Fn(&Member) + Send + Sync + 'static) -> HandlerId {
+        self.channel.bind("pusher:member_added", move |event| {
+            if let Some(member) = member_of(event) {
+                handler(&member);
+            }
+        })
+    }
+
+    /// A member left.
+    pub fn leaving(&self, handler: impl Fn(&Member) + Send + Sync + 'static) -> HandlerId {
+        self.channel.bind("pusher:member_removed", move |event| {
+            if let Some(member) = member_of(event) {
+                handler(&member);
+            }
+        })
+    }
+}
+
+fn member_of(event: &Event) -> Option<Member> {
+    let data: serde_json::Value = event.json().ok()?;
+    let id = crate::presence::id_string(&data["user_id"])?;
+    Some(Member { id, info: data.get("user_info").cloned().unwrap_or(serde_json::Value::Null) })
+}

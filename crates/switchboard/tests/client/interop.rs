@@ -1,0 +1,60 @@
+//! Interop: a pusher-js client (under Node) and ours on one presence channel of our server
+//! exchange client events, and each sees the other as a member.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::PresenceUser;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn pusher_js_and_switchboard_meet_on_a_presence_channel() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    assert!(
+        std::path::Path::new(&format!("{root}/interop/node_modules/pusher-js")).exists(),
+        "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
+    );
+    let server = server().await;
+    let channel_name = "presence-interop";
+    let client = connect(&server).await;
+    let channel = client
+        .subscribe_presence(channel_name, PresenceUser::new("rust", json!({"name": "switchboard"})))
+        .await
+        .expect("joined");
+    let mut events = channel.events();
+    let addr = server.local_addr();
+    let node = tokio::process::Command::new("node")
+        .arg("interop/presence-peer.mjs")
+        .current_dir(root)
+        .env("SWITCHBOARD_HOST", addr.ip().to_string())
+        .env("SWITCHBOARD_PORT", addr.port().to_string())
+        .env("SWITCHBOARD_APP_KEY", KEY)
+        .env("SWITCHBOARD_APP_SECRET", SECRET)
+        .env("SWITCHBOARD_CHANNEL", channel_name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+
+    let added = next_named(&mut events, "pusher:member_added").await;
+    assert_eq!(added.json::<serde_json::Value>().expect("json")["user_id"], "js");
+    assert_eq!(channel.members().get("js").expect("js is a member").info["name"], "pusher-js");
+    let hello = next_named(&mut events, "client-hello").await;
+    assert_eq!(hello.user_id.as_deref(), Some("js"));
+    assert_eq!(hello.json::<serde_json::Value>().expect("json")["from"], "js");
+    channel.trigger("hello", &json!({"from": "rust"})).await.expect("whisper");
+
+    let output = tokio::time::timeout(Duration::from_secs(20), node.wait_with_output())
+        .await
+        .expect("node finishes")
+        .expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "pusher-js peer failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("OK: hello from rust"), "{stdout}");
+    assert!(stdout.contains("\"rust\""), "pusher-js listed rust among the members at subscribe: {stdout}");
+    server.shutdown().await;
+}
