@@ -42,6 +42,14 @@ impl Data {
         }
     }
 
+    /// The payload as owned JSON text, without copying.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Data::Absent => None,
+            Data::String(s) | Data::Json(s) => Some(s),
+        }
+    }
+
     /// Parse the payload into `T`, whichever form it came in.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
         let text = self.as_text().ok_or_else(|| ProtocolError::InvalidFrame("missing data".into()))?;

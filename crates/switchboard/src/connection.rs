@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use switchboard_protocol::frame::{encode_client_frame, push_json_string};
 use switchboard_protocol::messages::{ConnectionEstablished, ErrorData};
@@ -34,6 +34,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Client events waiting for the rate limit, at most.
 const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
+/// Frames handled per wake-up before the other select! branches get a turn.
+const READ_BATCH: usize = 256;
 /// Encrypted events held while a new key is fetched, at most per channel.
 const MAX_HELD_ENCRYPTED: usize = 100;
 
@@ -422,17 +424,12 @@ impl ConnectionTask {
         let mut last_inbound = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         let mut close_code: Option<u16> = None;
+        // The ping timer is moved lazily: when it fires early (traffic came since it was
+        // set) it is re-armed, so busy connections never touch the timer wheel per frame.
         let ping_timer = tokio::time::sleep_until(last_inbound + activity);
         let events_timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(ping_timer, events_timer);
         loop {
-            let ping_deadline = match ping_sent {
-                None => last_inbound + activity,
-                Some(at) => at + self.options.pong_timeout,
-            };
-            if ping_timer.deadline() != ping_deadline {
-                ping_timer.as_mut().reset(ping_deadline);
-            }
             let next_event_slot = self.client_events.next_slot(Instant::now());
             if let Some(slot) = next_event_slot
                 && events_timer.deadline() != slot
@@ -440,24 +437,35 @@ impl ConnectionTask {
                 events_timer.as_mut().reset(slot);
             }
             tokio::select! {
-                inbound = ws.next() => match inbound {
-                    None => {
-                        let code = close_code.or(self.last_error_code);
-                        return Ended::Lost { code, reason: describe_close(code, "the server closed the connection") };
-                    }
-                    Some(Err(e)) => {
-                        let code = close_code.or(self.last_error_code);
-                        return Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) };
-                    }
-                    Some(Ok(message)) => {
-                        last_inbound = Instant::now();
-                        ping_sent = None;
-                        if let Some((code, _)) = message.as_close() {
-                            close_code = Some(u16::from(code));
-                        } else if let Some(text) = message.as_text()
-                            && let Err(ended) = self.on_text(text, ws).await
-                        {
-                            return ended;
+                inbound = ws.next() => {
+                    last_inbound = Instant::now();
+                    ping_sent = None;
+                    // Handle this frame and the ones already buffered without going back
+                    // through select!, which matters at hundreds of thousands of frames/s.
+                    let mut inbound = inbound;
+                    for _ in 0..READ_BATCH {
+                        match inbound {
+                            None => {
+                                let code = close_code.or(self.last_error_code);
+                                return Ended::Lost { code, reason: describe_close(code, "the server closed the connection") };
+                            }
+                            Some(Err(e)) => {
+                                let code = close_code.or(self.last_error_code);
+                                return Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) };
+                            }
+                            Some(Ok(message)) => {
+                                if let Some((code, _)) = message.as_close() {
+                                    close_code = Some(u16::from(code));
+                                } else if let Some(text) = message.as_text()
+                                    && let Err(ended) = self.on_text(text, ws).await
+                                {
+                                    return ended;
+                                }
+                            }
+                        }
+                        match ws.next().now_or_never() {
+                            Some(next) => inbound = next,
+                            None => break,
                         }
                     }
                 },
@@ -471,6 +479,11 @@ impl ConnectionTask {
                     return ended;
                 },
                 () = &mut ping_timer => {
+                    let due = last_inbound + activity;
+                    if ping_sent.is_none() && due > Instant::now() {
+                        ping_timer.as_mut().reset(due); // traffic came since: not idle yet
+                        continue;
+                    }
                     if ping_sent.is_some() {
                         return Ended::Lost {
                             code: Some(ErrorCode::PONG_NOT_RECEIVED.0),
@@ -480,7 +493,9 @@ impl ConnectionTask {
                     if let Err(ended) = send(ws, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await {
                         return ended;
                     }
-                    ping_sent = Some(Instant::now());
+                    let now = Instant::now();
+                    ping_sent = Some(now);
+                    ping_timer.as_mut().reset(now + self.options.pong_timeout);
                 }
                 () = &mut events_timer, if next_event_slot.is_some() => {
                     if let Err(ended) = self.flush_client_events(ws).await {
@@ -543,7 +558,7 @@ impl ConnectionTask {
         let mut data = String::from("{\"error\":");
         push_json_string(&mut data, error.message());
         data.push('}');
-        self.dispatcher.deliver(&self.user, &Event::internal(None, "pusher:signin_error", Some(data)));
+        self.dispatcher.deliver(&self.user, Event::internal(None, "pusher:signin_error", Some(data)));
     }
 
     async fn on_signin_success(&mut self, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
@@ -573,7 +588,7 @@ impl ConnectionTask {
             let _ = waiter.send(Ok(()));
         }
         let event = Event::internal(None, "pusher:signin_success", frame.data.as_text().map(str::to_owned));
-        self.dispatcher.deliver(&self.user, &event);
+        self.dispatcher.deliver(&self.user, event);
         self.start_sub(&channel, ws).await
     }
 
@@ -702,7 +717,7 @@ impl ConnectionTask {
         let shared = sub.shared.clone();
         for event in held {
             match key.as_ref().map(|k| decrypt_event(k, &event)) {
-                Some(Ok(plain)) => self.deliver(&shared, &plain),
+                Some(Ok(plain)) => self.deliver(&shared, plain),
                 _ => self.decryption_failed(&shared, &event),
             }
         }
@@ -713,7 +728,7 @@ impl ConnectionTask {
         let mut data = String::from("{\"event\":");
         push_json_string(&mut data, &event.event);
         data.push('}');
-        self.deliver(shared, &Event::internal(Some(&shared.name), DECRYPTION_ERROR_EVENT, Some(data)));
+        self.deliver(shared, Event::internal(Some(&shared.name), DECRYPTION_ERROR_EVENT, Some(data)));
     }
 
     /// Deliver an event of an encrypted channel: decrypt it, or hold it and fetch a new key
@@ -723,7 +738,7 @@ impl ConnectionTask {
         let shared = sub.shared.clone();
         let opened = if sub.rekeying { None } else { sub.key.as_ref().map(|key| decrypt_event(key, &event)) };
         if let Some(Ok(plain)) = opened {
-            self.deliver(&shared, &plain);
+            self.deliver(&shared, plain);
             return;
         }
         if sub.held.len() >= MAX_HELD_ENCRYPTED {
@@ -810,15 +825,19 @@ impl ConnectionTask {
         data.push_str(&error.status().or(error.code()).map_or("null".to_owned(), |s| s.to_string()));
         data.push('}');
         let event = Event::internal(Some(name), "pusher:subscription_error", Some(data));
-        self.deliver(&sub.shared, &event);
+        self.deliver(&sub.shared, event);
         for waiter in sub.waiters.drain(..) {
             let _ = waiter.send(Err(error.clone()));
         }
     }
 
-    fn deliver(&self, shared: &Arc<ChannelShared>, event: &Event) {
+    /// Deliver to the channel's listeners and the global ones; the event is cloned only
+    /// when both have takers.
+    fn deliver(&self, shared: &Arc<ChannelShared>, event: Event) {
+        if self.global.is_active() {
+            self.dispatcher.deliver(&self.global, event.clone());
+        }
         self.dispatcher.deliver(&shared.listeners, event);
-        self.dispatcher.deliver(&self.global, event);
     }
 
     async fn on_command(&mut self, command: Command, ws: &mut Ws) -> Result<(), Ended> {
@@ -906,6 +925,12 @@ impl ConnectionTask {
                 return Ok(());
             }
         };
+        if !frame.event.starts_with("pusher:") && !frame.event.starts_with("pusher_internal:") {
+            // App and client events, the hot path: the decoded strings move into the event.
+            let Frame { event, channel, data, user_id } = frame;
+            self.deliver_app_event(Event { channel, event, data: data.into_text(), user_id });
+            return Ok(());
+        }
         let channel = frame.channel.clone();
         match frame.event.as_str() {
             "pusher:ping" => send(ws, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await?,
@@ -940,30 +965,30 @@ impl ConnectionTask {
                         "pusher:subscription_count",
                         frame.data.as_text().map(str::to_owned),
                     );
-                    self.deliver(&sub.shared, &event);
+                    self.deliver(&sub.shared, event);
                 }
             }
             event if event.starts_with("pusher_internal:") => {}
-            _ => {
-                let event = Event {
-                    channel: channel.clone(),
-                    event: frame.event,
-                    data: frame.data.as_text().map(str::to_owned),
-                    user_id: frame.user_id,
-                };
-                match channel.as_deref().and_then(|c| self.subs.get(c)) {
-                    Some(sub)
-                        if sub.shared.kind == ChannelKind::PrivateEncrypted && !event.event.starts_with("pusher:") =>
-                    {
-                        let name = sub.shared.name.clone();
-                        self.deliver_encrypted(&name, event);
-                    }
-                    Some(sub) => self.deliver(&sub.shared, &event),
-                    None => self.dispatcher.deliver(&self.global, &event),
-                }
-            }
+            // Other pusher: events (pusher:cache_miss, …) go to listeners as they are.
+            _ => self.deliver_app_event(Event {
+                channel,
+                event: frame.event,
+                data: frame.data.into_text(),
+                user_id: frame.user_id,
+            }),
         }
         Ok(())
+    }
+
+    fn deliver_app_event(&mut self, event: Event) {
+        match event.channel.as_deref().and_then(|c| self.subs.get(c)) {
+            Some(sub) if sub.shared.kind == ChannelKind::PrivateEncrypted && !event.event.starts_with("pusher:") => {
+                let name = sub.shared.name.clone();
+                self.deliver_encrypted(&name, event);
+            }
+            Some(sub) => self.deliver(&sub.shared, event),
+            None => self.dispatcher.deliver(&self.global, event),
+        }
     }
 
     fn on_error(&mut self, frame: &Frame) {
@@ -985,7 +1010,7 @@ impl ConnectionTask {
             self.fail_sub(&name, Error::new(ErrorKind::Subscription, format!("{name}: {message}")).with_code(4009));
         }
         let event = Event::internal(frame.channel.as_deref(), "pusher:error", frame.data.as_text().map(str::to_owned));
-        self.dispatcher.deliver(&self.global, &event);
+        self.dispatcher.deliver(&self.global, event);
     }
 
     async fn on_succeeded(&mut self, channel: &str, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
@@ -1015,22 +1040,22 @@ impl ConnectionTask {
             return Ok(());
         }
         let data = frame.data.as_text().map(str::to_owned);
-        self.deliver(&shared, &Event::internal(Some(channel), "pusher:subscription_succeeded", data));
+        self.deliver(&shared, Event::internal(Some(channel), "pusher:subscription_succeeded", data));
         if resubscribed {
             let (added, removed) = changes;
             for member in added {
                 self.deliver(
                     &shared,
-                    &Event::internal(Some(channel), "pusher:member_added", Some(member_data(&member))),
+                    Event::internal(Some(channel), "pusher:member_added", Some(member_data(&member))),
                 );
             }
             for member in removed {
                 self.deliver(
                     &shared,
-                    &Event::internal(Some(channel), "pusher:member_removed", Some(member_data(&member))),
+                    Event::internal(Some(channel), "pusher:member_removed", Some(member_data(&member))),
                 );
             }
-            self.deliver(&shared, &Event::internal(Some(channel), GAP_EVENT, Some("{}".into())));
+            self.deliver(&shared, Event::internal(Some(channel), GAP_EVENT, Some("{}".into())));
         }
         Ok(())
     }
@@ -1050,7 +1075,7 @@ impl ConnectionTask {
         if let Some(member) = member {
             let name = if added { "pusher:member_added" } else { "pusher:member_removed" };
             let shared = sub.shared.clone();
-            self.deliver(&shared, &Event::internal(Some(channel), name, Some(member_data(&member))));
+            self.deliver(&shared, Event::internal(Some(channel), name, Some(member_data(&member))));
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -102,11 +102,43 @@ struct Registry {
 #[derive(Default)]
 pub(crate) struct Listeners {
     registry: Mutex<Registry>,
+    /// Streams plus handlers, so a set nobody listens to is skipped without locking.
+    active: AtomicUsize,
+}
+
+/// A registry guard that republishes the listener count when it is dropped.
+struct RegistryGuard<'a> {
+    guard: std::sync::MutexGuard<'a, Registry>,
+    active: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for RegistryGuard<'_> {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for RegistryGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Registry {
+        &mut self.guard
+    }
+}
+
+impl Drop for RegistryGuard<'_> {
+    fn drop(&mut self) {
+        self.active.store(self.guard.streams.len() + self.guard.handlers.len(), Ordering::Release);
+    }
 }
 
 impl Listeners {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> RegistryGuard<'_> {
+        RegistryGuard { guard: self.registry.lock().unwrap_or_else(|p| p.into_inner()), active: &self.active }
+    }
+
+    /// True if any stream or handler listens here.
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn bind(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
@@ -141,10 +173,6 @@ impl Listeners {
         self.lock().handlers.clear();
     }
 
-    pub(crate) fn has_handlers(&self) -> bool {
-        !self.lock().handlers.is_empty()
-    }
-
     pub(crate) fn stream(self: &Arc<Self>, filter: Option<String>, capacity: usize) -> EventStream {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let mut reg = self.lock();
@@ -154,16 +182,29 @@ impl Listeners {
         EventStream { rx, owner: Arc::downgrade(self), id }
     }
 
-    /// Offer `event` to every stream without waiting; full queues count a drop.
-    pub(crate) fn deliver_to_streams(&self, event: &Event) {
+    /// Offer `event` to every matching stream without waiting (full queues count a drop),
+    /// moving it into the last taker instead of cloning. Returns it if handlers want it.
+    pub(crate) fn offer(&self, event: Event) -> Option<Event> {
+        if !self.is_active() {
+            return None;
+        }
         let mut reg = self.lock();
+        let wants_handlers = reg.handlers.iter().any(|(_, name, _)| *name == event.event || name == "*");
+        let matches = |slot: &StreamSlot, name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
+        let takers = reg.streams.values().filter(|slot| matches(slot, &event.event)).count();
+        let mut event = Some(event);
+        let mut seen = 0;
         reg.streams.retain(|_, slot| {
-            if slot.filter.as_deref().is_some_and(|f| f != event.event) {
+            let Some(current) = event.as_ref() else { return true };
+            if !matches(slot, &current.event) {
                 return true;
             }
+            seen += 1;
             if slot.dropped > 0 {
-                let lagged =
-                    Event { data: Some(format!("{{\"dropped\":{}}}", slot.dropped)), ..Event::internal(event.channel.as_deref(), LAGGED_EVENT, None) };
+                let lagged = Event {
+                    data: Some(format!("{{\"dropped\":{}}}", slot.dropped)),
+                    ..Event::internal(current.channel.as_deref(), LAGGED_EVENT, None)
+                };
                 match slot.tx.try_send(lagged) {
                     Ok(()) => slot.dropped = 0,
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -173,16 +214,20 @@ impl Listeners {
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
             }
-            match slot.tx.try_send(event.clone()) {
+            let last = seen == takers && !wants_handlers;
+            let outgoing = if last { event.take() } else { event.clone() };
+            let Some(outgoing) = outgoing else { return true };
+            match slot.tx.try_send(outgoing) {
                 Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(mpsc::error::TrySendError::Full(dropped)) => {
                     slot.dropped += 1;
-                    tracing::warn!(event = %event.event, "event stream full: dropping an event (reported as {LAGGED_EVENT})");
+                    tracing::warn!(event = %dropped.event, "event stream full: dropping an event (reported as {LAGGED_EVENT})");
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        if wants_handlers { event } else { None }
     }
 
     fn handlers_for(&self, event: &str) -> Vec<Handler> {
@@ -257,15 +302,13 @@ impl Dispatcher {
     }
 
     /// Deliver to streams now and queue for handlers (only if any are bound).
-    pub(crate) fn deliver(&self, listeners: &Arc<Listeners>, event: &Event) {
-        listeners.deliver_to_streams(event);
-        if !listeners.has_handlers() {
-            return;
-        }
-        let dispatch = Dispatch { listeners: listeners.clone(), event: event.clone() };
+    pub(crate) fn deliver(&self, listeners: &Arc<Listeners>, event: Event) {
+        let Some(event) = listeners.offer(event) else { return };
+        let name = event.event.clone();
+        let dispatch = Dispatch { listeners: listeners.clone(), event };
         if self.tx.try_send(dispatch).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(event = %event.event, dropped_total = n, "handlers are behind: dropping an event for bound handlers");
+            tracing::warn!(event = %name, dropped_total = n, "handlers are behind: dropping an event for bound handlers");
         }
     }
 }

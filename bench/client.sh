@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Client receive-rate benchmark: switchboard, the bare read+parse floor, pusher-js under
+# Node, and a seed-style Python websockets client, against one stream server, same run.
+# Then memory per idle connection with 10,000 switchboard clients in one process.
+# Usage: bench/client.sh            Env: EVENTS (1000000), SLOW_EVENTS (200000), IDLE (10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${EVENTS:-1000000}
+SLOW_EVENTS=${SLOW_EVENTS:-200000}
+IDLE=${IDLE:-10000}
+ulimit -n "$(ulimit -Hn)"
+[ -d interop/node_modules/pusher-js ] || npm ci --prefix interop --no-audit --no-fund
+python3 -c 'import websockets' 2>/dev/null || pip install -q -r bench/requirements.txt
+cargo build --release -q -p switchboard-cli -p switchboard-bench
+HARNESS=target/release/switchboard-bench
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+echo "# client receive rate, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+for payload in 100 1000; do
+  "$HARNESS" stream-server --payload "$payload" --events $((EVENTS * 2)) > "$work/server.out" &
+  server_pid=$!
+  for _ in $(seq 50); do grep -q listening "$work/server.out" && break; sleep 0.1; done
+  addr=$(awk '/listening on/ {print $3}' "$work/server.out")
+  "$HARNESS" recv --mode bare --addr "$addr" --events "$EVENTS" --payload "$payload"
+  "$HARNESS" recv --mode switchboard --addr "$addr" --events "$EVENTS" --payload "$payload"
+  "$HARNESS" recv --mode switchboard-main --addr "$addr" --events "$EVENTS" --payload "$payload"
+  node interop/bench-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"
+  python3 bench/python_recv.py "$addr" "$SLOW_EVENTS" "$payload"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+done
+echo "# memory per idle subscribed client connection"
+"$HARNESS" idle-clients --clients "$IDLE"

@@ -1,0 +1,295 @@
+//! Client receive-rate and memory benchmarks.
+//!
+//! The stream server answers the Pusher handshake and one subscribe, then writes the same
+//! pre-encoded event frame as fast as the socket takes it, so the client is the bottleneck.
+//! Receivers count `events` frames of event `tick` and report events/s, CPU seconds per
+//! million events and peak RSS of their own process.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use switchboard::{Client, ClientOptions};
+use switchboard_protocol::Frame;
+use switchboard_protocol::frame::encode_server_frame;
+use tokio::net::TcpListener;
+use tokio_websockets::{ClientBuilder, Message, ServerBuilder};
+
+/// `stream-server` options.
+#[derive(Debug, clap::Args)]
+pub struct StreamServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Bytes of payload in each event's data.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Events to send to each connection, then stop.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+}
+
+/// The frame every stream-server event uses: a JSON-string `data` of about `payload` bytes,
+/// as Reverb and Pusher send app events.
+pub fn bench_frame(payload: usize) -> String {
+    let overhead = r#"{"id":123456,"note":""}"#.len();
+    let data = format!(r#"{{"id":123456,"note":"{}"}}"#, "x".repeat(payload.saturating_sub(overhead)));
+    encode_server_frame("tick", Some("bench"), Some(&data), None)
+}
+
+/// Run the stream server until killed. Prints `listening on ADDR` first.
+pub async fn stream_server(args: StreamServerArgs) -> Result<(), String> {
+    let listener = TcpListener::bind(&args.listen).await.map_err(|e| e.to_string())?;
+    println!("listening on {}", listener.local_addr().map_err(|e| e.to_string())?);
+    let frame = Bytes::from(bench_frame(args.payload));
+    loop {
+        let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let frame = frame.clone();
+        let events = args.events;
+        tokio::spawn(async move {
+            let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+            let hello = encode_server_frame(
+                "pusher:connection_established",
+                None,
+                Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
+                None,
+            );
+            if ws.send(Message::text(hello)).await.is_err() {
+                return;
+            }
+            // Wait for the subscribe, answer it, then stream.
+            while let Some(Ok(message)) = ws.next().await {
+                if message.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
+                    break;
+                }
+            }
+            let ok = encode_server_frame("pusher_internal:subscription_succeeded", Some("bench"), Some("{}"), None);
+            if ws.send(Message::text(ok)).await.is_err() {
+                return;
+            }
+            let mut sent = 0;
+            while sent < events {
+                for _ in 0..64 {
+                    if ws.feed(Message::text(frame.clone())).await.is_err() {
+                        return;
+                    }
+                }
+                sent += 64;
+                if ws.flush().await.is_err() {
+                    return;
+                }
+            }
+            // Keep the socket open until the client leaves.
+            while ws.next().await.is_some() {}
+        });
+    }
+}
+
+/// `recv` options.
+#[derive(Debug, clap::Args)]
+pub struct RecvArgs {
+    /// `switchboard` (the client; events read from a stream in a spawned task),
+    /// `switchboard-main` (the same, read on the thread blocked in `main`), or `bare` (read
+    /// frames and JSON-parse them, no dispatch: the floor).
+    #[arg(long)]
+    mode: String,
+    /// host:port of the stream server.
+    #[arg(long)]
+    addr: String,
+    /// Events to receive.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Payload size label for the report.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+}
+
+/// CPU seconds (user + system) of this process, from `/proc/self/stat`.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of this process in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn report(label: &str, payload: usize, events: u64, started: Instant, cpu_before: f64) {
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{label:<22} payload={payload:<5} events={events:<8} {rate:>10.0} events/s  {cpu_per_m:>6.2} CPU s per million  peak RSS {rss:>7} KiB",
+        rate = events as f64 / secs,
+        cpu_per_m = cpu / (events as f64 / 1e6),
+        rss = peak_rss_kib(),
+    );
+}
+
+/// Receive `events` events from the stream server and report.
+pub async fn recv(args: RecvArgs) -> Result<(), String> {
+    match args.mode.as_str() {
+        "switchboard" => {
+            // The consumer runs as a task, as a service would run it, not on the thread
+            // blocked in main (waking that thread per event costs a futex round trip).
+            tokio::spawn(recv_switchboard(args, true)).await.map_err(|e| e.to_string())??;
+        }
+        "switchboard-main" => recv_switchboard(args, false).await?,
+        "bare" => {
+            let url = format!("ws://{}/app/bench?protocol=7", args.addr);
+            let (mut ws, _) = ClientBuilder::new()
+                .uri(&url)
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.send(Message::text(r#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut received = 0u64;
+            let mut clock = None;
+            while received < args.events {
+                let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
+                let Some(text) = message.as_text() else { continue };
+                let frame = Frame::decode(text).map_err(|e| e.to_string())?;
+                if frame.event == "tick" {
+                    if clock.is_none() {
+                        clock = Some((Instant::now(), cpu_seconds()));
+                    } else {
+                        received += 1;
+                    }
+                    std::hint::black_box(&frame);
+                }
+            }
+            let (started, cpu) = clock.ok_or("no events")?;
+            report("bare read + parse", args.payload, received, started, cpu);
+        }
+        other => return Err(format!("unknown mode {other:?} (switchboard or bare)")),
+    }
+    Ok(())
+}
+
+/// The switchboard client side of `recv`.
+async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
+    let (host, port) = args.addr.rsplit_once(':').ok_or("addr must be host:port")?;
+    let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
+    // A deep stream queue: this measures throughput, not the overflow policy.
+    let options = ClientOptions::builder("bench")
+        .host(host)
+        .port(port)
+        .tls(false)
+        .event_queue(65_536)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = Client::connect(options).await.map_err(|e| e.to_string())?;
+    let channel = client.subscribe("bench").await.map_err(|e| e.to_string())?;
+    let mut stream = channel.events_named("tick");
+    // Time from the first event, as the bare loop does.
+    let first = stream.next().await.ok_or("stream ended")?;
+    let (started, cpu) = (Instant::now(), cpu_seconds());
+    let mut bytes = first.data().map_or(0, str::len);
+    let (mut received, mut dropped) = (0u64, 0u64);
+    while received + dropped < args.events {
+        let event = stream.next().await.ok_or("stream ended")?;
+        if event.event == switchboard::LAGGED_EVENT {
+            dropped += event.json::<serde_json::Value>().ok().and_then(|v| v["dropped"].as_u64()).unwrap_or(0);
+            continue;
+        }
+        bytes += event.data().map_or(0, str::len);
+        received += 1;
+    }
+    std::hint::black_box(bytes);
+    let label = if spawned { "switchboard (task)" } else { "switchboard (main)" };
+    report(label, args.payload, received, started, cpu);
+    if dropped > 0 {
+        println!("  (the stream queue overflowed: {dropped} events dropped and reported, not counted)");
+    }
+    client.disconnect().await;
+    Ok(())
+}
+
+/// `idle-clients` options.
+#[derive(Debug, clap::Args)]
+pub struct IdleArgs {
+    /// Clients to hold.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+}
+
+/// Start `switchboard serve` as a child process, connect `clients` clients each subscribed
+/// to one channel from this process, and report this process's RSS growth per client.
+pub async fn idle_clients(args: IdleArgs) -> Result<(), String> {
+    // The server runs in a child process so only client memory is counted here.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(exe.with_file_name("switchboard"))
+        .args(["serve", "--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("start target/release/switchboard (build switchboard-cli first): {e}"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let first = lines.next_line().await.map_err(|e| e.to_string())?.ok_or("server printed nothing")?;
+    let addr = first.rsplit(' ').next().ok_or("no address")?.to_owned();
+    let (host, port) = addr.rsplit_once(':').ok_or("bad address")?;
+    let port: u16 = port.parse().map_err(|e| format!("{e}"))?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let before = status_kib("VmRSS:");
+    let mut clients = Vec::with_capacity(args.clients);
+    let started = Instant::now();
+    for i in 0..args.clients {
+        let options = ClientOptions::builder(switchboard_server::config::DEV_APP_KEY)
+            .host(host)
+            .port(port)
+            .tls(false)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let client = Client::new(options);
+        let subscribe = {
+            let client = client.clone();
+            async move { client.subscribe(&format!("idle-{}", i % 100)).await.map(|_| ()) }
+        };
+        clients.push((client, tokio::spawn(subscribe)));
+        if i % 200 == 199 {
+            // Pace connection setup so the accept backlog never overflows.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut failures = 0;
+    for (_, pending) in &mut clients {
+        match pending.await {
+            Ok(Ok(())) => {}
+            _ => failures += 1,
+        }
+    }
+    let setup = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = status_kib("VmRSS:");
+    println!(
+        "idle clients: {} connected+subscribed in {:.1} s ({failures} failed); client process RSS {} KiB -> {} KiB = {:.1} KiB per client",
+        args.clients,
+        setup.as_secs_f64(),
+        before,
+        after,
+        (after.saturating_sub(before)) as f64 / args.clients as f64
+    );
+    for (client, _) in &clients {
+        client.disconnect().await;
+    }
+    let _ = child.kill().await;
+    Ok(())
+}
