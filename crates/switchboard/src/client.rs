@@ -99,6 +99,28 @@ impl Client {
         self.shared.state.clone()
     }
 
+    /// State changes as a `Stream`, starting with the current state.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) {
+    /// use futures_util::StreamExt;
+    /// let mut states = std::pin::pin!(client.state_stream());
+    /// while let Some(state) = states.next().await {
+    ///     println!("now {}", state.name());
+    /// }
+    /// # }
+    /// ```
+    pub fn state_stream(&self) -> impl futures_core::Stream<Item = ConnectionState> + Send + 'static {
+        let rx = self.shared.state.clone();
+        futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            let state = rx.borrow_and_update().clone();
+            Some((state, (rx, false)))
+        })
+    }
+
     /// Call `handler(previous, current)` on every state change, on a task of its own.
     pub fn on_state_change(&self, handler: impl Fn(&ConnectionState, &ConnectionState) + Send + 'static) {
         let mut rx = self.shared.state.clone();
@@ -196,6 +218,11 @@ impl Client {
     /// Remove global handlers of `event` (all, or `id`).
     pub fn unbind_global(&self, event: &str, id: Option<HandlerId>) -> usize {
         self.shared.global.unbind(event, id)
+    }
+
+    /// Remove every global handler.
+    pub fn unbind_all_global(&self) {
+        self.shared.global.unbind_all();
     }
 
     /// A stream of every event the client receives.

@@ -247,3 +247,29 @@ fn options_from_url_and_env() {
     };
     assert!(switchboard::ClientOptions::from_vars(bad).err().expect("bad port").to_string().contains("REVERB_PORT"));
 }
+
+#[tokio::test]
+async fn state_is_a_stream_too() {
+    use futures_util::StreamExt;
+    let server = server().await;
+    let client = Client::new(options_for(server.local_addr()).build().expect("options"));
+    let mut states = std::pin::pin!(client.state_stream());
+    let mut names = Vec::new();
+    while let Some(state) = tokio::time::timeout(WAIT, states.next()).await.expect("in time") {
+        names.push(state.name());
+        if state.name() == "connected" {
+            break;
+        }
+    }
+    assert_eq!(names.last(), Some(&"connected"));
+    client.disconnect().await;
+    let mut last = "";
+    while let Some(state) = tokio::time::timeout(WAIT, states.next()).await.expect("in time") {
+        last = state.name();
+        if state.is_final() {
+            break;
+        }
+    }
+    assert_eq!(last, "disconnected");
+    server.shutdown().await;
+}
