@@ -1,7 +1,13 @@
-//! The `switchboard` command: `serve` runs the Pusher-compatible server.
+//! The `switchboard` command: `chat` (the main job), `listen`, `trigger`, `channels`,
+//! `users`, and `serve` (the Pusher-compatible server).
 //!
 //! Configuration precedence: flags > environment (`REVERB_*`) > a `.env` in the working
-//! directory > the `--config` TOML file > defaults.
+//! directory > (`serve` only) the `--config` TOML file > defaults.
+
+mod chat;
+mod commands;
+mod settings;
+mod tui;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,12 +23,66 @@ struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    #[command(flatten)]
+    connect: settings::ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Chat in a presence room (starts a local server when none is configured or running).
+    #[command(
+        after_help = "Examples:\n  switchboard chat\n  switchboard chat --room ops --name ada\n  switchboard chat --url wss://ws.example.com/app/KEY --auth-endpoint https://example.com/broadcasting/auth --token T\n  echo hello | switchboard chat --room lobby      (line mode)\nIn the chat: /who, /room NAME, /quit"
+    )]
+    Chat {
+        /// Room name (channel presence-chat.ROOM).
+        #[arg(long, default_value = "lobby")]
+        room: String,
+        /// Your display name (default: $USER).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print one JSON line per event of the channels, reconnecting forever.
+    #[command(
+        after_help = "Examples:\n  switchboard listen news\n  switchboard listen private-orders.1 --event OrderShipped --url wss://ws.example.com/app/KEY --secret S\nOutput: {\"channel\",\"event\",\"data\",\"at\"} per line on stdout; status on stderr."
+    )]
+    Listen {
+        /// Channels to listen to.
+        #[arg(required = true)]
+        channels: Vec<String>,
+        /// Only this event name.
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Publish an event through the signed HTTP API (or as a client event with --client).
+    #[command(
+        after_help = "Examples:\n  switchboard trigger news headline '{\"title\":\"hi\"}'\n  echo '{\"id\":7}' | switchboard trigger orders OrderShipped -\n  switchboard trigger private-room typing '{\"on\":true}' --client"
+    )]
+    Trigger {
+        /// Channel.
+        channel: String,
+        /// Event name.
+        event: String,
+        /// Data (JSON or text), or - to read stdin; default {}.
+        data: Option<String>,
+        /// Send as a client event over a socket instead (client- is added).
+        #[arg(long)]
+        client: bool,
+    },
+    /// List occupied channels through the HTTP API.
+    #[command(after_help = "Examples:\n  switchboard channels\n  switchboard channels --prefix presence-")]
+    Channels {
+        /// Only channels starting with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// List the members of a presence channel through the HTTP API.
+    #[command(after_help = "Example:\n  switchboard users presence-chat.lobby")]
+    Users {
+        /// A presence- channel.
+        channel: String,
+    },
     /// Run the Reverb/Pusher-compatible server.
     #[command(
         after_help = "Examples:\n  switchboard serve\n  switchboard serve --port 6001 --app-id 1 --app-key key --app-secret secret\n  REVERB_APP_ID=1 REVERB_APP_KEY=k REVERB_APP_SECRET=s switchboard serve\n  switchboard serve --config switchboard.toml"
@@ -67,7 +127,60 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        command => runtime.block_on(client_command(cli.connect, command)),
     }
+}
+
+async fn client_command(connect: settings::ConnectArgs, command: Command) -> ExitCode {
+    let name = match &command {
+        Command::Chat { .. } => "chat",
+        Command::Listen { .. } => "listen",
+        Command::Trigger { .. } => "trigger",
+        Command::Channels { .. } => "channels",
+        Command::Users { .. } => "users",
+        Command::Serve(_) => "serve",
+    };
+    let settings = match settings::environment().and_then(|env| settings::Settings::resolve(&connect, &env)) {
+        Ok(settings) => settings,
+        Err(settings::SettingError(message)) => {
+            eprintln!("switchboard {name}: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Chat { room, name } => chat(settings, room, name).await,
+        Command::Listen { channels, event } => commands::listen(settings, channels, event).await,
+        Command::Trigger { channel, event, data, client } => {
+            commands::trigger(settings, channel, event, data, client).await
+        }
+        Command::Channels { prefix } => commands::channels(settings, prefix).await,
+        Command::Users { channel } => commands::users(settings, channel).await,
+        Command::Serve(_) => Ok(ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(commands::Failure(message, code)) => {
+            eprintln!("switchboard {name}: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn chat(settings: settings::Settings, room: String, name: Option<String>) -> Result<ExitCode, commands::Failure> {
+    use std::io::IsTerminal;
+    let name = name.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "guest".into());
+    let server = chat::embedded_server(&settings).await?;
+    let embedded = server.as_ref().map(|s| s.local_addr());
+    let (session, events) = chat::ChatSession::start(&settings, &room, &name).await?;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        tui::run(session, events, embedded).await?;
+    } else {
+        chat::line_mode(session, events, embedded).await?;
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(verbose: u8) {

@@ -205,6 +205,26 @@ impl ClientOptions {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// The server host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The server port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// True for `wss`.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The path prefix before `/app/{key}` (empty or starting with `/`).
+    pub fn path_prefix(&self) -> &str {
+        &self.path_prefix
+    }
 }
 
 /// Builder for [`ClientOptions`].

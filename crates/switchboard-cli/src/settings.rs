@@ -1,0 +1,260 @@
+//! Where a client command connects and how it signs: flags > environment (`REVERB_*`) > a
+//! `.env` in the working directory > defaults (the development app of `switchboard serve` on
+//! 127.0.0.1:8080). A missing or wrong setting is one line naming it (exit code 2).
+
+use std::collections::HashMap;
+
+use switchboard::{ClientOptions, ClientOptionsBuilder, HttpAuthorizer, PresenceUser, Publisher, SecretAuthorizer};
+use switchboard_server::config::{DEFAULT_PORT, DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET};
+
+/// Connection flags shared by the client commands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// Shorthand for scheme, host, port and key: ws://host:port[/prefix]/app/KEY.
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// Server host (REVERB_HOST; default 127.0.0.1).
+    #[arg(long, global = true)]
+    pub host: Option<String>,
+    /// Server port (REVERB_PORT; default 8080).
+    #[arg(long, global = true)]
+    pub port: Option<u16>,
+    /// ws/http or wss/https (REVERB_SCHEME; default http).
+    #[arg(long, global = true)]
+    pub scheme: Option<String>,
+    /// App key (REVERB_APP_KEY).
+    #[arg(long, global = true)]
+    pub key: Option<String>,
+    /// App secret, to sign private/presence channels and HTTP API calls (REVERB_APP_SECRET).
+    #[arg(long, global = true)]
+    pub secret: Option<String>,
+    /// App id, for the HTTP API (REVERB_APP_ID).
+    #[arg(long, global = true)]
+    pub app_id: Option<String>,
+    /// Laravel auth endpoint (e.g. https://app.test/broadcasting/auth) instead of the secret.
+    #[arg(long, global = true)]
+    pub auth_endpoint: Option<String>,
+    /// Bearer token for the auth endpoint.
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+}
+
+/// A configuration problem: the message names the setting.
+#[derive(Debug)]
+pub struct SettingError(pub String);
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// TLS.
+    pub tls: bool,
+    /// Path prefix before /app/{key}.
+    pub prefix: String,
+    /// App key.
+    pub key: String,
+    /// App secret, if known.
+    pub secret: Option<String>,
+    /// App id, if known.
+    pub app_id: Option<String>,
+    /// Laravel auth endpoint.
+    pub auth_endpoint: Option<String>,
+    /// Bearer token.
+    pub token: Option<String>,
+    /// True when the target is the local development app (127.0.0.1, its key, plain ws):
+    /// `chat` may start the embedded server there.
+    pub server_is_default: bool,
+}
+
+/// Environment lookup: the process environment, then `.env` in the working directory.
+pub fn environment() -> Result<impl Fn(&str) -> Option<String>, SettingError> {
+    let mut dotenv = HashMap::new();
+    match dotenvy::from_path_iter(".env") {
+        Ok(iter) => {
+            for item in iter {
+                let (k, v) = item.map_err(|e| SettingError(format!(".env: {e}")))?;
+                dotenv.insert(k, v);
+            }
+        }
+        Err(e) if e.not_found() => {}
+        Err(e) => return Err(SettingError(format!(".env: {e}"))),
+    }
+    Ok(move |name: &str| {
+        std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()).filter(|v| !v.trim().is_empty())
+    })
+}
+
+impl Settings {
+    /// Resolve `args` over the environment `var`.
+    pub fn resolve(args: &ConnectArgs, var: &impl Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
+        let mut s = Settings {
+            host: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+            tls: false,
+            prefix: String::new(),
+            key: DEV_APP_KEY.into(),
+            secret: None,
+            app_id: None,
+            auth_endpoint: None,
+            token: None,
+            server_is_default: true,
+        };
+        let env_key = var("REVERB_APP_KEY");
+        if let Some(host) = var("REVERB_HOST") {
+            s.host = host;
+        }
+        if let Some(scheme) = var("REVERB_SCHEME") {
+            s.tls = parse_scheme("REVERB_SCHEME", &scheme)?;
+            s.port = if s.tls { 443 } else { 80 };
+        }
+        if let Some(port) = var("REVERB_PORT") {
+            s.port =
+                port.trim().parse().map_err(|_| SettingError(format!("REVERB_PORT: {port:?} is not a port number")))?;
+        }
+        if let Some(key) = env_key.clone() {
+            s.key = key;
+        }
+        s.secret = var("REVERB_APP_SECRET");
+        s.app_id = var("REVERB_APP_ID");
+        if let Some(url) = &args.url {
+            let opts = ClientOptions::from_url(url)
+                .and_then(ClientOptionsBuilder::build)
+                .map_err(|e| SettingError(format!("--url: {}", e.message())))?;
+            s.host = opts.host().to_owned();
+            s.port = opts.port();
+            s.tls = opts.tls();
+            s.prefix = opts.path_prefix().to_owned();
+            s.key = opts.key().to_owned();
+        }
+        if let Some(host) = &args.host {
+            s.host = host.clone();
+        }
+        if let Some(scheme) = &args.scheme {
+            s.tls = parse_scheme("--scheme", scheme)?;
+        }
+        if let Some(port) = args.port {
+            s.port = port;
+        }
+        if let Some(key) = &args.key {
+            s.key = key.clone();
+        }
+        if args.secret.is_some() {
+            s.secret = args.secret.clone();
+        }
+        if args.app_id.is_some() {
+            s.app_id = args.app_id.clone();
+        }
+        s.auth_endpoint = args.auth_endpoint.clone().or_else(|| var("REVERB_AUTH_ENDPOINT"));
+        s.token = args.token.clone().or_else(|| var("REVERB_AUTH_TOKEN"));
+        // Talking to the local development server: its credentials are known.
+        if s.key == DEV_APP_KEY && s.host == "127.0.0.1" && !s.tls {
+            s.secret.get_or_insert_with(|| DEV_APP_SECRET.into());
+            s.app_id.get_or_insert_with(|| DEV_APP_ID.into());
+        }
+        s.server_is_default = matches!(s.host.as_str(), "127.0.0.1" | "localhost")
+            && s.key == DEV_APP_KEY
+            && !s.tls
+            && s.prefix.is_empty()
+            && s.auth_endpoint.is_none();
+        if s.token.is_some() && s.auth_endpoint.is_none() {
+            return Err(SettingError("--token needs --auth-endpoint (the URL the token is for)".into()));
+        }
+        Ok(s)
+    }
+
+    /// Client options, with the authorizer: the endpoint if given, else the secret.
+    pub fn client_options(&self, user: Option<PresenceUser>) -> Result<ClientOptions, SettingError> {
+        let mut builder = ClientOptions::builder(&self.key)
+            .host(&self.host)
+            .port(self.port)
+            .tls(self.tls)
+            .path_prefix(&self.prefix)
+            .client_name("switchboard-cli", env!("CARGO_PKG_VERSION"));
+        if let Some(endpoint) = &self.auth_endpoint {
+            let mut auth = HttpAuthorizer::new(endpoint);
+            if let Some(token) = &self.token {
+                auth = auth.bearer_token(token);
+            }
+            builder = builder.authorizer(auth);
+        } else if let Some(secret) = &self.secret {
+            let mut signer = SecretAuthorizer::new(&self.key, secret);
+            if let Some(user) = user {
+                signer = signer.with_user(user);
+            }
+            builder = builder.authorizer(signer);
+        }
+        builder.build().map_err(|e| SettingError(e.message().to_owned()))
+    }
+
+    /// The HTTP API publisher (needs the app id and secret).
+    pub fn publisher(&self) -> Result<Publisher, SettingError> {
+        let secret = self
+            .secret
+            .as_deref()
+            .ok_or_else(|| SettingError("the HTTP API needs the app secret: --secret or REVERB_APP_SECRET".into()))?;
+        let app_id = self
+            .app_id
+            .as_deref()
+            .ok_or_else(|| SettingError("the HTTP API needs the app id: --app-id or REVERB_APP_ID".into()))?;
+        let scheme = if self.tls { "https" } else { "http" };
+        let base = format!("{scheme}://{}:{}{}", self.host, self.port, self.prefix);
+        Publisher::new(&base, app_id, &self.key, secret).map_err(|e| SettingError(e.message().to_owned()))
+    }
+}
+
+fn parse_scheme(name: &str, value: &str) -> Result<bool, SettingError> {
+    match value.to_ascii_lowercase().as_str() {
+        "wss" | "https" => Ok(true),
+        "ws" | "http" => Ok(false),
+        other => Err(SettingError(format!("{name}: {other:?} is not ws, wss, http or https"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |n| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_local_dev_app() {
+        let s = Settings::resolve(&ConnectArgs::default(), &vars(&[])).unwrap();
+        assert!(s.server_is_default);
+        assert_eq!((s.host.as_str(), s.port, s.key.as_str()), ("127.0.0.1", 8080, DEV_APP_KEY));
+        assert_eq!(s.secret.as_deref(), Some(DEV_APP_SECRET));
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let env = vars(&[
+            ("REVERB_HOST", "ws.example.com"),
+            ("REVERB_PORT", "443"),
+            ("REVERB_SCHEME", "https"),
+            ("REVERB_APP_KEY", "envkey"),
+        ]);
+        let s = Settings::resolve(&ConnectArgs::default(), &env).unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.tls, s.key.as_str()), ("ws.example.com", 443, true, "envkey"));
+        assert!(!s.server_is_default);
+        let args = ConnectArgs { url: Some("ws://127.0.0.1:6001/reverb/app/flagkey".into()), ..ConnectArgs::default() };
+        let s = Settings::resolve(&args, &env).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls, s.key.as_str(), s.prefix.as_str()),
+            ("127.0.0.1", 6001, false, "flagkey", "/reverb")
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let err = Settings::resolve(&ConnectArgs::default(), &vars(&[("REVERB_PORT", "eighty")])).unwrap_err();
+        assert!(err.0.contains("REVERB_PORT"));
+        let args = ConnectArgs { url: Some("http://nope".into()), ..ConnectArgs::default() };
+        assert!(Settings::resolve(&args, &vars(&[])).unwrap_err().0.contains("--url"));
+        let args = ConnectArgs { token: Some("t".into()), ..ConnectArgs::default() };
+        assert!(Settings::resolve(&args, &vars(&[])).unwrap_err().0.contains("--auth-endpoint"));
+    }
+}

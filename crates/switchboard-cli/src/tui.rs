@@ -1,0 +1,224 @@
+//! The terminal UI of `switchboard chat` (ratatui): messages, the member list with who is
+//! typing, an input line, and a status bar with the connection state and the reconnect
+//! countdown.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEventKind, KeyModifiers};
+use futures_util::StreamExt;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph};
+use switchboard::ConnectionState;
+use tokio::sync::mpsc;
+
+use crate::chat::{ChatEvent, ChatSession, member_name};
+use crate::commands::Failure;
+
+/// How long a typing flag lasts without news, and how long we wait before saying we stopped.
+const TYPING_TTL: Duration = Duration::from_secs(5);
+const TYPING_IDLE: Duration = Duration::from_secs(2);
+/// Messages kept on screen.
+const HISTORY: usize = 500;
+
+struct Ui {
+    lines: Vec<Line<'static>>,
+    input: String,
+    typing: HashMap<String, Instant>,
+    state: ConnectionState,
+    state_at: Instant,
+    status_note: String,
+    i_am_typing: Option<Instant>,
+}
+
+impl Ui {
+    fn push(&mut self, line: Line<'static>) {
+        self.lines.push(line);
+        if self.lines.len() > HISTORY {
+            self.lines.remove(0);
+        }
+    }
+
+    fn info(&mut self, text: String) {
+        self.push(Line::from(Span::styled(text, Style::default().fg(Color::DarkGray))));
+    }
+}
+
+/// Run the TUI until `/quit`, Esc or Ctrl-C.
+pub async fn run(
+    mut session: ChatSession,
+    mut events: mpsc::UnboundedReceiver<ChatEvent>,
+    embedded: Option<std::net::SocketAddr>,
+) -> Result<(), Failure> {
+    let mut terminal = ratatui::init();
+    let status_note = embedded.map(|addr| format!("embedded server on {addr}")).unwrap_or_default();
+    let mut ui = Ui {
+        lines: Vec::new(),
+        input: String::new(),
+        typing: HashMap::new(),
+        state: ConnectionState::Connecting,
+        state_at: Instant::now(),
+        status_note,
+        i_am_typing: None,
+    };
+    ui.info(format!("joined {} — type a message, /who, /room NAME, /quit", session.room()));
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let result = loop {
+        if let Err(e) = terminal.draw(|frame| draw(frame, &ui, &session)) {
+            break Err(Failure(format!("terminal: {e}"), 1));
+        }
+        tokio::select! {
+            key = keys.next() => {
+                let Some(Ok(TermEvent::Key(key))) = key else { continue };
+                if key.kind != KeyEventKind::Press {
+                    continue;
+                }
+                match key.code {
+                    KeyCode::Esc => break Ok(()),
+                    KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => break Ok(()),
+                    KeyCode::Enter => {
+                        let line = std::mem::take(&mut ui.input);
+                        match handle_line(&mut session, &mut ui, line.trim()).await {
+                            Ok(true) => break Ok(()),
+                            Ok(false) => {}
+                            Err(Failure(message, _)) => ui.info(format!("! {message}")),
+                        }
+                    }
+                    KeyCode::Backspace => {
+                        ui.input.pop();
+                    }
+                    KeyCode::Char(c) => {
+                        ui.input.push(c);
+                        if ui.i_am_typing.is_none() {
+                            let _ = session.typing(true).await;
+                        }
+                        ui.i_am_typing = Some(Instant::now());
+                    }
+                    _ => {}
+                }
+            }
+            Some(event) = events.recv() => on_event(&mut ui, event),
+            _ = tick.tick() => {
+                ui.typing.retain(|_, since| since.elapsed() < TYPING_TTL);
+                if ui.i_am_typing.is_some_and(|at| at.elapsed() > TYPING_IDLE) {
+                    ui.i_am_typing = None;
+                    let _ = session.typing(false).await;
+                }
+            }
+        }
+    };
+    ratatui::restore();
+    session.quit().await;
+    result
+}
+
+/// Returns true to quit.
+async fn handle_line(session: &mut ChatSession, ui: &mut Ui, line: &str) -> Result<bool, Failure> {
+    if line.is_empty() {
+        return Ok(false);
+    }
+    match line.split_once(' ').map_or((line, ""), |(c, r)| (c, r.trim())) {
+        ("/quit", _) => return Ok(true),
+        ("/who", _) => {
+            let names: Vec<String> = session.members().iter().map(member_name).collect();
+            ui.info(format!("* members: {}", names.join(", ")));
+        }
+        ("/room", room) if !room.is_empty() => {
+            session.switch_room(room).await?;
+            ui.typing.clear();
+            ui.info(format!("* now in room {room}"));
+        }
+        _ => {
+            session.send(line).await?;
+            if ui.i_am_typing.take().is_some() {
+                session.typing(false).await?;
+            }
+            ui.push(Line::from(vec![
+                Span::styled("me: ", Style::default().add_modifier(Modifier::BOLD)),
+                Span::raw(line.to_owned()),
+            ]));
+        }
+    }
+    Ok(false)
+}
+
+fn on_event(ui: &mut Ui, event: ChatEvent) {
+    match event {
+        ChatEvent::Message { name, text } => {
+            ui.push(Line::from(vec![
+                Span::styled(format!("{name}: "), Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+                Span::raw(text),
+            ]));
+        }
+        ChatEvent::Typing { user_id, typing, .. } => {
+            if typing {
+                ui.typing.insert(user_id, Instant::now());
+            } else {
+                ui.typing.remove(&user_id);
+            }
+        }
+        ChatEvent::Joined(member) => ui.info(format!("* {} joined", member_name(&member))),
+        ChatEvent::Left(member) => {
+            ui.typing.remove(&member.id);
+            ui.info(format!("* {} left", member_name(&member)));
+        }
+        ChatEvent::State(state) => {
+            ui.state = state;
+            ui.state_at = Instant::now();
+        }
+    }
+}
+
+fn draw(frame: &mut ratatui::Frame<'_>, ui: &Ui, session: &ChatSession) {
+    let [body, input, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(3), Constraint::Length(1)]).areas(frame.area());
+    let [messages, members] = Layout::horizontal([Constraint::Min(20), Constraint::Length(28)]).areas(body);
+
+    let height = messages.height.saturating_sub(2) as usize;
+    let start = ui.lines.len().saturating_sub(height);
+    let title = format!(" room {} ", session.room());
+    frame.render_widget(
+        Paragraph::new(ui.lines[start..].to_vec()).block(Block::default().borders(Borders::ALL).title(title)),
+        messages,
+    );
+
+    let me = session.my_id();
+    let items: Vec<ListItem<'_>> = session
+        .members()
+        .iter()
+        .map(|m| {
+            let mut text = member_name(m);
+            if me.as_deref() == Some(m.id.as_str()) {
+                text.push_str(" (you)");
+            }
+            if ui.typing.contains_key(&m.id) {
+                text.push_str(" ✎ typing");
+            }
+            ListItem::new(text)
+        })
+        .collect();
+    let count = items.len();
+    frame.render_widget(
+        List::new(items).block(Block::default().borders(Borders::ALL).title(format!(" members ({count}) "))),
+        members,
+    );
+
+    frame.render_widget(
+        Paragraph::new(ui.input.as_str()).block(Block::default().borders(Borders::ALL).title(" message ")),
+        input,
+    );
+
+    let state = match &ui.state {
+        ConnectionState::Connected { .. } => "connected".to_owned(),
+        ConnectionState::Unavailable { retry_in, reason } => {
+            let left = retry_in.saturating_sub(ui.state_at.elapsed());
+            format!("reconnecting in {:.0}s ({reason})", left.as_secs_f64().ceil())
+        }
+        other => other.name().to_owned(),
+    };
+    let line = if ui.status_note.is_empty() { state } else { format!("{state} · {}", ui.status_note) };
+    frame.render_widget(Paragraph::new(line).style(Style::default().fg(Color::Black).bg(Color::Gray)), status);
+}

@@ -1,0 +1,218 @@
+//! The client commands end to end: line-mode chat between two processes through the
+//! embedded server, the TUI in a real terminal (tmux), listen and trigger, channels and
+//! users, and bad configuration. Every server binds 127.0.0.1 on a free port.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const WAIT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(std::env::temp_dir()).env("RUST_LOG", "warn").kill_on_drop(true);
+    for name in ["REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET", "REVERB_HOST", "REVERB_PORT", "REVERB_SCHEME"]
+    {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+struct Proc {
+    child: Child,
+    out: Lines<BufReader<ChildStdout>>,
+    err: Lines<BufReader<ChildStderr>>,
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child =
+        command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    Proc { child, out, err }
+}
+
+/// Read lines until one contains `needle`; panics after WAIT.
+async fn line_with(lines: &mut Lines<BufReader<impl tokio::io::AsyncRead + Unpin>>, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(needle) {
+                return Some(line);
+            }
+            seen.push(line);
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(line)) => line,
+        _ => panic!("no line with {needle:?}; saw {seen:?}"),
+    }
+}
+
+impl Proc {
+    async fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+        stdin.flush().await.expect("flush");
+    }
+
+    async fn exit_code(mut self) -> i32 {
+        drop(self.child.stdin.take());
+        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("exits in time").expect("status");
+        status.code().unwrap_or(-1)
+    }
+}
+
+#[tokio::test]
+async fn line_mode_chat_between_two_processes_through_the_embedded_server() {
+    let port = free_port().to_string();
+    let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
+    line_with(&mut bob.err, "started the embedded server").await;
+    line_with(&mut bob.err, "in room lobby").await;
+    let mut alice = spawn(&["chat", "--port", &port, "--name", "alice"]);
+    line_with(&mut alice.err, "alice in room lobby (2 members)").await;
+    line_with(&mut bob.out, "* alice joined").await;
+
+    alice.say("hello from alice").await;
+    assert_eq!(line_with(&mut bob.out, "hello").await, "alice: hello from alice");
+    line_with(&mut bob.err, "~ alice is typing").await;
+    alice.say("/who").await;
+    assert_eq!(line_with(&mut alice.out, "* members").await, "* members of lobby: bob, alice");
+    bob.say("hi alice").await;
+    assert_eq!(line_with(&mut alice.out, "hi alice").await, "bob: hi alice");
+
+    alice.say("/quit").await;
+    assert_eq!(alice.exit_code().await, 0);
+    line_with(&mut bob.out, "* alice left").await;
+    assert_eq!(bob.exit_code().await, 0, "end of input ends line mode");
+}
+
+#[tokio::test]
+async fn listen_trigger_channels_and_users_end_to_end() {
+    let config = switchboard_server::ServerConfig { port: 0, ..switchboard_server::ServerConfig::default() };
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let port = server.local_addr().port().to_string();
+    let mut listen = spawn(&["listen", "news", "private-room", "--port", &port]);
+    line_with(&mut listen.err, "subscribed to private-room").await;
+
+    let out = command(&["trigger", "news", "headline", r#"{"title":"hi"}"#, "--port", &port])
+        .output()
+        .await
+        .expect("trigger");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = line_with(&mut listen.out, "headline").await;
+    let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(json["channel"], "news");
+    assert_eq!(json["data"]["title"], "hi");
+    assert!(json["at"].as_str().is_some_and(|at| at.ends_with('Z')), "{json}");
+
+    let mut trigger = command(&["trigger", "news", "from-stdin", "-", "--port", &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    trigger.stdin.take().expect("stdin").write_all(b"plain text").await.expect("write");
+    assert!(trigger.wait().await.expect("status").success());
+    let line = line_with(&mut listen.out, "from-stdin").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&line).expect("json")["data"], "plain text");
+
+    let out = command(&["trigger", "private-room", "typing", r#"{"on":true}"#, "--client", "--port", &port])
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = line_with(&mut listen.out, "client-typing").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&line).expect("json")["data"]["on"], true);
+
+    let out = command(&["channels", "--port", &port]).output().await.expect("run");
+    let channels: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(channels["channels"]["news"]["subscription_count"], 1);
+
+    let mut chat = spawn(&["chat", "--port", &port, "--name", "carol", "--room", "ops"]);
+    line_with(&mut chat.err, "in room ops").await;
+    let out = command(&["users", "presence-chat.ops", "--port", &port]).output().await.expect("run");
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(users["users"][0].as_str().is_some_and(|id| id.starts_with("carol-")), "{users}");
+    assert_eq!(chat.exit_code().await, 0);
+    drop(listen);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_commands_refuse_bad_configuration_with_exit_code_2() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
+        (&["listen", "news"], &[("REVERB_PORT", "eighty")], "REVERB_PORT"),
+        (&["chat", "--token", "t"], &[], "--auth-endpoint"),
+        (&["trigger", "news", "e", "--url", "http://nowhere"], &[], "--url"),
+        (&["users", "news"], &[], "presence-"),
+    ];
+    for (args, env, needle) in cases {
+        let mut cmd = command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_tui_shows_members_typing_and_messages_in_a_terminal() {
+    let tmux = std::process::Command::new("tmux").arg("-V").output();
+    assert!(tmux.is_ok_and(|o| o.status.success()), "tmux is needed for the TUI test (.ci/run installs it)");
+    let port = free_port().to_string();
+    let socket = format!("switchboard-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .env("TERM", "xterm-256color") // CI has no terminal of its own
+            .arg("-L")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen = || tmux(&["capture-pane", "-p", "-t", "ada"]);
+    let cmd = format!("env -u REVERB_PORT -u REVERB_HOST {BIN} chat --port {port} --name ada");
+    tmux(&["new-session", "-d", "-s", "ada", "-x", "100", "-y", "20", &cmd]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !screen().contains("embedded server on") {
+        assert!(tokio::time::Instant::now() < deadline, "the TUI did not start:\n{}", screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
+    line_with(&mut bob.err, "in room lobby (2 members)").await;
+    bob.say("hello tui").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = screen();
+        if now.contains("bob: hello tui") && now.contains("members (2)") && now.contains("ada (you)") {
+            assert!(now.contains("│bob"), "bob in the member list:\n{now}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "screen never showed bob's message:\n{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Typing shows in the other terminal's member list.
+    tmux(&["send-keys", "-t", "ada", "abc"]);
+    line_with(&mut bob.err, "~ ada is typing").await;
+    tmux(&["send-keys", "-t", "ada", "Enter"]);
+    assert_eq!(line_with(&mut bob.out, "abc").await, "ada: abc");
+    tmux(&["send-keys", "-t", "ada", "/quit", "Enter"]);
+    line_with(&mut bob.out, "* ada left").await;
+    tmux(&["kill-server"]);
+    let _ = bob.exit_code().await;
+}
