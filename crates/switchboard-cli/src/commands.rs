@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use switchboard::{Client, ConnectionState, ErrorKind, GAP_EVENT};
+use switchboard::{Client, ConnectionState, ErrorKind, GAP_EVENT, PresenceUser};
 
 use crate::settings::Settings;
 
@@ -43,7 +43,12 @@ async fn subscribe_forever(client: &Client, channel: &str) -> Result<(), Failure
 
 /// `listen CHANNEL... [--event NAME]`: one JSON line per event, forever.
 pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<String>) -> Result<ExitCode, Failure> {
-    let client = Client::new(settings.client_options(None)?);
+    // Presence channels need an identity when signing locally; an auth endpoint brings its own.
+    let me = PresenceUser::new(
+        format!("switchboard-listen-{:04x}", rand::random::<u16>()),
+        json!({ "name": "switchboard listen" }),
+    );
+    let client = Client::new(settings.client_options(Some(me))?);
     client.on_state_change(|_, now| eprintln!("switchboard listen: {}", describe_state(now)));
     let mut events = client.events();
     for channel in &channels {

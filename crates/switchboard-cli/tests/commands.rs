@@ -101,8 +101,8 @@ async fn listen_trigger_channels_and_users_end_to_end() {
     let config = switchboard_server::ServerConfig { port: 0, ..switchboard_server::ServerConfig::default() };
     let server = switchboard_server::Server::start(config).await.expect("server");
     let port = server.local_addr().port().to_string();
-    let mut listen = spawn(&["listen", "news", "private-room", "--port", &port]);
-    line_with(&mut listen.err, "subscribed to private-room").await;
+    let mut listen = spawn(&["listen", "news", "private-room", "presence-watch", "--port", &port]);
+    line_with(&mut listen.err, "subscribed to presence-watch").await;
 
     let out = command(&["trigger", "news", "headline", r#"{"title":"hi"}"#, "--port", &port])
         .output()
