@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod http_auth;
 pub mod messages;
+pub mod phoenix;
 pub mod presence;
 pub mod signature;
 

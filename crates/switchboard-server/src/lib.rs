@@ -20,6 +20,7 @@ mod connection;
 pub mod connection_handle;
 pub mod http_api;
 pub mod metrics;
+pub mod phoenix;
 pub mod state;
 mod upgrade;
 pub mod webhooks;
@@ -118,6 +119,7 @@ impl Server {
 fn router(state: Arc<ServerState>) -> Router {
     let routes = Router::new()
         .route("/app/{key}", get(upgrade::websocket))
+        .route("/socket/websocket", get(upgrade::phoenix_websocket))
         .route("/apps/{app_id}/events", post(http_api::events))
         .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
         .route("/apps/{app_id}/channels", get(http_api::channels))
@@ -164,6 +166,11 @@ impl RunningServer {
     /// The server's metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
+    }
+
+    /// The Phoenix rooms (`/socket/websocket`).
+    pub fn phoenix_rooms(&self) -> Arc<phoenix::Rooms> {
+        self.state.phoenix.clone()
     }
 
     /// Close every socket with `pusher:error` 4200 and a 4200 close (clients reconnect at

@@ -29,6 +29,8 @@ pub struct ServerState {
     pub shutdown: watch::Receiver<bool>,
     /// Socket tasks, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Phoenix Channels rooms.
+    pub phoenix: Arc<crate::phoenix::Rooms>,
     connections: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -51,6 +53,7 @@ impl ServerState {
             metrics,
             shutdown,
             tasks: TaskTracker::new(),
+            phoenix: Arc::default(),
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }

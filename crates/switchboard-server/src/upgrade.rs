@@ -5,16 +5,17 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use hyper_util::rt::TokioIo;
 use switchboard_protocol::ErrorCode;
+use switchboard_protocol::phoenix::Vsn;
 use tokio_websockets::{Limits, ServerBuilder};
 
-use crate::connection;
 use crate::state::ServerState;
+use crate::{connection, phoenix};
 
 /// Frames larger than this are cut off at the transport (close 1009). Frames between the
 /// app's `max_message_size` and this get a `pusher:error` and the socket lives on.
@@ -72,12 +73,54 @@ pub(crate) async fn websocket(
         }
         connection::serve(ws, app, state).await;
     });
+    switching_protocols(accept, None)
+}
+
+/// `GET /socket/websocket`: upgrade to a Phoenix Channels socket (`vsn` picks the
+/// serializer; none means V1, as Phoenix does). The `authToken` subprotocol is accepted and
+/// answered with `phoenix`.
+pub(crate) async fn phoenix_websocket(
+    State(server): State<Arc<ServerState>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    mut req: Request,
+) -> Response {
+    let accept = match accept_key(req.headers()) {
+        Ok(accept) => accept,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    let Some(vsn) = Vsn::from_query(query.get("vsn").map(String::as_str)) else {
+        return (StatusCode::FORBIDDEN, "unsupported vsn: use 2.0.0 or 1.0.0").into_response();
+    };
+    if *server.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
+    }
+    let wants_phoenix_protocol = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|p| p.trim() == "phoenix")));
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let state = server.clone();
+    server.tasks.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let ws = ServerBuilder::new()
+            .limits(Limits::default().max_payload_len(Some(MIN_TRANSPORT_LIMIT)))
+            .serve(TokioIo::new(upgraded));
+        phoenix::serve(ws, vsn, state).await;
+    });
+    switching_protocols(accept, wants_phoenix_protocol.then_some("phoenix"))
+}
+
+fn switching_protocols(accept: HeaderValue, protocol: Option<&'static str>) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(protocol) = protocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    }
     response
 }
 

@@ -5,5 +5,6 @@ mod common;
 mod http_api;
 mod interop;
 mod limits;
+mod phoenix;
 mod webhooks;
 mod websocket;

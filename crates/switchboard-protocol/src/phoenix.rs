@@ -1,0 +1,292 @@
+//! Phoenix Channels frames: serializer V2 (`vsn=2.0.0`, JSON arrays and binary frames) and
+//! V1 (JSON objects), as `phoenix/assets/js/phoenix/serializer.js` and the Elixir
+//! `V1/V2.JSONSerializer` define them.
+//!
+//! V2 text: `[join_ref, ref, topic, event, payload]`. V1: `{"topic","event","payload","ref"}`
+//! plus an optional `join_ref` from clients; servers never send `join_ref` in V1. Replies are
+//! `phx_reply` with `{"status","response"}` — classify by the event, never by null refs.
+
+use serde_json::Value;
+
+use crate::ProtocolError;
+
+/// Which serializer a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vsn {
+    /// `vsn=1.0.0`, or no `vsn` at all (the server default): JSON objects.
+    V1,
+    /// `vsn=2.0.0`: JSON arrays, plus binary frames.
+    V2,
+}
+
+impl Vsn {
+    /// The serializer for a `vsn` query value (`None` when absent → V1, as Phoenix does).
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::Vsn;
+    /// assert_eq!(Vsn::from_query(None), Some(Vsn::V1));
+    /// assert_eq!(Vsn::from_query(Some("2.0.0")), Some(Vsn::V2));
+    /// assert_eq!(Vsn::from_query(Some("3.0.0")), None);
+    /// ```
+    pub fn from_query(vsn: Option<&str>) -> Option<Vsn> {
+        match vsn {
+            None => Some(Vsn::V1),
+            Some(v) if v.starts_with("1.") => Some(Vsn::V1),
+            Some(v) if v.starts_with("2.") => Some(Vsn::V2),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The payload of a message: JSON, or bytes from a V2 binary frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// A JSON value (normally an object).
+    Json(Value),
+    /// Raw bytes (V2 binary frames).
+    Binary(Vec<u8>),
+    /// A binary reply: its status and raw response bytes.
+    BinaryReply {
+        /// `ok`, `error`, …
+        status: String,
+        /// The response bytes.
+        response: Vec<u8>,
+    },
+}
+
+/// One Phoenix message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The ref of the join this message belongs to.
+    pub join_ref: Option<String>,
+    /// The message ref, echoed by the reply.
+    pub reference: Option<String>,
+    /// The topic, e.g. `room:lobby`.
+    pub topic: String,
+    /// The event, e.g. `phx_join`, `shout`, `phx_reply`.
+    pub event: String,
+    /// The payload.
+    pub payload: Payload,
+}
+
+fn ref_of(v: &Value) -> Result<Option<String>, ProtocolError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(ProtocolError::InvalidFrame("refs must be strings, numbers or null".into())),
+    }
+}
+
+fn ref_json(r: &Option<String>) -> Value {
+    r.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+}
+
+impl Message {
+    /// A reply: `phx_reply` with `{"status", "response"}`.
+    pub fn reply(
+        join_ref: Option<String>,
+        reference: Option<String>,
+        topic: &str,
+        status: &str,
+        response: Value,
+    ) -> Message {
+        Message {
+            join_ref,
+            reference,
+            topic: topic.to_owned(),
+            event: "phx_reply".into(),
+            payload: Payload::Json(serde_json::json!({ "status": status, "response": response })),
+        }
+    }
+
+    /// Decode a text frame.
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{Message, Payload, Vsn};
+    /// let m = Message::decode_text(r#"["1","2","room:lobby","phx_join",{"username":"ada"}]"#, Vsn::V2)?;
+    /// assert_eq!((m.join_ref.as_deref(), m.reference.as_deref(), m.event.as_str()), (Some("1"), Some("2"), "phx_join"));
+    /// let v1 = Message::decode_text(r#"{"topic":"room:lobby","event":"shout","payload":{},"ref":null}"#, Vsn::V1)?;
+    /// assert_eq!(v1.reference, None);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn decode_text(text: &str, vsn: Vsn) -> Result<Message, ProtocolError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?;
+        let field_str = |v: &Value, name: &str| -> Result<String, ProtocolError> {
+            v.as_str().map(str::to_owned).ok_or_else(|| ProtocolError::InvalidFrame(format!("{name} must be a string")))
+        };
+        match vsn {
+            Vsn::V2 => {
+                let Value::Array(items) = value else {
+                    return Err(ProtocolError::InvalidFrame(
+                        "V2 frames are [join_ref, ref, topic, event, payload]".into(),
+                    ));
+                };
+                if items.len() < 5 {
+                    return Err(ProtocolError::InvalidFrame("V2 frames have five elements".into()));
+                }
+                // Extra elements are ignored, as the Elixir serializer does.
+                let mut items = items.into_iter();
+                let mut next = || items.next().unwrap_or(Value::Null);
+                let (join_ref, reference, topic, event, payload) = (next(), next(), next(), next(), next());
+                Ok(Message {
+                    join_ref: ref_of(&join_ref)?,
+                    reference: ref_of(&reference)?,
+                    topic: field_str(&topic, "topic")?,
+                    event: field_str(&event, "event")?,
+                    payload: Payload::Json(payload),
+                })
+            }
+            Vsn::V1 => {
+                let Value::Object(mut map) = value else {
+                    return Err(ProtocolError::InvalidFrame("V1 frames are objects".into()));
+                };
+                for key in ["topic", "event", "payload", "ref"] {
+                    if !map.contains_key(key) {
+                        return Err(ProtocolError::InvalidFrame(format!("V1 frames need {key:?} (ref may be null)")));
+                    }
+                }
+                Ok(Message {
+                    join_ref: ref_of(map.get("join_ref").unwrap_or(&Value::Null))?,
+                    reference: ref_of(&map["ref"])?,
+                    topic: field_str(&map["topic"], "topic")?,
+                    event: field_str(&map["event"], "event")?,
+                    payload: Payload::Json(map.remove("payload").unwrap_or(Value::Null)),
+                })
+            }
+        }
+    }
+
+    /// Encode as a server→client text frame (V1 never carries `join_ref`). Binary payloads
+    /// need [`Message::encode_binary`].
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{Message, Vsn};
+    /// let reply = Message::reply(Some("1".into()), Some("2".into()), "room:lobby", "ok", serde_json::json!({}));
+    /// assert_eq!(reply.encode_text(Vsn::V2), r#"["1","2","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#);
+    /// assert_eq!(reply.encode_text(Vsn::V1), r#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"2","topic":"room:lobby"}"#);
+    /// ```
+    pub fn encode_text(&self, vsn: Vsn) -> String {
+        let payload = match &self.payload {
+            Payload::Json(v) => v.clone(),
+            Payload::Binary(_) | Payload::BinaryReply { .. } => Value::Null,
+        };
+        let value = match vsn {
+            Vsn::V2 => Value::Array(vec![
+                ref_json(&self.join_ref),
+                ref_json(&self.reference),
+                Value::String(self.topic.clone()),
+                Value::String(self.event.clone()),
+                payload,
+            ]),
+            Vsn::V1 => serde_json::json!({
+                "topic": self.topic, "event": self.event, "payload": payload, "ref": ref_json(&self.reference),
+            }),
+        };
+        value.to_string()
+    }
+
+    /// Encode a client→server text frame (V1 includes `join_ref`).
+    pub fn encode_client_text(&self, vsn: Vsn) -> String {
+        match vsn {
+            Vsn::V2 => self.encode_text(Vsn::V2),
+            Vsn::V1 => {
+                let payload = match &self.payload {
+                    Payload::Json(v) => v.clone(),
+                    Payload::Binary(_) | Payload::BinaryReply { .. } => Value::Null,
+                };
+                serde_json::json!({
+                    "topic": self.topic, "event": self.event, "payload": payload,
+                    "ref": ref_json(&self.reference), "join_ref": ref_json(&self.join_ref),
+                })
+                .to_string()
+            }
+        }
+    }
+
+    /// Decode a V2 binary frame: a client push (kind 0, four lengths), a server push (kind 0
+    /// with `from_server`, three lengths, no ref), a reply (kind 1) or a broadcast (kind 2).
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{Message, Payload};
+    /// // From phoenix.js serializer_test.js: a reply.
+    /// let m = Message::decode_binary(b"\x01\x03\x02\x03\x0210012topok\x01\x01", true)?;
+    /// assert_eq!((m.join_ref.as_deref(), m.reference.as_deref(), m.topic.as_str()), (Some("100"), Some("12"), "top"));
+    /// assert_eq!(m.event, "phx_reply");
+    /// assert_eq!(m.payload, Payload::BinaryReply { status: "ok".into(), response: vec![1, 1] });
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn decode_binary(bytes: &[u8], from_server: bool) -> Result<Message, ProtocolError> {
+        let short = || ProtocolError::InvalidFrame("binary frame too short".into());
+        let kind = *bytes.first().ok_or_else(short)?;
+        let lengths = match (kind, from_server) {
+            (0, false) => 4,
+            (0, true) => 3,
+            (1, _) => 4,
+            (2, _) => 2,
+            _ => return Err(ProtocolError::InvalidFrame(format!("unknown binary frame kind {kind}"))),
+        };
+        let sizes: Vec<usize> = bytes.get(1..1 + lengths).ok_or_else(short)?.iter().map(|&b| b as usize).collect();
+        let mut offset = 1 + lengths;
+        let mut fields = Vec::with_capacity(lengths);
+        for size in sizes {
+            let field = bytes.get(offset..offset + size).ok_or_else(short)?;
+            fields.push(
+                String::from_utf8(field.to_vec())
+                    .map_err(|_| ProtocolError::InvalidFrame("binary header is not UTF-8".into()))?,
+            );
+            offset += size;
+        }
+        let payload = Payload::Binary(bytes[offset..].to_vec());
+        let mut f = fields.into_iter();
+        let mut next = || f.next().unwrap_or_default();
+        Ok(match (kind, from_server) {
+            (0, false) => {
+                Message { join_ref: Some(next()), reference: Some(next()), topic: next(), event: next(), payload }
+            }
+            (0, true) => Message { join_ref: Some(next()), reference: None, topic: next(), event: next(), payload },
+            (1, _) => {
+                let (join_ref, reference, topic, status) = (next(), next(), next(), next());
+                Message {
+                    join_ref: Some(join_ref),
+                    reference: Some(reference),
+                    topic,
+                    event: "phx_reply".into(),
+                    payload: Payload::BinaryReply { status, response: bytes[offset..].to_vec() },
+                }
+            }
+            _ => Message { join_ref: None, reference: None, topic: next(), event: next(), payload },
+        })
+    }
+
+    /// Encode a client push with a binary payload (kind 0, four lengths, each ≤255 bytes).
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{Message, Payload};
+    /// // From phoenix.js serializer_test.js.
+    /// let m = Message { join_ref: Some("10".into()), reference: Some("1".into()), topic: "top".into(),
+    ///     event: "ev".into(), payload: Payload::Binary(vec![1]) };
+    /// assert_eq!(m.encode_binary_push()?, b"\x00\x02\x01\x03\x02101topev\x01".to_vec());
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn encode_binary_push(&self) -> Result<Vec<u8>, ProtocolError> {
+        let Payload::Binary(payload) = &self.payload else {
+            return Err(ProtocolError::InvalidFrame("binary frames carry a binary payload".into()));
+        };
+        let join_ref = self.join_ref.as_deref().unwrap_or("");
+        let reference = self.reference.as_deref().unwrap_or("");
+        let fields = [join_ref, reference, self.topic.as_str(), self.event.as_str()];
+        let mut out = vec![0u8];
+        for field in fields {
+            out.push(
+                u8::try_from(field.len())
+                    .map_err(|_| ProtocolError::InvalidFrame("binary header fields are at most 255 bytes".into()))?,
+            );
+        }
+        for field in fields {
+            out.extend_from_slice(field.as_bytes());
+        }
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+}
