@@ -24,6 +24,7 @@ pub mod frame;
 pub mod http_auth;
 pub mod messages;
 pub mod phoenix;
+pub mod phoenix_presence;
 pub mod presence;
 pub mod signature;
 
