@@ -28,6 +28,7 @@ pub mod echo;
 pub mod error;
 pub mod event;
 pub mod options;
+pub mod phoenix;
 pub mod presence;
 pub mod publisher;
 pub mod state;

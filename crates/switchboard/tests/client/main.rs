@@ -7,5 +7,6 @@ mod echo;
 mod extras;
 mod faults;
 mod interop;
+mod phoenix;
 mod presence;
 mod publisher;

@@ -1,0 +1,968 @@
+//! The Phoenix socket: options, the cloneable handle, channels, and the connection task.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard_protocol::phoenix::{Message, Payload, Vsn};
+use switchboard_protocol::phoenix_presence::{PresenceEvent, PresenceTracker, Presences};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
+
+use super::{reconnect_after, rejoin_after};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{Dispatcher, Event, EventStream, HandlerId, Listeners};
+use crate::state::ConnectionState;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type ParamsFn = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+type Backoff = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
+
+/// Pushes waiting for a join (or a connection), per channel, at most.
+const MAX_BUFFERED_PUSHES: usize = 1_000;
+
+/// How to reach and talk to a Phoenix endpoint.
+#[derive(Clone)]
+pub struct SocketOptions {
+    endpoint: String,
+    params: ParamsFn,
+    auth_token: Option<String>,
+    vsn: Vsn,
+    heartbeat: Duration,
+    timeout: Duration,
+    reconnect_after: Backoff,
+    rejoin_after: Backoff,
+    event_queue: usize,
+}
+
+impl std::fmt::Debug for SocketOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketOptions")
+            .field("endpoint", &self.endpoint)
+            .field("vsn", &self.vsn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketOptions {
+    /// Options for the endpoint `ws[s]://host:port/socket` (`/websocket` is appended).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into().trim_end_matches('/').to_owned(),
+            params: Arc::new(Vec::new),
+            auth_token: None,
+            vsn: Vsn::V2,
+            heartbeat: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            reconnect_after: Arc::new(reconnect_after),
+            rejoin_after: Arc::new(rejoin_after),
+            event_queue: 1024,
+        }
+    }
+
+    /// Static connect params (sent in the query string).
+    pub fn params(mut self, params: &[(&str, &str)]) -> Self {
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.params = Arc::new(move || params.clone());
+        self
+    }
+
+    /// Connect params from a closure, evaluated again at every reconnect (fresh tokens).
+    pub fn params_fn(mut self, params: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static) -> Self {
+        self.params = Arc::new(params);
+        self
+    }
+
+    /// A token sent in the `Sec-WebSocket-Protocol` header (Phoenix ≥ 1.8 `auth_token`).
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = Some(token.into());
+        self
+    }
+
+    /// The serializer (V2 by default; V1 for old servers).
+    pub fn vsn(mut self, vsn: Vsn) -> Self {
+        self.vsn = vsn;
+        self
+    }
+
+    /// Heartbeat interval, also the wait for its reply (30 s).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// Default timeout of joins and pushes (10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Reconnect delay by attempt number (1-based).
+    pub fn reconnect_after(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
+        self.reconnect_after = Arc::new(f);
+        self
+    }
+
+    /// Rejoin delay by attempt number (1-based).
+    pub fn rejoin_after(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
+        self.rejoin_after = Arc::new(f);
+        self
+    }
+
+    /// The URL of one connection attempt (params re-evaluated).
+    pub fn url(&self) -> String {
+        let mut query = form_urlencoded_pairs(&(self.params)());
+        let vsn = match self.vsn {
+            Vsn::V2 => "2.0.0",
+            Vsn::V1 => "1.0.0",
+        };
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("vsn=");
+        query.push_str(vsn);
+        format!("{}/websocket?{query}", self.endpoint)
+    }
+}
+
+fn form_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+enum Command {
+    Join {
+        topic: String,
+        params: Value,
+        listeners: Arc<Listeners>,
+        presence: Arc<Mutex<PresenceTracker>>,
+        reply: oneshot::Sender<Result<Value>>,
+    },
+    Push {
+        topic: String,
+        event: String,
+        payload: Value,
+        reply: oneshot::Sender<Result<Value>>,
+    },
+    Leave {
+        topic: String,
+        reply: oneshot::Sender<Result<Value>>,
+    },
+    Disconnect,
+}
+
+struct Shared {
+    options: SocketOptions,
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<ConnectionState>,
+}
+
+/// A Phoenix socket. Clone it freely; the task ends on `disconnect()` or when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub struct Socket {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("state", &self.state().name()).finish_non_exhaustive()
+    }
+}
+
+impl Socket {
+    /// Start connecting in the background.
+    pub fn new(options: SocketOptions) -> Socket {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (state_tx, state) = watch::channel(ConnectionState::Initialized);
+        let dispatcher = Dispatcher::start(8_192);
+        let task = Task {
+            options: options.clone(),
+            state: state_tx,
+            dispatcher,
+            channels: HashMap::new(),
+            replies: HashMap::new(),
+            next_ref: 0,
+            heartbeat_ref: None,
+            tries: 0,
+        };
+        tokio::spawn(task.run(rx));
+        Socket { shared: Arc::new(Shared { options, commands, state }) }
+    }
+
+    /// Connect and wait for the socket to open.
+    pub async fn connect(options: SocketOptions) -> Result<Socket> {
+        let socket = Socket::new(options);
+        let mut rx = socket.shared.state.clone();
+        let opened = rx.wait_for(|s| matches!(s, ConnectionState::Connected { .. }) || s.is_final());
+        match tokio::time::timeout(socket.shared.options.timeout, opened).await {
+            Ok(Ok(state)) if matches!(*state, ConnectionState::Connected { .. }) => {}
+            _ => {
+                let reason = match socket.state() {
+                    ConnectionState::Unavailable { reason, .. } => reason,
+                    other => other.name().to_owned(),
+                };
+                return Err(Error::new(
+                    ErrorKind::Connection,
+                    format!("cannot open {}: {reason}", socket.shared.options.endpoint),
+                ));
+            }
+        }
+        Ok(socket)
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// A receiver of state changes.
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.clone()
+    }
+
+    /// A channel for `topic` with join `params`. Join it with [`PhxChannel::join`].
+    pub fn channel(&self, topic: &str, params: Value) -> PhxChannel {
+        PhxChannel {
+            socket: self.clone(),
+            topic: topic.to_owned(),
+            params,
+            listeners: Arc::default(),
+            presence: Arc::default(),
+        }
+    }
+
+    /// Close for good.
+    pub async fn disconnect(&self) {
+        let _ = self.shared.commands.send(Command::Disconnect);
+        let mut rx = self.shared.state.clone();
+        let _ = rx.wait_for(ConnectionState::is_final).await;
+    }
+
+    async fn request(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Result<Value>>,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<Value> {
+        self.shared.commands.send(command).map_err(|_| Error::closed())?;
+        match tokio::time::timeout(timeout + Duration::from_millis(200), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::closed()),
+            Err(_) => Err(Error::new(ErrorKind::Timeout, format!("no reply to {what} within {timeout:?}"))),
+        }
+    }
+}
+
+/// One channel (topic) of a socket.
+#[derive(Clone)]
+pub struct PhxChannel {
+    socket: Socket,
+    topic: String,
+    params: Value,
+    listeners: Arc<Listeners>,
+    presence: Arc<Mutex<PresenceTracker>>,
+}
+
+impl std::fmt::Debug for PhxChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhxChannel").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+impl PhxChannel {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Join; resolves to the `ok` response, or fails with the `error` response or a timeout.
+    /// A refused join is retried in the background with the rejoin backoff (as phoenix.js
+    /// does) until `leave()`, except "unmatched topic", which fails for good.
+    pub async fn join(&self) -> Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Join {
+            topic: self.topic.clone(),
+            params: self.params.clone(),
+            listeners: self.listeners.clone(),
+            presence: self.presence.clone(),
+            reply,
+        };
+        self.socket
+            .request(command, answer, self.socket.shared.options.timeout, &format!("the join of {}", self.topic))
+            .await
+    }
+
+    /// Push `event`; resolves to the `ok` response, or fails with the `error` response or a
+    /// timeout. Pushes made before the join are sent after it.
+    pub async fn push(&self, event: &str, payload: Value) -> Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Push { topic: self.topic.clone(), event: event.to_owned(), payload, reply };
+        self.socket
+            .request(command, answer, self.socket.shared.options.timeout, &format!("{event} on {}", self.topic))
+            .await
+    }
+
+    /// Leave the channel (`phx_leave`); it will not rejoin.
+    pub async fn leave(&self) -> Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Leave { topic: self.topic.clone(), reply };
+        self.socket
+            .request(command, answer, self.socket.shared.options.timeout, &format!("the leave of {}", self.topic))
+            .await
+    }
+
+    /// Call `handler` for every `event` (`"*"` for all): data is the payload as JSON text.
+    pub fn on(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.listeners.bind(event, handler)
+    }
+
+    /// Every event of this channel as a stream (including `presence:join`, `presence:leave`,
+    /// `presence:sync`, `phx_error`, `phx_close`).
+    pub fn events(&self) -> EventStream {
+        self.listeners.stream(None, self.socket.shared.options.event_queue)
+    }
+
+    /// The channel's presence.
+    pub fn presence(&self) -> PresenceHandle {
+        PresenceHandle { tracker: self.presence.clone(), listeners: self.listeners.clone() }
+    }
+}
+
+/// Presence of a channel: `list`, and callbacks as phoenix.js `onJoin` / `onLeave` / `onSync`.
+#[derive(Clone)]
+pub struct PresenceHandle {
+    tracker: Arc<Mutex<PresenceTracker>>,
+    listeners: Arc<Listeners>,
+}
+
+impl std::fmt::Debug for PresenceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresenceHandle").finish_non_exhaustive()
+    }
+}
+
+impl PresenceHandle {
+    /// The presences by key (`{"metas": [...]}` each).
+    pub fn list(&self) -> Presences {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner()).list().clone()
+    }
+
+    /// `list` with a chooser.
+    pub fn list_by<T>(&self, chooser: impl FnMut(&str, &Value) -> T) -> Vec<T> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner()).list_by(chooser)
+    }
+
+    /// `handler(key, current, joined)` for every join (data of `presence:join`).
+    pub fn on_join(&self, handler: impl Fn(&str, Option<&Value>, &Value) + Send + Sync + 'static) -> HandlerId {
+        self.listeners.bind("presence:join", move |event| {
+            if let Ok(v) = event.json::<Value>() {
+                let current = v.get("current").filter(|c| !c.is_null());
+                handler(v["key"].as_str().unwrap_or_default(), current, &v["joined"]);
+            }
+        })
+    }
+
+    /// `handler(key, current, left)` for every leave.
+    pub fn on_leave(&self, handler: impl Fn(&str, &Value, &Value) + Send + Sync + 'static) -> HandlerId {
+        self.listeners.bind("presence:leave", move |event| {
+            if let Ok(v) = event.json::<Value>() {
+                handler(v["key"].as_str().unwrap_or_default(), &v["current"], &v["left"]);
+            }
+        })
+    }
+
+    /// `handler()` after every state or diff.
+    pub fn on_sync(&self, handler: impl Fn() + Send + Sync + 'static) -> HandlerId {
+        self.listeners.bind("presence:sync", move |_| handler())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChanStatus {
+    Joining,
+    Joined,
+    Errored,
+    Leaving,
+}
+
+struct PendingPush {
+    event: String,
+    payload: Value,
+    reply: oneshot::Sender<Result<Value>>,
+    deadline: Instant,
+}
+
+struct Chan {
+    params: Value,
+    status: ChanStatus,
+    join_ref: Option<String>,
+    join_waiters: Vec<oneshot::Sender<Result<Value>>>,
+    buffer: VecDeque<PendingPush>,
+    listeners: Arc<Listeners>,
+    presence: Arc<Mutex<PresenceTracker>>,
+    rejoin_tries: u32,
+    rejoin_at: Option<Instant>,
+}
+
+enum Awaiting {
+    Join { topic: String, join_ref: String },
+    Push { reply: oneshot::Sender<Result<Value>> },
+    Leave { topic: String, reply: oneshot::Sender<Result<Value>> },
+}
+
+struct PendingReply {
+    awaiting: Awaiting,
+    deadline: Instant,
+}
+
+struct Task {
+    options: SocketOptions,
+    state: watch::Sender<ConnectionState>,
+    dispatcher: Dispatcher,
+    channels: HashMap<String, Chan>,
+    replies: HashMap<String, PendingReply>,
+    next_ref: u64,
+    heartbeat_ref: Option<(String, Instant)>,
+    tries: u32,
+}
+
+enum Flow {
+    Reconnect(String),
+    Stop,
+}
+
+impl Task {
+    fn make_ref(&mut self) -> String {
+        self.next_ref = self.next_ref.wrapping_add(1);
+        self.next_ref.to_string()
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            self.state.send_replace(ConnectionState::Connecting);
+            let url = self.options.url();
+            match self.open(&url).await {
+                Ok(mut ws) => {
+                    self.tries = 0;
+                    self.state.send_replace(ConnectionState::Connected { socket_id: String::new() });
+                    match self.serve(&mut ws, &mut commands).await {
+                        Flow::Stop => {
+                            let _ = ws
+                                .send(tokio_websockets::Message::close(
+                                    Some(tokio_websockets::CloseCode::NORMAL_CLOSURE),
+                                    "",
+                                ))
+                                .await;
+                            return self.finish();
+                        }
+                        Flow::Reconnect(reason) => self.on_lost(&reason),
+                    }
+                }
+                Err(reason) => self.on_lost(&reason),
+            }
+            self.tries += 1;
+            let delay = (self.options.reconnect_after)(self.tries);
+            self.state.send_replace(ConnectionState::Unavailable { retry_in: delay, reason: "reconnecting".into() });
+            let deadline = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => break,
+                    command = commands.recv() => match command {
+                        None | Some(Command::Disconnect) => return self.finish(),
+                        Some(command) => self.on_command_offline(command),
+                    },
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for (_, pending) in self.replies.drain() {
+            match pending.awaiting {
+                Awaiting::Push { reply } | Awaiting::Leave { reply, .. } => {
+                    let _ = reply.send(Err(Error::closed()));
+                }
+                Awaiting::Join { .. } => {}
+            }
+        }
+        for chan in self.channels.values_mut() {
+            for waiter in chan.join_waiters.drain(..) {
+                let _ = waiter.send(Err(Error::closed()));
+            }
+            for push in chan.buffer.drain(..) {
+                let _ = push.reply.send(Err(Error::closed()));
+            }
+        }
+        self.state.send_replace(ConnectionState::Disconnected);
+    }
+
+    async fn open(&self, url: &str) -> std::result::Result<Ws, String> {
+        let mut builder = ClientBuilder::new().uri(url).map_err(|e| format!("invalid URL {url}: {e}"))?;
+        if let Some(token) = &self.options.auth_token {
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+            let value = http::HeaderValue::try_from(format!("phoenix, base64url.bearer.phx.{encoded}"))
+                .map_err(|e| e.to_string())?;
+            builder = builder.add_header(http::header::SEC_WEBSOCKET_PROTOCOL, value).map_err(|e| e.to_string())?;
+        }
+        match tokio::time::timeout(self.options.timeout, builder.connect()).await {
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(e)) => Err(format!("cannot connect to {url}: {e}")),
+            Err(_) => Err(format!("no answer from {url} within {:?}", self.options.timeout)),
+        }
+    }
+
+    /// The socket is gone: channels error (they rejoin on the next open), replies fail.
+    fn on_lost(&mut self, reason: &str) {
+        tracing::debug!("phoenix socket lost: {reason}");
+        self.heartbeat_ref = None;
+        for (_, pending) in self.replies.drain() {
+            if let Awaiting::Push { reply } | Awaiting::Leave { reply, .. } = pending.awaiting {
+                let _ = reply.send(Err(Error::new(ErrorKind::Connection, format!("connection lost: {reason}"))));
+            }
+        }
+        let topics: Vec<String> = self.channels.keys().cloned().collect();
+        for topic in topics {
+            if let Some(chan) = self.channels.get_mut(&topic)
+                && chan.status != ChanStatus::Leaving
+            {
+                chan.status = ChanStatus::Errored;
+                chan.rejoin_at = None;
+                let listeners = chan.listeners.clone();
+                let data = json!({ "source": "transport", "reason": "connection_closed" }).to_string();
+                self.dispatcher.deliver(&listeners, Event::internal(Some(&topic), "phx_error", Some(data)));
+            }
+        }
+        self.channels.retain(|_, chan| chan.status != ChanStatus::Leaving);
+    }
+
+    fn on_command_offline(&mut self, command: Command) {
+        match command {
+            Command::Join { topic, params, listeners, presence, reply } => {
+                let chan = self.channels.entry(topic).or_insert_with(|| Chan {
+                    params: params.clone(),
+                    status: ChanStatus::Errored,
+                    join_ref: None,
+                    join_waiters: Vec::new(),
+                    buffer: VecDeque::new(),
+                    listeners,
+                    presence,
+                    rejoin_tries: 0,
+                    rejoin_at: None,
+                });
+                chan.params = params;
+                chan.join_waiters.push(reply);
+            }
+            Command::Push { topic, event, payload, reply } => self.buffer_push(&topic, event, payload, reply),
+            Command::Leave { topic, reply } => {
+                self.channels.remove(&topic);
+                let _ = reply.send(Ok(json!({})));
+            }
+            Command::Disconnect => {}
+        }
+    }
+
+    fn buffer_push(&mut self, topic: &str, event: String, payload: Value, reply: oneshot::Sender<Result<Value>>) {
+        let deadline = Instant::now() + self.options.timeout;
+        match self.channels.get_mut(topic) {
+            None => {
+                let _ = reply.send(Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("{topic} is not joined: join() before push()"),
+                )));
+            }
+            Some(chan) if chan.buffer.len() >= MAX_BUFFERED_PUSHES => {
+                tracing::warn!(%topic, %event, "push buffer full: dropping the push");
+                let _ = reply.send(Err(Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("{MAX_BUFFERED_PUSHES} pushes already wait for {topic}"),
+                )));
+            }
+            Some(chan) => chan.buffer.push_back(PendingPush { event, payload, reply, deadline }),
+        }
+    }
+
+    async fn send(&self, ws: &mut Ws, message: &Message) -> std::result::Result<(), String> {
+        ws.send(tokio_websockets::Message::text(message.encode_client_text(self.options.vsn)))
+            .await
+            .map_err(|e| format!("send failed: {e}"))
+    }
+
+    async fn send_join(&mut self, ws: &mut Ws, topic: &str) -> std::result::Result<(), String> {
+        let join_ref = self.make_ref();
+        let Some(chan) = self.channels.get_mut(topic) else { return Ok(()) };
+        chan.status = ChanStatus::Joining;
+        chan.join_ref = Some(join_ref.clone());
+        chan.rejoin_at = None;
+        let message = Message {
+            join_ref: Some(join_ref.clone()),
+            reference: Some(join_ref.clone()),
+            topic: topic.to_owned(),
+            event: "phx_join".into(),
+            payload: Payload::Json(chan.params.clone()),
+        };
+        let deadline = Instant::now() + self.options.timeout;
+        self.replies.insert(
+            join_ref.clone(),
+            PendingReply { awaiting: Awaiting::Join { topic: topic.to_owned(), join_ref }, deadline },
+        );
+        self.send(ws, &message).await
+    }
+
+    async fn send_push(&mut self, ws: &mut Ws, topic: &str, push: PendingPush) -> std::result::Result<(), String> {
+        let reference = self.make_ref();
+        let join_ref = self.channels.get(topic).and_then(|c| c.join_ref.clone());
+        let message = Message {
+            join_ref,
+            reference: Some(reference.clone()),
+            topic: topic.to_owned(),
+            event: push.event,
+            payload: Payload::Json(push.payload),
+        };
+        self.replies.insert(
+            reference,
+            PendingReply { awaiting: Awaiting::Push { reply: push.reply }, deadline: push.deadline },
+        );
+        self.send(ws, &message).await
+    }
+
+    fn schedule_rejoin(&mut self, topic: &str) {
+        if let Some(chan) = self.channels.get_mut(topic) {
+            chan.rejoin_tries += 1;
+            chan.rejoin_at = Some(Instant::now() + (self.options.rejoin_after)(chan.rejoin_tries));
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let replies = self.replies.values().map(|r| r.deadline);
+        let buffered = self.channels.values().flat_map(|c| c.buffer.iter().map(|p| p.deadline));
+        let rejoins = self.channels.values().filter_map(|c| c.rejoin_at);
+        let heartbeat = self.heartbeat_ref.as_ref().map(|(_, sent)| *sent + self.options.heartbeat);
+        replies.chain(buffered).chain(rejoins).chain(heartbeat).min().unwrap_or(far).min(far)
+    }
+
+    async fn serve(&mut self, ws: &mut Ws, commands: &mut mpsc::UnboundedReceiver<Command>) -> Flow {
+        // Every channel that was joining or errored rejoins at once on open.
+        let topics: Vec<String> = self.channels.keys().cloned().collect();
+        for topic in topics {
+            if let Err(reason) = self.send_join(ws, &topic).await {
+                return Flow::Reconnect(reason);
+            }
+        }
+        let mut next_heartbeat = Instant::now() + self.options.heartbeat;
+        loop {
+            let wake = self.next_deadline().min(next_heartbeat);
+            tokio::select! {
+                inbound = ws.next() => match inbound {
+                    None => return Flow::Reconnect("the server closed the connection".into()),
+                    Some(Err(e)) => return Flow::Reconnect(format!("socket error: {e}")),
+                    Some(Ok(frame)) => {
+                        let Some(text) = frame.as_text() else { continue };
+                        match Message::decode_text(text, self.options.vsn) {
+                            Ok(message) => {
+                                if let Err(reason) = self.on_message(ws, message).await {
+                                    return Flow::Reconnect(reason);
+                                }
+                                if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
+                                    next_heartbeat = Instant::now() + self.options.heartbeat;
+                                }
+                            }
+                            Err(e) => tracing::warn!("ignoring an undecodable Phoenix frame: {e}"),
+                        }
+                    }
+                },
+                command = commands.recv() => match command {
+                    None | Some(Command::Disconnect) => return Flow::Stop,
+                    Some(command) => if let Err(reason) = self.on_command(ws, command).await {
+                        return Flow::Reconnect(reason);
+                    },
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if let Some((_, sent)) = &self.heartbeat_ref
+                        && *sent + self.options.heartbeat <= now
+                    {
+                        return Flow::Reconnect("heartbeat timeout".into());
+                    }
+                    if self.heartbeat_ref.is_none() && next_heartbeat <= now {
+                        let reference = self.make_ref();
+                        let beat = Message { join_ref: None, reference: Some(reference.clone()), topic: "phoenix".into(), event: "heartbeat".into(), payload: Payload::Json(json!({})) };
+                        if let Err(reason) = self.send(ws, &beat).await {
+                            return Flow::Reconnect(reason);
+                        }
+                        self.heartbeat_ref = Some((reference, now));
+                        next_heartbeat = now + self.options.heartbeat;
+                    }
+                    if let Err(reason) = self.on_timers(ws, now).await {
+                        return Flow::Reconnect(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_timers(&mut self, ws: &mut Ws, now: Instant) -> std::result::Result<(), String> {
+        // Expired replies.
+        let expired: Vec<String> =
+            self.replies.iter().filter(|(_, r)| r.deadline <= now).map(|(k, _)| k.clone()).collect();
+        for reference in expired {
+            let Some(pending) = self.replies.remove(&reference) else { continue };
+            match pending.awaiting {
+                Awaiting::Push { reply } => {
+                    let _ = reply.send(Err(Error::new(ErrorKind::Timeout, "no reply to the push in time")));
+                }
+                Awaiting::Leave { topic, reply } => {
+                    self.channels.remove(&topic);
+                    let _ = reply.send(Ok(json!({})));
+                }
+                Awaiting::Join { topic, join_ref } => {
+                    // phoenix.js: leave, mark errored, rejoin later.
+                    let leave = Message {
+                        join_ref: Some(join_ref.clone()),
+                        reference: Some(self.make_ref()),
+                        topic: topic.clone(),
+                        event: "phx_leave".into(),
+                        payload: Payload::Json(json!({})),
+                    };
+                    self.send(ws, &leave).await?;
+                    if let Some(chan) = self.channels.get_mut(&topic) {
+                        chan.status = ChanStatus::Errored;
+                        for waiter in chan.join_waiters.drain(..) {
+                            let _ = waiter.send(Err(Error::new(
+                                ErrorKind::Timeout,
+                                format!("no reply to the join of {topic} in time"),
+                            )));
+                        }
+                    }
+                    self.schedule_rejoin(&topic);
+                }
+            }
+        }
+        // Buffered pushes past their deadline.
+        for chan in self.channels.values_mut() {
+            while chan.buffer.front().is_some_and(|p| p.deadline <= now) {
+                if let Some(push) = chan.buffer.pop_front() {
+                    let _ = push.reply.send(Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("{}: the channel did not join in time", push.event),
+                    )));
+                }
+            }
+        }
+        // Rejoins due.
+        let due: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.rejoin_at.is_some_and(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for topic in due {
+            self.send_join(ws, &topic).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_command(&mut self, ws: &mut Ws, command: Command) -> std::result::Result<(), String> {
+        match command {
+            Command::Join { topic, params, listeners, presence, reply } => {
+                let already_joined = self.channels.get(&topic).is_some_and(|c| c.status == ChanStatus::Joined);
+                self.on_command_offline(Command::Join { topic: topic.clone(), params, listeners, presence, reply });
+                if already_joined {
+                    // Answer at once; the channel stays as it is.
+                    if let Some(chan) = self.channels.get_mut(&topic) {
+                        for waiter in chan.join_waiters.drain(..) {
+                            let _ = waiter.send(Ok(json!({})));
+                        }
+                    }
+                    return Ok(());
+                }
+                if self.channels.get(&topic).is_some_and(|c| c.status != ChanStatus::Joining) {
+                    self.send_join(ws, &topic).await?;
+                }
+            }
+            Command::Push { topic, event, payload, reply } => {
+                let joined = self.channels.get(&topic).is_some_and(|c| c.status == ChanStatus::Joined);
+                if joined {
+                    let deadline = Instant::now() + self.options.timeout;
+                    self.send_push(ws, &topic, PendingPush { event, payload, reply, deadline }).await?;
+                } else {
+                    self.buffer_push(&topic, event, payload, reply);
+                }
+            }
+            Command::Leave { topic, reply } => {
+                let Some(chan) = self.channels.get_mut(&topic) else {
+                    let _ = reply.send(Ok(json!({})));
+                    return Ok(());
+                };
+                chan.status = ChanStatus::Leaving;
+                chan.rejoin_at = None;
+                let join_ref = chan.join_ref.clone();
+                let reference = self.make_ref();
+                let deadline = Instant::now() + self.options.timeout;
+                self.replies.insert(
+                    reference.clone(),
+                    PendingReply { awaiting: Awaiting::Leave { topic: topic.clone(), reply }, deadline },
+                );
+                let leave = Message {
+                    join_ref,
+                    reference: Some(reference),
+                    topic,
+                    event: "phx_leave".into(),
+                    payload: Payload::Json(json!({})),
+                };
+                self.send(ws, &leave).await?;
+            }
+            Command::Disconnect => {}
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, ws: &mut Ws, message: Message) -> std::result::Result<(), String> {
+        let payload = match &message.payload {
+            Payload::Json(v) => v.clone(),
+            _ => Value::Null,
+        };
+        if message.event == "phx_reply" {
+            let Some(reference) = message.reference.clone() else { return Ok(()) };
+            if self.heartbeat_ref.as_ref().is_some_and(|(r, _)| *r == reference) {
+                self.heartbeat_ref = None;
+                return Ok(());
+            }
+            let Some(pending) = self.replies.remove(&reference) else { return Ok(()) };
+            let status = payload["status"].as_str().unwrap_or("error");
+            let response = payload.get("response").cloned().unwrap_or(Value::Null);
+            return self.on_reply(ws, pending.awaiting, status, response).await;
+        }
+        let topic = message.topic.clone();
+        let Some(chan) = self.channels.get(&topic) else { return Ok(()) };
+        // Drop what belongs to an earlier join of this topic.
+        if message.join_ref.is_some() && message.join_ref != chan.join_ref {
+            tracing::debug!(%topic, event = %message.event, "dropping a message for a previous join");
+            return Ok(());
+        }
+        let listeners = chan.listeners.clone();
+        let presence = chan.presence.clone();
+        let join_ref = chan.join_ref.clone().unwrap_or_default();
+        match message.event.as_str() {
+            "phx_error" => {
+                if let Some(chan) = self.channels.get_mut(&topic) {
+                    chan.status = ChanStatus::Errored;
+                }
+                self.schedule_rejoin(&topic);
+            }
+            "phx_close" => {
+                self.channels.remove(&topic);
+            }
+            "presence_state" => {
+                let state: Presences = serde_json::from_value(payload.clone()).unwrap_or_default();
+                let events = presence.lock().unwrap_or_else(|p| p.into_inner()).on_state(&join_ref, &state);
+                self.emit_presence(&listeners, &topic, events);
+            }
+            "presence_diff" => {
+                let joins: Presences = serde_json::from_value(payload["joins"].clone()).unwrap_or_default();
+                let leaves: Presences = serde_json::from_value(payload["leaves"].clone()).unwrap_or_default();
+                let events = presence.lock().unwrap_or_else(|p| p.into_inner()).on_diff(&join_ref, &joins, &leaves);
+                if let Some(events) = events {
+                    self.emit_presence(&listeners, &topic, events);
+                }
+            }
+            _ => {}
+        }
+        self.dispatcher.deliver(&listeners, Event::internal(Some(&topic), &message.event, Some(payload.to_string())));
+        Ok(())
+    }
+
+    fn emit_presence(&self, listeners: &Arc<Listeners>, topic: &str, events: Vec<PresenceEvent>) {
+        for event in events {
+            let (name, data) = match event {
+                PresenceEvent::Join { key, current, joined } => {
+                    ("presence:join", json!({ "key": key, "current": current, "joined": joined }))
+                }
+                PresenceEvent::Leave { key, current, left } => {
+                    ("presence:leave", json!({ "key": key, "current": current, "left": left }))
+                }
+            };
+            self.dispatcher.deliver(listeners, Event::internal(Some(topic), name, Some(data.to_string())));
+        }
+        self.dispatcher.deliver(listeners, Event::internal(Some(topic), "presence:sync", Some("{}".into())));
+    }
+
+    async fn on_reply(
+        &mut self,
+        ws: &mut Ws,
+        awaiting: Awaiting,
+        status: &str,
+        response: Value,
+    ) -> std::result::Result<(), String> {
+        let outcome = if status == "ok" {
+            Ok(response.clone())
+        } else {
+            let reason =
+                response.get("reason").and_then(Value::as_str).map_or_else(|| response.to_string(), str::to_owned);
+            Err(Error::new(ErrorKind::Subscription, reason))
+        };
+        match awaiting {
+            Awaiting::Push { reply } => {
+                let _ = reply.send(outcome);
+            }
+            Awaiting::Leave { topic, reply } => {
+                self.channels.remove(&topic);
+                let _ = reply.send(Ok(response));
+            }
+            Awaiting::Join { topic, join_ref } => {
+                let Some(chan) = self.channels.get_mut(&topic) else { return Ok(()) };
+                if chan.join_ref.as_deref() != Some(join_ref.as_str()) {
+                    return Ok(()); // a reply to an earlier join attempt
+                }
+                match outcome {
+                    Ok(response) => {
+                        chan.status = ChanStatus::Joined;
+                        chan.rejoin_tries = 0;
+                        for waiter in chan.join_waiters.drain(..) {
+                            let _ = waiter.send(Ok(response.clone()));
+                        }
+                        let buffered: Vec<PendingPush> = chan.buffer.drain(..).collect();
+                        for push in buffered {
+                            self.send_push(ws, &topic, push).await?;
+                        }
+                    }
+                    Err(error) => {
+                        let unmatched = error.message() == "unmatched topic";
+                        for waiter in chan.join_waiters.drain(..) {
+                            let _ = waiter.send(Err(error.clone()));
+                        }
+                        if unmatched {
+                            // No such topic on the server: retrying cannot help.
+                            if let Some(chan) = self.channels.remove(&topic) {
+                                for push in chan.buffer {
+                                    let _ = push.reply.send(Err(error.clone()));
+                                }
+                            }
+                        } else {
+                            chan.status = ChanStatus::Errored;
+                            self.schedule_rejoin(&topic);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! The Phoenix client against the Phoenix endpoint of `switchboard serve`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::ErrorKind;
+use switchboard::phoenix::{Socket, SocketOptions, Vsn};
+use switchboard_server::Server;
+
+use crate::common::*;
+
+fn options(addr: std::net::SocketAddr) -> SocketOptions {
+    SocketOptions::new(format!("ws://{addr}/socket"))
+        .timeout(Duration::from_secs(3))
+        .reconnect_after(|_| Duration::from_millis(50))
+        .rejoin_after(|_| Duration::from_millis(100))
+}
+
+#[tokio::test]
+async fn join_presence_typing_shout_between_v2_and_v1_clients() {
+    let server = server().await;
+    let ada = Socket::connect(options(server.local_addr())).await.expect("ada connects");
+    let bob = Socket::connect(options(server.local_addr()).vsn(Vsn::V1)).await.expect("bob connects (V1)");
+    let room_a = ada.channel("room:lobby", json!({"username": "ada"}));
+    let joins = Arc::new(Mutex::new(Vec::new()));
+    let log = joins.clone();
+    room_a.presence().on_join(move |key, _, _| log.lock().expect("lock").push(key.to_owned()));
+    let mut a_events = room_a.events();
+    room_a.join().await.expect("ada joins");
+    let room_b = bob.channel("room:lobby", json!({"username": "bob"}));
+    let mut b_events = room_b.events();
+    room_b.join().await.expect("bob joins");
+
+    eventually(WAIT, || room_a.presence().list().contains_key("bob") && room_b.presence().list().contains_key("ada"))
+        .await;
+    assert!(joins.lock().expect("lock").contains(&"bob".to_string()));
+
+    let reply = room_b.push("user:typing", json!({"username": "bob", "typing": true})).await.expect("typing ok");
+    assert_eq!(reply, json!({}));
+    eventually(WAIT, || room_a.presence().list()["bob"]["metas"][0]["typing"] == true).await;
+    assert_eq!(
+        room_a.presence().list()["bob"]["metas"].as_array().map(Vec::len),
+        Some(1),
+        "an update replaces the meta"
+    );
+
+    room_a
+        .push("shout", json!({"body": "hi", "name": "ada", "channel": "lobby"}))
+        .await
+        .expect_err("shout has no reply: times out");
+    let shout = next_named(&mut b_events, "shout").await;
+    assert_eq!(shout.json::<serde_json::Value>().expect("json")["body"], "hi");
+    next_named(&mut a_events, "shout").await; // the sender hears it too
+
+    let pong = room_a.push("ping", json!({"n": 7})).await.expect("ping replies");
+    assert_eq!(pong, json!({"n": 7}));
+    room_b.leave().await.expect("leave");
+    eventually(WAIT, || !room_a.presence().list().contains_key("bob")).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_and_unmatched_joins() {
+    let server = server().await;
+    let socket = Socket::connect(options(server.local_addr())).await.expect("connects");
+    let nowhere = socket.channel("nope:1", json!({"username": "x"}));
+    let err = nowhere.join().await.expect_err("unmatched topic");
+    assert!(err.to_string().contains("unmatched topic"), "{err}");
+    let anonymous = socket.channel("room:x", json!({}));
+    let err = anonymous.join().await.expect_err("needs a username");
+    assert_eq!(err.kind(), ErrorKind::Subscription);
+    assert!(err.to_string().contains("username"), "{err}");
+    anonymous.leave().await.expect("leave stops the rejoins");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pushes_before_the_join_are_sent_after_it() {
+    let server = server().await;
+    let socket = Socket::connect(options(server.local_addr())).await.expect("connects");
+    let room = socket.channel("room:buffered", json!({"username": "early"}));
+    // The push is made while the join is in flight: it waits for the join, then goes out.
+    let (joined, early) = tokio::join!(room.join(), room.push("ping", json!({"early": true})));
+    joined.expect("joins");
+    assert_eq!(early.expect("the buffered push got its reply"), json!({"early": true}));
+    let stray = socket.channel("room:never-joined", json!({"username": "x"}));
+    assert_eq!(stray.push("ping", json!({})).await.expect_err("not joined").kind(), ErrorKind::InvalidRequest);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_restart_rejoins_and_rebuilds_presence() {
+    let first = Server::start(config(0, app())).await.expect("server");
+    let port = first.local_addr().port();
+    let socket = Socket::connect(options(first.local_addr())).await.expect("connects");
+    let room = socket.channel("room:restart", json!({"username": "ada"}));
+    room.join().await.expect("joins");
+    eventually(WAIT, || room.presence().list().contains_key("ada")).await;
+    first.shutdown().await;
+    let second = Server::start(config(port, app())).await.expect("restarted");
+    let rooms = second.phoenix_rooms();
+    eventually(Duration::from_secs(10), || rooms.usernames("room:restart") == vec!["ada"]).await;
+    eventually(WAIT, || room.presence().list().contains_key("ada")).await;
+    assert_eq!(room.push("ping", json!({"after": "restart"})).await.expect("works again"), json!({"after": "restart"}));
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frozen_server_is_noticed_by_the_heartbeat() {
+    let server = server().await;
+    let proxy = Proxy::start(server.local_addr()).await;
+    let socket = Socket::connect(options(proxy.addr).heartbeat(Duration::from_millis(500))).await.expect("connects");
+    let room = socket.channel("room:hb", json!({"username": "ada"}));
+    room.join().await.expect("joins");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(matches!(socket.state(), switchboard::ConnectionState::Connected { .. }), "heartbeats keep it up");
+    proxy.freeze(true);
+    eventually(Duration::from_secs(3), || !matches!(socket.state(), switchboard::ConnectionState::Connected { .. }))
+        .await;
+    proxy.freeze(false);
+    eventually(Duration::from_secs(10), || matches!(socket.state(), switchboard::ConnectionState::Connected { .. }))
+        .await;
+    assert_eq!(room.push("ping", json!({"n": 1})).await.expect("rejoined"), json!({"n": 1}));
+    server.shutdown().await;
+}
