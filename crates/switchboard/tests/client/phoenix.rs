@@ -124,3 +124,54 @@ async fn a_frozen_server_is_noticed_by_the_heartbeat() {
     assert_eq!(room.push("ping", json!({"n": 1})).await.expect("rejoined"), json!({"n": 1}));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_official_phoenix_client_and_ours_share_a_room() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    assert!(
+        std::path::Path::new(&format!("{root}/interop/node_modules/phoenix")).exists(),
+        "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
+    );
+    let server = server().await;
+    let socket = Socket::connect(options(server.local_addr())).await.expect("connects");
+    let room = socket.channel("room:lobby", json!({"username": "rust"}));
+    let mut events = room.events();
+    let mut presence_events = room.events();
+    room.join().await.expect("joins");
+    let addr = server.local_addr();
+    let node = tokio::process::Command::new("node")
+        .arg("interop/phoenix-peer.mjs")
+        .current_dir(root)
+        .env("SWITCHBOARD_HOST", addr.ip().to_string())
+        .env("SWITCHBOARD_PORT", addr.port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    eventually(WAIT, || room.presence().list().contains_key("js")).await;
+    room.push("user:typing", json!({"username": "rust", "typing": true})).await.expect("typing ok");
+    let _ = room.push("shout", json!({"body": "hi from rust", "channel": "lobby", "name": "rust"})).await;
+    loop {
+        let event = next_named(&mut events, "shout").await;
+        if event.json::<serde_json::Value>().expect("json")["name"] == "js" {
+            break;
+        }
+    }
+    // js's typing shows in our presence (it may have left again by now: look at the events).
+    loop {
+        let event = next_named(&mut presence_events, "presence:join").await;
+        let data: serde_json::Value = event.json().expect("json");
+        if data["key"] == "js" && data["joined"]["metas"][0]["typing"] == true {
+            break;
+        }
+    }
+    let output = tokio::time::timeout(Duration::from_secs(20), node.wait_with_output())
+        .await
+        .expect("node ends")
+        .expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "phoenix peer failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("OK: members") && stdout.contains("\"rust\""), "{stdout}");
+    server.shutdown().await;
+}
