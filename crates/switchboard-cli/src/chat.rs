@@ -1,18 +1,19 @@
-//! `switchboard chat`: a presence-channel chat (`presence-chat.{room}`). Messages and typing
-//! travel as client events. With nothing configured it starts the embedded server on
+//! `switchboard chat`: a presence chat over Pusher (`presence-chat.{room}`, messages and
+//! typing as client events) or Phoenix (a Hub-style `room:{room}`: shouts, typing in the
+//! presence metas), behind one session type. With nothing configured it starts the embedded server on
 //! 127.0.0.1:8080 unless one already listens there, so a second `switchboard chat` joins the
 //! same room. A terminal gets the TUI (`tui.rs`); pipes get line mode.
 
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard::{Channel, Client, ConnectionState, Member, PresenceUser};
+use switchboard::{Channel, Client, ConnectionState, Member, PresenceUser, phoenix};
 use switchboard_server::{RunningServer, Server, ServerConfig};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use crate::commands::{Failure, describe_state};
-use crate::settings::Settings;
+use crate::settings::{Protocol, Settings};
 
 /// Something the chat UI shows.
 #[derive(Debug, Clone)]
@@ -29,13 +30,20 @@ pub enum ChatEvent {
     State(ConnectionState),
 }
 
-/// One chat participant's session: the client, the room channel and the event feed.
+/// One chat participant's session over either protocol: the same messages, members, typing
+/// and room switching.
 pub struct ChatSession {
-    client: Client,
-    channel: Channel,
+    backend: Backend,
     room: String,
     name: String,
     events: mpsc::UnboundedSender<ChatEvent>,
+}
+
+enum Backend {
+    /// `presence-chat.{room}`; messages and typing are client events.
+    Pusher { client: Client, channel: Channel },
+    /// `room:{room}` of a Hub-style Phoenix server; messages are shouts, typing is presence.
+    Phoenix { socket: phoenix::Socket, channel: phoenix::PhxChannel },
 }
 
 /// The display name of a member (its `user_info.name`, else its id).
@@ -63,22 +71,49 @@ pub async fn embedded_server(settings: &Settings) -> Result<Option<RunningServer
 }
 
 impl ChatSession {
-    /// Join `presence-chat.{room}` as `name`.
+    /// Join `room` as `name` with the protocol the settings name.
     pub async fn start(
         settings: &Settings,
         room: &str,
         name: &str,
     ) -> Result<(Self, mpsc::UnboundedReceiver<ChatEvent>), Failure> {
-        let user_id = format!("{}-{:04x}", sanitize(name), rand::random::<u16>());
-        let me = PresenceUser::new(user_id, json!({ "name": name }));
-        let client = Client::new(settings.client_options(Some(me.clone()))?);
         let (events, rx) = mpsc::unbounded_channel();
-        let feed = events.clone();
-        client.on_state_change(move |_, now| {
-            let _ = feed.send(ChatEvent::State(now.clone()));
-        });
-        let channel = join(&client, room, &me, &events).await?;
-        Ok((Self { client, channel, room: room.to_owned(), name: name.to_owned(), events }, rx))
+        let backend = match settings.protocol {
+            Protocol::Pusher => {
+                let user_id = format!("{}-{:04x}", sanitize(name), rand::random::<u16>());
+                let me = PresenceUser::new(user_id, json!({ "name": name }));
+                let client = Client::new(settings.client_options(Some(me.clone()))?);
+                let feed = events.clone();
+                client.on_state_change(move |_, now| {
+                    let _ = feed.send(ChatEvent::State(now.clone()));
+                });
+                let channel = join(&client, room, &me, &events).await?;
+                Backend::Pusher { client, channel }
+            }
+            Protocol::Phoenix => {
+                let options = phoenix::SocketOptions::new(settings.phoenix_endpoint()).params(&[("username", name)]);
+                let socket = phoenix::Socket::connect(options).await?;
+                let mut states = socket.state_changes();
+                states.borrow_and_update(); // the current state is sent below
+                let feed = events.clone();
+                tokio::spawn(async move {
+                    while states.changed().await.is_ok() {
+                        let state = states.borrow_and_update().clone();
+                        if feed.send(ChatEvent::State(state)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let channel = join_phoenix(&socket, room, name, &events).await?;
+                Backend::Phoenix { socket, channel }
+            }
+        };
+        let current = match &backend {
+            Backend::Pusher { client, .. } => client.state(),
+            Backend::Phoenix { socket, .. } => socket.state(),
+        };
+        let _ = events.send(ChatEvent::State(current));
+        Ok((Self { backend, room: room.to_owned(), name: name.to_owned(), events }, rx))
     }
 
     /// The room name.
@@ -88,38 +123,124 @@ impl ChatSession {
 
     /// Current members.
     pub fn members(&self) -> Vec<Member> {
-        self.channel.members().iter().collect()
+        match &self.backend {
+            Backend::Pusher { channel, .. } => channel.members().iter().collect(),
+            Backend::Phoenix { channel, .. } => {
+                channel.presence().list_by(|key, _| Member { id: key.to_owned(), info: json!({ "name": key }) })
+            }
+        }
     }
 
-    /// This participant's own user id.
+    /// This participant's own member id.
     pub fn my_id(&self) -> Option<String> {
-        self.channel.members().me().map(|m| m.id)
+        match &self.backend {
+            Backend::Pusher { channel, .. } => channel.members().me().map(|m| m.id),
+            Backend::Phoenix { .. } => Some(self.name.clone()),
+        }
     }
 
     /// Send a message.
     pub async fn send(&self, text: &str) -> Result<(), Failure> {
-        self.channel.trigger("message", &json!({ "name": self.name, "text": text })).await.map_err(Into::into)
+        match &self.backend {
+            Backend::Pusher { channel, .. } => {
+                channel.trigger("message", &json!({ "name": self.name, "text": text })).await.map_err(Into::into)
+            }
+            Backend::Phoenix { channel, .. } => {
+                // A shout has no reply: do not wait for one.
+                let (channel, payload) =
+                    (channel.clone(), json!({ "body": text, "channel": self.room, "name": self.name }));
+                tokio::spawn(async move { channel.push("shout", payload).await });
+                Ok(())
+            }
+        }
     }
 
     /// Say whether we are typing.
     pub async fn typing(&self, typing: bool) -> Result<(), Failure> {
-        self.channel.trigger("typing", &json!({ "name": self.name, "typing": typing })).await.map_err(Into::into)
+        match &self.backend {
+            Backend::Pusher { channel, .. } => {
+                channel.trigger("typing", &json!({ "name": self.name, "typing": typing })).await.map_err(Into::into)
+            }
+            Backend::Phoenix { channel, .. } => channel
+                .push("user:typing", json!({ "username": self.name, "typing": typing }))
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+        }
     }
 
     /// Leave this room and join `room`.
     pub async fn switch_room(&mut self, room: &str) -> Result<(), Failure> {
-        let me = PresenceUser::new(self.my_id().unwrap_or_else(|| sanitize(&self.name)), json!({ "name": self.name }));
-        self.channel.unbind_all();
-        self.channel.unsubscribe().await;
-        self.channel = join(&self.client, room, &me, &self.events).await?;
+        match &mut self.backend {
+            Backend::Pusher { client, channel } => {
+                let id = channel.members().me().map_or_else(|| sanitize(&self.name), |m| m.id);
+                let me = PresenceUser::new(id, json!({ "name": self.name }));
+                channel.unbind_all();
+                channel.unsubscribe().await;
+                *channel = join(client, room, &me, &self.events).await?;
+            }
+            Backend::Phoenix { socket, channel } => {
+                let _ = channel.leave().await;
+                *channel = join_phoenix(socket, room, &self.name, &self.events).await?;
+            }
+        }
         self.room = room.to_owned();
         Ok(())
     }
 
     /// Leave.
     pub async fn quit(&self) {
-        self.client.disconnect().await;
+        match &self.backend {
+            Backend::Pusher { client, .. } => client.disconnect().await,
+            Backend::Phoenix { socket, channel } => {
+                let _ = channel.leave().await;
+                socket.disconnect().await;
+            }
+        }
     }
+}
+
+/// Join `room:{room}` on a Hub-style Phoenix server and turn its events into chat events.
+async fn join_phoenix(
+    socket: &phoenix::Socket,
+    room: &str,
+    name: &str,
+    events: &mpsc::UnboundedSender<ChatEvent>,
+) -> Result<phoenix::PhxChannel, Failure> {
+    let channel = socket.channel(&format!("room:{room}"), json!({ "username": name }));
+    let (me, feed) = (name.to_owned(), events.clone());
+    channel.on("shout", move |event| {
+        let data: serde_json::Value = event.json().unwrap_or_default();
+        let sender = data["name"].as_str().unwrap_or("?").to_owned();
+        if sender != me {
+            let text = data["body"].as_str().unwrap_or_default().to_owned();
+            let _ = feed.send(ChatEvent::Message { name: sender, text });
+        }
+    });
+    let (me, feed) = (name.to_owned(), events.clone());
+    channel.on("presence:join", move |event| {
+        let data: serde_json::Value = event.json().unwrap_or_default();
+        let key = data["key"].as_str().unwrap_or_default().to_owned();
+        if key == me {
+            return;
+        }
+        if data["current"].is_null() {
+            let _ = feed.send(ChatEvent::Joined(Member { id: key.clone(), info: json!({ "name": key }) }));
+        }
+        let typing = data["joined"]["metas"].as_array().is_some_and(|m| m.iter().any(|m| m["typing"] == true));
+        let _ = feed.send(ChatEvent::Typing { user_id: key.clone(), name: key, typing });
+    });
+    let (me, feed) = (name.to_owned(), events.clone());
+    channel.on("presence:leave", move |event| {
+        let data: serde_json::Value = event.json().unwrap_or_default();
+        let key = data["key"].as_str().unwrap_or_default().to_owned();
+        let gone = data["current"]["metas"].as_array().is_none_or(Vec::is_empty);
+        if key != me && gone {
+            let _ = feed.send(ChatEvent::Left(Member { id: key.clone(), info: json!({ "name": key }) }));
+        }
+    });
+    channel.join().await?;
+    Ok(channel)
 }
 
 async fn join(

@@ -135,6 +135,7 @@ pub async fn users(settings: Settings, channel: String) -> Result<ExitCode, Fail
 /// One line for a state, with the reconnect countdown.
 pub fn describe_state(state: &ConnectionState) -> String {
     match state {
+        ConnectionState::Connected { socket_id } if socket_id.is_empty() => "connected".to_owned(),
         ConnectionState::Connected { socket_id } => format!("connected (socket {socket_id})"),
         ConnectionState::Unavailable { retry_in, reason } => {
             format!("disconnected: {reason}; retrying in {:.1}s", retry_in.as_secs_f64())

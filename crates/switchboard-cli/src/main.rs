@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Chat in a presence room (starts a local server when none is configured or running).
     #[command(
-        after_help = "Examples:\n  switchboard chat\n  switchboard chat --room ops --name ada\n  switchboard chat --url wss://ws.example.com/app/KEY --auth-endpoint https://example.com/broadcasting/auth --token T\n  echo hello | switchboard chat --room lobby      (line mode)\nIn the chat: /who, /room NAME, /quit"
+        after_help = "Examples:\n  switchboard chat\n  switchboard chat --room ops --name ada\n  switchboard chat --url wss://ws.example.com/app/KEY --auth-endpoint https://example.com/broadcasting/auth --token T\n  echo hello | switchboard chat --room lobby      (line mode)\n  switchboard chat --url ws://localhost:4000/socket   (a Hub-style Phoenix server)\n  switchboard chat --protocol phoenix              (Phoenix, embedded server)\nIn the chat: /who, /room NAME, /quit"
     )]
     Chat {
         /// Room name (channel presence-chat.ROOM).

@@ -37,6 +37,18 @@ pub struct ConnectArgs {
     /// Bearer token for the auth endpoint.
     #[arg(long, global = true)]
     pub token: Option<String>,
+    /// pusher (default) or phoenix; a --url ending in /socket means phoenix.
+    #[arg(long, global = true)]
+    pub protocol: Option<String>,
+}
+
+/// Which protocol a command speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Pusher Channels v7 (Reverb, Pusher, Soketi, Sockudo).
+    Pusher,
+    /// Phoenix Channels (a Hub-style `room:*` channel).
+    Phoenix,
 }
 
 /// A configuration problem: the message names the setting.
@@ -67,6 +79,8 @@ pub struct Settings {
     /// True when the target is the local development app (127.0.0.1, its key, plain ws):
     /// `chat` may start the embedded server there.
     pub server_is_default: bool,
+    /// The protocol.
+    pub protocol: Protocol,
 }
 
 /// Environment lookup: the process environment, then `.env` in the working directory.
@@ -101,6 +115,7 @@ impl Settings {
             auth_endpoint: None,
             token: None,
             server_is_default: true,
+            protocol: Protocol::Pusher,
         };
         let env_key = var("REVERB_APP_KEY");
         if let Some(host) = var("REVERB_HOST") {
@@ -119,7 +134,32 @@ impl Settings {
         }
         s.secret = var("REVERB_APP_SECRET");
         s.app_id = var("REVERB_APP_ID");
-        if let Some(url) = &args.url {
+        let phoenix_url = args
+            .url
+            .as_deref()
+            .is_some_and(|u| u.trim_end_matches('/').ends_with("/socket") || u.contains("/socket/websocket"));
+        s.protocol = match args.protocol.as_deref() {
+            None if phoenix_url => Protocol::Phoenix,
+            None | Some("pusher") => Protocol::Pusher,
+            Some("phoenix") => Protocol::Phoenix,
+            Some(other) => return Err(SettingError(format!("--protocol: {other:?} is not pusher or phoenix"))),
+        };
+        if let (Some(url), Protocol::Phoenix) = (&args.url, s.protocol) {
+            // ws[s]://host[:port]/prefix/socket: the Pusher parser does not apply.
+            let (scheme, rest) = url
+                .split_once("://")
+                .ok_or_else(|| SettingError(format!("--url: {url:?} is not ws://host:port/socket")))?;
+            s.tls = parse_scheme("--url", scheme)?;
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| SettingError(format!("--url: bad port in {url:?}")))?),
+                None => (authority, if s.tls { 443 } else { 80 }),
+            };
+            s.host = host.trim_matches(['[', ']']).to_owned();
+            s.port = port;
+            let path = format!("/{path}");
+            s.prefix = path.trim_end_matches('/').trim_end_matches("/websocket").trim_end_matches("/socket").to_owned();
+        } else if let Some(url) = &args.url {
             let opts = ClientOptions::from_url(url)
                 .and_then(ClientOptionsBuilder::build)
                 .map_err(|e| SettingError(format!("--url: {}", e.message())))?;
@@ -155,7 +195,7 @@ impl Settings {
             s.app_id.get_or_insert_with(|| DEV_APP_ID.into());
         }
         s.server_is_default = matches!(s.host.as_str(), "127.0.0.1" | "localhost")
-            && s.key == DEV_APP_KEY
+            && (s.key == DEV_APP_KEY || s.protocol == Protocol::Phoenix)
             && !s.tls
             && s.prefix.is_empty()
             && s.auth_endpoint.is_none();
@@ -187,6 +227,12 @@ impl Settings {
             builder = builder.authorizer(signer);
         }
         builder.build().map_err(|e| SettingError(e.message().to_owned()))
+    }
+
+    /// The Phoenix socket endpoint (`ws://host:port[/prefix]/socket`).
+    pub fn phoenix_endpoint(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}:{}{}/socket", self.host, self.port, self.prefix)
     }
 
     /// The HTTP API publisher (needs the app id and secret).

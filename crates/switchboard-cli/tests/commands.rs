@@ -216,3 +216,24 @@ async fn the_tui_shows_members_typing_and_messages_in_a_terminal() {
     tmux(&["kill-server"]);
     let _ = bob.exit_code().await;
 }
+
+#[tokio::test]
+async fn line_mode_chat_over_phoenix_through_the_embedded_server() {
+    let port = free_port().to_string();
+    let mut bob = spawn(&["chat", "--protocol", "phoenix", "--port", &port, "--name", "bob"]);
+    line_with(&mut bob.err, "started the embedded server").await;
+    line_with(&mut bob.err, "in room lobby").await;
+    let url = format!("ws://127.0.0.1:{port}/socket");
+    let mut alice = spawn(&["chat", "--url", &url, "--name", "alice"]);
+    line_with(&mut alice.err, "alice in room lobby").await;
+    line_with(&mut bob.out, "* alice joined").await;
+    alice.say("hello over phoenix").await;
+    assert_eq!(line_with(&mut bob.out, "hello").await, "alice: hello over phoenix");
+    line_with(&mut bob.err, "~ alice is typing").await;
+    alice.say("/who").await;
+    assert_eq!(line_with(&mut alice.out, "* members").await, "* members of lobby: alice, bob");
+    alice.say("/quit").await;
+    assert_eq!(alice.exit_code().await, 0);
+    line_with(&mut bob.out, "* alice left").await;
+    assert_eq!(bob.exit_code().await, 0);
+}
