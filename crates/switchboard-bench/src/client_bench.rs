@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use switchboard::{Client, ClientOptions};
 use switchboard_protocol::Frame;
 use switchboard_protocol::frame::encode_server_frame;
+use switchboard_protocol::phoenix::{Message as PhxMessage, Vsn};
 use tokio::net::TcpListener;
 use tokio_websockets::{ClientBuilder, Message, ServerBuilder};
 
@@ -27,6 +29,16 @@ pub struct StreamServerArgs {
     /// Events to send to each connection, then stop.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// `pusher` (default) or `phoenix` (V2 frames on room:bench after a phx_join).
+    #[arg(long, default_value = "pusher")]
+    protocol: String,
+}
+
+/// The Phoenix broadcast every phoenix stream-server event uses.
+pub fn phoenix_frame(payload: usize) -> String {
+    let overhead = r#"{"id":123456,"note":""}"#.len();
+    let data = json!({ "id": 123456, "note": "x".repeat(payload.saturating_sub(overhead)) });
+    json!([null, null, "room:bench", "tick", data]).to_string()
 }
 
 /// The frame every stream-server event uses: a JSON-string `data` of about `payload` bytes,
@@ -41,13 +53,32 @@ pub fn bench_frame(payload: usize) -> String {
 pub async fn stream_server(args: StreamServerArgs) -> Result<(), String> {
     let listener = TcpListener::bind(&args.listen).await.map_err(|e| e.to_string())?;
     println!("listening on {}", listener.local_addr().map_err(|e| e.to_string())?);
-    let frame = Bytes::from(bench_frame(args.payload));
+    let phoenix = args.protocol == "phoenix";
+    let frame = Bytes::from(if phoenix { phoenix_frame(args.payload) } else { bench_frame(args.payload) });
     loop {
         let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let frame = frame.clone();
         let events = args.events;
         tokio::spawn(async move {
             let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+            if phoenix {
+                // Answer the phx_join (echoing its refs), then stream.
+                while let Some(Ok(message)) = ws.next().await {
+                    let Some(join) = message.as_text().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                    else {
+                        continue;
+                    };
+                    if join[3] == "phx_join" {
+                        let reply = json!([join[0], join[1], join[2], "phx_reply", {"status": "ok", "response": {}}]);
+                        if ws.send(Message::text(reply.to_string())).await.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+                stream_frames(&mut ws, &frame, events).await;
+                return;
+            }
             let hello = encode_server_frame(
                 "pusher:connection_established",
                 None,
@@ -67,22 +98,30 @@ pub async fn stream_server(args: StreamServerArgs) -> Result<(), String> {
             if ws.send(Message::text(ok)).await.is_err() {
                 return;
             }
-            let mut sent = 0;
-            while sent < events {
-                for _ in 0..64 {
-                    if ws.feed(Message::text(frame.clone())).await.is_err() {
-                        return;
-                    }
-                }
-                sent += 64;
-                if ws.flush().await.is_err() {
-                    return;
-                }
-            }
-            // Keep the socket open until the client leaves.
-            while ws.next().await.is_some() {}
+            stream_frames(&mut ws, &frame, events).await;
         });
     }
+}
+
+/// Write `frame` `events` times as fast as the socket takes it, then wait for the client to go.
+async fn stream_frames<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut tokio_websockets::WebSocketStream<S>,
+    frame: &Bytes,
+    events: u64,
+) {
+    let mut sent = 0;
+    while sent < events {
+        for _ in 0..64 {
+            if ws.feed(Message::text(frame.clone())).await.is_err() {
+                return;
+            }
+        }
+        sent += 64;
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+    while ws.next().await.is_some() {}
 }
 
 /// `recv` options.
@@ -147,6 +186,34 @@ pub async fn recv(args: RecvArgs) -> Result<(), String> {
             tokio::spawn(recv_switchboard(args, true)).await.map_err(|e| e.to_string())??;
         }
         "switchboard-main" => recv_switchboard(args, false).await?,
+        "phoenix" => tokio::spawn(recv_phoenix(args)).await.map_err(|e| e.to_string())??,
+        "phoenix-bare" => {
+            let url = format!("ws://{}/socket/websocket?vsn=2.0.0", args.addr);
+            let (mut ws, _) = ClientBuilder::new()
+                .uri(&url)
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.send(Message::text(r#"["1","1","room:bench","phx_join",{}]"#)).await.map_err(|e| e.to_string())?;
+            let mut received = 0u64;
+            let mut clock = None;
+            while received < args.events {
+                let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
+                let Some(text) = message.as_text() else { continue };
+                let decoded = PhxMessage::decode_text(text, Vsn::V2).map_err(|e| e.to_string())?;
+                if decoded.event == "tick" {
+                    if clock.is_none() {
+                        clock = Some((Instant::now(), cpu_seconds()));
+                    } else {
+                        received += 1;
+                    }
+                    std::hint::black_box(&decoded);
+                }
+            }
+            let (started, cpu) = clock.ok_or("no events")?;
+            report("bare phoenix parse", args.payload, received, started, cpu);
+        }
         "bare" => {
             let url = format!("ws://{}/app/bench?protocol=7", args.addr);
             let (mut ws, _) = ClientBuilder::new()
@@ -217,6 +284,38 @@ async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
         println!("  (the stream queue overflowed: {dropped} events dropped and reported, not counted)");
     }
     client.disconnect().await;
+    Ok(())
+}
+
+/// The switchboard Phoenix client side of `recv`, in a spawned task.
+async fn recv_phoenix(args: RecvArgs) -> Result<(), String> {
+    let options = switchboard::phoenix::SocketOptions::new(format!("ws://{}/socket", args.addr)).event_queue(65_536);
+    let socket = switchboard::phoenix::Socket::connect(options).await.map_err(|e| e.to_string())?;
+    let channel = socket.channel("room:bench", json!({}));
+    let mut stream = channel.events();
+    channel.join().await.map_err(|e| e.to_string())?;
+    let mut clock = None;
+    let (mut received, mut dropped) = (0u64, 0u64);
+    while received + dropped < args.events {
+        let event = stream.next().await.ok_or("stream ended")?;
+        match event.event.as_str() {
+            "tick" if clock.is_none() => clock = Some((Instant::now(), cpu_seconds())),
+            "tick" => {
+                std::hint::black_box(event.data());
+                received += 1;
+            }
+            switchboard::LAGGED_EVENT => {
+                dropped += event.json::<serde_json::Value>().ok().and_then(|v| v["dropped"].as_u64()).unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    let (started, cpu) = clock.ok_or("no events")?;
+    report("switchboard phoenix", args.payload, received, started, cpu);
+    if dropped > 0 {
+        println!("  (the stream queue overflowed: {dropped} events dropped and reported, not counted)");
+    }
+    socket.disconnect().await;
     Ok(())
 }
 

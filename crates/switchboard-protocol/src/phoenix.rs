@@ -6,7 +6,9 @@
 //! plus an optional `join_ref` from clients; servers never send `join_ref` in V1. Replies are
 //! `phx_reply` with `{"status","response"}` — classify by the event, never by null refs.
 
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::ProtocolError;
 
@@ -288,5 +290,88 @@ impl Message {
         }
         out.extend_from_slice(payload);
         Ok(out)
+    }
+}
+
+/// A decoded text frame whose payload is left as raw JSON: the receive hot path, which
+/// hands the payload on as text without building a value tree.
+#[derive(Debug, Clone)]
+pub struct RawMessage<'a> {
+    /// The ref of the join this message belongs to.
+    pub join_ref: Option<String>,
+    /// The message ref.
+    pub reference: Option<String>,
+    /// The topic.
+    pub topic: String,
+    /// The event.
+    pub event: String,
+    /// The payload, as the JSON text it arrived as.
+    pub payload: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct V1Raw<'a> {
+    topic: String,
+    event: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(rename = "ref", borrow)]
+    reference: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    join_ref: Option<&'a RawValue>,
+}
+
+fn raw_ref(raw: Option<&RawValue>) -> Result<Option<String>, ProtocolError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => ref_of(&serde_json::from_str(raw.get()).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?),
+    }
+}
+
+impl<'a> RawMessage<'a> {
+    /// Decode a text frame, keeping the payload raw.
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{RawMessage, Vsn};
+    /// let m = RawMessage::decode(r#"[null,null,"room:lobby","shout",{"body":"hi"}]"#, Vsn::V2)?;
+    /// assert_eq!((m.event.as_str(), m.payload.get()), ("shout", r#"{"body":"hi"}"#));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn decode(text: &'a str, vsn: Vsn) -> Result<RawMessage<'a>, ProtocolError> {
+        let malformed = |e: serde_json::Error| ProtocolError::MalformedJson(e.to_string());
+        match vsn {
+            Vsn::V2 => {
+                let items: Vec<&'a RawValue> = serde_json::from_str(text).map_err(malformed)?;
+                let [join_ref, reference, topic, event, payload, ..] = items.as_slice() else {
+                    return Err(ProtocolError::InvalidFrame("V2 frames have five elements".into()));
+                };
+                let string = |raw: &RawValue, name: &str| -> Result<String, ProtocolError> {
+                    serde_json::from_str(raw.get())
+                        .map_err(|_| ProtocolError::InvalidFrame(format!("{name} must be a string")))
+                };
+                Ok(RawMessage {
+                    join_ref: raw_ref(Some(join_ref))?,
+                    reference: raw_ref(Some(reference))?,
+                    topic: string(topic, "topic")?,
+                    event: string(event, "event")?,
+                    payload,
+                })
+            }
+            Vsn::V1 => {
+                let m: V1Raw<'a> = serde_json::from_str(text).map_err(malformed)?;
+                Ok(RawMessage {
+                    join_ref: raw_ref(m.join_ref)?,
+                    reference: raw_ref(m.reference)?,
+                    topic: m.topic,
+                    event: m.event,
+                    payload: m.payload,
+                })
+            }
+        }
+    }
+
+    /// The payload parsed into a value (for replies and presence, off the hot path).
+    pub fn payload_value(&self) -> Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
     }
 }

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
-use switchboard_protocol::phoenix::{Message, Payload, Vsn};
+use switchboard_protocol::phoenix::{Message, Payload, RawMessage, Vsn};
 use switchboard_protocol::phoenix_presence::{PresenceEvent, PresenceTracker, Presences};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -111,6 +111,12 @@ impl SocketOptions {
     /// Rejoin delay by attempt number (1-based).
     pub fn rejoin_after(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
         self.rejoin_after = Arc::new(f);
+        self
+    }
+
+    /// Events buffered per stream before they are dropped and reported (1024).
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        self.event_queue = capacity.max(1);
         self
     }
 
@@ -667,25 +673,41 @@ impl Task {
             }
         }
         let mut next_heartbeat = Instant::now() + self.options.heartbeat;
+        let timer = tokio::time::sleep_until(next_heartbeat);
+        tokio::pin!(timer);
         loop {
             let wake = self.next_deadline().min(next_heartbeat);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             tokio::select! {
-                inbound = ws.next() => match inbound {
-                    None => return Flow::Reconnect("the server closed the connection".into()),
-                    Some(Err(e)) => return Flow::Reconnect(format!("socket error: {e}")),
-                    Some(Ok(frame)) => {
-                        let Some(text) = frame.as_text() else { continue };
-                        match Message::decode_text(text, self.options.vsn) {
-                            Ok(message) => {
-                                if let Err(reason) = self.on_message(ws, message).await {
-                                    return Flow::Reconnect(reason);
-                                }
-                                if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
-                                    next_heartbeat = Instant::now() + self.options.heartbeat;
+                inbound = ws.next() => {
+                    // This frame and those already buffered, without going back through select!.
+                    let mut inbound = inbound;
+                    for _ in 0..256 {
+                        match inbound {
+                            None => return Flow::Reconnect("the server closed the connection".into()),
+                            Some(Err(e)) => return Flow::Reconnect(format!("socket error: {e}")),
+                            Some(Ok(frame)) => {
+                                if let Some(text) = frame.as_text() {
+                                    match RawMessage::decode(text, self.options.vsn) {
+                                        Ok(message) => {
+                                            if let Err(reason) = self.on_message(ws, message).await {
+                                                return Flow::Reconnect(reason);
+                                            }
+                                        }
+                                        Err(e) => tracing::warn!("ignoring an undecodable Phoenix frame: {e}"),
+                                    }
                                 }
                             }
-                            Err(e) => tracing::warn!("ignoring an undecodable Phoenix frame: {e}"),
                         }
+                        match ws.next().now_or_never() {
+                            Some(next) => inbound = next,
+                            None => break,
+                        }
+                    }
+                    if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
+                        next_heartbeat = Instant::now() + self.options.heartbeat;
                     }
                 },
                 command = commands.recv() => match command {
@@ -694,7 +716,7 @@ impl Task {
                         return Flow::Reconnect(reason);
                     },
                 },
-                () = tokio::time::sleep_until(wake) => {
+                () = &mut timer => {
                     let now = Instant::now();
                     if let Some((_, sent)) = &self.heartbeat_ref
                         && *sent + self.options.heartbeat <= now
@@ -834,12 +856,9 @@ impl Task {
         Ok(())
     }
 
-    async fn on_message(&mut self, ws: &mut Ws, message: Message) -> std::result::Result<(), String> {
-        let payload = match &message.payload {
-            Payload::Json(v) => v.clone(),
-            _ => Value::Null,
-        };
+    async fn on_message(&mut self, ws: &mut Ws, message: RawMessage<'_>) -> std::result::Result<(), String> {
         if message.event == "phx_reply" {
+            let payload = message.payload_value();
             let Some(reference) = message.reference.clone() else { return Ok(()) };
             if self.heartbeat_ref.as_ref().is_some_and(|(r, _)| *r == reference) {
                 self.heartbeat_ref = None;
@@ -871,11 +890,12 @@ impl Task {
                 self.channels.remove(&topic);
             }
             "presence_state" => {
-                let state: Presences = serde_json::from_value(payload.clone()).unwrap_or_default();
+                let state: Presences = serde_json::from_str(message.payload.get()).unwrap_or_default();
                 let events = presence.lock().unwrap_or_else(|p| p.into_inner()).on_state(&join_ref, &state);
                 self.emit_presence(&listeners, &topic, events);
             }
             "presence_diff" => {
+                let payload = message.payload_value();
                 let joins: Presences = serde_json::from_value(payload["joins"].clone()).unwrap_or_default();
                 let leaves: Presences = serde_json::from_value(payload["leaves"].clone()).unwrap_or_default();
                 let events = presence.lock().unwrap_or_else(|p| p.into_inner()).on_diff(&join_ref, &joins, &leaves);
@@ -885,7 +905,14 @@ impl Task {
             }
             _ => {}
         }
-        self.dispatcher.deliver(&listeners, Event::internal(Some(&topic), &message.event, Some(payload.to_string())));
+        // The payload goes on as the text it arrived as: no value tree on the hot path.
+        let event = Event {
+            channel: Some(topic),
+            event: message.event,
+            data: Some(message.payload.get().to_owned()),
+            user_id: None,
+        };
+        self.dispatcher.deliver(&listeners, event);
         Ok(())
     }
 
