@@ -261,6 +261,44 @@ impl Message {
         })
     }
 
+    /// Encode a server→client binary frame: a reply (`phx_reply` with a
+    /// [`Payload::BinaryReply`], kind 1), a broadcast (no refs, kind 2) or a push (kind 0 with
+    /// three lengths, no ref).
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{Message, Payload};
+    /// let reply = Message { join_ref: Some("100".into()), reference: Some("12".into()), topic: "top".into(),
+    ///     event: "phx_reply".into(), payload: Payload::BinaryReply { status: "ok".into(), response: vec![1, 1] } };
+    /// let bytes = reply.encode_binary_server()?;
+    /// assert_eq!(bytes, b"\x01\x03\x02\x03\x0210012topok\x01\x01".to_vec());
+    /// assert_eq!(Message::decode_binary(&bytes, true)?, reply);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn encode_binary_server(&self) -> Result<Vec<u8>, ProtocolError> {
+        let join_ref = self.join_ref.as_deref().unwrap_or("");
+        let reference = self.reference.as_deref().unwrap_or("");
+        let (kind, fields, payload): (u8, Vec<&str>, &[u8]) = match &self.payload {
+            Payload::BinaryReply { status, response } => (1, vec![join_ref, reference, &self.topic, status], response),
+            Payload::Binary(bytes) if self.join_ref.is_none() && self.reference.is_none() => {
+                (2, vec![&self.topic, &self.event], bytes)
+            }
+            Payload::Binary(bytes) => (0, vec![join_ref, &self.topic, &self.event], bytes),
+            Payload::Json(_) => return Err(ProtocolError::InvalidFrame("binary frames carry a binary payload".into())),
+        };
+        let mut out = vec![kind];
+        for field in &fields {
+            out.push(
+                u8::try_from(field.len())
+                    .map_err(|_| ProtocolError::InvalidFrame("binary header fields are at most 255 bytes".into()))?,
+            );
+        }
+        for field in &fields {
+            out.extend_from_slice(field.as_bytes());
+        }
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+
     /// Encode a client push with a binary payload (kind 0, four lengths, each ≤255 bytes).
     ///
     /// ```

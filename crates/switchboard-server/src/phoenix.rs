@@ -39,16 +39,24 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rooms one connection may join (Phoenix's `max_channels_per_transport`).
 const MAX_CHANNELS: usize = 100;
 
-/// A frame on its way to a socket, encoded for both serializers once.
+/// A frame on its way to a socket, encoded once for each serializer that can carry it.
 #[derive(Clone)]
-struct Outgoing {
-    v1: Bytes,
-    v2: Bytes,
+enum Outgoing {
+    /// JSON: V1 and V2 text.
+    Text { v1: Bytes, v2: Bytes },
+    /// A V2 binary frame (V1 sockets cannot receive it).
+    Binary(Bytes),
 }
 
 impl Outgoing {
     fn of(message: &Message) -> Self {
-        Self { v1: Bytes::from(message.encode_text(Vsn::V1)), v2: Bytes::from(message.encode_text(Vsn::V2)) }
+        match message.payload {
+            Payload::Json(_) => Outgoing::Text {
+                v1: Bytes::from(message.encode_text(Vsn::V1)),
+                v2: Bytes::from(message.encode_text(Vsn::V2)),
+            },
+            _ => Outgoing::Binary(Bytes::from(message.encode_binary_server().unwrap_or_default())),
+        }
     }
 }
 
@@ -158,16 +166,11 @@ impl Rooms {
         Self::broadcast(room, &message);
     }
 
-    fn shout(&self, topic: &str, payload: Value) {
+    fn shout(&self, topic: &str, payload: Payload) {
         let rooms = self.lock();
         if let Some(room) = rooms.get(topic) {
-            let message = Message {
-                join_ref: None,
-                reference: None,
-                topic: topic.to_owned(),
-                event: "shout".into(),
-                payload: Payload::Json(payload),
-            };
+            let message =
+                Message { join_ref: None, reference: None, topic: topic.to_owned(), event: "shout".into(), payload };
             Self::broadcast(room, &message);
         }
     }
@@ -218,8 +221,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let replies = handle(&rooms, conn, &queue, &mut joined, message);
                 let mut failed = false;
                 for reply in replies {
-                    let text = reply.encode_text(vsn);
-                    if ws.send(WsMessage::text(text)).await.is_err() {
+                    let frame = match reply.payload {
+                        Payload::Json(_) => WsMessage::text(reply.encode_text(vsn)),
+                        _ => WsMessage::binary(reply.encode_binary_server().unwrap_or_default()),
+                    };
+                    if ws.send(frame).await.is_err() {
                         failed = true;
                         break;
                     }
@@ -229,8 +235,13 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Some(out) = outbound.recv() => {
-                let frame = if vsn == Vsn::V2 { out.v2 } else { out.v1 };
-                if ws.send(WsMessage::text(frame)).await.is_err() {
+                let frame = match (out, vsn) {
+                    (Outgoing::Text { v2, .. }, Vsn::V2) => WsMessage::text(v2),
+                    (Outgoing::Text { v1, .. }, Vsn::V1) => WsMessage::text(v1),
+                    (Outgoing::Binary(bytes), Vsn::V2) => WsMessage::binary(bytes),
+                    (Outgoing::Binary(_), Vsn::V1) => continue, // V1 cannot carry binary
+                };
+                if ws.send(frame).await.is_err() {
                     break;
                 }
             }
@@ -259,8 +270,8 @@ fn handle(
     message: Message,
 ) -> Vec<Message> {
     let Message { join_ref, reference, topic, event, payload } = message;
-    let json = match payload {
-        Payload::Json(v) => v,
+    let json = match &payload {
+        Payload::Json(v) => v.clone(),
         _ => Value::Null,
     };
     if topic == "phoenix" && event == "heartbeat" {
@@ -345,7 +356,7 @@ fn handle(
             ]
         }
         "shout" => {
-            rooms.shout(&topic, json);
+            rooms.shout(&topic, payload);
             Vec::new()
         }
         "user:typing" => {
@@ -353,7 +364,17 @@ fn handle(
             rooms.update_typing(&topic, conn, typing);
             vec![Message::reply(jr, reference, &topic, "ok", json!({}))]
         }
-        "ping" => vec![Message::reply(jr, reference, &topic, "ok", json)],
+        "ping" => match payload {
+            // A binary ping gets a binary reply, as Phoenix's `{:reply, {:ok, {:binary, data}}}`.
+            Payload::Binary(bytes) => vec![Message {
+                join_ref: jr,
+                reference,
+                topic,
+                event: "phx_reply".into(),
+                payload: Payload::BinaryReply { status: "ok".into(), response: bytes },
+            }],
+            _ => vec![Message::reply(jr, reference, &topic, "ok", json)],
+        },
         other => vec![Message::reply(
             jr,
             reference,

@@ -928,7 +928,7 @@ impl ConnectionTask {
         if !frame.event.starts_with("pusher:") && !frame.event.starts_with("pusher_internal:") {
             // App and client events, the hot path: the decoded strings move into the event.
             let Frame { event, channel, data, user_id } = frame;
-            self.deliver_app_event(Event { channel, event, data: data.into_text(), user_id });
+            self.deliver_app_event(Event { channel, event, data: data.into_text(), user_id, binary: None });
             return Ok(());
         }
         let channel = frame.channel.clone();
@@ -975,6 +975,7 @@ impl ConnectionTask {
                 event: frame.event,
                 data: frame.data.into_text(),
                 user_id: frame.user_id,
+                binary: None,
             }),
         }
         Ok(())

@@ -41,6 +41,8 @@ pub struct Event {
     pub data: Option<String>,
     /// The sender's user id on presence client events.
     pub user_id: Option<String>,
+    /// The payload of a Phoenix V2 binary frame (then `data` is `None`).
+    pub binary: Option<bytes::Bytes>,
 }
 
 impl Event {
@@ -48,7 +50,7 @@ impl Event {
     ///
     /// ```
     /// let ev = switchboard::Event { channel: Some("orders".into()), event: "shipped".into(),
-    ///     data: Some(r#"{"id":7}"#.into()), user_id: None };
+    ///     data: Some(r#"{"id":7}"#.into()), user_id: None, binary: None };
     /// let v: serde_json::Value = ev.json()?;
     /// assert_eq!(v["id"], 7);
     /// # Ok::<(), switchboard::Error>(())
@@ -66,7 +68,7 @@ impl Event {
     }
 
     pub(crate) fn internal(channel: Option<&str>, event: &str, data: Option<String>) -> Self {
-        Self { channel: channel.map(str::to_owned), event: event.to_owned(), data, user_id: None }
+        Self { channel: channel.map(str::to_owned), event: event.to_owned(), data, user_id: None, binary: None }
     }
 }
 

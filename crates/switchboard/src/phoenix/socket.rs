@@ -165,6 +165,12 @@ enum Command {
         payload: Value,
         reply: oneshot::Sender<Result<Value>>,
     },
+    PushBinary {
+        topic: String,
+        event: String,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>>>,
+    },
     Leave {
         topic: String,
         reply: oneshot::Sender<Result<Value>>,
@@ -325,6 +331,22 @@ impl PhxChannel {
             .await
     }
 
+    /// Push `event` with a binary payload (a V2 binary frame); resolves to the binary reply
+    /// (a JSON reply comes back as its text). The channel must be joined.
+    pub async fn push_binary(&self, event: &str, payload: Vec<u8>) -> Result<Vec<u8>> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::PushBinary { topic: self.topic.clone(), event: event.to_owned(), payload, reply };
+        self.socket.shared.commands.send(command).map_err(|_| Error::closed())?;
+        let timeout = self.socket.shared.options.timeout;
+        match tokio::time::timeout(timeout + Duration::from_millis(200), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::closed()),
+            Err(_) => {
+                Err(Error::new(ErrorKind::Timeout, format!("no reply to {event} on {} within {timeout:?}", self.topic)))
+            }
+        }
+    }
+
     /// Leave the channel (`phx_leave`); it will not rejoin.
     pub async fn leave(&self) -> Result<Value> {
         let (reply, answer) = oneshot::channel();
@@ -430,6 +452,7 @@ struct Chan {
 enum Awaiting {
     Join { topic: String, join_ref: String },
     Push { reply: oneshot::Sender<Result<Value>> },
+    PushBinary { reply: oneshot::Sender<Result<Vec<u8>>> },
     Leave { topic: String, reply: oneshot::Sender<Result<Value>> },
 }
 
@@ -505,6 +528,9 @@ impl Task {
                 Awaiting::Push { reply } | Awaiting::Leave { reply, .. } => {
                     let _ = reply.send(Err(Error::closed()));
                 }
+                Awaiting::PushBinary { reply } => {
+                    let _ = reply.send(Err(Error::closed()));
+                }
                 Awaiting::Join { .. } => {}
             }
         }
@@ -539,8 +565,15 @@ impl Task {
         tracing::debug!("phoenix socket lost: {reason}");
         self.heartbeat_ref = None;
         for (_, pending) in self.replies.drain() {
-            if let Awaiting::Push { reply } | Awaiting::Leave { reply, .. } = pending.awaiting {
-                let _ = reply.send(Err(Error::new(ErrorKind::Connection, format!("connection lost: {reason}"))));
+            let lost = Error::new(ErrorKind::Connection, format!("connection lost: {reason}"));
+            match pending.awaiting {
+                Awaiting::Push { reply } | Awaiting::Leave { reply, .. } => {
+                    let _ = reply.send(Err(lost));
+                }
+                Awaiting::PushBinary { reply } => {
+                    let _ = reply.send(Err(lost));
+                }
+                Awaiting::Join { .. } => {}
             }
         }
         let topics: Vec<String> = self.channels.keys().cloned().collect();
@@ -579,6 +612,12 @@ impl Task {
             Command::Leave { topic, reply } => {
                 self.channels.remove(&topic);
                 let _ = reply.send(Ok(json!({})));
+            }
+            Command::PushBinary { topic, reply, .. } => {
+                let _ = reply.send(Err(Error::new(
+                    ErrorKind::Connection,
+                    format!("not connected: binary push on {topic} not sent"),
+                )));
             }
             Command::Disconnect => {}
         }
@@ -698,6 +737,11 @@ impl Task {
                                         }
                                         Err(e) => tracing::warn!("ignoring an undecodable Phoenix frame: {e}"),
                                     }
+                                } else if frame.is_binary() {
+                                    match Message::decode_binary(frame.as_payload(), true) {
+                                        Ok(message) => self.on_binary(message),
+                                        Err(e) => tracing::warn!("ignoring an undecodable binary frame: {e}"),
+                                    }
                                 }
                             }
                         }
@@ -748,6 +792,9 @@ impl Task {
             let Some(pending) = self.replies.remove(&reference) else { continue };
             match pending.awaiting {
                 Awaiting::Push { reply } => {
+                    let _ = reply.send(Err(Error::new(ErrorKind::Timeout, "no reply to the push in time")));
+                }
+                Awaiting::PushBinary { reply } => {
                     let _ = reply.send(Err(Error::new(ErrorKind::Timeout, "no reply to the push in time")));
                 }
                 Awaiting::Leave { topic, reply } => {
@@ -828,6 +875,40 @@ impl Task {
                     self.buffer_push(&topic, event, payload, reply);
                 }
             }
+            Command::PushBinary { topic, event, payload, reply } => {
+                let joined =
+                    self.channels.get(&topic).filter(|c| c.status == ChanStatus::Joined).map(|c| c.join_ref.clone());
+                let Some(join_ref) = joined else {
+                    let _ = reply.send(Err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!("{topic} is not joined: binary pushes need a joined channel"),
+                    )));
+                    return Ok(());
+                };
+                if self.options.vsn != Vsn::V2 {
+                    let _ =
+                        reply.send(Err(Error::new(ErrorKind::InvalidRequest, "binary frames need the V2 serializer")));
+                    return Ok(());
+                }
+                let reference = self.make_ref();
+                let message = Message {
+                    join_ref,
+                    reference: Some(reference.clone()),
+                    topic,
+                    event,
+                    payload: Payload::Binary(payload),
+                };
+                let bytes = match message.encode_binary_push() {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::new(ErrorKind::InvalidRequest, e.to_string())));
+                        return Ok(());
+                    }
+                };
+                let deadline = Instant::now() + self.options.timeout;
+                self.replies.insert(reference, PendingReply { awaiting: Awaiting::PushBinary { reply }, deadline });
+                ws.send(tokio_websockets::Message::binary(bytes)).await.map_err(|e| format!("send failed: {e}"))?;
+            }
             Command::Leave { topic, reply } => {
                 let Some(chan) = self.channels.get_mut(&topic) else {
                     let _ = reply.send(Ok(json!({})));
@@ -906,14 +987,47 @@ impl Task {
             _ => {}
         }
         // The payload goes on as the text it arrived as: no value tree on the hot path.
-        let event = Event {
-            channel: Some(topic),
-            event: message.event,
-            data: Some(message.payload.get().to_owned()),
-            user_id: None,
-        };
+        let data = Some(message.payload.get().to_owned());
+        let event = Event { channel: Some(topic), event: message.event, data, user_id: None, binary: None };
         self.dispatcher.deliver(&listeners, event);
         Ok(())
+    }
+
+    /// A V2 binary frame from the server: a reply to a push, or a push / broadcast.
+    fn on_binary(&mut self, message: Message) {
+        if let Payload::BinaryReply { status, response } = message.payload {
+            let Some(pending) = message.reference.and_then(|r| self.replies.remove(&r)) else { return };
+            let outcome = if status == "ok" {
+                Ok(response)
+            } else {
+                Err(Error::new(ErrorKind::Subscription, format!("binary reply with status {status}")))
+            };
+            match pending.awaiting {
+                Awaiting::PushBinary { reply } => {
+                    let _ = reply.send(outcome);
+                }
+                Awaiting::Push { reply } => {
+                    let _ =
+                        reply.send(outcome.map(|bytes| Value::String(String::from_utf8_lossy(&bytes).into_owned())));
+                }
+                _ => {}
+            }
+            return;
+        }
+        let Payload::Binary(bytes) = message.payload else { return };
+        let Some(chan) = self.channels.get(&message.topic) else { return };
+        if message.join_ref.is_some() && message.join_ref != chan.join_ref {
+            return; // a push for an earlier join
+        }
+        let listeners = chan.listeners.clone();
+        let event = Event {
+            channel: Some(message.topic),
+            event: message.event,
+            data: None,
+            user_id: None,
+            binary: Some(bytes.into()),
+        };
+        self.dispatcher.deliver(&listeners, event);
     }
 
     fn emit_presence(&self, listeners: &Arc<Listeners>, topic: &str, events: Vec<PresenceEvent>) {
@@ -948,6 +1062,9 @@ impl Task {
         match awaiting {
             Awaiting::Push { reply } => {
                 let _ = reply.send(outcome);
+            }
+            Awaiting::PushBinary { reply } => {
+                let _ = reply.send(outcome.map(|v| v.to_string().into_bytes()));
             }
             Awaiting::Leave { topic, reply } => {
                 self.channels.remove(&topic);

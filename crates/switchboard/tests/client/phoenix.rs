@@ -175,3 +175,40 @@ async fn the_official_phoenix_client_and_ours_share_a_room() {
     assert!(stdout.contains("OK: members") && stdout.contains("\"rust\""), "{stdout}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn binary_frames_both_ways() {
+    let server = server().await;
+    let a = Socket::connect(options(server.local_addr())).await.expect("a connects");
+    let b = Socket::connect(options(server.local_addr())).await.expect("b connects");
+    let room_a = a.channel("room:bin", json!({"username": "a"}));
+    let room_b = b.channel("room:bin", json!({"username": "b"}));
+    room_a.join().await.expect("a joins");
+    room_b.join().await.expect("b joins");
+    let mut b_events = room_b.events();
+    // A binary ping gets a binary reply (V2 binary reply frame).
+    assert_eq!(room_a.push_binary("ping", vec![0, 1, 2, 255]).await.expect("binary reply"), vec![0, 1, 2, 255]);
+    // A binary shout reaches the room as a binary broadcast.
+    let _ = room_a.push_binary("shout", b"raw bytes".to_vec()).await;
+    let shout = next_named(&mut b_events, "shout").await;
+    assert_eq!((shout.data.as_deref(), shout.binary.as_deref()), (None, Some(&b"raw bytes"[..])));
+    // V1 sockets cannot carry binary frames.
+    let v1 = Socket::connect(options(server.local_addr()).vsn(Vsn::V1)).await.expect("v1 connects");
+    let room_v1 = v1.channel("room:bin", json!({"username": "c"}));
+    room_v1.join().await.expect("joins");
+    assert_eq!(room_v1.push_binary("ping", vec![1]).await.expect_err("needs V2").kind(), ErrorKind::InvalidRequest);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_auth_token_subprotocol_is_accepted() {
+    let server = server().await;
+    let socket = Socket::connect(
+        options(server.local_addr()).auth_token("secret token").params_fn(|| vec![("v".into(), "1".into())]),
+    )
+    .await
+    .expect("the server answers the phoenix subprotocol");
+    let room = socket.channel("room:tok", json!({"username": "t"}));
+    room.join().await.expect("joins");
+    server.shutdown().await;
+}
