@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
-use crate::auth::{AuthRequest, ChannelAuth, PresenceUser, UserAuth};
+use crate::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
 use crate::backoff::Backoff;
 use crate::channel::ChannelShared;
 use crate::error::{Error, ErrorKind, Result};
@@ -614,12 +614,24 @@ impl ConnectionTask {
             return Ok(());
         };
         sub.status = SubStatus::Authorizing;
-        let request =
-            AuthRequest { socket_id: socket_id.clone(), channel: name.to_owned(), presence: sub.presence.clone() };
+        let request = AuthRequest { socket_id, channel: name.to_owned(), presence: sub.presence.clone() };
+        self.spawn_channel_auth(authorizer, request, generation, AuthFor::Subscribe(name.to_owned()));
+        Ok(())
+    }
+
+    /// Ask the authorizer in a task of its own; the answer comes back on `auth_tx`, tagged
+    /// with the socket id and generation it was asked for.
+    fn spawn_channel_auth(
+        &self,
+        authorizer: Arc<dyn Authorizer>,
+        request: AuthRequest,
+        generation: u64,
+        target: AuthFor,
+    ) {
         let tx = self.auth_tx.clone();
         let timeout = self.options.subscribe_timeout;
-        let channel = name.to_owned();
         tokio::spawn(async move {
+            let (socket_id, channel) = (request.socket_id.clone(), request.channel.clone());
             let result = match tokio::time::timeout(timeout, authorizer.authorize_channel(request)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
@@ -627,14 +639,8 @@ impl ConnectionTask {
                     format!("the authorizer did not answer for {channel} within {timeout:?}"),
                 )),
             };
-            let _ = tx.send(AuthDone {
-                target: AuthFor::Subscribe(channel),
-                generation,
-                socket_id,
-                answer: AuthAnswer::Channel(result),
-            });
+            let _ = tx.send(AuthDone { target, generation, socket_id, answer: AuthAnswer::Channel(result) });
         });
-        Ok(())
     }
 
     /// Fetch a fresh key for an encrypted channel whose event did not decrypt.
@@ -645,22 +651,8 @@ impl ConnectionTask {
         let Some(sub) = self.subs.get_mut(name) else { return };
         sub.rekeying = true;
         let generation = sub.generation;
-        let request = AuthRequest { socket_id: socket_id.clone(), channel: name.to_owned(), presence: None };
-        let tx = self.auth_tx.clone();
-        let timeout = self.options.subscribe_timeout;
-        let channel = name.to_owned();
-        tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout, authorizer.authorize_channel(request)).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::new(ErrorKind::Timeout, format!("no new key for {channel} within {timeout:?}"))),
-            };
-            let _ = tx.send(AuthDone {
-                target: AuthFor::Rekey(channel),
-                generation,
-                socket_id,
-                answer: AuthAnswer::Channel(result),
-            });
-        });
+        let request = AuthRequest { socket_id, channel: name.to_owned(), presence: None };
+        self.spawn_channel_auth(authorizer, request, generation, AuthFor::Rekey(name.to_owned()));
     }
 
     async fn on_auth(&mut self, done: AuthDone, ws: &mut Ws) -> Result<(), Ended> {
