@@ -39,6 +39,8 @@ pub struct Metrics {
     pub webhooks_failed: Counter,
     /// Webhook events dropped because an endpoint's queue was full.
     pub webhooks_dropped: Counter,
+    /// Open Phoenix sockets (`/socket/websocket`).
+    pub phoenix_connections: Gauge,
 }
 
 impl Metrics {
@@ -59,6 +61,7 @@ impl Metrics {
         registry.register("webhooks_sent", "Webhook batches delivered", self.webhooks_sent.clone());
         registry.register("webhooks_failed", "Webhook batches given up after retries", self.webhooks_failed.clone());
         registry.register("webhooks_dropped", "Webhook events dropped on a full queue", self.webhooks_dropped.clone());
+        registry.register("phoenix_connections", "Open Phoenix sockets", self.phoenix_connections.clone());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

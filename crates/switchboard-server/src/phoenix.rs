@@ -14,9 +14,10 @@
 //!   second join of a joined topic closes the first (`phx_close`); leaving or disconnecting
 //!   untracks and broadcasts the leave.
 //!
-//! Documented differences from Hub: a join without a username gets an error reply
-//! `{"reason":"username is required"}` instead of a crashed channel, and an unknown event
-//! gets an error reply instead of crashing the channel.
+//! An unknown event crashes the room channel as it does Hub's (`phx_error`
+//! `{"reason":"channel_crash"}`, the member untracked; clients rejoin). Documented difference
+//! from Hub: a join without a username gets an error reply `{"reason":"username is required"}`
+//! instead of a crashed join.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -199,6 +200,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut joined: HashMap<String, String> = HashMap::new();
     let mut shutdown = server.shutdown.clone();
     let mut last_inbound = Instant::now();
+    server.metrics.phoenix_connections.inc();
     loop {
         tokio::select! {
             inbound = ws.next() => {
@@ -259,6 +261,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     for topic in joined.keys() {
         rooms.leave(topic, conn);
     }
+    server.metrics.phoenix_connections.dec();
 }
 
 /// Handle one inbound message; returns the frames to send back to this socket, in order.
@@ -375,12 +378,19 @@ fn handle(
             }],
             _ => vec![Message::reply(jr, reference, &topic, "ok", json)],
         },
-        other => vec![Message::reply(
-            jr,
-            reference,
-            &topic,
-            "error",
-            json!({ "reason": format!("unhandled event {other:?}") }),
-        )],
+        // Hub's RoomChannel has no clause for other events, so its process crashes: the
+        // member is untracked and the client gets phx_error (and rejoins), as with Phoenix.
+        other => {
+            tracing::debug!(%topic, event = other, "unhandled event: the room channel crashes, as Hub's does");
+            joined.remove(&topic);
+            rooms.leave(&topic, conn);
+            vec![Message {
+                join_ref: jr.clone(),
+                reference: jr,
+                topic,
+                event: "phx_error".into(),
+                payload: Payload::Json(json!({ "reason": "channel_crash" })),
+            }]
+        }
     }
 }

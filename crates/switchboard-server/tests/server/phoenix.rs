@@ -119,6 +119,7 @@ async fn v2_join_presence_typing_shout_and_leave() {
         assert_eq!(json_of(&shout), json!({"body":"hey","channel":"lobby","name":"ada"}), "verbatim, sender included");
     }
     assert_eq!(server.phoenix_rooms().usernames("room:lobby"), vec!["ada", "bob"]);
+    assert_eq!(server.metrics().phoenix_connections.get(), 2);
 
     bob.push(Some(&bob_jr), "room:lobby", "phx_leave", json!({})).await;
     assert_eq!(json_of(&bob.expect_past_presence("phx_reply").await)["status"], "ok");

@@ -212,3 +212,23 @@ async fn the_auth_token_subprotocol_is_accepted() {
     room.join().await.expect("joins");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_crashed_channel_is_rejoined_with_a_new_join_ref_and_fresh_presence() {
+    let server = server().await;
+    let socket = Socket::connect(options(server.local_addr())).await.expect("connects");
+    let room = socket.channel("room:crash", json!({"username": "ada"}));
+    let mut events = room.events();
+    room.join().await.expect("joins");
+    eventually(WAIT, || room.presence().list().contains_key("ada")).await;
+    // An event the room has no handler for crashes it on the server (as Hub's does).
+    let _ = room.push("no-such-event", json!({})).await;
+    let error = next_named(&mut events, "phx_error").await;
+    assert_eq!(error.json::<serde_json::Value>().expect("json")["reason"], "channel_crash");
+    // The client rejoins on its own and the server tracks it again.
+    let rooms = server.phoenix_rooms();
+    eventually(WAIT, || rooms.usernames("room:crash") == vec!["ada"]).await;
+    assert_eq!(room.push("ping", json!({"back": true})).await.expect("rejoined"), json!({"back": true}));
+    eventually(WAIT, || room.presence().list().contains_key("ada")).await;
+    server.shutdown().await;
+}
