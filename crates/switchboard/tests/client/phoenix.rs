@@ -232,3 +232,40 @@ async fn a_crashed_channel_is_rejoined_with_a_new_join_ref_and_fresh_presence() 
     eventually(WAIT, || room.presence().list().contains_key("ada")).await;
     server.shutdown().await;
 }
+
+/// A minimal V2 peer for the one behaviour our server never produces: a message carrying a
+/// `join_ref` that is not the current one must be dropped by the client.
+#[tokio::test]
+async fn messages_for_an_earlier_join_are_dropped() {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (_, mut ws) = tokio_websockets::ServerBuilder::new().accept(stream).await.expect("upgrade");
+        while let Some(Ok(frame)) = ws.next().await {
+            let Some(text) = frame.as_text() else { continue };
+            let join: serde_json::Value = serde_json::from_str(text).expect("json");
+            if join[3] == "phx_join" {
+                let (jr, topic) = (join[0].clone(), join[2].clone());
+                for frame in [
+                    json!([jr, join[1], topic, "phx_reply", {"status": "ok", "response": {}}]),
+                    json!(["999", null, topic, "shout", {"which": "stale"}]),
+                    json!([jr, null, topic, "shout", {"which": "current"}]),
+                    json!([null, null, topic, "shout", {"which": "broadcast"}]),
+                ] {
+                    ws.send(tokio_websockets::Message::text(frame.to_string())).await.expect("send");
+                }
+            }
+        }
+    });
+    let socket = Socket::connect(options(addr)).await.expect("connects");
+    let room = socket.channel("room:refs", json!({}));
+    let mut events = room.events();
+    room.join().await.expect("joins");
+    let first = next_named(&mut events, "shout").await;
+    let second = next_named(&mut events, "shout").await;
+    let which = |e: &switchboard::Event| e.json::<serde_json::Value>().expect("json")["which"].clone();
+    assert_eq!((which(&first), which(&second)), (json!("current"), json!("broadcast")), "the stale one was dropped");
+    socket.disconnect().await;
+}
