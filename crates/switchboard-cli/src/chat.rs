@@ -188,6 +188,15 @@ impl ChatSession {
         Ok(())
     }
 
+    /// The channel this session is in and the member id it has there, for waiting until the
+    /// embedded server has processed our leave.
+    pub fn whereabouts(&self) -> (Protocol, String, Option<String>) {
+        match &self.backend {
+            Backend::Pusher { .. } => (Protocol::Pusher, format!("presence-chat.{}", self.room), self.my_id()),
+            Backend::Phoenix { .. } => (Protocol::Phoenix, format!("room:{}", self.room), self.my_id()),
+        }
+    }
+
     /// Leave.
     pub async fn quit(&self) {
         match &self.backend {
@@ -289,7 +298,7 @@ pub async fn line_mode(
     mut session: ChatSession,
     mut events: mpsc::UnboundedReceiver<ChatEvent>,
     embedded: Option<std::net::SocketAddr>,
-) -> Result<(), Failure> {
+) -> Result<(Protocol, String, Option<String>), Failure> {
     if let Some(addr) = embedded {
         eprintln!("switchboard chat: started the embedded server on {addr}");
     }
@@ -339,6 +348,23 @@ pub async fn line_mode(
             },
         }
     }
+    let whereabouts = session.whereabouts();
     session.quit().await;
-    Ok(())
+    Ok(whereabouts)
+}
+
+/// Before stopping the embedded server, wait (at most 2 s) until it has processed our own
+/// leave, so the others hear `left` rather than a server shutdown first.
+pub async fn wait_until_left(server: &RunningServer, (protocol, channel, me): &(Protocol, String, Option<String>)) {
+    let Some(me) = me else { return };
+    let gone = || match protocol {
+        Protocol::Pusher => server
+            .app(switchboard_server::config::DEV_APP_ID)
+            .is_none_or(|app| !app.presence_users(channel).contains(me)),
+        Protocol::Phoenix => !server.phoenix_rooms().usernames(channel).contains(me),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !gone() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -172,12 +172,13 @@ async fn chat(settings: settings::Settings, room: String, name: Option<String>) 
     let server = chat::embedded_server(&settings).await?;
     let embedded = server.as_ref().map(|s| s.local_addr());
     let (session, events) = chat::ChatSession::start(&settings, &room, &name).await?;
-    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-        tui::run(session, events, embedded).await?;
+    let whereabouts = if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        tui::run(session, events, embedded).await?
     } else {
-        chat::line_mode(session, events, embedded).await?;
-    }
+        chat::line_mode(session, events, embedded).await?
+    };
     if let Some(server) = server {
+        chat::wait_until_left(&server, &whereabouts).await;
         server.shutdown().await;
     }
     Ok(ExitCode::SUCCESS)

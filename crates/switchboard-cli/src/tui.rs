@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::chat::{ChatEvent, ChatSession, member_name};
 use crate::commands::Failure;
+use crate::settings::Protocol;
 
 /// How long a typing flag lasts without news, and how long we wait before saying we stopped.
 const TYPING_TTL: Duration = Duration::from_secs(5);
@@ -51,7 +52,7 @@ pub async fn run(
     mut session: ChatSession,
     mut events: mpsc::UnboundedReceiver<ChatEvent>,
     embedded: Option<std::net::SocketAddr>,
-) -> Result<(), Failure> {
+) -> Result<(Protocol, String, Option<String>), Failure> {
     let mut terminal = ratatui::init();
     let status_note = embedded.map(|addr| format!("embedded server on {addr}")).unwrap_or_default();
     let mut ui = Ui {
@@ -111,8 +112,9 @@ pub async fn run(
         }
     };
     ratatui::restore();
+    let whereabouts = session.whereabouts();
     session.quit().await;
-    result
+    result.map(|()| whereabouts)
 }
 
 /// Returns true to quit.

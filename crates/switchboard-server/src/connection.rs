@@ -185,6 +185,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 req = &mut close_requested => return End::Close(req),
                 // Also taken if the server vanished without saying so.
                 () = &mut shutting_down => {
+                    // Deliver what is already queued (a member_removed, say) before the 4200.
+                    while let Ok(frame) = outbound.try_recv() {
+                        if let Err(end) = self.write_queued(frame, outbound).await {
+                            return end;
+                        }
+                    }
                     return End::Close(CloseRequest { code: 4200, message: "Server is shutting down; reconnect".into() });
                 }
             }
