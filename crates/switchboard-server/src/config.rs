@@ -170,6 +170,8 @@ pub struct ServerConfig {
     pub shutdown_grace: u64,
     /// Messages queued for one socket before it is closed as too slow (4100).
     pub max_queued_messages: usize,
+    /// Seconds a Phoenix socket may stay silent before it is closed (Phoenix's 60).
+    pub phoenix_idle_timeout: u64,
     /// The apps.
     pub apps: Vec<AppConfig>,
 }
@@ -184,6 +186,7 @@ impl Default for ServerConfig {
             timestamp_window: 600,
             shutdown_grace: 5,
             max_queued_messages: 1_000,
+            phoenix_idle_timeout: 60,
             apps: vec![AppConfig::default()],
         }
     }

@@ -2,7 +2,8 @@
 //! behaves as the Hub seed's `RoomChannel` with `Phoenix.Presence`.
 //!
 //! - Serializers V2 (`vsn=2.0.0`) and V1 (no `vsn`, as Hub's Python client connects).
-//! - `heartbeat` on topic `phoenix` is answered; 60 s without any inbound frame closes.
+//! - `heartbeat` on topic `phoenix` is answered; `phoenix_idle_timeout` (60 s) without any
+//!   inbound frame closes the socket.
 //! - `phx_join` on `room:*` needs `{"username"}`; the reply comes first, then
 //!   `presence_state` (the members before this join, as Hub pushes it before tracking), then a
 //!   `presence_diff` join broadcast to everyone in the room.
@@ -35,8 +36,6 @@ use tokio_websockets::{Message as WsMessage, WebSocketStream};
 
 use crate::state::ServerState;
 
-/// Idle timeout: Phoenix closes a socket that sent nothing for this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rooms one connection may join (Phoenix's `max_channels_per_transport`).
 const MAX_CHANNELS: usize = 100;
 
@@ -201,6 +200,8 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut shutdown = server.shutdown.clone();
     let mut last_inbound = Instant::now();
     server.metrics.phoenix_connections.inc();
+    // Phoenix closes a socket that sent nothing (not even a heartbeat) for this long.
+    let idle_timeout = Duration::from_secs(server.config.phoenix_idle_timeout.max(1));
     loop {
         tokio::select! {
             inbound = ws.next() => {
@@ -247,7 +248,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     break;
                 }
             }
-            () = tokio::time::sleep_until(last_inbound + IDLE_TIMEOUT) => {
+            () = tokio::time::sleep_until(last_inbound + idle_timeout) => {
                 let _ = ws.send(WsMessage::close(Some(tokio_websockets::CloseCode::NORMAL_CLOSURE), "idle timeout")).await;
                 break;
             }

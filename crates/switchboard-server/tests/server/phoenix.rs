@@ -257,3 +257,32 @@ async fn the_official_phoenix_client_meets_ours_in_a_room() {
     assert!(stdout.contains("\"rust\""), "{stdout}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_idle_timeout_and_heartbeats_keep_it() {
+    let cfg = switchboard_server::ServerConfig { phoenix_idle_timeout: 1, ..config_with(app()) };
+    let server = start(cfg).await;
+    let mut talker = Phx::connect(&server, Vsn::V2).await;
+    let mut silent = Phx::connect(&server, Vsn::V2).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        talker.push(None, "phoenix", "heartbeat", json!({})).await;
+        talker.expect("phx_reply").await;
+    }
+    // The silent one was closed meanwhile; the talker is still served.
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match silent.ws.next().await {
+                None | Some(Err(_)) => return true,
+                Some(Ok(m)) if m.is_close() => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert!(closed);
+    talker.push(None, "phoenix", "heartbeat", json!({})).await;
+    talker.expect("phx_reply").await;
+    server.shutdown().await;
+}
