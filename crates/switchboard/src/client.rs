@@ -155,7 +155,9 @@ impl Client {
 
     /// Subscribe to `name` and wait for the server's confirmation. Private and presence
     /// channels are authorized with the configured authorizer, again for every new socket
-    /// after a reconnect. Subscribing to a channel twice returns the same channel.
+    /// after a reconnect. Subscribing to a channel twice returns the same channel. On a
+    /// timeout the subscription stays pending and completes when it can; `unsubscribe`
+    /// cancels it.
     pub async fn subscribe(&self, name: &str) -> Result<Channel> {
         self.subscribe_inner(name, None).await
     }
@@ -183,14 +185,12 @@ impl Client {
         let result = match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::closed()),
-            Err(_) => {
-                // Do not leave a half-made subscription behind: a later subscribe starts clean.
-                let _ = self.command(Command::Unsubscribe { name: name.to_owned() });
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("no answer to the subscription of {name} within {timeout:?}"),
-                ))
-            }
+            // The subscription stays pending and is made when the connection allows (as with
+            // pusher-js); other handles of it are not disturbed. `unsubscribe` cancels it.
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no answer to the subscription of {name} within {timeout:?}"),
+            )),
         };
         result.map(|()| Channel { shared, client: self.clone() })
     }

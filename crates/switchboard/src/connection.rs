@@ -136,6 +136,18 @@ struct Signin {
     user_id: Option<String>,
 }
 
+/// A request the server answers in order, tracked so a channel-less `pusher:error` can be
+/// attributed to the right one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unanswered {
+    /// `pusher:subscribe` of an authorized channel.
+    Subscribe(String),
+    /// A subscribe that was cancelled (unsubscribed) before its answer: the answer still comes.
+    Cancelled(String),
+    /// `pusher:signin`.
+    Signin,
+}
+
 /// Why a connection (or an attempt) ended.
 enum Ended {
     /// `disconnect()` or every client handle dropped.
@@ -183,7 +195,7 @@ pub(crate) struct ConnectionTask {
     subs: HashMap<String, Sub>,
     /// Channels whose `pusher:subscribe` is unanswered, in send order: a channel-less
     /// `pusher:error` 4009 (Reverb, Sockudo) belongs to the oldest.
-    sent_order: VecDeque<String>,
+    sent_order: VecDeque<Unanswered>,
     next_generation: u64,
     backoff: Backoff,
     client_events: ClientEvents,
@@ -319,8 +331,14 @@ impl ConnectionTask {
                 self.add_sub(channel, presence, reply);
             }
             Command::Unsubscribe { name } => {
-                if let Some(sub) = self.subs.remove(&name) {
+                if let Some(mut sub) = self.subs.remove(&name) {
                     sub.shared.subscribed.store(false, Ordering::Release);
+                    for waiter in sub.waiters.drain(..) {
+                        let _ = waiter.send(Err(Error::new(
+                            ErrorKind::Subscription,
+                            format!("{name}: unsubscribed before the server answered"),
+                        )));
+                    }
                 }
             }
             Command::Trigger { channel, reply, .. } => {
@@ -513,6 +531,10 @@ impl ConnectionTask {
         for sub in self.subs.values_mut() {
             sub.status = SubStatus::Idle;
             sub.shared.subscribed.store(false, Ordering::Release);
+            // A key request in flight is for the old socket and will be dropped as stale;
+            // events held for it belong to the gap the resubscription reports.
+            sub.rekeying = false;
+            sub.held.clear();
         }
         self.client_events
             .fail_all(&Error::new(ErrorKind::Connection, "connection lost before the client event was sent"));
@@ -549,8 +571,15 @@ impl ConnectionTask {
         });
     }
 
+    /// The sign-in failed. A refusal (4009, 401/403/419) stops it; anything else (the
+    /// endpoint was down, a timeout) leaves it wanted, so the next connection tries again.
     fn fail_signin(&mut self, error: Error) {
-        self.signin.wanted = false;
+        let refused = error.code() == Some(4009)
+            || matches!(error.status(), Some(401 | 403 | 419))
+            || error.kind() == ErrorKind::Protocol;
+        if refused {
+            self.signin.wanted = false;
+        }
         self.signin.status = SigninStatus::Idle;
         for waiter in self.signin.waiters.drain(..) {
             let _ = waiter.send(Err(error.clone()));
@@ -565,6 +594,7 @@ impl ConnectionTask {
         if self.signin.status != SigninStatus::Sent {
             return Ok(());
         }
+        self.sent_order.retain(|p| *p != Unanswered::Signin);
         let data: Value = frame.data.parse().unwrap_or(Value::Null);
         let user: Option<Value> = data["user_data"].as_str().and_then(|u| serde_json::from_str(u).ok());
         let Some(id) = user.as_ref().and_then(|u| u["id"].as_str()).filter(|id| !id.is_empty()).map(str::to_owned)
@@ -602,7 +632,6 @@ impl ConnectionTask {
         let kind = sub.shared.kind;
         if !matches!(kind, ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence) {
             sub.status = SubStatus::Sent;
-            self.sent_order.push_back(name.to_owned());
             return send(ws, subscribe_frame(name, "", None)).await;
         }
         let Some(authorizer) = self.options.authorizer.clone() else {
@@ -675,6 +704,7 @@ impl ConnectionTask {
                 match result {
                     Ok(user) => {
                         self.signin.status = SigninStatus::Sent;
+                        self.sent_order.push_back(Unanswered::Signin);
                         let mut frame = String::from(r#"{"event":"pusher:signin","data":{"auth":"#);
                         push_json_string(&mut frame, &user.auth);
                         frame.push_str(",\"user_data\":");
@@ -796,16 +826,28 @@ impl ConnectionTask {
             sub.shared.members().set_me(me);
         }
         sub.status = SubStatus::Sent;
-        self.sent_order.push_back(channel.clone());
+        self.sent_order.push_back(Unanswered::Subscribe(channel.clone()));
         let channel_data = if is_presence { auth.channel_data.as_deref() } else { None };
         send(ws, subscribe_frame(&channel, &auth.auth, channel_data)).await
     }
 
     /// The subscription failed: tell its waiters and listeners, and forget it.
+    /// A subscription failed: tell its waiters and listeners. A channel that was subscribed
+    /// before (this was a resubscription) is kept and tried again on the next connection, as
+    /// pusher-js does; a new one is forgotten.
     fn fail_sub(&mut self, name: &str, error: Error) {
-        self.sent_order.retain(|n| n != name);
-        let Some(mut sub) = self.subs.remove(name) else { return };
-        sub.shared.subscribed.store(false, Ordering::Release);
+        self.sent_order.retain(|p| *p != Unanswered::Subscribe(name.to_owned()));
+        let keep = self.subs.get(name).is_some_and(|s| s.confirmed_before);
+        let mut sub = if keep {
+            let Some(sub) = self.subs.get_mut(name) else { return };
+            sub.status = SubStatus::Idle;
+            sub.shared.subscribed.store(false, Ordering::Release);
+            FailedSub { shared: sub.shared.clone(), waiters: std::mem::take(&mut sub.waiters) }
+        } else {
+            let Some(sub) = self.subs.remove(name) else { return };
+            sub.shared.subscribed.store(false, Ordering::Release);
+            FailedSub { shared: sub.shared, waiters: sub.waiters }
+        };
         let mut data = String::from("{\"type\":");
         push_json_string(
             &mut data,
@@ -841,9 +883,30 @@ impl ConnectionTask {
                 }
             }
             Command::Unsubscribe { name } => {
-                if let Some(sub) = self.subs.remove(&name) {
+                if let Some(mut sub) = self.subs.remove(&name) {
                     sub.shared.subscribed.store(false, Ordering::Release);
-                    self.sent_order.retain(|n| *n != name);
+                    for waiter in sub.waiters.drain(..) {
+                        let _ = waiter.send(Err(Error::new(
+                            ErrorKind::Subscription,
+                            format!("{name}: unsubscribed before the server answered"),
+                        )));
+                    }
+                    // Its answer still comes: keep its place so errors stay attributed right.
+                    for pending in self.sent_order.iter_mut() {
+                        if *pending == Unanswered::Subscribe(name.clone()) {
+                            *pending = Unanswered::Cancelled(name.clone());
+                        }
+                    }
+                    // Client events waiting for the rate limit would only earn a 4009 now.
+                    let queue = std::mem::take(&mut self.client_events.queue);
+                    for (frame, reply) in queue {
+                        if frame_channel_is(&frame, &name) {
+                            let _ = reply
+                                .send(Err(Error::new(ErrorKind::InvalidRequest, format!("unsubscribed from {name}"))));
+                        } else {
+                            self.client_events.queue.push_back((frame, reply));
+                        }
+                    }
                     if matches!(sub.status, SubStatus::Sent | SubStatus::Subscribed) {
                         let mut frame = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
                         push_json_string(&mut frame, &name);
@@ -990,24 +1053,46 @@ impl ConnectionTask {
         let message = data.as_ref().map_or("unknown error", |d| d.message.as_str()).to_owned();
         self.last_error_code = code;
         tracing::warn!(?code, "pusher:error: {message}");
-        if frame.channel.is_none() && self.signin.status == SigninStatus::Sent {
-            let error = Error::new(ErrorKind::Authentication, format!("sign-in refused: {message}"));
-            self.fail_signin(code.map_or(error.clone(), |c| error.with_code(c)));
-        } else
-        // Reverb and Sockudo refuse a subscription with a channel-less 4009: it answers the
-        // oldest unanswered subscribe.
-        if frame.channel.is_none()
-            && code == Some(ErrorCode::UNAUTHORIZED.0)
-            && let Some(name) = self.sent_order.pop_front()
+        // Reverb and Sockudo refuse a subscription (or sign-in) with a channel-less 4009: it
+        // answers the oldest unanswered request. Reverb answers `pusher:signin`, which it
+        // does not implement, with 4200 "Invalid message format".
+        if frame.channel.is_none() && code == Some(ErrorCode::UNAUTHORIZED.0) {
+            match self.sent_order.pop_front() {
+                Some(Unanswered::Subscribe(name)) => {
+                    self.fail_sub(
+                        &name,
+                        Error::new(ErrorKind::Subscription, format!("{name}: {message}")).with_code(4009),
+                    );
+                }
+                Some(Unanswered::Signin) => {
+                    let error =
+                        Error::new(ErrorKind::Authentication, format!("sign-in refused: {message}")).with_code(4009);
+                    self.fail_signin(error);
+                }
+                Some(Unanswered::Cancelled(_)) | None => {}
+            }
+        } else if frame.channel.is_none()
+            && code == Some(ErrorCode::RECONNECT.0)
+            && let Some(at) = self.sent_order.iter().position(|p| *p == Unanswered::Signin)
         {
-            self.fail_sub(&name, Error::new(ErrorKind::Subscription, format!("{name}: {message}")).with_code(4009));
+            self.sent_order.remove(at);
+            let error =
+                Error::new(ErrorKind::Authentication, format!("the server does not support sign-in: {message}"));
+            self.fail_signin(error.with_code(4200));
         }
         let event = Event::internal(frame.channel.as_deref(), "pusher:error", frame.data.as_text().map(str::to_owned));
         self.dispatcher.deliver(&self.global, event);
     }
 
     async fn on_succeeded(&mut self, channel: &str, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
-        self.sent_order.retain(|n| n != channel);
+        // The oldest unanswered subscribe of this channel got its answer.
+        if let Some(at) = self
+            .sent_order
+            .iter()
+            .position(|p| matches!(p, Unanswered::Subscribe(n) | Unanswered::Cancelled(n) if n == channel))
+        {
+            self.sent_order.remove(at);
+        }
         let Some(sub) = self.subs.get_mut(channel) else {
             // Unsubscribed while pending: the server subscribed us anyway, so leave again.
             let mut leave = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
@@ -1015,8 +1100,12 @@ impl ConnectionTask {
             leave.push_str("}}");
             return send(ws, leave).await;
         };
-        let first_confirmation = sub.status != SubStatus::Subscribed;
-        let resubscribed = first_confirmation && sub.confirmed_before;
+        // Only a subscribe in flight is confirmed. A confirmation while Idle or Authorizing
+        // answers an earlier, cancelled subscribe; while Subscribed, it is a duplicate.
+        if sub.status != SubStatus::Sent {
+            return Ok(());
+        }
+        let resubscribed = sub.confirmed_before;
         sub.status = SubStatus::Subscribed;
         sub.confirmed_before = true;
         sub.shared.subscribed.store(true, Ordering::Release);
@@ -1029,9 +1118,6 @@ impl ConnectionTask {
             let _ = waiter.send(Ok(()));
         }
         let shared = sub.shared.clone();
-        if !first_confirmation {
-            return Ok(());
-        }
         let data = frame.data.as_text().map(str::to_owned);
         self.deliver(&shared, Event::internal(Some(channel), "pusher:subscription_succeeded", data));
         if resubscribed {
@@ -1163,4 +1249,15 @@ fn decrypt_event(key: &[u8; 32], event: &Event) -> Result<Event> {
 /// `{"user_id": id, "user_info": info}` for member events.
 fn member_data(member: &Member) -> String {
     serde_json::json!({ "user_id": member.id, "user_info": member.info }).to_string()
+}
+
+/// A failed subscription's listeners and waiters, whether or not the entry is kept.
+struct FailedSub {
+    shared: Arc<ChannelShared>,
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+}
+
+/// True if the encoded client event `frame` is for `channel`.
+fn frame_channel_is(frame: &str, channel: &str) -> bool {
+    Frame::decode(frame).is_ok_and(|f| f.channel.as_deref() == Some(channel))
 }

@@ -687,6 +687,13 @@ impl Task {
         self.send(ws, &message).await
     }
 
+    /// Forget a channel whose leave completed — unless it was joined again meanwhile.
+    fn remove_if_leaving(&mut self, topic: &str) {
+        if self.channels.get(topic).is_some_and(|c| c.status == ChanStatus::Leaving) {
+            self.channels.remove(topic);
+        }
+    }
+
     fn schedule_rejoin(&mut self, topic: &str) {
         if let Some(chan) = self.channels.get_mut(topic) {
             chan.rejoin_tries += 1;
@@ -739,7 +746,9 @@ impl Task {
                                     }
                                 } else if frame.is_binary() {
                                     match Message::decode_binary(frame.as_payload(), true) {
-                                        Ok(message) => self.on_binary(message),
+                                        Ok(message) => if let Err(reason) = self.on_binary(ws, message).await {
+                                            return Flow::Reconnect(reason);
+                                        },
                                         Err(e) => tracing::warn!("ignoring an undecodable binary frame: {e}"),
                                     }
                                 }
@@ -798,10 +807,13 @@ impl Task {
                     let _ = reply.send(Err(Error::new(ErrorKind::Timeout, "no reply to the push in time")));
                 }
                 Awaiting::Leave { topic, reply } => {
-                    self.channels.remove(&topic);
+                    self.remove_if_leaving(&topic);
                     let _ = reply.send(Ok(json!({})));
                 }
                 Awaiting::Join { topic, join_ref } => {
+                    if self.channels.get(&topic).is_none_or(|c| c.join_ref.as_deref() != Some(join_ref.as_str())) {
+                        continue; // an earlier join attempt; the current one has its own deadline
+                    }
                     // phoenix.js: leave, mark errored, rejoin later.
                     let leave = Message {
                         join_ref: Some(join_ref.clone()),
@@ -994,9 +1006,9 @@ impl Task {
     }
 
     /// A V2 binary frame from the server: a reply to a push, or a push / broadcast.
-    fn on_binary(&mut self, message: Message) {
+    async fn on_binary(&mut self, ws: &mut Ws, message: Message) -> std::result::Result<(), String> {
         if let Payload::BinaryReply { status, response } = message.payload {
-            let Some(pending) = message.reference.and_then(|r| self.replies.remove(&r)) else { return };
+            let Some(pending) = message.reference.and_then(|r| self.replies.remove(&r)) else { return Ok(()) };
             let outcome = if status == "ok" {
                 Ok(response)
             } else {
@@ -1010,14 +1022,15 @@ impl Task {
                     let _ =
                         reply.send(outcome.map(|bytes| Value::String(String::from_utf8_lossy(&bytes).into_owned())));
                 }
-                _ => {}
+                // A join or leave answered in binary: its status is what matters.
+                awaiting => return self.on_reply(ws, awaiting, &status, Value::Null).await,
             }
-            return;
+            return Ok(());
         }
-        let Payload::Binary(bytes) = message.payload else { return };
-        let Some(chan) = self.channels.get(&message.topic) else { return };
+        let Payload::Binary(bytes) = message.payload else { return Ok(()) };
+        let Some(chan) = self.channels.get(&message.topic) else { return Ok(()) };
         if message.join_ref.is_some() && message.join_ref != chan.join_ref {
-            return; // a push for an earlier join
+            return Ok(()); // a push for an earlier join
         }
         let listeners = chan.listeners.clone();
         let event = Event {
@@ -1028,6 +1041,7 @@ impl Task {
             binary: Some(bytes.into()),
         };
         self.dispatcher.deliver(&listeners, event);
+        Ok(())
     }
 
     fn emit_presence(&self, listeners: &Arc<Listeners>, topic: &str, events: Vec<PresenceEvent>) {
@@ -1067,7 +1081,7 @@ impl Task {
                 let _ = reply.send(outcome.map(|v| v.to_string().into_bytes()));
             }
             Awaiting::Leave { topic, reply } => {
-                self.channels.remove(&topic);
+                self.remove_if_leaving(&topic);
                 let _ = reply.send(Ok(response));
             }
             Awaiting::Join { topic, join_ref } => {

@@ -179,3 +179,62 @@ async fn subscribe_while_offline_completes_when_the_server_comes() {
     pending.await.expect("task").expect("subscribed once connected");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_late_answer_to_a_cancelled_subscribe_does_not_confirm_the_new_one() {
+    let server = server().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let auth = FnAuthorizer::new(move |req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 1 {
+                // The second subscribe's auth is slow: the first subscribe's success arrives first.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok(ChannelAuth {
+                auth: sign_channel(KEY, SECRET, &req.socket_id, &req.channel, None),
+                channel_data: None,
+                shared_secret: None,
+            })
+        }
+    });
+    let client = Client::connect(options_for(server.local_addr()).authorizer(auth).build().expect("options"))
+        .await
+        .expect("connects");
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.subscribe("private-late").await.map(|_| ()) })
+    };
+    // Let the first subscribe go out, then cancel it and subscribe again at once.
+    eventually(WAIT, || calls.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    client.unsubscribe("private-late").await;
+    let channel = client.subscribe("private-late").await.expect("the new subscribe is confirmed by its own answer");
+    let _ = first.await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let app = server.app(APP_ID).expect("app");
+    eventually(WAIT, || app.channel_counts("private-late").subscription_count == 1).await;
+    let mut events = channel.events();
+    publisher(&server).trigger(&["private-late"], "ping", &"1", None).await.expect("trigger");
+    next_named(&mut events, "ping").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timed_out_subscribe_stays_pending_and_completes_later() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let options = options_for(addr).subscribe_timeout(Duration::from_millis(200)).build().expect("options");
+    let client = Client::new(options);
+    let err = client.subscribe("patient").await.expect_err("no server yet");
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let server = Server::start(config(port, app())).await.expect("server");
+    let app = server.app(APP_ID).expect("app");
+    eventually(Duration::from_secs(10), || app.channel_counts("patient").subscription_count == 1).await;
+    assert!(client.channel("patient").expect("known").is_subscribed());
+    server.shutdown().await;
+}
