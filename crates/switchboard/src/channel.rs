@@ -66,11 +66,29 @@ impl Channel {
 
     /// Call `handler` for every `event` on this channel (`"*"` for all). Returns an id for
     /// [`Channel::unbind`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let channel = client.subscribe("private-orders.1").await?;
+    /// let id = channel.bind("OrderShipped", |event| println!("{:?}", event.data()));
+    /// channel.unbind("OrderShipped", Some(id));
+    /// # Ok(()) }
+    /// ```
     pub fn bind(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
         self.shared.listeners.bind(event, handler)
     }
 
     /// As [`Channel::bind`], with an async handler (awaited in order with the others).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let channel = client.subscribe("private-orders.1").await?;
+    /// channel.bind_async("OrderShipped", |event| async move {
+    ///     // awaited in order with the other handlers
+    ///     println!("{:?}", event.data());
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn bind_async<F, Fut>(&self, event: &str, handler: F) -> HandlerId
     where
         F: Fn(Event) -> Fut + Send + Sync + 'static,
@@ -90,6 +108,17 @@ impl Channel {
     }
 
     /// A stream of every event on this channel.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// use futures_util::StreamExt;
+    /// let channel = client.subscribe("news").await?;
+    /// let mut events = channel.events();
+    /// while let Some(event) = events.next().await {
+    ///     println!("{} {:?}", event.event, event.data());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn events(&self) -> EventStream {
         self.shared.listeners.stream(None, self.client.options().event_queue)
     }
@@ -100,6 +129,16 @@ impl Channel {
     }
 
     /// The members of a presence channel (empty for other kinds).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-room", me).await?;
+    /// for member in room.members().iter() {
+    ///     println!("{} {}", member.id, member.info);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn members(&self) -> Members {
         self.shared.members().clone()
     }
@@ -108,6 +147,13 @@ impl Channel {
     /// already there; `data` must serialize to a JSON object. Refused before sending on
     /// public and encrypted channels. Above the client-event rate (10/s) events wait in a
     /// queue instead of getting the connection closed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let room = client.subscribe("private-room").await?;
+    /// room.trigger("typing", &serde_json::json!({"on": true})).await?; // sent as client-typing
+    /// # Ok(()) }
+    /// ```
     pub async fn trigger(&self, event: &str, data: &impl Serialize) -> Result<()> {
         match self.shared.kind {
             ChannelKind::Private | ChannelKind::Presence => {}
@@ -136,6 +182,13 @@ impl Channel {
     }
 
     /// Leave the channel. Handlers stay bound; subscribing again reuses them.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let channel = client.subscribe("private-orders.1").await?;
+    /// channel.unsubscribe().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn unsubscribe(&self) {
         self.client.unsubscribe(self.name()).await;
     }

@@ -122,6 +122,12 @@ impl Client {
     }
 
     /// Call `handler(previous, current)` on every state change, on a task of its own.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.on_state_change(|before, now| eprintln!("{} -> {}", before.name(), now.name()));
+    /// # Ok(()) }
+    /// ```
     pub fn on_state_change(&self, handler: impl Fn(&ConnectionState, &ConnectionState) + Send + 'static) {
         let mut rx = self.shared.state.clone();
         tokio::spawn(async move {
@@ -135,6 +141,13 @@ impl Client {
     }
 
     /// Wait until connected; returns the socket id. Fails if the client stops for good.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let socket_id = client.connected().await?;
+    /// println!("connected as {socket_id}");
+    /// # Ok(()) }
+    /// ```
     pub async fn connected(&self) -> Result<String> {
         let mut rx = self.shared.state.clone();
         loop {
@@ -158,11 +171,28 @@ impl Client {
     /// after a reconnect. Subscribing to a channel twice returns the same channel. On a
     /// timeout the subscription stays pending and completes when it can; `unsubscribe`
     /// cancels it.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// match client.subscribe("private-orders.1").await {
+    ///     Ok(channel) => println!("subscribed to {}", channel.name()),
+    ///     Err(e) => eprintln!("refused: {e} (code {:?}, HTTP {:?})", e.code(), e.status()),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn subscribe(&self, name: &str) -> Result<Channel> {
         self.subscribe_inner(name, None).await
     }
 
     /// Subscribe to a presence channel as `user` (the authorizer signs this identity).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-room", me).await?;
+    /// println!("{} members", room.members().count());
+    /// # Ok(()) }
+    /// ```
     pub async fn subscribe_presence(&self, name: &str, user: PresenceUser) -> Result<Channel> {
         self.subscribe_inner(name, Some(user)).await
     }
@@ -211,6 +241,12 @@ impl Client {
 
     /// Call `handler` for every event on every channel and for connection events such as
     /// `pusher:error` (`"*"` for all names).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.bind_global("pusher:error", |event| eprintln!("server error: {:?}", event.data()));
+    /// # Ok(()) }
+    /// ```
     pub fn bind_global(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
         self.shared.global.bind(event, handler)
     }
@@ -226,6 +262,16 @@ impl Client {
     }
 
     /// A stream of every event the client receives.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// use futures_util::StreamExt;
+    /// let mut all = client.events();
+    /// while let Some(event) = all.next().await {
+    ///     println!("{:?} {}", event.channel, event.event);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn events(&self) -> EventStream {
         self.shared.global.stream(None, self.shared.options.event_queue)
     }
@@ -234,6 +280,13 @@ impl Client {
     /// receive events sent to this user (`#server-to-user-{id}`) through
     /// [`Client::user_events`] and [`Client::bind_user`]. Redone after every reconnect.
     /// Reverb does not implement sign-in; Pusher, Soketi, Sockudo and switchboard do.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.signin().await?;
+    /// client.bind_user("notice", |event| println!("for me: {:?}", event.data()));
+    /// # Ok(()) }
+    /// ```
     pub async fn signin(&self) -> Result<()> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Signin { reply })?;
@@ -262,6 +315,13 @@ impl Client {
     }
 
     /// Close the connection for good. Pending subscribes fail with [`ErrorKind::Closed`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.disconnect().await;
+    /// assert!(client.state().is_final());
+    /// # Ok(()) }
+    /// ```
     pub async fn disconnect(&self) {
         let _ = self.command(Command::Disconnect);
         let mut rx = self.shared.state.clone();

@@ -165,12 +165,27 @@ impl Publisher {
     }
 
     /// Trigger up to 10 events in one request.
+    ///
+    /// ```no_run
+    /// # async fn run(publisher: switchboard::Publisher) -> Result<(), switchboard::Error> {
+    /// use switchboard::publisher::BatchEvent;
+    /// let events = vec![BatchEvent { channel: "orders".into(), name: "created".into(), data: "{}".into(), socket_id: None }];
+    /// publisher.trigger_batch(&events).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn trigger_batch(&self, events: &[BatchEvent]) -> Result<Value> {
         let body = serde_json::json!({ "batch": events });
         self.call("POST", "/batch_events", &[], Some(body.to_string())).await
     }
 
     /// Occupied channels, optionally filtered by prefix, with `info` attributes.
+    ///
+    /// ```no_run
+    /// # async fn run(publisher: switchboard::Publisher) -> Result<(), switchboard::Error> {
+    /// let list = publisher.channels(Some("presence-"), Some("user_count")).await?;
+    /// println!("{list}");
+    /// # Ok(()) }
+    /// ```
     pub async fn channels(&self, prefix: Option<&str>, info: Option<&str>) -> Result<Value> {
         let mut params = Vec::new();
         if let Some(prefix) = prefix {
@@ -189,18 +204,40 @@ impl Publisher {
     }
 
     /// The user ids of a presence channel.
+    ///
+    /// ```no_run
+    /// # async fn run(publisher: switchboard::Publisher) -> Result<(), switchboard::Error> {
+    /// for id in publisher.users("presence-room").await? {
+    ///     println!("{id}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn users(&self, name: &str) -> Result<Vec<String>> {
         let v = self.call("GET", &format!("/channels/{name}/users"), &[], None).await?;
         Ok(v["users"].as_array().into_iter().flatten().filter_map(|u| crate::presence::id_string(&u["id"])).collect())
     }
 
     /// Close every connection of `user_id`.
+    ///
+    /// ```no_run
+    /// # async fn run(publisher: switchboard::Publisher) -> Result<(), switchboard::Error> {
+    /// publisher.terminate_user_connections("42").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn terminate_user_connections(&self, user_id: &str) -> Result<()> {
         self.call("POST", &format!("/users/{user_id}/terminate_connections"), &[], Some("{}".into())).await.map(|_| ())
     }
 
     /// Check a webhook: the `X-Pusher-Key` header must be this app's key and
     /// `X-Pusher-Signature` the HMAC of the raw body.
+    ///
+    /// ```no_run
+    /// # fn run(publisher: switchboard::Publisher, key: &str, signature: &str, body: &[u8]) {
+    /// if !publisher.verify_webhook(key, signature, body) {
+    ///     eprintln!("forged webhook");
+    /// }
+    /// # }
+    /// ```
     pub fn verify_webhook(&self, header_key: &str, header_signature: &str, body: &[u8]) -> bool {
         switchboard_protocol::signature::verify_webhook(&self.key, &self.secret, header_key, header_signature, body)
     }

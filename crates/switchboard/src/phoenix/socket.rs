@@ -307,6 +307,14 @@ impl PhxChannel {
     /// Join; resolves to the `ok` response, or fails with the `error` response or a timeout.
     /// A refused join is retried in the background with the rejoin backoff (as phoenix.js
     /// does) until `leave()`, except "unmatched topic", which fails for good.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// let response = room.join().await?;
+    /// println!("joined: {response}");
+    /// # Ok(()) }
+    /// ```
     pub async fn join(&self) -> Result<Value> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Join {
@@ -323,6 +331,15 @@ impl PhxChannel {
 
     /// Push `event`; resolves to the `ok` response, or fails with the `error` response or a
     /// timeout. Pushes made before the join are sent after it.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// let reply = room.push("ping", serde_json::json!({"n": 1})).await?;
+    /// println!("{reply}");
+    /// # Ok(()) }
+    /// ```
     pub async fn push(&self, event: &str, payload: Value) -> Result<Value> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Push { topic: self.topic.clone(), event: event.to_owned(), payload, reply };
@@ -368,6 +385,17 @@ impl PhxChannel {
     }
 
     /// The channel's presence.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// let presence = room.presence();
+    /// presence.on_sync(|| println!("members changed"));
+    /// room.join().await?;
+    /// let names = presence.list_by(|key, _| key.to_owned());
+    /// println!("{names:?}");
+    /// # Ok(()) }
+    /// ```
     pub fn presence(&self) -> PresenceHandle {
         PresenceHandle { tracker: self.presence.clone(), listeners: self.listeners.clone() }
     }
