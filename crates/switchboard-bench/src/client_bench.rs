@@ -13,7 +13,7 @@ use serde_json::json;
 use switchboard::{Client, ClientOptions};
 use switchboard_protocol::Frame;
 use switchboard_protocol::frame::encode_server_frame;
-use switchboard_protocol::phoenix::{Message as PhxMessage, Vsn};
+use switchboard_protocol::phoenix::{RawMessage, Vsn};
 use tokio::net::TcpListener;
 use tokio_websockets::{ClientBuilder, Message, ServerBuilder};
 
@@ -189,62 +189,48 @@ pub async fn recv(args: RecvArgs) -> Result<(), String> {
         "phoenix" => tokio::spawn(recv_phoenix(args)).await.map_err(|e| e.to_string())??,
         "phoenix-bare" => {
             let url = format!("ws://{}/socket/websocket?vsn=2.0.0", args.addr);
-            let (mut ws, _) = ClientBuilder::new()
-                .uri(&url)
-                .map_err(|e| e.to_string())?
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
-            ws.send(Message::text(r#"["1","1","room:bench","phx_join",{}]"#)).await.map_err(|e| e.to_string())?;
-            let mut received = 0u64;
-            let mut clock = None;
-            while received < args.events {
-                let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
-                let Some(text) = message.as_text() else { continue };
-                let decoded = PhxMessage::decode_text(text, Vsn::V2).map_err(|e| e.to_string())?;
-                if decoded.event == "tick" {
-                    if clock.is_none() {
-                        clock = Some((Instant::now(), cpu_seconds()));
-                    } else {
-                        received += 1;
-                    }
-                    std::hint::black_box(&decoded);
-                }
-            }
-            let (started, cpu) = clock.ok_or("no events")?;
-            report("bare phoenix parse", args.payload, received, started, cpu);
+            let is_tick =
+                |text: &str| RawMessage::decode(text, Vsn::V2).map(|m| m.event == "tick").map_err(|e| e.to_string());
+            bare_loop(&url, r#"["1","1","room:bench","phx_join",{}]"#, &args, "bare phoenix parse", is_tick).await?;
         }
         "bare" => {
             let url = format!("ws://{}/app/bench?protocol=7", args.addr);
-            let (mut ws, _) = ClientBuilder::new()
-                .uri(&url)
-                .map_err(|e| e.to_string())?
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
-            ws.send(Message::text(r#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut received = 0u64;
-            let mut clock = None;
-            while received < args.events {
-                let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
-                let Some(text) = message.as_text() else { continue };
-                let frame = Frame::decode(text).map_err(|e| e.to_string())?;
-                if frame.event == "tick" {
-                    if clock.is_none() {
-                        clock = Some((Instant::now(), cpu_seconds()));
-                    } else {
-                        received += 1;
-                    }
-                    std::hint::black_box(&frame);
-                }
-            }
-            let (started, cpu) = clock.ok_or("no events")?;
-            report("bare read + parse", args.payload, received, started, cpu);
+            let is_tick = |text: &str| Frame::decode(text).map(|f| f.event == "tick").map_err(|e| e.to_string());
+            let subscribe = r#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#;
+            bare_loop(&url, subscribe, &args, "bare read + parse", is_tick).await?;
         }
         other => return Err(format!("unknown mode {other:?} (switchboard or bare)")),
     }
+    Ok(())
+}
+
+/// The floor: read frames and parse them (`is_tick` decodes one and says whether it is an
+/// event to count), with no dispatch. The clock starts at the first event.
+async fn bare_loop(
+    url: &str,
+    subscribe: &'static str,
+    args: &RecvArgs,
+    label: &str,
+    is_tick: impl Fn(&str) -> Result<bool, String>,
+) -> Result<(), String> {
+    let (mut ws, _) =
+        ClientBuilder::new().uri(url).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+    ws.send(Message::text(subscribe)).await.map_err(|e| e.to_string())?;
+    let mut received = 0u64;
+    let mut clock = None;
+    while received < args.events {
+        let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
+        let Some(text) = message.as_text() else { continue };
+        if is_tick(text)? {
+            if clock.is_none() {
+                clock = Some((Instant::now(), cpu_seconds()));
+            } else {
+                received += 1;
+            }
+        }
+    }
+    let (started, cpu) = clock.ok_or("no events")?;
+    report(label, args.payload, received, started, cpu);
     Ok(())
 }
 

@@ -331,15 +331,7 @@ impl ConnectionTask {
                 self.add_sub(channel, presence, reply);
             }
             Command::Unsubscribe { name } => {
-                if let Some(mut sub) = self.subs.remove(&name) {
-                    sub.shared.subscribed.store(false, Ordering::Release);
-                    for waiter in sub.waiters.drain(..) {
-                        let _ = waiter.send(Err(Error::new(
-                            ErrorKind::Subscription,
-                            format!("{name}: unsubscribed before the server answered"),
-                        )));
-                    }
-                }
+                self.remove_sub(&name);
             }
             Command::Trigger { channel, reply, .. } => {
                 let _ = reply.send(Err(Error::new(
@@ -353,6 +345,17 @@ impl ConnectionTask {
             }
             Command::Disconnect => {}
         }
+    }
+
+    /// Forget a subscription the user left; waiters still waiting are told so.
+    fn remove_sub(&mut self, name: &str) -> Option<Sub> {
+        let mut sub = self.subs.remove(name)?;
+        sub.shared.subscribed.store(false, Ordering::Release);
+        for waiter in sub.waiters.drain(..) {
+            let message = format!("{name}: unsubscribed before the server answered");
+            let _ = waiter.send(Err(Error::new(ErrorKind::Subscription, message)));
+        }
+        Some(sub)
     }
 
     /// Record a subscription; returns true if it is new.
@@ -883,14 +886,7 @@ impl ConnectionTask {
                 }
             }
             Command::Unsubscribe { name } => {
-                if let Some(mut sub) = self.subs.remove(&name) {
-                    sub.shared.subscribed.store(false, Ordering::Release);
-                    for waiter in sub.waiters.drain(..) {
-                        let _ = waiter.send(Err(Error::new(
-                            ErrorKind::Subscription,
-                            format!("{name}: unsubscribed before the server answered"),
-                        )));
-                    }
+                if let Some(sub) = self.remove_sub(&name) {
                     // Its answer still comes: keep its place so errors stay attributed right.
                     for pending in self.sent_order.iter_mut() {
                         if *pending == Unanswered::Subscribe(name.clone()) {

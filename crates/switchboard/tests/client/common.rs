@@ -133,3 +133,24 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+/// A private-channel signer that counts its calls and answers call number `slow` (0-based)
+/// only after `delay`: for races between an authorization and a reconnect or a resubscribe.
+pub fn counting_signer(
+    slow: usize,
+    delay: Duration,
+) -> (impl switchboard::Authorizer, Arc<std::sync::atomic::AtomicUsize>) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let auth = switchboard::FnAuthorizer::new(move |req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == slow {
+                tokio::time::sleep(delay).await;
+            }
+            let auth = switchboard_protocol::signature::sign_channel(KEY, SECRET, &req.socket_id, &req.channel, None);
+            Ok(switchboard::ChannelAuth { auth, channel_data: None, shared_secret: None })
+        }
+    });
+    (auth, calls)
+}

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard::{ChannelAuth, Client, ConnectionState, ErrorKind, FnAuthorizer, GAP_EVENT, PresenceUser};
-use switchboard_protocol::signature::sign_channel;
+use switchboard::{Client, ConnectionState, ErrorKind, GAP_EVENT, PresenceUser};
 use switchboard_server::Server;
 
 use crate::common::*;
@@ -88,22 +87,8 @@ async fn a_frozen_server_is_detected_within_activity_plus_pong_timeout() {
 async fn auth_for_an_old_socket_is_dropped_not_sent() {
     let first = Server::start(config(0, app())).await.expect("server");
     let port = first.local_addr().port();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let auth = FnAuthorizer::new(move |req| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if n == 0 {
-                // The first answer is slow: by the time it comes, the socket has changed.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            Ok(ChannelAuth {
-                auth: sign_channel(KEY, SECRET, &req.socket_id, &req.channel, None),
-                channel_data: None,
-                shared_secret: None,
-            })
-        }
-    });
+    // The first answer is slow: by the time it comes, the socket has changed.
+    let (auth, calls) = counting_signer(0, Duration::from_millis(1500));
     let options = options_for(first.local_addr()).authorizer(auth).build().expect("options");
     let client = Client::connect(options).await.expect("connects");
     let mut global = client.events();
@@ -183,22 +168,8 @@ async fn subscribe_while_offline_completes_when_the_server_comes() {
 #[tokio::test]
 async fn a_late_answer_to_a_cancelled_subscribe_does_not_confirm_the_new_one() {
     let server = server().await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let auth = FnAuthorizer::new(move |req| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if n == 1 {
-                // The second subscribe's auth is slow: the first subscribe's success arrives first.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Ok(ChannelAuth {
-                auth: sign_channel(KEY, SECRET, &req.socket_id, &req.channel, None),
-                channel_data: None,
-                shared_secret: None,
-            })
-        }
-    });
+    // The second subscribe's auth is slow: the first subscribe's success arrives first.
+    let (auth, calls) = counting_signer(1, Duration::from_millis(300));
     let client = Client::connect(options_for(server.local_addr()).authorizer(auth).build().expect("options"))
         .await
         .expect("connects");
