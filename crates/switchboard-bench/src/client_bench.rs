@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use switchboard::{Client, ClientOptions};
-use switchboard_protocol::Frame;
+use switchboard_protocol::PackedFrame;
 use switchboard_protocol::frame::encode_server_frame;
 use switchboard_protocol::phoenix::{RawMessage, Vsn};
 use tokio::net::TcpListener;
@@ -195,7 +195,8 @@ pub async fn recv(args: RecvArgs) -> Result<(), String> {
         }
         "bare" => {
             let url = format!("ws://{}/app/bench?protocol=7", args.addr);
-            let is_tick = |text: &str| Frame::decode(text).map(|f| f.event == "tick").map_err(|e| e.to_string());
+            let is_tick =
+                |text: &str| PackedFrame::decode(text).map(|f| f.event() == "tick").map_err(|e| e.to_string());
             let subscribe = r#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#;
             bare_loop(&url, subscribe, &args, "bare read + parse", is_tick).await?;
         }
@@ -256,7 +257,7 @@ async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
     let (mut received, mut dropped) = (0u64, 0u64);
     while received + dropped < args.events {
         let event = stream.next().await.ok_or("stream ended")?;
-        if event.event == switchboard::LAGGED_EVENT {
+        if event.name() == switchboard::LAGGED_EVENT {
             dropped += event.json::<serde_json::Value>().ok().and_then(|v| v["dropped"].as_u64()).unwrap_or(0);
             continue;
         }
@@ -284,7 +285,7 @@ async fn recv_phoenix(args: RecvArgs) -> Result<(), String> {
     let (mut received, mut dropped) = (0u64, 0u64);
     while received + dropped < args.events {
         let event = stream.next().await.ok_or("stream ended")?;
-        match event.event.as_str() {
+        match event.name() {
             "tick" if clock.is_none() => clock = Some((Instant::now(), cpu_seconds())),
             "tick" => {
                 std::hint::black_box(event.data());

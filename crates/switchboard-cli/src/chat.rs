@@ -271,7 +271,7 @@ async fn join(
     channel.bind("client-typing", move |event| {
         let data: serde_json::Value = event.json().unwrap_or_default();
         let _ = feed.send(ChatEvent::Typing {
-            user_id: event.user_id.clone().unwrap_or_default(),
+            user_id: event.user_id().map(str::to_owned).unwrap_or_default(),
             name: data["name"].as_str().unwrap_or("?").to_owned(),
             typing: data["typing"].as_bool().unwrap_or(false),
         });

@@ -56,23 +56,23 @@ pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<Stri
         eprintln!("switchboard listen: subscribed to {channel}");
     }
     while let Some(event) = events.next().await {
-        if event.event == GAP_EVENT {
+        if event.name() == GAP_EVENT {
             eprintln!(
                 "switchboard listen: resubscribed to {}: events sent while disconnected were lost",
-                event.channel.as_deref().unwrap_or("?")
+                event.channel().unwrap_or("?")
             );
             continue;
         }
-        let internal = event.event.starts_with("pusher:")
-            || event.event.starts_with("pusher_internal:")
-            || event.event.starts_with("switchboard:");
-        if internal || only.as_deref().is_some_and(|name| name != event.event) {
+        let internal = event.name().starts_with("pusher:")
+            || event.name().starts_with("pusher_internal:")
+            || event.name().starts_with("switchboard:");
+        if internal || only.as_deref().is_some_and(|name| name != event.name()) {
             continue;
         }
         let data = event
             .data()
             .map(|text| serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned())));
-        let line = json!({ "channel": event.channel, "event": event.event, "data": data, "at": rfc3339_now() });
+        let line = json!({ "channel": event.channel(), "event": event.name(), "data": data, "at": rfc3339_now() });
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchboard_protocol::frame::{encode_json_data_frame, encode_server_frame};
 use switchboard_protocol::signature::{sign_channel, verify_channel};
-use switchboard_protocol::{Frame, PresenceRoster};
+use switchboard_protocol::{Frame, PackedFrame, PresenceRoster};
 
 fn frames(c: &mut Criterion) {
     let payload_100 = format!(r#"{{"order":42,"status":"shipped","note":"{}"}}"#, "x".repeat(60));
@@ -17,6 +17,8 @@ fn frames(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("frame/{name}"));
         group.throughput(Throughput::Bytes(server_frame.len() as u64));
         group.bench_function("decode_server_frame", |b| b.iter(|| Frame::decode(black_box(&server_frame))));
+        group
+            .bench_function("decode_server_frame_packed", |b| b.iter(|| PackedFrame::decode(black_box(&server_frame))));
         group.bench_function("encode_server_frame", |b| {
             b.iter(|| {
                 encode_server_frame(

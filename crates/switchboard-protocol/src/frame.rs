@@ -97,39 +97,59 @@ impl Frame {
     /// # Ok::<(), switchboard_protocol::ProtocolError>(())
     /// ```
     pub fn decode(text: &str) -> Result<Frame, ProtocolError> {
-        let wire: WireFrame<'_> =
-            serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?;
-        let event = match wire.event.map(string_of) {
-            Some(Some(event)) if !event.is_empty() => event,
-            Some(_) => {
-                return Err(ProtocolError::InvalidFrame("event must be a non-empty string".into()));
+        // One pass for well-formed frames; anything unusual, and errors, through serde_json.
+        let mut buffer = String::with_capacity(text.len());
+        match crate::packed::scan(text, &mut buffer) {
+            Some((spans, data_is_json)) => {
+                let own = |span: Option<(usize, usize)>| span.and_then(|(a, b)| buffer.get(a..b)).map(str::to_owned);
+                let data = match own(spans.data) {
+                    None => Data::Absent,
+                    Some(json) if data_is_json => Data::Json(json),
+                    Some(text) => Data::String(text),
+                };
+                Ok(Frame {
+                    event: own(Some(spans.event)).unwrap_or_default(),
+                    channel: own(spans.channel),
+                    data,
+                    user_id: own(spans.user_id),
+                })
             }
-            None => return Err(ProtocolError::InvalidFrame("missing event".into())),
-        };
-        let channel = match wire.channel {
-            None => None,
-            Some(raw) if raw.get() == "null" => None,
-            Some(raw) => {
-                Some(string_of(raw).ok_or_else(|| ProtocolError::InvalidFrame("channel must be a string".into()))?)
-            }
-        };
-        let data = match wire.data {
-            None => Data::Absent,
-            Some(raw) => match raw.get() {
-                "null" => Data::Absent,
-                text if text.starts_with('"') => {
-                    Data::String(serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?)
-                }
-                text => Data::Json(text.to_owned()),
-            },
-        };
-        let user_id = wire.user_id.and_then(id_of);
-        Ok(Frame { event, channel, data, user_id })
+            None => decode_with_serde(text),
+        }
     }
 }
 
+/// The general decoder: any member types, and the error messages.
+pub(crate) fn decode_with_serde(text: &str) -> Result<Frame, ProtocolError> {
+    let wire: WireFrame<'_> = serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?;
+    let event = match wire.event.map(string_of) {
+        Some(Some(event)) if !event.is_empty() => event,
+        Some(_) => {
+            return Err(ProtocolError::InvalidFrame("event must be a non-empty string".into()));
+        }
+        None => return Err(ProtocolError::InvalidFrame("missing event".into())),
+    };
+    let channel = match wire.channel {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => {
+            Some(string_of(raw).ok_or_else(|| ProtocolError::InvalidFrame("channel must be a string".into()))?)
+        }
+    };
+    let data = match wire.data {
+        None => Data::Absent,
+        Some(raw) => match raw.get() {
+            "null" => Data::Absent,
+            text if text.starts_with('"') => Data::String(crate::packed::json_string(text)?),
+            text => Data::Json(text.to_owned()),
+        },
+    };
+    let user_id = wire.user_id.and_then(id_of);
+    Ok(Frame { event, channel, data, user_id })
+}
+
 fn string_of(raw: &RawValue) -> Option<String> {
-    serde_json::from_str::<String>(raw.get()).ok()
+    crate::packed::json_string(raw.get()).ok()
 }
 
 /// A user id as a string: JSON strings as they are, numbers in their JSON spelling.

@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod http_auth;
 pub mod messages;
+pub mod packed;
 pub mod phoenix;
 pub mod phoenix_presence;
 pub mod presence;
@@ -32,6 +33,7 @@ pub use channel::{ChannelKind, ChannelName};
 pub use codes::{CloseAction, ErrorCode};
 pub use error::ProtocolError;
 pub use frame::{Data, Frame};
+pub use packed::PackedFrame;
 pub use presence::{PresenceChange, PresenceRoster};
 
 /// The protocol version this crate speaks (`?protocol=7` in the connection URL).

@@ -21,7 +21,7 @@ async fn main() -> Result<(), switchboard::Error> {
     let started = std::time::Instant::now();
     let mut commands = channel.events();
     while let Some(event) = commands.next().await {
-        match event.event.as_str() {
+        match event.name() {
             "command" => {
                 let command: serde_json::Value = event.json().unwrap_or_default();
                 let action = command["action"].as_str().unwrap_or("");

@@ -23,7 +23,7 @@ async fn main() -> Result<(), switchboard::Error> {
     }
     let mut events = client.events();
     while let Some(event) = events.next().await {
-        println!("{} {} {}", event.channel.as_deref().unwrap_or("-"), event.event, event.data().unwrap_or(""));
+        println!("{} {} {}", event.channel().unwrap_or("-"), event.name(), event.data().unwrap_or(""));
     }
     Ok(())
 }

@@ -31,14 +31,14 @@ async fn main() -> Result<(), Error> {
     eprintln!("moderating {room} with {} members", channel.members().count());
     let mut events = channel.events();
     while let Some(event) = events.next().await {
-        match event.event.as_str() {
+        match event.name() {
             "client-message" => {
                 let text = event
                     .json::<serde_json::Value>()
                     .ok()
                     .and_then(|m| m["text"].as_str().map(str::to_lowercase))
                     .unwrap_or_default();
-                let Some(user) = event.user_id.clone() else { continue };
+                let Some(user) = event.user_id().map(str::to_owned) else { continue };
                 if banned.iter().any(|word| text.contains(word.as_str())) {
                     publisher.terminate_user_connections(&user).await?;
                     channel.trigger("message", &json!({"text": format!("user {user} was removed for a banned word"), "from": "moderator-bot"})).await?;

@@ -115,7 +115,7 @@ impl Channel {
     /// let channel = client.subscribe("news").await?;
     /// let mut events = channel.events();
     /// while let Some(event) = events.next().await {
-    ///     println!("{} {:?}", event.event, event.data());
+    ///     println!("{} {:?}", event.name(), event.data());
     /// }
     /// # Ok(()) }
     /// ```

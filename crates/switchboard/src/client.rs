@@ -45,7 +45,7 @@ struct Shared {
 /// orders.bind("OrderShipped", |event| println!("shipped: {:?}", event.data()));
 /// let mut events = orders.events();
 /// while let Some(event) = events.next().await {
-///     println!("{} {:?}", event.event, event.data());
+///     println!("{} {:?}", event.name(), event.data());
 /// }
 /// # Ok(()) }
 /// ```
@@ -268,7 +268,7 @@ impl Client {
     /// use futures_util::StreamExt;
     /// let mut all = client.events();
     /// while let Some(event) = all.next().await {
-    ///     println!("{:?} {}", event.channel, event.event);
+    ///     println!("{:?} {}", event.channel(), event.name());
     /// }
     /// # Ok(()) }
     /// ```

@@ -15,7 +15,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use switchboard_protocol::frame::{encode_client_frame, push_json_string};
 use switchboard_protocol::messages::{ConnectionEstablished, ErrorData};
-use switchboard_protocol::{ChannelKind, CloseAction, ErrorCode, Frame};
+use switchboard_protocol::{ChannelKind, CloseAction, ErrorCode, Frame, PackedFrame};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -462,7 +462,9 @@ impl ConnectionTask {
                     last_inbound = Instant::now();
                     ping_sent = None;
                     // Handle this frame and the ones already buffered without going back
-                    // through select!, which matters at hundreds of thousands of frames/s.
+                    // through select!, which matters at hundreds of thousands of frames/s,
+                    // and wake each listener once for the whole burst.
+                    let _burst = self.dispatcher.batch();
                     let mut inbound = inbound;
                     for _ in 0..READ_BATCH {
                         match inbound {
@@ -749,9 +751,9 @@ impl ConnectionTask {
     }
 
     fn decryption_failed(&self, shared: &Arc<ChannelShared>, event: &Event) {
-        tracing::warn!(channel = %shared.name, event = %event.event, "dropping an event that does not decrypt, even with a fresh key");
+        tracing::warn!(channel = %shared.name, event = %event.name(), "dropping an event that does not decrypt, even with a fresh key");
         let mut data = String::from("{\"event\":");
-        push_json_string(&mut data, &event.event);
+        push_json_string(&mut data, event.name());
         data.push('}');
         self.deliver(shared, Event::internal(Some(&shared.name), DECRYPTION_ERROR_EVENT, Some(data)));
     }
@@ -969,19 +971,19 @@ impl ConnectionTask {
     }
 
     async fn on_text(&mut self, text: &str, ws: &mut Ws) -> Result<(), Ended> {
-        let frame = match Frame::decode(text) {
+        let packed = match PackedFrame::decode(text) {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::warn!("ignoring a malformed frame from the server: {e}");
                 return Ok(());
             }
         };
-        if !frame.event.starts_with("pusher:") && !frame.event.starts_with("pusher_internal:") {
-            // App and client events, the hot path: the decoded strings move into the event.
-            let Frame { event, channel, data, user_id } = frame;
-            self.deliver_app_event(Event { channel, event, data: data.into_text(), user_id, binary: None });
+        if !packed.event().starts_with("pusher:") && !packed.event().starts_with("pusher_internal:") {
+            // App and client events, the hot path: the decoded buffer becomes the event.
+            self.deliver_app_event(Event::from_frame(packed));
             return Ok(());
         }
+        let frame = Frame::from(packed);
         let channel = frame.channel.clone();
         match frame.event.as_str() {
             "pusher:ping" => send(ws, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await?,
@@ -1021,20 +1023,14 @@ impl ConnectionTask {
             }
             event if event.starts_with("pusher_internal:") => {}
             // Other pusher: events (pusher:cache_miss, …) go to listeners as they are.
-            _ => self.deliver_app_event(Event {
-                channel,
-                event: frame.event,
-                data: frame.data.into_text(),
-                user_id: frame.user_id,
-                binary: None,
-            }),
+            _ => self.deliver_app_event(Event::from_frame(PackedFrame::from(frame))),
         }
         Ok(())
     }
 
     fn deliver_app_event(&mut self, event: Event) {
-        match event.channel.as_deref().and_then(|c| self.subs.get(c)) {
-            Some(sub) if sub.shared.kind == ChannelKind::PrivateEncrypted && !event.event.starts_with("pusher:") => {
+        match event.channel().and_then(|c| self.subs.get(c)) {
+            Some(sub) if sub.shared.kind == ChannelKind::PrivateEncrypted && !event.name().starts_with("pusher:") => {
                 let name = sub.shared.name.clone();
                 self.deliver_encrypted(&name, event);
             }
@@ -1236,10 +1232,10 @@ async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
 
 /// Open an encrypted event: data `{nonce, ciphertext}` → the plaintext JSON.
 fn decrypt_event(key: &[u8; 32], event: &Event) -> Result<Event> {
-    let payload = event.data.as_deref().unwrap_or_default();
+    let payload = event.data().unwrap_or_default();
     let plain = switchboard_protocol::encryption::decrypt(key, payload)
-        .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", event.event)))?;
-    Ok(Event { data: Some(plain), ..event.clone() })
+        .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", event.name())))?;
+    Ok(event.with_data(&plain))
 }
 
 /// `{"user_id": id, "user_info": info}` for member events.

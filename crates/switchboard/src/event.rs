@@ -15,10 +15,13 @@ use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+
+use switchboard_protocol::PackedFrame;
+use switchboard_protocol::packed::Spans;
 
 use crate::auth::BoxFuture;
 use crate::error::{Error, ErrorKind, Result};
+use crate::queue::{PushError, QueueReceiver, QueueSender, WakeBatch, Wakes, queue};
 
 /// Name of the event a stream receives after it missed events: data `{"dropped": n}`.
 pub const LAGGED_EVENT: &str = "switchboard:lagged";
@@ -31,44 +34,139 @@ pub const DECRYPTION_ERROR_EVENT: &str = "switchboard:decryption_error";
 pub const GAP_EVENT: &str = "switchboard:gap";
 
 /// One event as delivered to listeners.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its channel, name, payload and user id share one buffer: the socket reader allocates
+/// once per event (the frame decoder unescapes straight into it), and the consumer frees
+/// once. Read it through the accessors.
+///
+/// ```
+/// let ev = switchboard::Event::new(Some("orders"), "shipped", Some(r#"{"id":7}"#));
+/// assert_eq!((ev.channel(), ev.name(), ev.data()), (Some("orders"), "shipped", Some(r#"{"id":7}"#)));
+/// assert_eq!(ev.user_id(), None);
+/// ```
+#[derive(Clone)]
 pub struct Event {
-    /// The channel, or `None` for connection-level events such as `pusher:error`.
-    pub channel: Option<String>,
-    /// The event name.
-    pub event: String,
-    /// The payload as text: usually JSON (server strings are unwrapped, objects kept raw).
-    pub data: Option<String>,
-    /// The sender's user id on presence client events.
-    pub user_id: Option<String>,
-    /// The payload of a Phoenix V2 binary frame (then `data` is `None`).
-    pub binary: Option<bytes::Bytes>,
+    text: String,
+    spans: Spans,
+    /// The payload of a Phoenix V2 binary frame (then there is no text payload).
+    binary: Option<bytes::Bytes>,
 }
 
 impl Event {
+    /// An event built by hand (tests, relays, replays).
+    pub fn new(channel: Option<&str>, name: &str, data: Option<&str>) -> Self {
+        Self::pack(channel, name, data, None)
+    }
+
+    /// The same event, from the presence member `user_id` (as on client events).
+    ///
+    /// ```
+    /// let ev = switchboard::Event::new(Some("presence-room"), "client-typing", Some("{}")).with_user_id("42");
+    /// assert_eq!(ev.user_id(), Some("42"));
+    /// ```
+    pub fn with_user_id(self, user_id: &str) -> Self {
+        Self { binary: self.binary.clone(), ..Self::pack(self.channel(), self.name(), self.data(), Some(user_id)) }
+    }
+
+    /// The channel, or `None` for connection-level events such as `pusher:error`.
+    pub fn channel(&self) -> Option<&str> {
+        self.slice(self.spans.channel)
+    }
+
+    /// The event name, e.g. `App\Events\OrderShipped`, `client-typing`, `pusher:member_added`.
+    pub fn name(&self) -> &str {
+        self.slice(Some(self.spans.event)).unwrap_or_default()
+    }
+
+    /// The payload as text: usually JSON (server strings are unwrapped, objects kept raw).
+    pub fn data(&self) -> Option<&str> {
+        self.slice(self.spans.data)
+    }
+
+    /// The sender's user id on presence client events.
+    pub fn user_id(&self) -> Option<&str> {
+        self.slice(self.spans.user_id)
+    }
+
+    /// The payload of a Phoenix V2 binary frame (then [`Event::data`] is `None`).
+    pub fn binary(&self) -> Option<&bytes::Bytes> {
+        self.binary.as_ref()
+    }
+
     /// Deserialize the payload.
     ///
     /// ```
-    /// let ev = switchboard::Event { channel: Some("orders".into()), event: "shipped".into(),
-    ///     data: Some(r#"{"id":7}"#.into()), user_id: None, binary: None };
+    /// let ev = switchboard::Event::new(Some("orders"), "shipped", Some(r#"{"id":7}"#));
     /// let v: serde_json::Value = ev.json()?;
     /// assert_eq!(v["id"], 7);
     /// # Ok::<(), switchboard::Error>(())
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        let text = self.data.as_deref().unwrap_or("null");
+        let text = self.data().unwrap_or("null");
         serde_json::from_str(text).map_err(|e| {
-            Error::new(ErrorKind::Protocol, format!("event {} data is not the expected JSON: {e}", self.event))
+            Error::new(ErrorKind::Protocol, format!("event {} data is not the expected JSON: {e}", self.name()))
         })
     }
 
-    /// The payload text.
-    pub fn data(&self) -> Option<&str> {
-        self.data.as_deref()
+    /// A received frame, adopting its buffer without copying.
+    pub(crate) fn from_frame(frame: PackedFrame) -> Self {
+        let (text, spans) = frame.into_parts();
+        Self { text, spans, binary: None }
     }
 
-    pub(crate) fn internal(channel: Option<&str>, event: &str, data: Option<String>) -> Self {
-        Self { channel: channel.map(str::to_owned), event: event.to_owned(), data, user_id: None, binary: None }
+    pub(crate) fn internal(channel: Option<&str>, name: &str, data: Option<String>) -> Self {
+        Self::pack(channel, name, data.as_deref(), None)
+    }
+
+    pub(crate) fn binary_payload(channel: &str, name: &str, payload: bytes::Bytes) -> Self {
+        Self { binary: Some(payload), ..Self::pack(Some(channel), name, None, None) }
+    }
+
+    /// The same event with another payload (a decrypted one).
+    pub(crate) fn with_data(&self, data: &str) -> Self {
+        Self::pack(self.channel(), self.name(), Some(data), self.user_id())
+    }
+
+    fn pack(channel: Option<&str>, name: &str, data: Option<&str>, user_id: Option<&str>) -> Self {
+        let parts = [Some(name), channel, data, user_id];
+        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        let mut push = |part: Option<&str>| {
+            part.map(|p| {
+                let start = text.len();
+                text.push_str(p);
+                (start, text.len())
+            })
+        };
+        let event = push(parts[0]).unwrap_or_default();
+        let spans = Spans { event, channel: push(parts[1]), data: push(parts[2]), user_id: push(parts[3]) };
+        Self { text, spans, binary: None }
+    }
+
+    fn slice(&self, span: Option<(usize, usize)>) -> Option<&str> {
+        span.and_then(|(start, end)| self.text.get(start..end))
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.channel(), self.name(), self.data(), self.user_id(), &self.binary)
+            == (other.channel(), other.name(), other.data(), other.user_id(), &other.binary)
+    }
+}
+
+impl Eq for Event {}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Event");
+        out.field("channel", &self.channel()).field("name", &self.name()).field("data", &self.data());
+        if let Some(user_id) = self.user_id() {
+            out.field("user_id", &user_id);
+        }
+        if let Some(binary) = &self.binary {
+            out.field("binary", binary);
+        }
+        out.finish()
     }
 }
 
@@ -86,7 +184,7 @@ enum Handler {
 }
 
 struct StreamSlot {
-    tx: mpsc::Sender<Event>,
+    tx: QueueSender<Event>,
     /// Only this event name, or everything.
     filter: Option<String>,
     dropped: u64,
@@ -176,7 +274,7 @@ impl Listeners {
     }
 
     pub(crate) fn stream(self: &Arc<Self>, filter: Option<String>, capacity: usize) -> EventStream {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue(capacity);
         let mut reg = self.lock();
         reg.next_id += 1;
         let id = reg.next_id;
@@ -186,47 +284,45 @@ impl Listeners {
 
     /// Offer `event` to every matching stream without waiting (full queues count a drop),
     /// moving it into the last taker instead of cloning. Returns it if handlers want it.
-    pub(crate) fn offer(&self, event: Event) -> Option<Event> {
+    pub(crate) fn offer(&self, event: Event, wakes: &Wakes) -> Option<Event> {
         if !self.is_active() {
             return None;
         }
         let mut reg = self.lock();
-        let wants_handlers = reg.handlers.iter().any(|(_, name, _)| *name == event.event || name == "*");
+        let wants_handlers = reg.handlers.iter().any(|(_, name, _)| *name == event.name() || name == "*");
         let matches = |slot: &StreamSlot, name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
-        let takers = reg.streams.values().filter(|slot| matches(slot, &event.event)).count();
+        let takers = reg.streams.values().filter(|slot| matches(slot, event.name())).count();
         let mut event = Some(event);
         let mut seen = 0;
         reg.streams.retain(|_, slot| {
             let Some(current) = event.as_ref() else { return true };
-            if !matches(slot, &current.event) {
+            if !matches(slot, current.name()) {
                 return true;
             }
             seen += 1;
             if slot.dropped > 0 {
-                let lagged = Event {
-                    data: Some(format!("{{\"dropped\":{}}}", slot.dropped)),
-                    ..Event::internal(current.channel.as_deref(), LAGGED_EVENT, None)
-                };
-                match slot.tx.try_send(lagged) {
+                let dropped = format!("{{\"dropped\":{}}}", slot.dropped);
+                let lagged = Event::new(current.channel(), LAGGED_EVENT, Some(&dropped));
+                match slot.tx.try_push(lagged, wakes) {
                     Ok(()) => slot.dropped = 0,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(PushError::Full(_)) => {
                         slot.dropped += 1;
                         return true;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    Err(PushError::Closed(_)) => return false,
                 }
             }
             let last = seen == takers && !wants_handlers;
             let outgoing = if last { event.take() } else { event.clone() };
             let Some(outgoing) = outgoing else { return true };
-            match slot.tx.try_send(outgoing) {
+            match slot.tx.try_push(outgoing, wakes) {
                 Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(dropped)) => {
+                Err(PushError::Full(dropped)) => {
                     slot.dropped += 1;
-                    tracing::warn!(event = %dropped.event, "event stream full: dropping an event (reported as {LAGGED_EVENT})");
+                    tracing::warn!(event = %dropped.name(), "event stream full: dropping an event (reported as {LAGGED_EVENT})");
                     true
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(PushError::Closed(_)) => false,
             }
         });
         if wants_handlers { event } else { None }
@@ -249,7 +345,7 @@ impl Listeners {
 /// A stream of events (`while let Some(ev) = stream.next().await`). Dropping it stops the
 /// delivery to it; the channel stays subscribed (other streams and handlers may use it).
 pub struct EventStream {
-    rx: mpsc::Receiver<Event>,
+    rx: QueueReceiver<Event>,
     owner: Weak<Listeners>,
     id: u64,
 }
@@ -288,36 +384,44 @@ pub(crate) struct Dispatch {
     pub(crate) event: Event,
 }
 
-/// Sends events to the handler task without ever waiting.
+/// Sends events to streams and to the handler task without ever waiting.
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
-    tx: mpsc::Sender<Dispatch>,
+    tx: QueueSender<Dispatch>,
     pub(crate) dropped: Arc<AtomicU64>,
+    wakes: Arc<Wakes>,
 }
 
 impl Dispatcher {
     /// Start the handler task.
     pub(crate) fn start(capacity: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue(capacity);
         tokio::spawn(run_handlers(rx));
-        Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
+        Self { tx, dropped: Arc::new(AtomicU64::new(0)), wakes: Arc::default() }
+    }
+
+    /// Hold listeners' wake-ups until the guard drops: the socket reader opens one around
+    /// each burst of frames, so a consumer that keeps up is woken once per burst, not once
+    /// per event.
+    pub(crate) fn batch(&self) -> WakeBatch {
+        self.wakes.batch()
     }
 
     /// Deliver to streams now and queue for handlers (only if any are bound).
     pub(crate) fn deliver(&self, listeners: &Arc<Listeners>, event: Event) {
-        let Some(event) = listeners.offer(event) else { return };
-        let name = event.event.clone();
+        let Some(event) = listeners.offer(event, &self.wakes) else { return };
+        let name = event.name().to_owned();
         let dispatch = Dispatch { listeners: listeners.clone(), event };
-        if self.tx.try_send(dispatch).is_err() {
+        if self.tx.try_push(dispatch, &self.wakes).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(event = %name, dropped_total = n, "handlers are behind: dropping an event for bound handlers");
         }
     }
 }
 
-async fn run_handlers(mut rx: mpsc::Receiver<Dispatch>) {
+async fn run_handlers(mut rx: QueueReceiver<Dispatch>) {
     while let Some(Dispatch { listeners, event }) = rx.recv().await {
-        for handler in listeners.handlers_for(&event.event) {
+        for handler in listeners.handlers_for(event.name()) {
             let outcome = match handler {
                 Handler::Sync(f) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&event))),
                 Handler::Async(f) => AssertUnwindSafe(f(event.clone())).catch_unwind().await,
@@ -328,7 +432,7 @@ async fn run_handlers(mut rx: mpsc::Receiver<Dispatch>) {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "non-string panic".into());
-                tracing::error!(event = %event.event, "an event handler panicked (the connection lives on): {message}");
+                tracing::error!(event = %event.name(), "an event handler panicked (the connection lives on): {message}");
             }
         }
     }

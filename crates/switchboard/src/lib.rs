@@ -15,7 +15,7 @@
 //! use switchboard::{Client, ClientOptions};
 //! let client = Client::connect(ClientOptions::from_env()?.build()?).await?;
 //! let channel = client.subscribe("orders").await?;
-//! channel.bind("*", |event| println!("{}: {:?}", event.event, event.data()));
+//! channel.bind("*", |event| println!("{}: {:?}", event.name(), event.data()));
 //! # Ok(()) }
 //! ```
 
@@ -31,6 +31,7 @@ pub mod options;
 pub mod phoenix;
 pub mod presence;
 pub mod publisher;
+mod queue;
 pub mod state;
 
 pub use auth::{

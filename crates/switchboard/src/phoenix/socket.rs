@@ -756,7 +756,9 @@ impl Task {
             }
             tokio::select! {
                 inbound = ws.next() => {
-                    // This frame and those already buffered, without going back through select!.
+                    // This frame and those already buffered, without going back through
+                    // select!, waking each listener once for the burst.
+                    let burst = self.dispatcher.batch();
                     let mut inbound = inbound;
                     for _ in 0..256 {
                         match inbound {
@@ -787,6 +789,7 @@ impl Task {
                             None => break,
                         }
                     }
+                    drop(burst);
                     if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
                         next_heartbeat = Instant::now() + self.options.heartbeat;
                     }
@@ -1026,9 +1029,9 @@ impl Task {
             }
             _ => {}
         }
-        // The payload goes on as the text it arrived as: no value tree on the hot path.
-        let data = Some(message.payload.get().to_owned());
-        let event = Event { channel: Some(topic), event: message.event, data, user_id: None, binary: None };
+        // The payload goes on as the text it arrived as (no value tree), in one allocation
+        // with the topic and name.
+        let event = Event::new(Some(&topic), &message.event, Some(message.payload.get()));
         self.dispatcher.deliver(&listeners, event);
         Ok(())
     }
@@ -1061,13 +1064,7 @@ impl Task {
             return Ok(()); // a push for an earlier join
         }
         let listeners = chan.listeners.clone();
-        let event = Event {
-            channel: Some(message.topic),
-            event: message.event,
-            data: None,
-            user_id: None,
-            binary: Some(bytes.into()),
-        };
+        let event = Event::binary_payload(&message.topic, &message.event, bytes.into());
         self.dispatcher.deliver(&listeners, event);
         Ok(())
     }

@@ -78,10 +78,10 @@ async fn public_channel_stream_bind_and_global() {
     });
     publisher.trigger(&["news"], "headline", &json!({"title": "hi"}), None).await.expect("trigger");
     let event = next_named(&mut stream, "headline").await;
-    assert_eq!(event.channel.as_deref(), Some("news"));
+    assert_eq!(event.channel(), Some("news"));
     assert_eq!(event.json::<serde_json::Value>().expect("json")["title"], "hi");
-    assert_eq!(next_named(&mut named, "headline").await.event, "headline");
-    assert_eq!(next_named(&mut global, "headline").await.channel.as_deref(), Some("news"));
+    assert_eq!(next_named(&mut named, "headline").await.name(), "headline");
+    assert_eq!(next_named(&mut global, "headline").await.channel(), Some("news"));
     eventually(WAIT, || counted.load(Ordering::SeqCst) == 1 && star.load(Ordering::SeqCst) == 1).await;
     assert_eq!(channel.unbind("headline", Some(id)), 1);
     publisher.trigger(&["news"], "headline", &"plain text", None).await.expect("trigger");
@@ -108,7 +108,7 @@ async fn async_handlers_run_in_order_and_a_panicking_handler_is_contained() {
         let log = log.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            log.lock().expect("lock").push(event.data.unwrap_or_default());
+            log.lock().expect("lock").push(event.data().unwrap_or_default().to_owned());
         }
     });
     let publisher = publisher(&server);
@@ -137,7 +137,7 @@ async fn a_slow_stream_loses_events_and_is_told_how_many() {
     }
     publisher.trigger(&["firehose"], "tick", &"10", None).await.expect("trigger");
     let lagged = tokio::time::timeout(WAIT, slow.recv()).await.expect("in time").expect("event");
-    assert_eq!(lagged.event, LAGGED_EVENT);
+    assert_eq!(lagged.name(), LAGGED_EVENT);
     assert_eq!(lagged.json::<serde_json::Value>().expect("json")["dropped"], 6);
     assert_eq!(slow.recv().await.expect("event").data(), Some("10"));
     server.shutdown().await;

@@ -50,7 +50,7 @@ pub async fn next_named(stream: &mut EventStream, name: &str) -> Event {
     tokio::time::timeout(WAIT, async {
         loop {
             let event = stream.recv().await.expect("stream open");
-            if event.event == name {
+            if event.name() == name {
                 return event;
             }
         }
@@ -63,7 +63,7 @@ pub async fn next_named(stream: &mut EventStream, name: &str) -> Event {
 pub async fn none_named(stream: &mut EventStream, name: &str, ms: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
     while let Ok(Some(event)) = tokio::time::timeout_at(deadline, stream.recv()).await {
-        assert_ne!(event.event, name, "unexpected {event:?}");
+        assert_ne!(event.name(), name, "unexpected {event:?}");
     }
 }
 

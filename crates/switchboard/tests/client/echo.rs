@@ -15,9 +15,9 @@ async fn echo_channels_listen_whisper_and_presence_callbacks() {
     assert_eq!(orders.channel().name(), "private-orders.1");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    orders.listen("OrderShipped", move |e| log.lock().expect("lock").push(e.event.clone()));
+    orders.listen("OrderShipped", move |e| log.lock().expect("lock").push(e.name().to_owned()));
     let log = seen.clone();
-    orders.listen(".order.updated", move |e| log.lock().expect("lock").push(e.event.clone()));
+    orders.listen(".order.updated", move |e| log.lock().expect("lock").push(e.name().to_owned()));
     let publisher = publisher(&server);
     publisher.trigger(&["private-orders.1"], "App\\Events\\OrderShipped", &json!({}), None).await.expect("trigger");
     publisher.trigger(&["private-orders.1"], "order.updated", &json!({}), None).await.expect("trigger");
@@ -35,7 +35,7 @@ async fn echo_channels_listen_whisper_and_presence_callbacks() {
     room_a.leaving(move |m| log.lock().expect("lock").push(format!("-{}", m.info["name"].as_str().unwrap_or("?"))));
     let whispers = Arc::new(Mutex::new(Vec::new()));
     let log = whispers.clone();
-    room_a.listen_for_whisper("typing", move |e| log.lock().expect("lock").push(e.user_id.clone()));
+    room_a.listen_for_whisper("typing", move |e| log.lock().expect("lock").push(e.user_id().map(str::to_owned)));
 
     let room_b = b.join_as("chat", PresenceUser::new("2", json!({"name": "Bob"}))).await.expect("join");
     room_b.whisper("typing", &json!({"typing": true})).await.expect("whisper");

@@ -141,6 +141,6 @@ async fn cache_channels_report_a_miss_or_replay() {
     assert!(late.is_subscribed());
     // The replay can arrive before a channel stream exists; the global stream sees it.
     let replay = next_named(&mut global, "quote").await;
-    assert_eq!((replay.channel.as_deref(), replay.data()), (Some("cache-quotes"), Some("7")));
+    assert_eq!((replay.channel(), replay.data()), (Some("cache-quotes"), Some("7")));
     server.shutdown().await;
 }

@@ -43,7 +43,7 @@ async fn pusher_js_and_switchboard_meet_on_a_presence_channel() {
     assert_eq!(added.json::<serde_json::Value>().expect("json")["user_id"], "js");
     assert_eq!(channel.members().get("js").expect("js is a member").info["name"], "pusher-js");
     let hello = next_named(&mut events, "client-hello").await;
-    assert_eq!(hello.user_id.as_deref(), Some("js"));
+    assert_eq!(hello.user_id(), Some("js"));
     assert_eq!(hello.json::<serde_json::Value>().expect("json")["from"], "js");
     channel.trigger("hello", &json!({"from": "rust"})).await.expect("whisper");
 

@@ -52,7 +52,7 @@ async fn presence_client_events_carry_the_sender() {
     let mut inbox = rb.events();
     ra.trigger("message", &json!({"text": "hello"})).await.expect("sent");
     let got = next_named(&mut inbox, "client-message").await;
-    assert_eq!(got.user_id.as_deref(), Some("1"));
+    assert_eq!(got.user_id(), Some("1"));
     server.shutdown().await;
 }
 
