@@ -2,11 +2,12 @@
 # Client receive-rate benchmark: switchboard, the bare read+parse floor, pusher-js under
 # Node, and a seed-style Python websockets client, against one stream server, same run.
 # Then memory per idle connection with 10,000 switchboard clients in one process.
-# Usage: bench/client.sh            Env: EVENTS (1000000), SLOW_EVENTS (200000), IDLE (10000)
+# Usage: bench/client.sh    Env: EVENTS (2000000), SLOW_EVENTS (300000), RUNS (5), IDLE (10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS=${EVENTS:-1000000}
-SLOW_EVENTS=${SLOW_EVENTS:-200000}
+EVENTS=${EVENTS:-2000000}
+SLOW_EVENTS=${SLOW_EVENTS:-300000}
+RUNS=${RUNS:-5}
 IDLE=${IDLE:-10000}
 ulimit -n "$(ulimit -Hn)"
 [ -d interop/node_modules/pusher-js ] || npm ci --prefix interop --no-audit --no-fund
@@ -16,18 +17,31 @@ HARNESS=target/release/switchboard-bench
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-echo "# client receive rate, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "# client receive rate, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $RUNS runs each (Python: 1)"
 for payload in 100 1000; do
-  "$HARNESS" stream-server --payload "$payload" --events $((EVENTS * 2)) > "$work/server.out" &
+  "$HARNESS" stream-server --payload "$payload" --events 4000000000 > "$work/server.out" &
   server_pid=$!
   for _ in $(seq 50); do grep -q listening "$work/server.out" && break; sleep 0.1; done
   addr=$(awk '/listening on/ {print $3}' "$work/server.out")
-  "$HARNESS" recv --mode bare --addr "$addr" --events "$EVENTS" --payload "$payload"
-  "$HARNESS" recv --mode switchboard --addr "$addr" --events "$EVENTS" --payload "$payload"
-  "$HARNESS" recv --mode switchboard-main --addr "$addr" --events "$EVENTS" --payload "$payload"
-  node interop/bench-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"
+  # Interleaved rounds, so that a slow spell of the machine hits every receiver alike.
+  for _ in $(seq "$RUNS"); do
+    "$HARNESS" recv --mode bare --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode switchboard --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode switchboard-main --addr "$addr" --events "$EVENTS" --payload "$payload"
+    node interop/bench-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"
+  done | tee -a "$work/runs.txt"
   python3 bench/python_recv.py "$addr" "$SLOW_EVENTS" "$payload"
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 done
+echo "# medians of $RUNS runs: events/s (CPU s per million)"
+# Each line: LABEL… payload=N events=N RATE events/s CPU CPU-label… ; the label has spaces.
+awk '/payload=/ { for (i = 1; i <= NF; i++) if ($i ~ /^payload=/) break;
+       label = $1; for (j = 2; j < i; j++) label = label " " $j;
+       key = label " " $i; rate[key] = rate[key] " " $(i + 2); cpu[key] = cpu[key] " " $(i + 4) }
+     END { for (k in rate) print k "|" rate[k] "|" cpu[k] }' "$work/runs.txt" |
+  sort | while IFS='|' read -r key rates cpus; do
+    median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    printf '%-40s %10s events/s  (%s CPU s/M)\n' "$key" "$(echo "$rates" | median)" "$(echo "$cpus" | median)"
+  done
 echo "# memory per idle subscribed client connection"
 "$HARNESS" idle-clients --clients "$IDLE"

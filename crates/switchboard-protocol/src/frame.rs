@@ -101,7 +101,7 @@ impl Frame {
         let mut buffer = String::with_capacity(text.len());
         match crate::packed::scan(text, &mut buffer) {
             Some((spans, data_is_json)) => {
-                let own = |span: Option<(usize, usize)>| span.and_then(|(a, b)| buffer.get(a..b)).map(str::to_owned);
+                let own = |span: Option<crate::packed::Span>| span.and_then(|s| s.get(&buffer)).map(str::to_owned);
                 let data = match own(spans.data) {
                     None => Data::Absent,
                     Some(json) if data_is_json => Data::Json(json),

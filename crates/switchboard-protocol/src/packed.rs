@@ -17,8 +17,32 @@ use serde_json::value::RawValue;
 use crate::ProtocolError;
 use crate::frame::{Data, Frame};
 
-/// Where a member's text lies in the packed buffer.
-type Span = (usize, usize);
+/// Where a member's text lies in a packed buffer: byte offsets, kept as `u32` so that a
+/// packed frame (and the client's event built on it) stays small to move around. Frames
+/// are far below 4 GiB (WebSocket libraries cap messages at tens of MiB); a longer one is
+/// refused by [`PackedFrame::decode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `text[start..end]`, if both fit in `u32`.
+    pub fn new(start: usize, end: usize) -> Option<Span> {
+        Some(Span { start: u32::try_from(start).ok()?, end: u32::try_from(end).ok()? })
+    }
+
+    /// This span of `text` (`None` if it does not fall on `text`'s character boundaries).
+    pub fn get<'a>(&self, text: &'a str) -> Option<&'a str> {
+        text.get(self.start as usize..self.end as usize)
+    }
+
+    /// True if the span is empty.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
 
 /// A decoded frame whose members share one buffer.
 ///
@@ -53,9 +77,26 @@ pub struct Spans {
 impl PackedFrame {
     /// Decode one text frame; accepts and refuses what [`Frame::decode`] does.
     pub fn decode(text: &str) -> Result<PackedFrame, ProtocolError> {
-        let mut out = String::with_capacity(text.len());
-        if let Some((spans, data_is_json)) = scan(text, &mut out) {
-            return Ok(PackedFrame { text: out, spans, data_is_json });
+        Self::decode_into(text, String::new())
+    }
+
+    /// [`PackedFrame::decode`] into `buffer` (cleared first), for callers that recycle
+    /// buffers instead of allocating one per frame.
+    ///
+    /// ```
+    /// use switchboard_protocol::PackedFrame;
+    /// let f = PackedFrame::decode_into(r#"{"event":"tick","data":"7"}"#, String::with_capacity(64))?;
+    /// assert_eq!((f.event(), f.data()), ("tick", Some("7")));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn decode_into(text: &str, mut buffer: String) -> Result<PackedFrame, ProtocolError> {
+        if u32::try_from(text.len()).is_err() {
+            return Err(ProtocolError::InvalidFrame("a frame of 4 GiB or more".into()));
+        }
+        buffer.clear();
+        buffer.reserve(text.len());
+        if let Some((spans, data_is_json)) = scan(text, &mut buffer) {
+            return Ok(PackedFrame { text: buffer, spans, data_is_json });
         }
         Ok(PackedFrame::from(Frame::decode(text)?))
     }
@@ -86,7 +127,7 @@ impl PackedFrame {
     }
 
     fn slice(&self, span: Option<Span>) -> Option<&str> {
-        span.and_then(|(start, end)| self.text.get(start..end))
+        span.and_then(|span| span.get(&self.text))
     }
 }
 
@@ -96,11 +137,12 @@ impl From<Frame> for PackedFrame {
         let data = frame.data.as_text();
         let parts = [Some(frame.event.as_str()), frame.channel.as_deref(), data, frame.user_id.as_deref()];
         let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        // Members past 4 GiB get no span (reads of them give `None`); frames are far smaller.
         let mut push = |part: Option<&str>| {
-            part.map(|p| {
+            part.and_then(|p| {
                 let start = text.len();
                 text.push_str(p);
-                (start, text.len())
+                Span::new(start, text.len())
             })
         };
         let event = push(parts[0]).unwrap_or_default();
@@ -187,7 +229,7 @@ pub(crate) fn scan(text: &str, out: &mut String) -> Option<(Spans, bool)> {
             }
             keep
         };
-        let span = kept.then_some((start, out.len()));
+        let span = if kept { Some(Span::new(start, out.len())?) } else { None };
         match member {
             EVENT => event = span,
             CHANNEL => spans.channel = span,
@@ -206,7 +248,7 @@ pub(crate) fn scan(text: &str, out: &mut String) -> Option<(Spans, bool)> {
         return None;
     }
     // A missing or empty event name is an error, worded by the slow path.
-    spans.event = event.filter(|(start, end)| end > start)?;
+    spans.event = event.filter(|span: &Span| !span.is_empty())?;
     Some((spans, data_is_json))
 }
 
@@ -395,7 +437,7 @@ mod tests {
         );
         let (text, spans) = f.into_parts();
         assert_eq!(text, "client-xpresence-a{}u1");
-        assert_eq!(spans.data, Some((18, 20)));
+        assert_eq!(spans.data, Span::new(18, 20));
         // The serde path packs the same way, keeping an object's raw JSON.
         let o = PackedFrame::decode(r#"{"event":"e","data":{"a":1},"user_id":5}"#).unwrap();
         assert_eq!((o.data(), o.user_id()), (Some(r#"{"a":1}"#), Some("5")));

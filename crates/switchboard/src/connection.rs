@@ -28,14 +28,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DECRYPTION_ERROR_EVENT, Dispatcher, Event, GAP_EVENT, Listeners};
 use crate::options::ClientOptions;
 use crate::presence::{Member, id_string};
+use crate::queue::{Burst, ReadPacing};
 use crate::state::ConnectionState;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Client events waiting for the rate limit, at most.
 const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
-/// Frames handled per wake-up before the other select! branches get a turn.
-const READ_BATCH: usize = 256;
 /// Encrypted events held while a new key is fetched, at most per channel.
 const MAX_HELD_ENCRYPTED: usize = 100;
 
@@ -192,7 +191,8 @@ pub(crate) struct ConnectionTask {
     state: watch::Sender<ConnectionState>,
     global: Arc<Listeners>,
     dispatcher: Dispatcher,
-    subs: HashMap<String, Sub>,
+    /// By name; looked up for every received event, hence the fast (non-SipHash) hasher.
+    subs: HashMap<String, Sub, foldhash::fast::RandomState>,
     /// Channels whose `pusher:subscribe` is unanswered, in send order: a channel-less
     /// `pusher:error` 4009 (Reverb, Sockudo) belongs to the oldest.
     sent_order: VecDeque<Unanswered>,
@@ -231,7 +231,7 @@ pub(crate) fn spawn(
         state,
         global,
         dispatcher,
-        subs: HashMap::new(),
+        subs: HashMap::default(),
         sent_order: VecDeque::new(),
         next_generation: 0,
         auth_tx,
@@ -442,6 +442,7 @@ impl ConnectionTask {
         if self.signin.wanted {
             self.start_signin();
         }
+        let mut pacing = ReadPacing::default();
         let mut last_inbound = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         let mut close_code: Option<u16> = None;
@@ -464,9 +465,9 @@ impl ConnectionTask {
                     // Handle this frame and the ones already buffered without going back
                     // through select!, which matters at hundreds of thousands of frames/s,
                     // and wake each listener once for the whole burst.
-                    let _burst = self.dispatcher.batch();
+                    let mut burst = Burst::new(self.dispatcher.batch());
                     let mut inbound = inbound;
-                    for _ in 0..READ_BATCH {
+                    loop {
                         match inbound {
                             None => {
                                 let code = close_code.or(self.last_error_code);
@@ -477,6 +478,7 @@ impl ConnectionTask {
                                 return Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) };
                             }
                             Some(Ok(message)) => {
+                                pacing.count(message.as_payload().len());
                                 if let Some((code, _)) = message.as_close() {
                                     close_code = Some(u16::from(code));
                                 } else if let Some(text) = message.as_text()
@@ -486,11 +488,16 @@ impl ConnectionTask {
                                 }
                             }
                         }
+                        if !burst.room_for_more() {
+                            break;
+                        }
                         match ws.next().now_or_never() {
                             Some(next) => inbound = next,
                             None => break,
                         }
                     }
+                    drop(burst);
+                    pacing.maybe_yield().await;
                 },
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Ended::User,
@@ -971,7 +978,7 @@ impl ConnectionTask {
     }
 
     async fn on_text(&mut self, text: &str, ws: &mut Ws) -> Result<(), Ended> {
-        let packed = match PackedFrame::decode(text) {
+        let packed = match PackedFrame::decode_into(text, crate::buffers::take(text.len())) {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::warn!("ignoring a malformed frame from the server: {e}");

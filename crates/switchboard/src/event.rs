@@ -6,7 +6,6 @@
 //! run on one dispatcher task fed by a bounded queue with the same policy (drops are counted
 //! in [`crate::Client::dropped_events`] and logged). A panicking handler is caught and logged.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +16,7 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 
 use switchboard_protocol::PackedFrame;
-use switchboard_protocol::packed::Spans;
+use switchboard_protocol::packed::{Span, Spans};
 
 use crate::auth::BoxFuture;
 use crate::error::{Error, ErrorKind, Result};
@@ -48,8 +47,9 @@ pub const GAP_EVENT: &str = "switchboard:gap";
 pub struct Event {
     text: String,
     spans: Spans,
-    /// The payload of a Phoenix V2 binary frame (then there is no text payload).
-    binary: Option<bytes::Bytes>,
+    /// The payload of a Phoenix V2 binary frame (then there is no text payload). Boxed:
+    /// it is rare, and events are moved through queues by value, so size matters.
+    binary: Option<Box<bytes::Bytes>>,
 }
 
 impl Event {
@@ -65,7 +65,9 @@ impl Event {
     /// assert_eq!(ev.user_id(), Some("42"));
     /// ```
     pub fn with_user_id(self, user_id: &str) -> Self {
-        Self { binary: self.binary.clone(), ..Self::pack(self.channel(), self.name(), self.data(), Some(user_id)) }
+        let mut event = Self::pack(self.channel(), self.name(), self.data(), Some(user_id));
+        event.binary.clone_from(&self.binary);
+        event
     }
 
     /// The channel, or `None` for connection-level events such as `pusher:error`.
@@ -90,7 +92,7 @@ impl Event {
 
     /// The payload of a Phoenix V2 binary frame (then [`Event::data`] is `None`).
     pub fn binary(&self) -> Option<&bytes::Bytes> {
-        self.binary.as_ref()
+        self.binary.as_deref()
     }
 
     /// Deserialize the payload.
@@ -119,7 +121,9 @@ impl Event {
     }
 
     pub(crate) fn binary_payload(channel: &str, name: &str, payload: bytes::Bytes) -> Self {
-        Self { binary: Some(payload), ..Self::pack(Some(channel), name, None, None) }
+        let mut event = Self::pack(Some(channel), name, None, None);
+        event.binary = Some(Box::new(payload));
+        event
     }
 
     /// The same event with another payload (a decrypted one).
@@ -131,10 +135,10 @@ impl Event {
         let parts = [Some(name), channel, data, user_id];
         let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
         let mut push = |part: Option<&str>| {
-            part.map(|p| {
+            part.and_then(|p| {
                 let start = text.len();
                 text.push_str(p);
-                (start, text.len())
+                Span::new(start, text.len())
             })
         };
         let event = push(parts[0]).unwrap_or_default();
@@ -142,8 +146,14 @@ impl Event {
         Self { text, spans, binary: None }
     }
 
-    fn slice(&self, span: Option<(usize, usize)>) -> Option<&str> {
-        span.and_then(|(start, end)| self.text.get(start..end))
+    fn slice(&self, span: Option<Span>) -> Option<&str> {
+        span.and_then(|span| span.get(&self.text))
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        crate::buffers::give(std::mem::take(&mut self.text));
     }
 }
 
@@ -193,7 +203,8 @@ struct StreamSlot {
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    streams: HashMap<u64, StreamSlot>,
+    /// (id, slot): a few per channel, so a `Vec` is the cheapest thing to walk per event.
+    streams: Vec<(u64, StreamSlot)>,
     /// (id, event name or "*", handler), in bind order.
     handlers: Vec<(u64, String, Handler)>,
 }
@@ -278,7 +289,7 @@ impl Listeners {
         let mut reg = self.lock();
         reg.next_id += 1;
         let id = reg.next_id;
-        reg.streams.insert(id, StreamSlot { tx, filter, dropped: 0 });
+        reg.streams.push((id, StreamSlot { tx, filter, dropped: 0 }));
         EventStream { rx, owner: Arc::downgrade(self), id }
     }
 
@@ -291,10 +302,10 @@ impl Listeners {
         let mut reg = self.lock();
         let wants_handlers = reg.handlers.iter().any(|(_, name, _)| *name == event.name() || name == "*");
         let matches = |slot: &StreamSlot, name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
-        let takers = reg.streams.values().filter(|slot| matches(slot, event.name())).count();
+        let takers = reg.streams.iter().filter(|(_, slot)| matches(slot, event.name())).count();
         let mut event = Some(event);
         let mut seen = 0;
-        reg.streams.retain(|_, slot| {
+        reg.streams.retain_mut(|(_, slot)| {
             let Some(current) = event.as_ref() else { return true };
             if !matches(slot, current.name()) {
                 return true;
@@ -338,7 +349,7 @@ impl Listeners {
     }
 
     fn remove_stream(&self, id: u64) {
-        self.lock().streams.remove(&id);
+        self.lock().streams.retain(|(sid, _)| *sid != id);
     }
 }
 
@@ -435,5 +446,21 @@ async fn run_handlers(mut rx: QueueReceiver<Dispatch>) {
                 tracing::error!(event = %event.name(), "an event handler panicked (the connection lives on): {message}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small_to_move() {
+        // Every event is moved through the listener queues by value.
+        assert!(std::mem::size_of::<Event>() <= 80, "{}", std::mem::size_of::<Event>());
+        let binary = Event::binary_payload("room:1", "blob", bytes::Bytes::from_static(b"\x01\x02"));
+        assert_eq!((binary.channel(), binary.name(), binary.data()), (Some("room:1"), "blob", None));
+        assert_eq!(binary.binary().map(|b| &b[..]), Some(&b"\x01\x02"[..]));
+        let with_user = binary.clone().with_user_id("7");
+        assert_eq!((with_user.user_id(), with_user.binary()), (Some("7"), binary.binary()));
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod backoff;
+mod buffers;
 pub mod channel;
 pub mod client;
 mod connection;

@@ -17,6 +17,7 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
 use super::{reconnect_after, rejoin_after};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Dispatcher, Event, EventStream, HandlerId, Listeners};
+use crate::queue::{Burst, ReadPacing};
 use crate::state::ConnectionState;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -747,6 +748,7 @@ impl Task {
             }
         }
         let mut next_heartbeat = Instant::now() + self.options.heartbeat;
+        let mut pacing = ReadPacing::default();
         let timer = tokio::time::sleep_until(next_heartbeat);
         tokio::pin!(timer);
         loop {
@@ -758,13 +760,14 @@ impl Task {
                 inbound = ws.next() => {
                     // This frame and those already buffered, without going back through
                     // select!, waking each listener once for the burst.
-                    let burst = self.dispatcher.batch();
+                    let mut burst = Burst::new(self.dispatcher.batch());
                     let mut inbound = inbound;
-                    for _ in 0..256 {
+                    loop {
                         match inbound {
                             None => return Flow::Reconnect("the server closed the connection".into()),
                             Some(Err(e)) => return Flow::Reconnect(format!("socket error: {e}")),
                             Some(Ok(frame)) => {
+                                pacing.count(frame.as_payload().len());
                                 if let Some(text) = frame.as_text() {
                                     match RawMessage::decode(text, self.options.vsn) {
                                         Ok(message) => {
@@ -784,12 +787,16 @@ impl Task {
                                 }
                             }
                         }
+                        if !burst.room_for_more() {
+                            break;
+                        }
                         match ws.next().now_or_never() {
                             Some(next) => inbound = next,
                             None => break,
                         }
                     }
                     drop(burst);
+                    pacing.maybe_yield().await;
                     if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
                         next_heartbeat = Instant::now() + self.options.heartbeat;
                     }
