@@ -27,21 +27,14 @@ for payload in 100 1000; do
   for _ in $(seq "$RUNS"); do
     "$HARNESS" recv --mode bare --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode switchboard --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode switchboard --runtime current --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode switchboard-main --addr "$addr" --events "$EVENTS" --payload "$payload"
     node interop/bench-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"
   done | tee -a "$work/runs.txt"
   python3 bench/python_recv.py "$addr" "$SLOW_EVENTS" "$payload"
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 done
-echo "# medians of $RUNS runs: events/s (CPU s per million)"
-# Each line: LABEL… payload=N events=N RATE events/s CPU CPU-label… ; the label has spaces.
-awk '/payload=/ { for (i = 1; i <= NF; i++) if ($i ~ /^payload=/) break;
-       label = $1; for (j = 2; j < i; j++) label = label " " $j;
-       key = label " " $i; rate[key] = rate[key] " " $(i + 2); cpu[key] = cpu[key] " " $(i + 4) }
-     END { for (k in rate) print k "|" rate[k] "|" cpu[k] }' "$work/runs.txt" |
-  sort | while IFS='|' read -r key rates cpus; do
-    median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-    printf '%-40s %10s events/s  (%s CPU s/M)\n' "$key" "$(echo "$rates" | median)" "$(echo "$cpus" | median)"
-  done
+echo "# medians of $RUNS runs"
+bench/medians.sh < "$work/runs.txt"
 echo "# memory per idle subscribed client connection"
 "$HARNESS" idle-clients --clients "$IDLE"

@@ -167,6 +167,17 @@ pub struct RecvArgs {
     /// Payload size label for the report.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// `multi` (tokio's default multi-thread runtime, one worker per core) or `current` (a
+    /// current-thread runtime: one event loop, as Node runs pusher-js).
+    #[arg(long, default_value = "multi")]
+    runtime: String,
+}
+
+impl RecvArgs {
+    /// True if this receiver runs on a current-thread runtime.
+    pub fn current_thread(&self) -> bool {
+        self.runtime == "current"
+    }
 }
 
 /// CPU seconds (user + system) of this process, from `/proc/self/stat`.
@@ -291,7 +302,11 @@ async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
         received += 1;
     }
     std::hint::black_box(bytes);
-    let label = if spawned { "switchboard (task)" } else { "switchboard (main)" };
+    let label = match (spawned, args.current_thread()) {
+        (true, false) => "switchboard (task)",
+        (false, false) => "switchboard (main)",
+        (_, true) => "switchboard (1 thread)",
+    };
     report(label, args.payload, received, started, cpu);
     if dropped > 0 {
         println!("  (the stream queue overflowed: {dropped} events dropped and reported, not counted)");
@@ -324,7 +339,8 @@ async fn recv_phoenix(args: RecvArgs) -> Result<(), String> {
         }
     }
     let (started, cpu) = clock.ok_or("no events")?;
-    report("switchboard phoenix", args.payload, received, started, cpu);
+    let label = if args.current_thread() { "switchboard phoenix (1 thread)" } else { "switchboard phoenix" };
+    report(label, args.payload, received, started, cpu);
     if dropped > 0 {
         println!("  (the stream queue overflowed: {dropped} events dropped and reported, not counted)");
     }

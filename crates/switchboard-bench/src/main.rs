@@ -31,9 +31,24 @@ enum Command {
     IdleClients(client_bench::IdleArgs),
 }
 
-#[tokio::main]
-async fn main() {
-    let result = match Cli::parse().command {
+fn main() {
+    let command = Cli::parse().command;
+    // A receiver may run on a current-thread runtime: one event loop, as Node runs pusher-js.
+    let runtime = match &command {
+        Command::Recv(args) if args.current_thread() => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = runtime.unwrap_or_else(|e| {
+        eprintln!("switchboard-bench: cannot start the runtime: {e}");
+        std::process::exit(1);
+    });
+    runtime.block_on(run(command));
+}
+
+async fn run(command: Command) {
+    let result = match command {
         Command::Fanout(args) => fanout::run(args).await,
         Command::StreamServer(args) => client_bench::stream_server(args).await,
         Command::Recv(args) => client_bench::recv(args).await,

@@ -2,12 +2,14 @@
 //!
 //! Every received event owns one buffer (its name, channel and payload, unescaped). At 1 KB
 //! events and a million events a second, allocating each and freeing it when the consumer is
-//! done cost a quarter of the throughput with glibc's allocator: events freed together left
-//! its heap top above the trim threshold, so it returned the memory to the kernel and faulted
-//! it back in for the next burst, hundreds of thousands of page faults a second. A consumer
-//! on the socket reader's thread (tokio's usual placement) now hands its buffers back here
-//! and the reader takes them for the next frames. Small buffers are left to the allocator's
-//! own per-thread cache, which already handles them well; the pool is bounded in bytes.
+//! done cost up to a quarter of the throughput with glibc's allocator: a consumer on the
+//! reader's worker thread (tokio's usual placement) runs when the reader yields, often after
+//! hundreds of kilobytes of events; freed together they left the heap top above glibc's trim
+//! threshold, so it returned the memory to the kernel and faulted it back in for the next
+//! round (about 600,000 page faults per 3 million events). Consumers now hand their buffers
+//! back here and the reader takes them for the next frames (a few hundred page faults).
+//! Small buffers are left to the allocator's per-thread cache, which handles them well; the
+//! pool is bounded in bytes.
 
 use std::cell::RefCell;
 
@@ -15,8 +17,9 @@ use std::cell::RefCell;
 const MIN_CAPACITY: usize = 512;
 /// Buffers larger than this are not kept (one huge event must not pin its memory).
 const MAX_CAPACITY: usize = 16 * 1024;
-/// What one thread keeps, at most.
-const MAX_KEPT_BYTES: usize = 256 * 1024;
+/// What one thread keeps, at most: about what a socket reader produces before tokio's
+/// cooperative budget makes it yield to the consumers on its thread.
+const MAX_KEPT_BYTES: usize = 512 * 1024;
 
 #[derive(Default)]
 struct Pool {

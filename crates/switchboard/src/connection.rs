@@ -28,7 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DECRYPTION_ERROR_EVENT, Dispatcher, Event, GAP_EVENT, Listeners};
 use crate::options::ClientOptions;
 use crate::presence::{Member, id_string};
-use crate::queue::{Burst, ReadPacing};
+use crate::queue::Burst;
 use crate::state::ConnectionState;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -442,7 +442,6 @@ impl ConnectionTask {
         if self.signin.wanted {
             self.start_signin();
         }
-        let mut pacing = ReadPacing::default();
         let mut last_inbound = Instant::now();
         let mut ping_sent: Option<Instant> = None;
         let mut close_code: Option<u16> = None;
@@ -478,7 +477,6 @@ impl ConnectionTask {
                                 return Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) };
                             }
                             Some(Ok(message)) => {
-                                pacing.count(message.as_payload().len());
                                 if let Some((code, _)) = message.as_close() {
                                     close_code = Some(u16::from(code));
                                 } else if let Some(text) = message.as_text()
@@ -497,7 +495,6 @@ impl ConnectionTask {
                         }
                     }
                     drop(burst);
-                    pacing.maybe_yield().await;
                 },
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Ended::User,

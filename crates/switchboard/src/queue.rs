@@ -213,18 +213,6 @@ impl Drop for WakeBatch {
 /// Frames the socket reader handles in one burst before its other `select!` branches
 /// (commands, timers) get a turn.
 const BURST_FRAMES: usize = 256;
-/// Bytes of frames the socket reader handles before it yields to the consumers it woke.
-///
-/// Consumers often run on the reader's own worker thread, and only when it yields; a reader
-/// whose socket never runs dry yields only when tokio's cooperative budget runs out, by
-/// which time a megabyte of events can wait in memory. Freed together, they leave the
-/// allocator's heap top above its trim threshold (128 KiB in glibc), so it returns the
-/// memory to the kernel and faults it back in for the next round: measured at 1 KB events,
-/// about 600,000 page faults per 3 million events and a quarter of the throughput. Yielding
-/// every 64 KiB keeps that under the threshold, at the cost of one scheduler round trip per
-/// 64 KiB.
-const YIELD_BYTES: usize = 64 * 1024;
-
 /// One read burst: the frames the socket reader already has, handled without going back
 /// through its `select!`, with listeners' wake-ups held until the burst ends (when this is
 /// dropped).
@@ -243,28 +231,6 @@ impl Burst {
     pub(crate) fn room_for_more(&mut self) -> bool {
         self.frames += 1;
         self.frames < BURST_FRAMES
-    }
-}
-
-/// Counts what the socket reader handled since it last yielded (see [`YIELD_BYTES`]).
-#[derive(Default)]
-pub(crate) struct ReadPacing {
-    unyielded: usize,
-}
-
-impl ReadPacing {
-    /// Count a frame of `len` bytes.
-    pub(crate) fn count(&mut self, len: usize) {
-        self.unyielded += len;
-    }
-
-    /// Yield to the consumers woken so far if enough was read since the last time. Call it
-    /// after a burst has ended (its wake-ups released).
-    pub(crate) async fn maybe_yield(&mut self) {
-        if self.unyielded >= YIELD_BYTES {
-            self.unyielded = 0;
-            tokio::task::yield_now().await;
-        }
     }
 }
 

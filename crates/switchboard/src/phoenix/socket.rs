@@ -17,7 +17,7 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
 use super::{reconnect_after, rejoin_after};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Dispatcher, Event, EventStream, HandlerId, Listeners};
-use crate::queue::{Burst, ReadPacing};
+use crate::queue::Burst;
 use crate::state::ConnectionState;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -748,7 +748,6 @@ impl Task {
             }
         }
         let mut next_heartbeat = Instant::now() + self.options.heartbeat;
-        let mut pacing = ReadPacing::default();
         let timer = tokio::time::sleep_until(next_heartbeat);
         tokio::pin!(timer);
         loop {
@@ -767,7 +766,6 @@ impl Task {
                             None => return Flow::Reconnect("the server closed the connection".into()),
                             Some(Err(e)) => return Flow::Reconnect(format!("socket error: {e}")),
                             Some(Ok(frame)) => {
-                                pacing.count(frame.as_payload().len());
                                 if let Some(text) = frame.as_text() {
                                     match RawMessage::decode(text, self.options.vsn) {
                                         Ok(message) => {
@@ -796,7 +794,6 @@ impl Task {
                         }
                     }
                     drop(burst);
-                    pacing.maybe_yield().await;
                     if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
                         next_heartbeat = Instant::now() + self.options.heartbeat;
                     }
