@@ -1,6 +1,7 @@
 //! The client commands end to end: line-mode chat between two processes through the
 //! embedded server, the TUI in a real terminal (tmux), listen and trigger, channels and
-//! users, and bad configuration. Every server binds 127.0.0.1 on a free port.
+//! users, TLS through a terminating proxy, and bad configuration. Every server binds
+//! 127.0.0.1 on a free port.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -236,4 +237,102 @@ async fn line_mode_chat_over_phoenix_through_the_embedded_server() {
     assert_eq!(alice.exit_code().await, 0);
     line_with(&mut bob.out, "* alice left").await;
     assert_eq!(bob.exit_code().await, 0);
+}
+
+/// A TLS-terminating proxy in front of `backend`, as Reverb and `switchboard serve` are run
+/// in production (behind nginx or Caddy), with a certificate for 127.0.0.1 signed by a fresh
+/// CA. Returns the proxy's port and the CA's PEM.
+async fn tls_proxy(backend: std::net::SocketAddr) -> (u16, String) {
+    use rcgen::{CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer, pki_types::PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server cert");
+
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        )
+        .expect("server TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A refused handshake (a client that does not trust the CA) just ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(backend).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    (port, ca_cert.pem())
+}
+
+#[tokio::test]
+async fn listen_over_tls_trusts_the_system_roots_and_nothing_else() {
+    let config = switchboard_server::ServerConfig { port: 0, ..switchboard_server::ServerConfig::default() };
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let (tls_port, ca_pem) = tls_proxy(server.local_addr()).await;
+    let tls_port = tls_port.to_string();
+    let dir = std::env::temp_dir().join(format!("switchboard-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("write CA");
+    let listen_args = ["listen", "news", "--scheme", "wss", "--host", "127.0.0.1", "--port", &tls_port];
+
+    // rustls with the system's roots: the unknown CA is refused, the reason is said, and the
+    // client backs off and retries.
+    let mut untrusting = command(&listen_args)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = BufReader::new(untrusting.stderr.take().expect("stderr")).lines();
+    let refused = line_with(&mut err, "certificate").await;
+    assert!(refused.contains("invalid peer certificate: UnknownIssuer") && refused.contains("retrying"), "{refused}");
+    drop(untrusting);
+
+    // The same roots, with the CA added the standard way (SSL_CERT_FILE, read by
+    // rustls-native-certs): connected over TLS, events arrive.
+    let mut listen = spawn_with_env(&listen_args, &[("SSL_CERT_FILE", ca_file.to_str().expect("path"))]);
+    line_with(&mut listen.err, "subscribed to news").await;
+    let port = server.local_addr().port().to_string();
+    let out = command(&["trigger", "news", "over-tls", r#"{"secure":true}"#, "--port", &port])
+        .output()
+        .await
+        .expect("trigger");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = line_with(&mut listen.out, "over-tls").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&line).expect("json")["data"]["secure"], true);
+    drop(listen);
+    let _ = std::fs::remove_dir_all(&dir);
+    server.shutdown().await;
+}
+
+fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = command(args);
+    cmd.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    Proc { child, out, err }
 }
