@@ -4,6 +4,15 @@
 //! Every request names the socket id it is for. The connection drops an answer whose
 //! socket id is no longer current (a reconnect happened while the request was in flight),
 //! so a signature for an old socket is never sent.
+//!
+//! ```
+//! use switchboard::{ClientOptions, HttpAuthorizer};
+//! let options = ClientOptions::builder("app-key")
+//!     .authorizer(HttpAuthorizer::new("https://app.example.com/broadcasting/auth").bearer_token("token"))
+//!     .build()?;
+//! # let _ = options;
+//! # Ok::<(), switchboard::Error>(())
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,9 +26,32 @@ use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A boxed future, as authorizers return.
+///
+/// ```
+/// use switchboard::auth::BoxFuture;
+/// use switchboard::{AuthRequest, Authorizer, ChannelAuth, Result};
+/// /// Signs with a key fetched from a vault on every call.
+/// struct VaultSigner;
+/// impl Authorizer for VaultSigner {
+///     fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
+///         Box::pin(async move {
+///             let auth = format!("key:{}", request.socket_id); // stand-in for a real signature
+///             Ok(ChannelAuth { auth, channel_data: None, shared_secret: None })
+///         })
+///     }
+/// }
+/// # let _ = VaultSigner;
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A presence member's identity: `user_id` and optional `user_info` (raw JSON).
+///
+/// ```
+/// use switchboard::PresenceUser;
+/// let bot = PresenceUser::new("moderator-bot", serde_json::json!({"role": "bot"}));
+/// assert_eq!(bot.user_id, "moderator-bot");
+/// assert_eq!(bot.user_info.as_deref(), Some(r#"{"role":"bot"}"#));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceUser {
     /// The member id.
@@ -41,6 +73,11 @@ impl PresenceUser {
     }
 
     /// The `channel_data` string to sign and send (compact JSON).
+    ///
+    /// ```
+    /// let anonymous = switchboard::PresenceUser::new("7", serde_json::Value::Null);
+    /// assert_eq!(anonymous.channel_data(), r#"{"user_id":"7"}"#);
+    /// ```
     pub fn channel_data(&self) -> String {
         let mut out = String::from("{\"user_id\":");
         switchboard_protocol::frame::push_json_string(&mut out, &self.user_id);
@@ -54,6 +91,16 @@ impl PresenceUser {
 }
 
 /// What an authorizer is asked.
+///
+/// ```
+/// use switchboard::{AuthRequest, Authorizer, SecretAuthorizer};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let request = AuthRequest { socket_id: "1.2".into(), channel: "private-orders.1".into(), presence: None };
+/// let answer = SecretAuthorizer::new("app-key", "app-secret").authorize_channel(request).await?;
+/// assert!(answer.auth.starts_with("app-key:"));
+/// # Ok::<(), switchboard::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct AuthRequest {
     /// The socket id the signature must be for.
@@ -65,6 +112,14 @@ pub struct AuthRequest {
 }
 
 /// The answer for a channel: `{auth, channel_data?, shared_secret?}`.
+///
+/// ```
+/// // What Laravel's /broadcasting/auth answers for a presence channel.
+/// let answer: switchboard::ChannelAuth =
+///     serde_json::from_str(r#"{"auth":"key:sig","channel_data":"{\"user_id\":\"7\"}"}"#).unwrap();
+/// assert_eq!(answer.channel_data.as_deref(), Some(r#"{"user_id":"7"}"#));
+/// assert_eq!(answer.shared_secret, None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ChannelAuth {
     /// `key:signature`.
@@ -78,6 +133,16 @@ pub struct ChannelAuth {
 }
 
 /// The answer for user sign-in: `{auth, user_data}`.
+///
+/// ```
+/// use switchboard::{Authorizer, PresenceUser, SecretAuthorizer};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let signer = SecretAuthorizer::new("app-key", "app-secret").with_user(PresenceUser::new("42", serde_json::json!({})));
+/// let user = signer.authenticate_user("1.2".into()).await?;
+/// assert!(user.user_data.contains(r#""id":"42""#));
+/// # Ok::<(), switchboard::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct UserAuth {
     /// `key:signature` over `socket_id::user::user_data`.
@@ -87,6 +152,17 @@ pub struct UserAuth {
 }
 
 /// Authorizes subscriptions to private and presence channels (and user sign-in).
+///
+/// ```
+/// use switchboard::{ClientOptions, HttpAuthorizer};
+/// // Three ways to authorize: the app secret, an HTTP endpoint, or a closure (FnAuthorizer).
+/// let by_secret = ClientOptions::builder("app-key").secret("app-secret").build()?;
+/// let by_endpoint = ClientOptions::builder("app-key")
+///     .authorizer(HttpAuthorizer::new("https://app.example.com/broadcasting/auth").bearer_token("t"))
+///     .build()?;
+/// # let _ = (by_secret, by_endpoint);
+/// # Ok::<(), switchboard::Error>(())
+/// ```
 pub trait Authorizer: Send + Sync + 'static {
     /// Authorize `request.socket_id` on `request.channel`.
     fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>>;
@@ -129,12 +205,34 @@ impl std::fmt::Debug for SecretAuthorizer {
 
 impl SecretAuthorizer {
     /// Sign for app `key` with `secret`.
+    ///
+    /// ```
+    /// use switchboard::{AuthRequest, Authorizer, SecretAuthorizer};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let signer = SecretAuthorizer::new("app-key", "app-secret");
+    /// let request = AuthRequest { socket_id: "1.2".into(), channel: "private-a".into(), presence: None };
+    /// assert!(signer.authorize_channel(request).await?.auth.starts_with("app-key:"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new(key: impl Into<String>, secret: impl Into<String>) -> Self {
         Self { key: key.into(), secret: secret.into(), user: None, master_key: None }
     }
 
     /// The encryption master key (base64 of 32 bytes) for `private-encrypted-` channels: the
     /// per-channel key is derived from it, as the server SDKs do.
+    ///
+    /// ```
+    /// use switchboard::{AuthRequest, Authorizer, SecretAuthorizer};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let master = "rmsIPX+6hcPmFO3cmXSxeq7tUd47PoCFuHcbUabC2UU="; // base64 of 32 bytes
+    /// let signer = SecretAuthorizer::new("app-key", "app-secret").with_encryption_master_key(master)?;
+    /// let request = AuthRequest { socket_id: "1.2".into(), channel: "private-encrypted-vault".into(), presence: None };
+    /// assert!(signer.authorize_channel(request).await?.shared_secret.is_some());
+    /// assert!(SecretAuthorizer::new("k", "s").with_encryption_master_key("too short").is_err());
+    /// # Ok::<(), switchboard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn with_encryption_master_key(mut self, base64_key: &str) -> Result<Self> {
         let key = switchboard_protocol::encryption::decode_shared_secret(base64_key)
             .map_err(|e| Error::new(ErrorKind::Config, format!("encryption master key: {e}")))?;
@@ -143,6 +241,17 @@ impl SecretAuthorizer {
     }
 
     /// The presence identity (and sign-in user) used when `subscribe` is not given one.
+    ///
+    /// ```
+    /// use switchboard::{AuthRequest, Authorizer, PresenceUser, SecretAuthorizer};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let signer = SecretAuthorizer::new("app-key", "app-secret").with_user(PresenceUser::new("device-7", serde_json::json!({})));
+    /// let request = AuthRequest { socket_id: "1.2".into(), channel: "presence-fleet".into(), presence: None };
+    /// let answer = signer.authorize_channel(request).await?;
+    /// assert_eq!(answer.channel_data.as_deref(), Some(r#"{"user_id":"device-7","user_info":{}}"#));
+    /// # Ok::<(), switchboard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn with_user(mut self, user: PresenceUser) -> Self {
         self.user = Some(user);
         self
@@ -222,6 +331,14 @@ pub struct HttpAuthorizer {
 
 impl HttpAuthorizer {
     /// Use `endpoint` (e.g. Laravel's `/broadcasting/auth`).
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth");
+    /// let options = switchboard::ClientOptions::builder("app-key").authorizer(auth).build()?;
+    /// # let _ = options;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
@@ -235,36 +352,74 @@ impl HttpAuthorizer {
     }
 
     /// The user sign-in endpoint (Laravel: `/broadcasting/user-auth`).
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth")
+    ///     .user_endpoint("https://app.example.com/broadcasting/user-auth");
+    /// # let _ = auth;
+    /// ```
     pub fn user_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.user_endpoint = Some(endpoint.into());
         self
     }
 
     /// Add a header to every request.
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth").header("X-CSRF-TOKEN", "token-from-the-page");
+    /// # let _ = auth;
+    /// ```
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// `Authorization: Bearer {token}` (Sanctum, Passport).
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://api.example.com/broadcasting/auth").bearer_token("sanctum-token");
+    /// # let _ = auth;
+    /// ```
     pub fn bearer_token(self, token: impl AsRef<str>) -> Self {
         let value = format!("Bearer {}", token.as_ref());
         self.header("Authorization", value)
     }
 
     /// Add a form parameter to every request.
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth").param("device_id", "sensor-7");
+    /// # let _ = auth;
+    /// ```
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
     }
 
     /// Per-request timeout (10 s).
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth").timeout(std::time::Duration::from_secs(3));
+    /// # let _ = auth;
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Attempts on network failures and timeouts (3).
+    ///
+    /// ```
+    /// use switchboard::HttpAuthorizer;
+    /// // One try: a network error fails the subscription at once.
+    /// let auth = HttpAuthorizer::new("https://app.example.com/broadcasting/auth").attempts(1);
+    /// # let _ = auth;
+    /// ```
     pub fn attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts.max(1);
         self
@@ -358,6 +513,17 @@ where
     Fut: Future<Output = Result<ChannelAuth>> + Send + 'static,
 {
     /// Wrap `f`.
+    ///
+    /// ```
+    /// use switchboard::{ChannelAuth, ClientOptions, FnAuthorizer};
+    /// let auth = FnAuthorizer::new(|req| async move {
+    ///     // Ask your own service for a signature for req.socket_id on req.channel.
+    ///     Ok(ChannelAuth { auth: format!("key:sig-{}", req.channel), channel_data: None, shared_secret: None })
+    /// });
+    /// let options = ClientOptions::builder("key").authorizer(auth).build()?;
+    /// # let _ = options;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn new(f: F) -> Self {
         Self { f: Arc::new(f) }
     }

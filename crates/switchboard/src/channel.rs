@@ -1,6 +1,13 @@
 //! Channels: the handle you bind handlers to, stream events from, and trigger client events
 //! on. Handlers and streams belong to the channel, not to a socket, so they survive
 //! reconnects.
+//!
+//! ```no_run
+//! # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+//! let news = client.subscribe("news").await?;
+//! news.bind("headline", |e| println!("{:?}", e.data()));
+//! # Ok(()) }
+//! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +48,14 @@ impl ChannelShared {
 ///
 /// Unsubscribing is explicit ([`Channel::unsubscribe`]): bound handlers keep working after
 /// every handle is dropped, as with pusher-js.
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let orders = client.subscribe("private-orders.1").await?; // resolves once the server confirms
+/// assert!(orders.is_subscribed());
+/// orders.bind("OrderShipped", |e| println!("{:?}", e.data()));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Channel {
     pub(crate) shared: Arc<ChannelShared>,
@@ -55,11 +70,25 @@ impl std::fmt::Debug for Channel {
 
 impl Channel {
     /// The channel name.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// assert_eq!(client.subscribe("news").await?.name(), "news");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// True while the server has confirmed the subscription on the current connection.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let news = client.subscribe("news").await?;
+    /// news.unsubscribe().await;
+    /// assert!(!news.is_subscribed());
+    /// # Ok(()) }
+    /// ```
     pub fn is_subscribed(&self) -> bool {
         self.shared.subscribed.load(Ordering::Acquire)
     }
@@ -98,11 +127,28 @@ impl Channel {
     }
 
     /// Remove the handlers of `event` — all of them, or only `id`. Returns how many.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let news = client.subscribe("news").await?;
+    /// news.bind("headline", |_| {});
+    /// news.bind("headline", |_| {});
+    /// assert_eq!(news.unbind("headline", None), 2); // None: every handler of the event
+    /// # Ok(()) }
+    /// ```
     pub fn unbind(&self, event: &str, id: Option<HandlerId>) -> usize {
         self.shared.listeners.unbind(event, id)
     }
 
     /// Remove every handler of this channel.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let news = client.subscribe("news").await?;
+    /// news.bind("*", |_| {});
+    /// news.unbind_all();
+    /// # Ok(()) }
+    /// ```
     pub fn unbind_all(&self) {
         self.shared.listeners.unbind_all();
     }
@@ -124,6 +170,15 @@ impl Channel {
     }
 
     /// A stream of one event name on this channel.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let mut shipped = client.subscribe("private-orders.1").await?.events_named("OrderShipped");
+    /// while let Some(event) = shipped.recv().await {
+    ///     println!("{:?}", event.data());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn events_named(&self, event: &str) -> EventStream {
         self.shared.listeners.stream(Some(event.to_owned()), self.client.options().event_queue)
     }

@@ -1,4 +1,12 @@
 //! [`Client`]: a cheap, cloneable handle in front of one background connection task.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), switchboard::Error> {
+//! let client = switchboard::Client::connect(switchboard::ClientOptions::from_env()?.build()?).await?;
+//! let other_handle = client.clone(); // cheap: both talk to the same connection task
+//! # let _ = other_handle;
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -63,6 +71,17 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Start connecting in the background and return at once. Must be called inside a tokio
     /// runtime.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), switchboard::Error> {
+    /// # let rt = tokio::runtime::Runtime::new().unwrap();
+    /// # let _guard = rt.enter();
+    /// let options = switchboard::ClientOptions::builder("app-key").host("127.0.0.1").port(8080).tls(false).build()?;
+    /// // Starts connecting in the background; subscribe right away, it waits for the connection.
+    /// let client = switchboard::Client::new(options);
+    /// assert_eq!(client.options().port(), 8080);
+    /// # Ok(()) }
+    /// ```
     pub fn new(options: ClientOptions) -> Client {
         let global = Arc::new(Listeners::default());
         let user = Arc::new(Listeners::default());
@@ -73,6 +92,14 @@ impl Client {
     }
 
     /// Start connecting and wait until connected (or failed for good).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard::Error> {
+    /// let options = switchboard::ClientOptions::from_url("wss://ws.example.com/app/app-key")?.build()?;
+    /// let client = switchboard::Client::connect(options).await?; // fails if the first connection does
+    /// println!("socket id {:?}", client.socket_id());
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(options: ClientOptions) -> Result<Client> {
         let client = Client::new(options);
         client.connected().await?;
@@ -80,21 +107,52 @@ impl Client {
     }
 
     /// The options this client was built with.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// println!("connected to {}", client.options().url());
+    /// # Ok(()) }
+    /// ```
     pub fn options(&self) -> &ClientOptions {
         &self.shared.options
     }
 
     /// The current connection state.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// if client.state().is_final() {
+    ///     eprintln!("the client stopped: {:?}", client.state());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self) -> ConnectionState {
         self.shared.state.borrow().clone()
     }
 
     /// The socket id while connected.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// // The id auth endpoints sign for, and the one to exclude from your own triggers.
+    /// let socket_id = client.socket_id();
+    /// # let _ = socket_id;
+    /// # Ok(()) }
+    /// ```
     pub fn socket_id(&self) -> Option<String> {
         self.shared.state.borrow().socket_id().map(str::to_owned)
     }
 
     /// A receiver of state changes (`changed().await`, then `borrow()`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let mut states = client.state_changes();
+    /// while states.changed().await.is_ok() {
+    ///     println!("now {}", states.borrow().name());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
         self.shared.state.clone()
     }
@@ -226,12 +284,28 @@ impl Client {
     }
 
     /// The channel `name`, if it was subscribed with this client.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.subscribe("news").await?;
+    /// assert!(client.channel("news").is_some());
+    /// assert!(client.channel("sports").is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn channel(&self, name: &str) -> Option<Channel> {
         let channels = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner());
         channels.get(name).map(|shared| Channel { shared: shared.clone(), client: self.clone() })
     }
 
     /// Leave `name`. It stays left across reconnects. Its handlers stay bound.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.subscribe("news").await?;
+    /// client.unsubscribe("news").await;
+    /// assert!(client.channel("news").is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn unsubscribe(&self, name: &str) {
         if let Some(channel) = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
             channel.subscribed.store(false, Ordering::Release);
@@ -252,11 +326,25 @@ impl Client {
     }
 
     /// Remove global handlers of `event` (all, or `id`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let id = client.bind_global("pusher:error", |e| eprintln!("{:?}", e.data()));
+    /// assert_eq!(client.unbind_global("pusher:error", Some(id)), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn unbind_global(&self, event: &str, id: Option<HandlerId>) -> usize {
         self.shared.global.unbind(event, id)
     }
 
     /// Remove every global handler.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.bind_global("*", |e| println!("{}", e.name()));
+    /// client.unbind_all_global();
+    /// # Ok(()) }
+    /// ```
     pub fn unbind_all_global(&self) {
         self.shared.global.unbind_all();
     }
@@ -300,16 +388,41 @@ impl Client {
 
     /// A stream of the signed-in user's events (and `pusher:signin_success` /
     /// `pusher:signin_error`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.signin().await?;
+    /// let mut mine = client.user_events(); // events sent to this user with `sendToUser`
+    /// while let Some(event) = mine.recv().await {
+    ///     println!("{} {:?}", event.name(), event.data());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn user_events(&self) -> EventStream {
         self.shared.user.stream(None, self.shared.options.event_queue)
     }
 
     /// Call `handler` for the signed-in user's `event` (`"*"` for all).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.bind_user("invoice-paid", |e| println!("paid: {:?}", e.data()));
+    /// client.signin().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn bind_user(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
         self.shared.user.bind(event, handler)
     }
 
     /// Events dropped because bound handlers fell behind (each was also logged).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// if client.dropped_events() > 0 {
+    ///     eprintln!("handlers fell behind: some events never reached them");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn dropped_events(&self) -> u64 {
         self.shared.dispatcher.dropped.load(Ordering::Relaxed)
     }

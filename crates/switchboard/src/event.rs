@@ -5,6 +5,17 @@
 //! `switchboard:lagged` event with `{"dropped": n}` — every drop is reported. Bound handlers
 //! run on one dispatcher task fed by a bounded queue with the same policy (drops are counted
 //! in [`crate::Client::dropped_events`] and logged). A panicking handler is caught and logged.
+//!
+//! ```no_run
+//! # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+//! let news = client.subscribe("news").await?;
+//! let mut events = news.events();            // a stream with its own bounded queue
+//! news.bind("headline", |e| println!("{:?}", e.data())); // a handler on the handler task
+//! while let Some(event) = events.recv().await {
+//!     println!("{}", event.name());
+//! }
+//! # Ok(()) }
+//! ```
 
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -23,13 +34,39 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::queue::{PushError, QueueReceiver, QueueSender, WakeBatch, Wakes, queue};
 
 /// Name of the event a stream receives after it missed events: data `{"dropped": n}`.
+///
+/// ```no_run
+/// # async fn run(channel: switchboard::Channel) {
+/// let mut events = channel.events();
+/// while let Some(event) = events.recv().await {
+///     if event.name() == switchboard::LAGGED_EVENT {
+///         let dropped: serde_json::Value = event.json().unwrap_or_default();
+///         eprintln!("missed {} events: resynchronise", dropped["dropped"]);
+///     }
+/// }
+/// # }
+/// ```
 pub const LAGGED_EVENT: &str = "switchboard:lagged";
 /// Name of the event an encrypted channel receives when an event could not be decrypted
 /// even with a freshly fetched key (data `{"event": name}`); the event itself is dropped.
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let vault = client.subscribe("private-encrypted-vault").await?;
+/// vault.bind(switchboard::DECRYPTION_ERROR_EVENT, |e| eprintln!("undecryptable: {:?}", e.data()));
+/// # Ok(()) }
+/// ```
 pub const DECRYPTION_ERROR_EVENT: &str = "switchboard:decryption_error";
 /// Name of the event a channel receives after it was resubscribed on a new connection:
 /// events published while it was offline are lost (no Pusher server replays them), so
 /// resynchronise from your source of truth.
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let stock = client.subscribe("inventory").await?;
+/// stock.bind(switchboard::GAP_EVENT, |_| println!("reconnected: reload the inventory from the API"));
+/// # Ok(()) }
+/// ```
 pub const GAP_EVENT: &str = "switchboard:gap";
 
 /// One event as delivered to listeners.
@@ -54,6 +91,12 @@ pub struct Event {
 
 impl Event {
     /// An event built by hand (tests, relays, replays).
+    ///
+    /// ```
+    /// let replay = switchboard::Event::new(Some("orders"), "OrderShipped", Some(r#"{"id":7}"#));
+    /// assert_eq!(replay.json::<serde_json::Value>()?["id"], 7);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn new(channel: Option<&str>, name: &str, data: Option<&str>) -> Self {
         Self::pack(channel, name, data, None)
     }
@@ -71,26 +114,52 @@ impl Event {
     }
 
     /// The channel, or `None` for connection-level events such as `pusher:error`.
+    ///
+    /// ```
+    /// let ev = switchboard::Event::new(None, "pusher:error", Some("{}"));
+    /// assert_eq!(ev.channel(), None); // a connection-level event
+    /// ```
     pub fn channel(&self) -> Option<&str> {
         self.slice(self.spans.channel)
     }
 
     /// The event name, e.g. `App\Events\OrderShipped`, `client-typing`, `pusher:member_added`.
+    ///
+    /// ```
+    /// let ev = switchboard::Event::new(Some("orders"), "App\\Events\\OrderShipped", None);
+    /// assert!(ev.name().ends_with("OrderShipped"));
+    /// ```
     pub fn name(&self) -> &str {
         self.slice(Some(self.spans.event)).unwrap_or_default()
     }
 
     /// The payload as text: usually JSON (server strings are unwrapped, objects kept raw).
+    ///
+    /// ```
+    /// // Servers send data as a JSON string; the event holds it unwrapped.
+    /// let ev = switchboard::Event::new(Some("news"), "headline", Some(r#"{"title":"hi"}"#));
+    /// assert_eq!(ev.data(), Some(r#"{"title":"hi"}"#));
+    /// ```
     pub fn data(&self) -> Option<&str> {
         self.slice(self.spans.data)
     }
 
     /// The sender's user id on presence client events.
+    ///
+    /// ```
+    /// let ev = switchboard::Event::new(Some("presence-room"), "client-typing", Some("{}")).with_user_id("7");
+    /// assert_eq!(ev.user_id(), Some("7"));
+    /// ```
     pub fn user_id(&self) -> Option<&str> {
         self.slice(self.spans.user_id)
     }
 
     /// The payload of a Phoenix V2 binary frame (then [`Event::data`] is `None`).
+    ///
+    /// ```
+    /// let ev = switchboard::Event::new(Some("room:lobby"), "shout", Some("{}"));
+    /// assert!(ev.binary().is_none()); // only Phoenix V2 binary pushes carry bytes
+    /// ```
     pub fn binary(&self) -> Option<&bytes::Bytes> {
         self.binary.as_deref()
     }
@@ -181,6 +250,14 @@ impl std::fmt::Debug for Event {
 }
 
 /// Identifies a bound handler, for [`crate::Channel::unbind`].
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let news = client.subscribe("news").await?;
+/// let id = news.bind("headline", |e| println!("{:?}", e.data()));
+/// assert_eq!(news.unbind("headline", Some(id)), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HandlerId(u64);
 
@@ -355,6 +432,19 @@ impl Listeners {
 
 /// A stream of events (`while let Some(ev) = stream.next().await`). Dropping it stops the
 /// delivery to it; the channel stays subscribed (other streams and handlers may use it).
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let news = client.subscribe("news").await?;
+/// let mut headlines = news.events_named("headline");
+/// tokio::spawn(async move {
+///     while let Some(event) = headlines.next().await {
+///         println!("{:?}", event.data());
+///     }
+/// });
+/// # Ok(()) }
+/// ```
 pub struct EventStream {
     rx: QueueReceiver<Event>,
     owner: Weak<Listeners>,
@@ -369,6 +459,15 @@ impl std::fmt::Debug for EventStream {
 
 impl EventStream {
     /// The next event, or `None` once the client is gone.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let mut events = client.subscribe("news").await?.events();
+    /// if let Some(first) = events.recv().await {
+    ///     println!("{}", first.name());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn recv(&mut self) -> Option<Event> {
         self.rx.recv().await
     }

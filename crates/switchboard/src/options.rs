@@ -1,5 +1,11 @@
 //! Client options: a builder from a URL or host/port/key (or a Pusher cluster), and
 //! `from_env()` with the names python-reverb and Laravel's `.env` use.
+//!
+//! ```
+//! let options = switchboard::ClientOptions::from_url("ws://127.0.0.1:8080/app/switchboard-key")?.build()?;
+//! assert_eq!((options.host(), options.port(), options.tls()), ("127.0.0.1", 8080, false));
+//! # Ok::<(), switchboard::Error>(())
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +16,13 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Everything a [`crate::Client`] needs to connect. Build it with [`ClientOptions::builder`],
 /// [`ClientOptions::from_url`] or [`ClientOptions::from_env`].
+///
+/// ```
+/// use switchboard::ClientOptions;
+/// let opts = ClientOptions::builder("app-key").host("ws.example.com").build()?;
+/// assert_eq!((opts.host(), opts.port(), opts.tls()), ("ws.example.com", 443, true));
+/// # Ok::<(), switchboard::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ClientOptions {
     pub(crate) key: String,
@@ -116,6 +129,14 @@ impl ClientOptions {
     /// `REVERB_RECONNECT_ENABLED` (true), `REVERB_RECONNECT_DELAY_MIN` (1.0 s),
     /// `REVERB_RECONNECT_DELAY_MAX` (30.0 s), `REVERB_PING_INTERVAL` (seconds of silence
     /// before a ping).
+    ///
+    /// ```no_run
+    /// use switchboard::ClientOptions;
+    /// // REVERB_APP_KEY=… REVERB_HOST=… in the environment or in ./.env
+    /// let options = ClientOptions::from_env()?.build()?;
+    /// println!("connecting to {}", options.url());
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn from_env() -> Result<ClientOptionsBuilder> {
         let mut dotenv = HashMap::new();
         match dotenvy::from_path_iter(".env") {
@@ -192,6 +213,13 @@ impl ClientOptions {
     }
 
     /// The WebSocket URL this client connects to.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").host("127.0.0.1").port(8080).tls(false).path_prefix("/reverb").build()?;
+    /// assert!(opts.url().starts_with("ws://127.0.0.1:8080/reverb/app/k?protocol=7&client="));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
@@ -202,32 +230,75 @@ impl ClientOptions {
     }
 
     /// The app key.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert_eq!(ClientOptions::builder("app-key").build()?.key(), "app-key");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn key(&self) -> &str {
         &self.key
     }
 
     /// The server host.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert_eq!(ClientOptions::builder("k").cluster("eu").build()?.host(), "ws-eu.pusher.com");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn host(&self) -> &str {
         &self.host
     }
 
     /// The server port.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert_eq!(ClientOptions::builder("k").tls(false).build()?.port(), 80);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// True for `wss`.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert!(ClientOptions::from_url("wss://ws.example.com/app/k")?.build()?.tls());
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn tls(&self) -> bool {
         self.tls
     }
 
     /// The path prefix before `/app/{key}` (empty or starting with `/`).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert_eq!(ClientOptions::builder("k").path_prefix("reverb/").build()?.path_prefix(), "/reverb");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn path_prefix(&self) -> &str {
         &self.path_prefix
     }
 }
 
 /// Builder for [`ClientOptions`].
+///
+/// ```
+/// use switchboard::ClientOptions;
+/// use std::time::Duration;
+/// let opts = ClientOptions::builder("k")
+///     .host("127.0.0.1")
+///     .port(8080)
+///     .tls(false)
+///     .reconnect_delay(Duration::from_millis(500), Duration::from_secs(10))
+///     .build()?;
+/// assert_eq!(opts.port(), 8080);
+/// # Ok::<(), switchboard::Error>(())
+/// ```
 pub struct ClientOptionsBuilder {
     options: ClientOptions,
     port_set: bool,
@@ -236,12 +307,24 @@ pub struct ClientOptionsBuilder {
 
 impl ClientOptionsBuilder {
     /// Server host name or IP address.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert_eq!(ClientOptions::builder("k").host("10.0.0.5").build()?.host(), "10.0.0.5");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.options.host = host.into();
         self
     }
 
     /// Server port (default 443 with TLS, 80 without).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert_eq!(ClientOptions::builder("k").port(6001).build()?.port(), 6001);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn port(mut self, port: u16) -> Self {
         self.options.port = port;
         self.port_set = true;
@@ -249,17 +332,38 @@ impl ClientOptionsBuilder {
     }
 
     /// Use `wss` (true, default) or `ws`.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").tls(false).build()?;
+    /// assert!(opts.url().starts_with("ws://"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn tls(mut self, tls: bool) -> Self {
         self.options.tls = tls;
         self
     }
 
     /// Connect to Pusher's hosted cluster `name` (`ws-{name}.pusher.com`, TLS).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").cluster("mt1").build()?;
+    /// assert!(opts.url().starts_with("wss://ws-mt1.pusher.com:443/app/k"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn cluster(self, name: &str) -> Self {
         self.host(format!("ws-{name}.pusher.com")).tls(true)
     }
 
     /// Path prefix before `/app/{key}` (Reverb's `REVERB_SERVER_PATH`), e.g. `/reverb`.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").path_prefix("ws").build()?;
+    /// assert!(opts.url().contains("/ws/app/k?"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
         let prefix: String = prefix.into();
         self.options.path_prefix = prefix.trim_end_matches('/').to_owned();
@@ -270,12 +374,26 @@ impl ClientOptionsBuilder {
     }
 
     /// An extra header on the WebSocket upgrade request.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").header("X-Device", "sensor-7").build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.options.headers.push((name.into(), value.into()));
         self
     }
 
     /// Client name and version sent in the query (`client=…&version=…`).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").client_name("inventory-sync", "2.1.0").build()?;
+    /// assert!(opts.url().ends_with("client=inventory-sync&version=2.1.0"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn client_name(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.options.client_name = name.into();
         self.options.client_version = version.into();
@@ -283,30 +401,72 @@ impl ClientOptionsBuilder {
     }
 
     /// How long one connection attempt (TCP, TLS, upgrade, handshake) may take (10 s).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::builder("k").connect_timeout(Duration::from_secs(3)).build()?;
+    /// # let _ = opts;
+    /// assert!(ClientOptions::builder("k").connect_timeout(Duration::ZERO).build().is_err());
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = timeout;
         self
     }
 
     /// Inbound silence before a ping (120 s; the server's `activity_timeout` wins if lower).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use std::time::Duration;
+    /// // Ping after 30 s of silence (a NAT that drops idle flows after a minute).
+    /// let opts = ClientOptions::builder("k").activity_timeout(Duration::from_secs(30)).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn activity_timeout(mut self, timeout: Duration) -> Self {
         self.options.activity_timeout = timeout;
         self
     }
 
     /// How long to wait for any reply to a ping before reconnecting (30 s).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::builder("k").pong_timeout(Duration::from_secs(5)).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
         self.options.pong_timeout = timeout;
         self
     }
 
     /// Reconnect after a drop (default true).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// // One attempt, no reconnects: a dropped connection ends in `ConnectionState::Failed`.
+    /// let opts = ClientOptions::builder("k").reconnect(false).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn reconnect(mut self, enabled: bool) -> Self {
         self.options.reconnect = enabled;
         self
     }
 
     /// Backoff bounds between reconnect attempts (1 s to 30 s, with jitter).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::builder("k").reconnect_delay(Duration::from_millis(200), Duration::from_secs(5)).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.options.reconnect_min = min;
         self.options.reconnect_max = max.max(min);
@@ -314,30 +474,69 @@ impl ClientOptionsBuilder {
     }
 
     /// Give up after this many failed attempts in a row (default: never).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").max_retries(5).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.options.max_retries = Some(retries);
         self
     }
 
     /// How long `subscribe` waits for the server's answer (10 s).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::builder("k").subscribe_timeout(Duration::from_secs(2)).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
         self.options.subscribe_timeout = timeout;
         self
     }
 
     /// How private and presence channels (and user sign-in) are authorized.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use switchboard::HttpAuthorizer;
+    /// let auth = HttpAuthorizer::new("https://example.com/broadcasting/auth").bearer_token("api-token");
+    /// let opts = ClientOptions::builder("k").authorizer(auth).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.options.authorizer = Some(Arc::new(authorizer));
         self
     }
 
     /// Sign channels locally with the app secret (trusted devices and services only).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("app-key").secret("app-secret").build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn secret(self, secret: impl Into<String>) -> Self {
         let key = self.options.key.clone();
         self.authorizer(SecretAuthorizer::new(key, secret))
     }
 
-    /// Events buffered per stream before the oldest undelivered are dropped (1024).
+    /// Events waiting per stream (and for bound handlers) before newer ones are dropped for
+    /// it and reported as [`crate::LAGGED_EVENT`] (1024).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// assert!(ClientOptions::builder("k").event_queue(65_536).build().is_ok());
+    /// assert!(ClientOptions::builder("k").event_queue(0).build().is_err());
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn event_queue(mut self, capacity: usize) -> Self {
         if capacity == 0 {
             self.error = Some(Error::new(ErrorKind::Config, "event_queue must be at least 1"));
@@ -347,12 +546,26 @@ impl ClientOptionsBuilder {
     }
 
     /// Client events sent per second before they are queued (10, Pusher's limit).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").client_event_rate(5).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn client_event_rate(mut self, per_second: u32) -> Self {
         self.options.client_event_rate = per_second.max(1);
         self
     }
 
     /// Finish.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let err = ClientOptions::builder("bad key").build().err().expect("refused");
+    /// assert_eq!(err.kind(), switchboard::ErrorKind::Config);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn build(mut self) -> Result<ClientOptions> {
         if let Some(error) = self.error {
             return Err(error);

@@ -1,11 +1,29 @@
 //! A presence channel's member list, kept from `subscription_succeeded`, `member_added` and
 //! `member_removed`, and rebuilt as a diff after a reconnect.
+//!
+//! ```no_run
+//! # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+//! let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+//! let room = client.subscribe_presence("presence-room", me).await?;
+//! println!("{} members", room.members().count());
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 /// One member: id and info.
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+/// let room = client.subscribe_presence("presence-room", me).await?;
+/// if let Some(member) = room.members().get("42") {
+///     println!("{} is {}", member.id, member.info["name"]);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
     /// The member's user id (numbers become strings).
@@ -15,6 +33,11 @@ pub struct Member {
 }
 
 /// The members of a presence channel, in join order.
+///
+/// ```
+/// let members = switchboard::Members::default(); // what a non-presence channel has
+/// assert_eq!((members.count(), members.me()), (0, None));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Members {
     order: Vec<String>,
@@ -24,21 +47,55 @@ pub struct Members {
 
 impl Members {
     /// Number of members.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-room", me).await?;
+    /// println!("{} here", room.members().count());
+    /// # Ok(()) }
+    /// ```
     pub fn count(&self) -> usize {
         self.order.len()
     }
 
     /// A member by id.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-room", me).await?;
+    /// let present = room.members().get("7").is_some();
+    /// # let _ = present;
+    /// # Ok(()) }
+    /// ```
     pub fn get(&self, id: &str) -> Option<Member> {
         self.by_id.get(id).map(|info| Member { id: id.to_owned(), info: info.clone() })
     }
 
     /// Every member, in join order.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-room", me).await?;
+    /// let names: Vec<String> = room.members().iter().map(|m| m.info["name"].to_string()).collect();
+    /// # let _ = names;
+    /// # Ok(()) }
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Member> + '_ {
         self.order.iter().filter_map(|id| self.get(id))
     }
 
     /// This connection's own member, once subscribed.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-room", me).await?;
+    /// assert_eq!(room.members().me().map(|m| m.id), Some("42".to_string()));
+    /// # Ok(()) }
+    /// ```
     pub fn me(&self) -> Option<Member> {
         self.me.as_deref().and_then(|id| self.get(id))
     }

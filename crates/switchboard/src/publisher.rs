@@ -1,6 +1,14 @@
 //! The HTTP API client for backends: trigger events (to ≤100 channels, excluding a socket),
 //! batches, channel and user queries, terminating a user's connections — signed as the
 //! official SDKs sign, usable without any WebSocket. Also verifies webhooks.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), switchboard::Error> {
+//! // No WebSocket needed: the seeds' webhook-relay use case.
+//! let publisher = switchboard::Publisher::new("https://ws.example.com", "1000", "key", "secret")?;
+//! publisher.trigger(&["orders"], "OrderShipped", &serde_json::json!({"id": 7}), None).await?;
+//! # Ok(()) }
+//! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +19,18 @@ use switchboard_protocol::http_auth::sign_request;
 use crate::error::{Error, ErrorKind, Result};
 
 /// One event of a batch.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), switchboard::Error> {
+/// let publisher = switchboard::Publisher::new("http://127.0.0.1:8080", "1000", "switchboard-key", "switchboard-secret")?;
+/// use switchboard::publisher::BatchEvent;
+/// let events = vec![
+///     BatchEvent { channel: "orders".into(), name: "created".into(), data: r#"{"id":1}"#.into(), socket_id: None },
+///     BatchEvent { channel: "orders".into(), name: "created".into(), data: r#"{"id":2}"#.into(), socket_id: None },
+/// ];
+/// publisher.trigger_batch(&events).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchEvent {
     /// Channel.
@@ -43,10 +63,27 @@ pub struct Publisher {
 }
 
 /// Most channels in one trigger.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), switchboard::Error> {
+/// let publisher = switchboard::Publisher::new("http://127.0.0.1:8080", "1000", "switchboard-key", "switchboard-secret")?;
+/// let channels: Vec<String> = (0..250).map(|i| format!("device-{i}")).collect();
+/// for chunk in channels.chunks(switchboard::publisher::MAX_CHANNELS) {
+///     let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+///     publisher.trigger(&names, "reboot", &serde_json::json!({}), None).await?;
+/// }
+/// # Ok(()) }
+/// ```
 pub const MAX_CHANNELS: usize = 100;
 
 impl Publisher {
     /// A publisher for app `app_id` at `base_url` (`http[s]://host[:port][/prefix]`).
+    ///
+    /// ```
+    /// use switchboard::Publisher;
+    /// assert!(Publisher::new("https://api.example.com/reverb", "1000", "key", "secret").is_ok());
+    /// assert!(Publisher::new("not a url", "1000", "key", "secret").is_err());
+    /// ```
     pub fn new(base_url: &str, app_id: &str, key: &str, secret: &str) -> Result<Self> {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(Error::new(
@@ -70,6 +107,14 @@ impl Publisher {
 
     /// Encrypt events for `private-encrypted-` channels with this master key (base64 of 32
     /// bytes), as the official SDKs do. Such an event goes to exactly one channel.
+    ///
+    /// ```
+    /// use switchboard::Publisher;
+    /// let publisher = Publisher::new("http://127.0.0.1:8080", "1000", "key", "secret")?
+    ///     .with_encryption_master_key("rmsIPX+6hcPmFO3cmXSxeq7tUd47PoCFuHcbUabC2UU=")?;
+    /// # let _ = publisher;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
     pub fn with_encryption_master_key(mut self, base64_key: &str) -> Result<Self> {
         let key = switchboard_protocol::encryption::decode_shared_secret(base64_key)
             .map_err(|e| Error::new(ErrorKind::Config, format!("encryption master key: {e}")))?;
@@ -125,6 +170,22 @@ impl Publisher {
 
     /// Trigger `event` on up to 100 `channels`; `data` is serialized to JSON (a `&str` is
     /// sent as it is). `except` excludes one socket (the sender's, Laravel's `toOthers`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use switchboard_server::config::{DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET};
+    /// # let server = switchboard_server::Server::start(switchboard_server::ServerConfig { port: 0, ..Default::default() }).await?;
+    /// # let base = format!("http://{}", server.local_addr());
+    /// let publisher = switchboard::Publisher::new(&base, DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET)?;
+    /// publisher.trigger(&["orders", "audit"], "OrderShipped", &serde_json::json!({"id": 7}), None).await?;
+    /// // More than 100 channels is refused before anything is sent.
+    /// let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
+    /// let names: Vec<&str> = many.iter().map(String::as_str).collect();
+    /// assert!(publisher.trigger(&names, "e", &"{}", None).await.is_err());
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn trigger(
         &self,
         channels: &[&str],
@@ -198,6 +259,19 @@ impl Publisher {
     }
 
     /// One channel's state (`occupied`, and the `info` attributes asked for).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use switchboard_server::config::{DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET};
+    /// # let server = switchboard_server::Server::start(switchboard_server::ServerConfig { port: 0, ..Default::default() }).await?;
+    /// # let base = format!("http://{}", server.local_addr());
+    /// let publisher = switchboard::Publisher::new(&base, DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET)?;
+    /// let state = publisher.channel("orders", Some("subscription_count")).await?;
+    /// assert_eq!(state["occupied"], false); // nobody subscribed yet
+    /// # server.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn channel(&self, name: &str, info: Option<&str>) -> Result<Value> {
         let params: Vec<(&str, &str)> = info.map(|i| ("info", i)).into_iter().collect();
         self.call("GET", &format!("/channels/{name}"), &params, None).await

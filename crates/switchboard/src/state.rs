@@ -1,4 +1,10 @@
 //! Connection states, as pusher-js names them, observable as a stream or with callbacks.
+//!
+//! ```no_run
+//! # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+//! client.on_state_change(|from, to| println!("{} -> {}", from.name(), to.name()));
+//! # Ok(()) }
+//! ```
 
 use std::time::Duration;
 
@@ -7,6 +13,18 @@ use std::time::Duration;
 /// `Initialized → Connecting → Connected`; while reconnecting, `Unavailable` (with the wait
 /// before the next attempt); `Disconnected` after `disconnect()`; `Failed` when the server
 /// refused for good (4001–4099) or `max_retries` ran out.
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// use switchboard::ConnectionState;
+/// match client.state() {
+///     ConnectionState::Connected { socket_id } => println!("connected as {socket_id}"),
+///     ConnectionState::Unavailable { retry_in, reason } => println!("{reason}; retrying in {retry_in:?}"),
+///     ConnectionState::Failed { reason, code } => eprintln!("gave up ({code:?}): {reason}"),
+///     other => println!("{}", other.name()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionState {
     /// Created, not yet connecting.
@@ -38,6 +56,13 @@ pub enum ConnectionState {
 
 impl ConnectionState {
     /// The socket id when connected.
+    ///
+    /// ```
+    /// use switchboard::ConnectionState;
+    /// let state = ConnectionState::Connected { socket_id: "123.456".into() };
+    /// assert_eq!(state.socket_id(), Some("123.456"));
+    /// assert_eq!(ConnectionState::Connecting.socket_id(), None);
+    /// ```
     pub fn socket_id(&self) -> Option<&str> {
         match self {
             ConnectionState::Connected { socket_id } => Some(socket_id),
@@ -46,11 +71,22 @@ impl ConnectionState {
     }
 
     /// True for `Disconnected` and `Failed`: nothing more will happen.
+    ///
+    /// ```
+    /// use switchboard::ConnectionState;
+    /// assert!(ConnectionState::Disconnected.is_final());
+    /// assert!(!ConnectionState::Connecting.is_final());
+    /// ```
     pub fn is_final(&self) -> bool {
         matches!(self, ConnectionState::Disconnected | ConnectionState::Failed { .. })
     }
 
     /// pusher-js's name for the state.
+    ///
+    /// ```
+    /// use switchboard::ConnectionState;
+    /// assert_eq!(ConnectionState::Initialized.name(), "initialized");
+    /// ```
     pub fn name(&self) -> &'static str {
         match self {
             ConnectionState::Initialized => "initialized",

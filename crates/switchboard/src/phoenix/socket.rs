@@ -28,6 +28,15 @@ type Backoff = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
 const MAX_BUFFERED_PUSHES: usize = 1_000;
 
 /// How to reach and talk to a Phoenix endpoint.
+///
+/// ```
+/// use switchboard::phoenix::SocketOptions;
+/// use std::time::Duration;
+/// let options = SocketOptions::new("wss://chat.example.com/socket")
+///     .params(&[("token", "user-token")])
+///     .heartbeat(Duration::from_secs(15));
+/// assert!(options.url().starts_with("wss://chat.example.com/socket/websocket?token=user-token&vsn=2.0.0"));
+/// ```
 #[derive(Clone)]
 pub struct SocketOptions {
     endpoint: String,
@@ -52,6 +61,11 @@ impl std::fmt::Debug for SocketOptions {
 
 impl SocketOptions {
     /// Options for the endpoint `ws[s]://host:port/socket` (`/websocket` is appended).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// assert_eq!(SocketOptions::new("ws://127.0.0.1:4000/socket").url(), "ws://127.0.0.1:4000/socket/websocket?vsn=2.0.0");
+    /// ```
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into().trim_end_matches('/').to_owned(),
@@ -67,6 +81,12 @@ impl SocketOptions {
     }
 
     /// Static connect params (sent in the query string).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").params(&[("room", "a b")]);
+    /// assert!(options.url().contains("room=a%20b&vsn=2.0.0"));
+    /// ```
     pub fn params(mut self, params: &[(&str, &str)]) -> Self {
         let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         self.params = Arc::new(move || params.clone());
@@ -74,54 +94,116 @@ impl SocketOptions {
     }
 
     /// Connect params from a closure, evaluated again at every reconnect (fresh tokens).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let issued = AtomicU32::new(0);
+    /// let options = SocketOptions::new("ws://h/socket")
+    ///     .params_fn(move || vec![("token".into(), format!("t{}", issued.fetch_add(1, Ordering::SeqCst)))]);
+    /// assert!(options.url().contains("token=t0"));
+    /// assert!(options.url().contains("token=t1")); // a fresh token for every attempt
+    /// ```
     pub fn params_fn(mut self, params: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static) -> Self {
         self.params = Arc::new(params);
         self
     }
 
     /// A token sent in the `Sec-WebSocket-Protocol` header (Phoenix ≥ 1.8 `auth_token`).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("wss://chat.example.com/socket").auth_token("user-token");
+    /// // The token travels in Sec-WebSocket-Protocol, not in the URL.
+    /// assert!(!options.url().contains("user-token"));
+    /// ```
     pub fn auth_token(mut self, token: impl Into<String>) -> Self {
         self.auth_token = Some(token.into());
         self
     }
 
     /// The serializer (V2 by default; V1 for old servers).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// use switchboard::phoenix::Vsn;
+    /// assert!(SocketOptions::new("ws://h/socket").vsn(Vsn::V1).url().ends_with("vsn=1.0.0"));
+    /// ```
     pub fn vsn(mut self, vsn: Vsn) -> Self {
         self.vsn = vsn;
         self
     }
 
     /// Heartbeat interval, also the wait for its reply (30 s).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").heartbeat(std::time::Duration::from_secs(10));
+    /// # let _ = options;
+    /// ```
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat = interval;
         self
     }
 
     /// Default timeout of joins and pushes (10 s).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").timeout(std::time::Duration::from_secs(3));
+    /// # let _ = options;
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Reconnect delay by attempt number (1-based).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// use std::time::Duration;
+    /// // 1 s, 2 s, 4 s … capped at 30 s.
+    /// let options = SocketOptions::new("ws://h/socket")
+    ///     .reconnect_after(|tries| Duration::from_secs(1 << tries.min(5)).min(Duration::from_secs(30)));
+    /// # let _ = options;
+    /// ```
     pub fn reconnect_after(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
         self.reconnect_after = Arc::new(f);
         self
     }
 
     /// Rejoin delay by attempt number (1-based).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").rejoin_after(|_| std::time::Duration::from_secs(2));
+    /// # let _ = options;
+    /// ```
     pub fn rejoin_after(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
         self.rejoin_after = Arc::new(f);
         self
     }
 
     /// Events buffered per stream before they are dropped and reported (1024).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").event_queue(65_536);
+    /// # let _ = options;
+    /// ```
     pub fn event_queue(mut self, capacity: usize) -> Self {
         self.event_queue = capacity.max(1);
         self
     }
 
     /// The URL of one connection attempt (params re-evaluated).
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://127.0.0.1:4000/socket").params(&[("user_id", "7")]);
+    /// assert_eq!(options.url(), "ws://127.0.0.1:4000/socket/websocket?user_id=7&vsn=2.0.0");
+    /// ```
     pub fn url(&self) -> String {
         let mut query = form_urlencoded_pairs(&(self.params)());
         let vsn = match self.vsn {
@@ -187,6 +269,16 @@ struct Shared {
 
 /// A Phoenix socket. Clone it freely; the task ends on `disconnect()` or when the last handle
 /// is dropped.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), switchboard::Error> {
+/// use switchboard::phoenix::{Socket, SocketOptions};
+/// let socket = Socket::connect(SocketOptions::new("ws://127.0.0.1:4000/socket")).await?;
+/// let lobby = socket.channel("room:lobby", serde_json::json!({}));
+/// let alerts = socket.clone().channel("alerts", serde_json::json!({})); // same connection
+/// # let _ = (lobby, alerts);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Socket {
     shared: Arc<Shared>,
@@ -200,6 +292,16 @@ impl std::fmt::Debug for Socket {
 
 impl Socket {
     /// Start connecting in the background.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() {
+    /// use switchboard::phoenix::{Socket, SocketOptions};
+    /// // Returns at once; joins wait for the connection.
+    /// let socket = Socket::new(SocketOptions::new("ws://127.0.0.1:4000/socket"));
+    /// let room = socket.channel("room:lobby", serde_json::json!({}));
+    /// # let _ = room;
+    /// # }
+    /// ```
     pub fn new(options: SocketOptions) -> Socket {
         let (commands, rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(ConnectionState::Initialized);
@@ -219,6 +321,14 @@ impl Socket {
     }
 
     /// Connect and wait for the socket to open.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard::Error> {
+    /// use switchboard::phoenix::{Socket, SocketOptions};
+    /// let socket = Socket::connect(SocketOptions::new("ws://127.0.0.1:4000/socket")).await?; // fails if the first attempt does
+    /// # let _ = socket;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(options: SocketOptions) -> Result<Socket> {
         let socket = Socket::new(options);
         let mut rx = socket.shared.state.clone();
@@ -240,16 +350,38 @@ impl Socket {
     }
 
     /// The connection state.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// println!("socket is {}", socket.state().name());
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self) -> ConnectionState {
         self.shared.state.borrow().clone()
     }
 
     /// A receiver of state changes.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let mut states = socket.state_changes();
+    /// while states.changed().await.is_ok() {
+    ///     println!("{}", states.borrow().name());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
         self.shared.state.clone()
     }
 
     /// A channel for `topic` with join `params`. Join it with [`PhxChannel::join`].
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn channel(&self, topic: &str, params: Value) -> PhxChannel {
         PhxChannel {
             socket: self.clone(),
@@ -261,6 +393,12 @@ impl Socket {
     }
 
     /// Close for good.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// socket.disconnect().await; // every channel stops; the task ends
+    /// # Ok(()) }
+    /// ```
     pub async fn disconnect(&self) {
         let _ = self.shared.commands.send(Command::Disconnect);
         let mut rx = self.shared.state.clone();
@@ -284,6 +422,16 @@ impl Socket {
 }
 
 /// One channel (topic) of a socket.
+///
+/// ```no_run
+/// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+/// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+/// room.on("new_msg", |e| println!("{:?}", e.data()));
+/// room.join().await?;
+/// let reply = room.push("new_msg", serde_json::json!({"body": "hi"})).await?;
+/// println!("{reply}");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct PhxChannel {
     socket: Socket,
@@ -301,6 +449,13 @@ impl std::fmt::Debug for PhxChannel {
 
 impl PhxChannel {
     /// The topic.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// assert_eq!(room.topic(), "room:lobby");
+    /// # Ok(()) }
+    /// ```
     pub fn topic(&self) -> &str {
         &self.topic
     }
@@ -351,6 +506,15 @@ impl PhxChannel {
 
     /// Push `event` with a binary payload (a V2 binary frame); resolves to the binary reply
     /// (a JSON reply comes back as its text). The channel must be joined.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// let reply = room.push_binary("upload", vec![0x89, b'P', b'N', b'G']).await?;
+    /// println!("{} bytes back", reply.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn push_binary(&self, event: &str, payload: Vec<u8>) -> Result<Vec<u8>> {
         let (reply, answer) = oneshot::channel();
         let command = Command::PushBinary { topic: self.topic.clone(), event: event.to_owned(), payload, reply };
@@ -366,6 +530,14 @@ impl PhxChannel {
     }
 
     /// Leave the channel (`phx_leave`); it will not rejoin.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// room.leave().await?; // no rejoin after this
+    /// # Ok(()) }
+    /// ```
     pub async fn leave(&self) -> Result<Value> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Leave { topic: self.topic.clone(), reply };
@@ -375,12 +547,31 @@ impl PhxChannel {
     }
 
     /// Call `handler` for every `event` (`"*"` for all): data is the payload as JSON text.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.on("shout", |e| println!("{:?}", e.data()));
+    /// room.on("*", |e| println!("any: {}", e.name()));
+    /// # Ok(()) }
+    /// ```
     pub fn on(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
         self.listeners.bind(event, handler)
     }
 
     /// Every event of this channel as a stream (including `presence:join`, `presence:leave`,
     /// `presence:sync`, `phx_error`, `phx_close`).
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// let mut events = room.events();
+    /// room.join().await?;
+    /// while let Some(event) = events.recv().await {
+    ///     println!("{} {:?}", event.name(), event.data());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn events(&self) -> EventStream {
         self.listeners.stream(None, self.socket.shared.options.event_queue)
     }
@@ -403,6 +594,16 @@ impl PhxChannel {
 }
 
 /// Presence of a channel: `list`, and callbacks as phoenix.js `onJoin` / `onLeave` / `onSync`.
+///
+/// ```no_run
+/// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+/// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+/// let presence = room.presence();
+/// presence.on_join(|key, current, _joined| if current.is_none() { println!("{key} joined") });
+/// presence.on_leave(|key, _current, _left| println!("{key} left"));
+/// room.join().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct PresenceHandle {
     tracker: Arc<Mutex<PresenceTracker>>,
@@ -417,16 +618,45 @@ impl std::fmt::Debug for PresenceHandle {
 
 impl PresenceHandle {
     /// The presences by key (`{"metas": [...]}` each).
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// for (key, presence) in room.presence().list() {
+    ///     println!("{key}: {presence:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn list(&self) -> Presences {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner()).list().clone()
     }
 
     /// `list` with a chooser.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// let keys: Vec<String> = room.presence().list_by(|key, _presence| key.to_owned());
+    /// # let _ = keys;
+    /// # Ok(()) }
+    /// ```
     pub fn list_by<T>(&self, chooser: impl FnMut(&str, &Value) -> T) -> Vec<T> {
         self.tracker.lock().unwrap_or_else(|p| p.into_inner()).list_by(chooser)
     }
 
     /// `handler(key, current, joined)` for every join (data of `presence:join`).
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.presence().on_join(|key, current, joined| {
+    ///     // `current` is None for a first join; Some for another device of the same user.
+    ///     println!("{key} joined (first: {}) with {joined}", current.is_none());
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn on_join(&self, handler: impl Fn(&str, Option<&Value>, &Value) + Send + Sync + 'static) -> HandlerId {
         self.listeners.bind("presence:join", move |event| {
             if let Ok(v) = event.json::<Value>() {
@@ -437,6 +667,13 @@ impl PresenceHandle {
     }
 
     /// `handler(key, current, left)` for every leave.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.presence().on_leave(|key, current, left| println!("{key} left {left}; still here: {current}"));
+    /// # Ok(()) }
+    /// ```
     pub fn on_leave(&self, handler: impl Fn(&str, &Value, &Value) + Send + Sync + 'static) -> HandlerId {
         self.listeners.bind("presence:leave", move |event| {
             if let Ok(v) = event.json::<Value>() {
@@ -446,6 +683,15 @@ impl PresenceHandle {
     }
 
     /// `handler()` after every state or diff.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// let presence = room.presence();
+    /// let view = presence.clone();
+    /// presence.on_sync(move || println!("{} online", view.list().len()));
+    /// # Ok(()) }
+    /// ```
     pub fn on_sync(&self, handler: impl Fn() + Send + Sync + 'static) -> HandlerId {
         self.listeners.bind("presence:sync", move |_| handler())
     }
