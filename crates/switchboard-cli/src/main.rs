@@ -4,6 +4,10 @@
 //! Configuration precedence: flags > environment (`REVERB_*`) > a `.env` in the working
 //! directory > (`serve` only) the `--config` TOML file > defaults.
 
+// The doc comments on the argument structs are clap's `--help` text, written for a terminal
+// (`[[apps]]`, bare URLs), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]
+
 mod chat;
 mod commands;
 mod settings;

@@ -3,17 +3,59 @@
 //! Rules from `pusher-http-node` `validateChannel`, Soketi and Sockudo: the characters
 //! `[-a-zA-Z0-9_=@,.;]`, at most 200 of them; a leading `#` only for the reserved
 //! `#server-to-user-{id}` channels. The kind comes from the prefix, cache variants included.
+//!
+//! ```
+//! use switchboard_protocol::{ChannelKind, ChannelName};
+//! let channel = ChannelName::parse("private-encrypted-cache-prices")?;
+//! assert_eq!(channel.kind(), ChannelKind::PrivateEncrypted);
+//! assert!(channel.is_cache() && channel.kind().requires_auth());
+//! assert!(ChannelName::parse("no spaces").is_err());
+//! # Ok::<(), switchboard_protocol::ProtocolError>(())
+//! ```
 
 use crate::ProtocolError;
 
 /// Longest channel name the protocol allows.
+///
+/// ```
+/// use switchboard_protocol::ChannelName;
+/// use switchboard_protocol::channel::MAX_CHANNEL_NAME_LEN;
+/// assert!(ChannelName::parse(&"a".repeat(MAX_CHANNEL_NAME_LEN)).is_ok());
+/// assert!(ChannelName::parse(&"a".repeat(MAX_CHANNEL_NAME_LEN + 1)).is_err());
+/// ```
 pub const MAX_CHANNEL_NAME_LEN: usize = 200;
 /// Longest event name the protocol allows.
+///
+/// ```
+/// use switchboard_protocol::channel::{MAX_EVENT_NAME_LEN, validate_event_name};
+/// assert!(validate_event_name(&"e".repeat(MAX_EVENT_NAME_LEN)).is_ok());
+/// assert!(validate_event_name(&"e".repeat(MAX_EVENT_NAME_LEN + 1)).is_err());
+/// ```
 pub const MAX_EVENT_NAME_LEN: usize = 200;
 /// Prefix of the reserved channels that carry events to one signed-in user.
+///
+/// ```
+/// use switchboard_protocol::channel::SERVER_TO_USER_PREFIX;
+/// use switchboard_protocol::{ChannelKind, ChannelName};
+/// let name = format!("{SERVER_TO_USER_PREFIX}42");
+/// let channel = ChannelName::parse(&name)?;
+/// assert_eq!(channel.kind(), ChannelKind::ServerToUser);
+/// assert_eq!(channel.server_to_user_id(), Some("42"));
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 pub const SERVER_TO_USER_PREFIX: &str = "#server-to-user-";
 
 /// What a channel's name makes it.
+///
+/// ```
+/// use switchboard_protocol::{ChannelKind, ChannelName};
+/// assert_eq!(ChannelName::parse("news")?.kind(), ChannelKind::Public);
+/// assert_eq!(ChannelName::parse("private-orders")?.kind(), ChannelKind::Private);
+/// assert_eq!(ChannelName::parse("private-encrypted-prices")?.kind(), ChannelKind::PrivateEncrypted);
+/// assert_eq!(ChannelName::parse("presence-room")?.kind(), ChannelKind::Presence);
+/// assert_eq!(ChannelName::parse("#server-to-user-42")?.kind(), ChannelKind::ServerToUser);
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChannelKind {
     /// Anyone may subscribe.
@@ -30,6 +72,16 @@ pub enum ChannelKind {
 
 impl ChannelKind {
     /// True if subscribing needs an `auth` signature.
+    ///
+    /// ```
+    /// use switchboard_protocol::ChannelKind;
+    /// assert!(ChannelKind::Private.requires_auth());
+    /// assert!(ChannelKind::PrivateEncrypted.requires_auth());
+    /// assert!(ChannelKind::Presence.requires_auth());
+    /// assert!(!ChannelKind::Public.requires_auth());
+    /// // Server-to-user channels need a sign-in instead of a channel signature.
+    /// assert!(!ChannelKind::ServerToUser.requires_auth());
+    /// ```
     pub fn requires_auth(self) -> bool {
         matches!(self, ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence)
     }
@@ -54,6 +106,16 @@ pub struct ChannelName<'a> {
 
 impl<'a> ChannelName<'a> {
     /// Validate `name` and classify it.
+    ///
+    /// ```
+    /// use switchboard_protocol::{ChannelKind, ChannelName};
+    /// let channel = ChannelName::parse("presence-cache-room")?;
+    /// assert_eq!((channel.kind(), channel.is_cache()), (ChannelKind::Presence, true));
+    /// assert!(ChannelName::parse("").is_err());
+    /// assert!(ChannelName::parse("room/1").is_err());
+    /// assert!(ChannelName::parse("#other").is_err(), "'#' is reserved for #server-to-user-");
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn parse(name: &'a str) -> Result<Self, ProtocolError> {
         let invalid = |reason| ProtocolError::InvalidChannelName { name: name.chars().take(64).collect(), reason };
         if name.is_empty() {
@@ -92,21 +154,47 @@ impl<'a> ChannelName<'a> {
     }
 
     /// The name as given.
+    ///
+    /// ```
+    /// use switchboard_protocol::ChannelName;
+    /// assert_eq!(ChannelName::parse("private-orders")?.as_str(), "private-orders");
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn as_str(&self) -> &'a str {
         self.name
     }
 
     /// The channel kind.
+    ///
+    /// ```
+    /// use switchboard_protocol::{ChannelKind, ChannelName};
+    /// assert_eq!(ChannelName::parse("private-cache-orders")?.kind(), ChannelKind::Private);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn kind(&self) -> ChannelKind {
         self.kind
     }
 
     /// True for the `cache-` variants, which replay the last event on subscribe.
+    ///
+    /// ```
+    /// use switchboard_protocol::ChannelName;
+    /// assert!(ChannelName::parse("cache-news")?.is_cache());
+    /// assert!(!ChannelName::parse("news")?.is_cache());
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn is_cache(&self) -> bool {
         self.cache
     }
 
     /// For `#server-to-user-{id}`, the user id.
+    ///
+    /// ```
+    /// use switchboard_protocol::ChannelName;
+    /// assert_eq!(ChannelName::parse("#server-to-user-42")?.server_to_user_id(), Some("42"));
+    /// assert_eq!(ChannelName::parse("private-orders")?.server_to_user_id(), None);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn server_to_user_id(&self) -> Option<&'a str> {
         self.name.strip_prefix(SERVER_TO_USER_PREFIX)
     }
@@ -117,6 +205,13 @@ fn is_channel_byte(b: u8) -> bool {
 }
 
 /// Validate an event name: non-empty and at most 200 characters.
+///
+/// ```
+/// use switchboard_protocol::channel::validate_event_name;
+/// assert!(validate_event_name("client-typing").is_ok());
+/// assert!(validate_event_name("").is_err());
+/// assert!(validate_event_name(&"e".repeat(201)).is_err());
+/// ```
 pub fn validate_event_name(name: &str) -> Result<(), ProtocolError> {
     if name.is_empty() || name.len() > MAX_EVENT_NAME_LEN {
         return Err(ProtocolError::InvalidFrame("event name must be 1 to 200 characters".into()));

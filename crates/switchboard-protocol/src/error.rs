@@ -1,4 +1,11 @@
 //! The one error type of the protocol crate: what was wrong with the input.
+//!
+//! ```
+//! use switchboard_protocol::{ChannelName, ProtocolError};
+//! let err = ChannelName::parse("#other").unwrap_err();
+//! assert!(matches!(err, ProtocolError::InvalidChannelName { .. }));
+//! assert!(err.to_string().starts_with("invalid channel name \"#other\""));
+//! ```
 
 /// Why a frame, name or payload was refused.
 ///

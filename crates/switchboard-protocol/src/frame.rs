@@ -4,6 +4,15 @@
 //! object (Soketi and Sockudo `pusher:error`), sometimes absent (`pusher:pong`). Clients
 //! send an object. [`Frame::decode`] accepts all three and keeps the payload as text, so a
 //! relay never re-parses it. Encoders produce what each direction expects.
+//!
+//! ```
+//! use switchboard_protocol::Frame;
+//! use switchboard_protocol::frame::encode_server_frame;
+//! let text = encode_server_frame("shipped", Some("orders"), Some(r#"{"id":7}"#), None);
+//! let back = Frame::decode(&text)?;
+//! assert_eq!(back.data.as_text(), Some(r#"{"id":7}"#));
+//! # Ok::<(), switchboard_protocol::ProtocolError>(())
+//! ```
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -13,6 +22,14 @@ use std::fmt::Write as _;
 use crate::ProtocolError;
 
 /// The `data` member of a frame, as it arrived.
+///
+/// ```
+/// use switchboard_protocol::{Data, Frame};
+/// assert!(matches!(Frame::decode(r#"{"event":"e","data":"text"}"#)?.data, Data::String(_)));
+/// assert!(matches!(Frame::decode(r#"{"event":"e","data":{"a":1}}"#)?.data, Data::Json(_)));
+/// assert_eq!(Frame::decode(r#"{"event":"pusher:pong"}"#)?.data, Data::Absent);
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Data {
     /// No `data` member, or `null`.
@@ -43,6 +60,13 @@ impl Data {
     }
 
     /// The payload as owned JSON text, without copying.
+    ///
+    /// ```
+    /// use switchboard_protocol::Frame;
+    /// let frame = Frame::decode(r#"{"event":"e","data":"{\"id\":7}"}"#)?;
+    /// assert_eq!(frame.data.into_text().as_deref(), Some(r#"{"id":7}"#));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn into_text(self) -> Option<String> {
         match self {
             Data::Absent => None,
@@ -51,18 +75,44 @@ impl Data {
     }
 
     /// Parse the payload into `T`, whichever form it came in.
+    ///
+    /// ```
+    /// use switchboard_protocol::Frame;
+    /// #[derive(serde::Deserialize)]
+    /// struct Order {
+    ///     id: u64,
+    /// }
+    /// let frame = Frame::decode(r#"{"event":"shipped","data":"{\"id\":7}"}"#)?;
+    /// assert_eq!(frame.data.parse::<Order>()?.id, 7);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ProtocolError> {
         let text = self.as_text().ok_or_else(|| ProtocolError::InvalidFrame("missing data".into()))?;
         serde_json::from_str(text).map_err(|e| ProtocolError::InvalidFrame(format!("data: {e}")))
     }
 
     /// True if the payload was sent as a JSON object (not a string).
+    ///
+    /// ```
+    /// use switchboard_protocol::Frame;
+    /// // Clients send data as an object; servers send it as a string.
+    /// assert!(Frame::decode(r#"{"event":"client-x","data":{}}"#)?.data.is_object());
+    /// assert!(!Frame::decode(r#"{"event":"x","data":"{}"}"#)?.data.is_object());
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn is_object(&self) -> bool {
         matches!(self, Data::Json(s) if s.starts_with('{'))
     }
 }
 
 /// A decoded frame.
+///
+/// ```
+/// use switchboard_protocol::Frame;
+/// let frame = Frame::decode(r#"{"event":"client-typing","channel":"presence-room","data":{},"user_id":7}"#)?;
+/// assert_eq!((frame.event.as_str(), frame.channel.as_deref(), frame.user_id.as_deref()), ("client-typing", Some("presence-room"), Some("7")));
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// The event name, e.g. `pusher:subscribe` or `client-typing`.
@@ -242,6 +292,14 @@ pub fn encode_json_data_frame(
 
 /// Append `s` as a JSON string literal. Hand-rolled because it is the broadcast hot path and
 /// serde_json would allocate an intermediate `String`.
+///
+/// ```
+/// let mut out = String::from("{\"name\":");
+/// switchboard_protocol::frame::push_json_string(&mut out, "say \"hi\"\n");
+/// out.push('}');
+/// assert_eq!(out, r#"{"name":"say \"hi\"\n"}"#);
+/// assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["name"], "say \"hi\"\n");
+/// ```
 pub fn push_json_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');

@@ -5,12 +5,34 @@
 //! the user's own are sorted by key, joined as `k=v` with `&` **without URL-encoding**, and
 //! `METHOD\npath\nquery` is signed with HMAC-SHA256. Verification accepts every official
 //! SDK's form, including the Python SDK's `body_md5` of an empty GET body.
+//!
+//! ```
+//! use switchboard_protocol::http_auth::{RequestToVerify, sign_request, verify_request};
+//! let extra = [("info".to_string(), "user_count".to_string())];
+//! let params = sign_request("key", "secret", "GET", "/apps/1/channels", &extra, None, 1_700_000_000);
+//! let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+//! assert_eq!(names, ["auth_key", "auth_timestamp", "auth_version", "info", "auth_signature"]);
+//! let req = RequestToVerify { method: "GET", path: "/apps/1/channels", params: &params, body: b"" };
+//! assert!(verify_request(&req, "key", "secret", 1_700_000_030, 600).is_ok());
+//! ```
 
 use md5::{Digest, Md5};
 
 use crate::signature::{hmac_hex, verify_hmac_hex};
 
 /// Why a signed HTTP request was refused. Each maps to a 401 with a message saying what to fix.
+///
+/// ```
+/// use switchboard_protocol::http_auth::{HttpAuthError, RequestToVerify, sign_request, verify_request};
+/// let params = sign_request("key", "secret", "GET", "/apps/1/channels", &[], None, 1000);
+/// let req = RequestToVerify { method: "GET", path: "/apps/1/channels", params: &params, body: b"" };
+/// assert_eq!(verify_request(&req, "other-key", "secret", 1000, 600), Err(HttpAuthError::WrongKey));
+/// assert_eq!(
+///     verify_request(&req, "key", "secret", 2000, 600),
+///     Err(HttpAuthError::StaleTimestamp { given: 1000, now: 2000, window: 600 })
+/// );
+/// assert!(matches!(verify_request(&req, "key", "wrong", 1000, 600), Err(HttpAuthError::BadSignature { .. })));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpAuthError {
     /// A required `auth_*` parameter is missing.
@@ -44,11 +66,23 @@ pub enum HttpAuthError {
 }
 
 /// Hex MD5 of a body, as `body_md5` carries it.
+///
+/// ```
+/// use switchboard_protocol::http_auth::body_md5;
+/// assert_eq!(body_md5(b""), "d41d8cd98f00b204e9800998ecf8427e");
+/// assert_eq!(body_md5(b"hello"), "5d41402abc4b2a76b9719d911017c592");
+/// ```
 pub fn body_md5(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
 }
 
 /// Build the `METHOD\npath\nsorted-query` string. `params` must not contain `auth_signature`.
+///
+/// ```
+/// use switchboard_protocol::http_auth::string_to_sign;
+/// let params = [("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())];
+/// assert_eq!(string_to_sign("get", "/apps/1/channels", &params), "GET\n/apps/1/channels\na=1&b=2");
+/// ```
 pub fn string_to_sign(method: &str, path: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -97,6 +131,16 @@ pub fn sign_request(
 }
 
 /// What the server needs to check one request.
+///
+/// ```
+/// use switchboard_protocol::http_auth::{HttpAuthError, RequestToVerify, sign_request, verify_request};
+/// let body = br#"{"name":"e","data":"{}","channel":"news"}"#;
+/// let params = sign_request("key", "secret", "POST", "/apps/1/events", &[], Some(body), 1000);
+/// let req = RequestToVerify { method: "POST", path: "/apps/1/events", params: &params, body };
+/// assert_eq!(verify_request(&req, "key", "secret", 1000, 600), Ok(()));
+/// let tampered = RequestToVerify { body: b"{}", ..req };
+/// assert_eq!(verify_request(&tampered, "key", "secret", 1000, 600), Err(HttpAuthError::BodyMd5Mismatch));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RequestToVerify<'a> {
     /// HTTP method.

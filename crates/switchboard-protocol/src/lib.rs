@@ -37,4 +37,10 @@ pub use packed::PackedFrame;
 pub use presence::{PresenceChange, PresenceRoster};
 
 /// The protocol version this crate speaks (`?protocol=7` in the connection URL).
+///
+/// ```
+/// use switchboard_protocol::PROTOCOL_VERSION;
+/// let url = format!("ws://127.0.0.1:8080/app/my-key?protocol={PROTOCOL_VERSION}");
+/// assert!(url.ends_with("?protocol=7"));
+/// ```
 pub const PROTOCOL_VERSION: u8 = 7;

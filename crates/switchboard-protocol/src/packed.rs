@@ -11,6 +11,14 @@
 //! as raw JSON text. Anything unusual (an escaped key, a malformed frame) goes through the
 //! serde_json path, so [`PackedFrame::decode`] and [`Frame::decode`] accept and refuse
 //! exactly the same texts, with the same errors.
+//!
+//! ```
+//! use switchboard_protocol::{Frame, PackedFrame};
+//! let text = r#"{"event":"tick","channel":"bench","data":"{\"id\":7}"}"#;
+//! let packed = PackedFrame::decode(text)?;
+//! assert_eq!(Frame::from(packed), Frame::decode(text)?); // the two decoders agree
+//! # Ok::<(), switchboard_protocol::ProtocolError>(())
+//! ```
 
 use serde_json::value::RawValue;
 
@@ -21,6 +29,12 @@ use crate::frame::{Data, Frame};
 /// packed frame (and the client's event built on it) stays small to move around. Frames
 /// are far below 4 GiB (WebSocket libraries cap messages at tens of MiB); a longer one is
 /// refused by [`PackedFrame::decode`].
+///
+/// ```
+/// use switchboard_protocol::packed::Span;
+/// let span = Span::new(6, 11).expect("fits in u32");
+/// assert_eq!(span.get("hello world"), Some("world"));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Span {
     start: u32,
@@ -29,16 +43,35 @@ pub struct Span {
 
 impl Span {
     /// The span of `text[start..end]`, if both fit in `u32`.
+    ///
+    /// ```
+    /// use switchboard_protocol::packed::Span;
+    /// assert!(Span::new(0, 10).is_some());
+    /// assert!(Span::new(0, u32::MAX as usize + 1).is_none());
+    /// ```
     pub fn new(start: usize, end: usize) -> Option<Span> {
         Some(Span { start: u32::try_from(start).ok()?, end: u32::try_from(end).ok()? })
     }
 
     /// This span of `text` (`None` if it does not fall on `text`'s character boundaries).
+    ///
+    /// ```
+    /// use switchboard_protocol::packed::Span;
+    /// let span = Span::new(0, 1).expect("small");
+    /// assert_eq!(span.get("é"), None); // inside a two-byte character
+    /// assert_eq!(span.get("ab"), Some("a"));
+    /// ```
     pub fn get<'a>(&self, text: &'a str) -> Option<&'a str> {
         text.get(self.start as usize..self.end as usize)
     }
 
     /// True if the span is empty.
+    ///
+    /// ```
+    /// use switchboard_protocol::packed::Span;
+    /// assert!(Span::default().is_empty());
+    /// assert!(!Span::new(0, 1).expect("small").is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.end <= self.start
     }
@@ -52,7 +85,7 @@ impl Span {
 /// assert_eq!((f.event(), f.channel(), f.data()), ("shipped", Some("orders"), Some(r#"{"id":7}"#)));
 /// # Ok::<(), switchboard_protocol::ProtocolError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PackedFrame {
     text: String,
     spans: Spans,
@@ -62,6 +95,15 @@ pub struct PackedFrame {
 
 /// The members' places in a [`PackedFrame`]'s buffer, for building other one-allocation
 /// types on it (the client's `Event`).
+///
+/// ```
+/// use switchboard_protocol::PackedFrame;
+/// let (text, spans) = PackedFrame::decode(r#"{"event":"tick","channel":"bench","data":"7"}"#)?.into_parts();
+/// assert_eq!(text, "tickbench7");
+/// assert_eq!(spans.channel.and_then(|s| s.get(&text)), Some("bench"));
+/// assert_eq!(spans.user_id, None);
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spans {
     /// The event name.
@@ -76,6 +118,14 @@ pub struct Spans {
 
 impl PackedFrame {
     /// Decode one text frame; accepts and refuses what [`Frame::decode`] does.
+    ///
+    /// ```
+    /// use switchboard_protocol::{PackedFrame, ProtocolError};
+    /// let f = PackedFrame::decode(r#"{"event":"e","data":{"a":1},"user_id":42}"#)?;
+    /// assert_eq!((f.data(), f.user_id()), (Some(r#"{"a":1}"#), Some("42")));
+    /// assert!(matches!(PackedFrame::decode(r#"{"event":"e""#), Err(ProtocolError::MalformedJson(_))));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn decode(text: &str) -> Result<PackedFrame, ProtocolError> {
         Self::decode_into(text, String::new())
     }
@@ -102,26 +152,54 @@ impl PackedFrame {
     }
 
     /// The event name.
+    ///
+    /// ```
+    /// assert_eq!(switchboard_protocol::PackedFrame::decode(r#"{"event":"App\\Events\\Shipped"}"#)?.event(), r"App\Events\Shipped");
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn event(&self) -> &str {
         self.slice(Some(self.spans.event)).unwrap_or_default()
     }
 
     /// The channel, if any.
+    ///
+    /// ```
+    /// assert_eq!(switchboard_protocol::PackedFrame::decode(r#"{"event":"pusher:error","data":{}}"#)?.channel(), None);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn channel(&self) -> Option<&str> {
         self.slice(self.spans.channel)
     }
 
     /// The payload as text: the content of a string, or the raw JSON of an object.
+    ///
+    /// ```
+    /// let f = switchboard_protocol::PackedFrame::decode(r#"{"event":"e","data":"line\nbreak"}"#)?;
+    /// assert_eq!(f.data(), Some("line\nbreak"));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn data(&self) -> Option<&str> {
         self.slice(self.spans.data)
     }
 
     /// The sender's presence user id (numbers are turned into strings).
+    ///
+    /// ```
+    /// let f = switchboard_protocol::PackedFrame::decode(r#"{"event":"client-x","data":{},"user_id":"u1"}"#)?;
+    /// assert_eq!(f.user_id(), Some("u1"));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn user_id(&self) -> Option<&str> {
         self.slice(self.spans.user_id)
     }
 
     /// The buffer and where each member lies in it, without copying.
+    ///
+    /// ```
+    /// let (text, spans) = switchboard_protocol::PackedFrame::decode(r#"{"event":"e","data":"x"}"#)?.into_parts();
+    /// assert_eq!(spans.data.and_then(|s| s.get(&text)), Some("x"));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn into_parts(self) -> (String, Spans) {
         (self.text, self.spans)
     }
@@ -130,6 +208,16 @@ impl PackedFrame {
         span.and_then(|span| span.get(&self.text))
     }
 }
+
+/// Equal when the members are, whatever order they had in the buffer.
+impl PartialEq for PackedFrame {
+    fn eq(&self, other: &Self) -> bool {
+        (self.event(), self.channel(), self.data(), self.user_id(), self.data_is_json)
+            == (other.event(), other.channel(), other.data(), other.user_id(), other.data_is_json)
+    }
+}
+
+impl Eq for PackedFrame {}
 
 impl From<Frame> for PackedFrame {
     fn from(frame: Frame) -> Self {
@@ -425,6 +513,14 @@ mod tests {
         }
         // The mutations must reach both answers, or the comparison proves little.
         assert!((1_000..19_000).contains(&decoded), "{decoded} of 20000 decoded");
+    }
+
+    #[test]
+    fn equality_ignores_member_order() {
+        let a = PackedFrame::decode(r#"{"event":"e","data":"x"}"#).unwrap();
+        let b = PackedFrame::decode(r#"{"data":"x","event":"e"}"#).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, PackedFrame::decode(r#"{"event":"e","data":{"x":1}}"#).unwrap());
     }
 
     #[test]

@@ -5,6 +5,14 @@
 //! V2 text: `[join_ref, ref, topic, event, payload]`. V1: `{"topic","event","payload","ref"}`
 //! plus an optional `join_ref` from clients; servers never send `join_ref` in V1. Replies are
 //! `phx_reply` with `{"status","response"}` — classify by the event, never by null refs.
+//!
+//! ```
+//! use switchboard_protocol::phoenix::{Message, Vsn};
+//! let join = Message::decode_text(r#"["1","1","room:lobby","phx_join",{"username":"ada"}]"#, Vsn::V2)?;
+//! let reply = Message::reply(join.join_ref.clone(), join.reference.clone(), &join.topic, "ok", serde_json::json!({}));
+//! assert_eq!(reply.encode_text(Vsn::V2), r#"["1","1","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#);
+//! # Ok::<(), switchboard_protocol::ProtocolError>(())
+//! ```
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,6 +21,15 @@ use serde_json::value::RawValue;
 use crate::ProtocolError;
 
 /// Which serializer a connection speaks.
+///
+/// ```
+/// use switchboard_protocol::phoenix::{Message, Vsn};
+/// let vsn = Vsn::from_query(Some("2.0.0")).ok_or("unsupported vsn")?;
+/// let join = Message::decode_text(r#"["1","1","room:lobby","phx_join",{}]"#, vsn)?;
+/// assert!(join.encode_text(Vsn::V2).starts_with('['), "V2 frames are arrays");
+/// assert!(join.encode_text(Vsn::V1).starts_with('{'), "V1 frames are objects");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vsn {
     /// `vsn=1.0.0`, or no `vsn` at all (the server default): JSON objects.
@@ -41,6 +58,16 @@ impl Vsn {
 }
 
 /// The payload of a message: JSON, or bytes from a V2 binary frame.
+///
+/// ```
+/// use switchboard_protocol::phoenix::{Message, Payload, Vsn};
+/// let text = Message::decode_text(r#"[null,null,"room:lobby","shout",{"body":"hi"}]"#, Vsn::V2)?;
+/// assert_eq!(text.payload, Payload::Json(serde_json::json!({"body": "hi"})));
+/// // A V2 binary broadcast (kind 2): topic "top", event "ev", one payload byte.
+/// let binary = Message::decode_binary(b"\x02\x03\x02topev\x01", true)?;
+/// assert_eq!(binary.payload, Payload::Binary(vec![1]));
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// A JSON value (normally an object).
@@ -57,6 +84,22 @@ pub enum Payload {
 }
 
 /// One Phoenix message.
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_protocol::phoenix::{Message, Payload, Vsn};
+/// let shout = Message {
+///     join_ref: Some("1".into()),
+///     reference: Some("3".into()),
+///     topic: "room:lobby".into(),
+///     event: "shout".into(),
+///     payload: Payload::Json(json!({"body": "hi"})),
+/// };
+/// let text = shout.encode_client_text(Vsn::V2);
+/// assert_eq!(text, r#"["1","3","room:lobby","shout",{"body":"hi"}]"#);
+/// assert_eq!(Message::decode_text(&text, Vsn::V2)?, shout);
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// The ref of the join this message belongs to.
@@ -86,6 +129,14 @@ fn ref_json(r: &Option<String>) -> Value {
 
 impl Message {
     /// A reply: `phx_reply` with `{"status", "response"}`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_protocol::phoenix::{Message, Payload};
+    /// let reply = Message::reply(Some("1".into()), Some("2".into()), "room:lobby", "ok", json!({"id": 7}));
+    /// assert_eq!(reply.event, "phx_reply");
+    /// assert_eq!(reply.payload, Payload::Json(json!({"status": "ok", "response": {"id": 7}})));
+    /// ```
     pub fn reply(
         join_ref: Option<String>,
         reference: Option<String>,
@@ -160,7 +211,7 @@ impl Message {
     }
 
     /// Encode as a server→client text frame (V1 never carries `join_ref`). Binary payloads
-    /// need [`Message::encode_binary`].
+    /// need [`Message::encode_binary_push`] (client) or [`Message::encode_binary_server`].
     ///
     /// ```
     /// use switchboard_protocol::phoenix::{Message, Vsn};
@@ -189,6 +240,22 @@ impl Message {
     }
 
     /// Encode a client→server text frame (V1 includes `join_ref`).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_protocol::phoenix::{Message, Payload, Vsn};
+    /// let join = Message {
+    ///     join_ref: Some("1".into()),
+    ///     reference: Some("1".into()),
+    ///     topic: "room:lobby".into(),
+    ///     event: "phx_join".into(),
+    ///     payload: Payload::Json(json!({"username": "ada"})),
+    /// };
+    /// // Client frames keep join_ref in V1; server frames (`encode_text`) drop it.
+    /// assert_eq!(Message::decode_text(&join.encode_client_text(Vsn::V1), Vsn::V1)?, join);
+    /// assert_eq!(Message::decode_text(&join.encode_text(Vsn::V1), Vsn::V1)?.join_ref, None);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn encode_client_text(&self, vsn: Vsn) -> String {
         match vsn {
             Vsn::V2 => self.encode_text(Vsn::V2),
@@ -333,6 +400,15 @@ impl Message {
 
 /// A decoded text frame whose payload is left as raw JSON: the receive hot path, which
 /// hands the payload on as text without building a value tree.
+///
+/// ```
+/// use switchboard_protocol::phoenix::{RawMessage, Vsn};
+/// let text = r#"{"topic":"room:lobby","event":"shout","payload":{"body":"hi"},"ref":"4"}"#;
+/// let message = RawMessage::decode(text, Vsn::V1)?;
+/// assert_eq!((message.topic.as_str(), message.reference.as_deref()), ("room:lobby", Some("4")));
+/// assert_eq!(message.payload.get(), r#"{"body":"hi"}"#); // borrowed from `text`, not re-encoded
+/// # Ok::<(), switchboard_protocol::ProtocolError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RawMessage<'a> {
     /// The ref of the join this message belongs to.
@@ -409,6 +485,13 @@ impl<'a> RawMessage<'a> {
     }
 
     /// The payload parsed into a value (for replies and presence, off the hot path).
+    ///
+    /// ```
+    /// use switchboard_protocol::phoenix::{RawMessage, Vsn};
+    /// let message = RawMessage::decode(r#"["1","2","room:lobby","ping",{"n":1}]"#, Vsn::V2)?;
+    /// assert_eq!(message.payload_value(), serde_json::json!({"n": 1}));
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
     pub fn payload_value(&self) -> Value {
         serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
     }

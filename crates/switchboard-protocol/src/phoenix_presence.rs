@@ -3,15 +3,52 @@
 //! turned into a diff against what is known; joins are applied before leaves.
 //!
 //! Keys are kept in lexicographic order (`BTreeMap`); phoenix.js uses JS object order.
+//!
+//! ```
+//! use serde_json::json;
+//! use switchboard_protocol::phoenix_presence::{PresenceTracker, Presences};
+//! let mut tracker = PresenceTracker::default();
+//! let state: Presences = [("ada".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into();
+//! tracker.on_state("1", &state);
+//! let leaves = state.clone();
+//! tracker.on_diff("1", &Presences::new(), &leaves);
+//! assert!(tracker.list().is_empty());
+//! ```
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 /// Presences by key: each `{"metas": [{..., "phx_ref": ...}], ...}`.
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_protocol::phoenix_presence::Presences;
+/// let mut presences = Presences::new();
+/// presences.insert("bob".into(), json!({"metas": [{"phx_ref": "2"}]}));
+/// presences.insert("ada".into(), json!({"metas": [{"phx_ref": "1"}]}));
+/// assert_eq!(presences.keys().collect::<Vec<_>>(), ["ada", "bob"]); // lexicographic order
+/// ```
 pub type Presences = BTreeMap<String, Value>;
 
 /// What a sync did, in order.
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_protocol::phoenix_presence::{PresenceEvent, Presences, sync_diff};
+/// let mut state = Presences::new();
+/// let ada: Presences = [("ada".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into();
+/// let joined = sync_diff(&mut state, &ada, &Presences::new());
+/// assert_eq!(
+///     joined,
+///     [PresenceEvent::Join { key: "ada".into(), current: None, joined: json!({"metas": [{"phx_ref": "1"}]}) }]
+/// );
+/// let left = sync_diff(&mut state, &Presences::new(), &ada);
+/// assert!(matches!(
+///     &left[..],
+///     [PresenceEvent::Leave { key, current, .. }] if key == "ada" && current["metas"] == json!([])
+/// ));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum PresenceEvent {
     /// Metas joined under `key`; `current` is the presence before, `joined` holds only the
@@ -50,6 +87,20 @@ fn with_metas(p: &Value, metas: Vec<Value>) -> Value {
 }
 
 /// Apply a full state: computes the joins and leaves against `state` and applies them.
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_protocol::phoenix_presence::{PresenceEvent, Presences, sync_state};
+/// let mut state: Presences = [("u1".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into();
+/// let new_state: Presences = [("u2".to_string(), json!({"metas": [{"phx_ref": "2"}]}))].into();
+/// let events = sync_state(&mut state, &new_state);
+/// assert_eq!(state, new_state);
+/// assert!(matches!(
+///     &events[..],
+///     [PresenceEvent::Join { key: joined, .. }, PresenceEvent::Leave { key: left, .. }]
+///         if joined == "u2" && left == "u1"
+/// ));
+/// ```
 pub fn sync_state(state: &mut Presences, new_state: &Presences) -> Vec<PresenceEvent> {
     let mut joins = Presences::new();
     let mut leaves = Presences::new();
@@ -90,6 +141,18 @@ pub fn sync_state(state: &mut Presences, new_state: &Presences) -> Vec<PresenceE
 }
 
 /// Apply a diff: joins first (new metas appended after the kept old ones), then leaves.
+///
+/// ```
+/// use serde_json::json;
+/// use switchboard_protocol::phoenix_presence::{Presences, sync_diff};
+/// let mut state: Presences = [("ada".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into();
+/// let second_tab: Presences = [("ada".to_string(), json!({"metas": [{"phx_ref": "2"}]}))].into();
+/// sync_diff(&mut state, &second_tab, &Presences::new());
+/// assert_eq!(state["ada"]["metas"], json!([{"phx_ref": "1"}, {"phx_ref": "2"}]));
+/// let first_tab: Presences = [("ada".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into();
+/// sync_diff(&mut state, &Presences::new(), &first_tab);
+/// assert_eq!(state["ada"]["metas"], json!([{"phx_ref": "2"}]));
+/// ```
 pub fn sync_diff(state: &mut Presences, joins: &Presences, leaves: &Presences) -> Vec<PresenceEvent> {
     let mut events = Vec::new();
     for (key, joined) in joins {
@@ -148,6 +211,16 @@ pub struct PresenceTracker {
 
 impl PresenceTracker {
     /// A `presence_state` for the join `join_ref`: sync, then apply the buffered diffs.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_protocol::phoenix_presence::{PresenceEvent, PresenceTracker, Presences};
+    /// let mut tracker = PresenceTracker::default();
+    /// let state: Presences = [("u1".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into();
+    /// let events = tracker.on_state("1", &state);
+    /// assert!(matches!(&events[..], [PresenceEvent::Join { key, current: None, .. }] if key == "u1"));
+    /// assert_eq!(tracker.list(), &state);
+    /// ```
     pub fn on_state(&mut self, join_ref: &str, new_state: &Presences) -> Vec<PresenceEvent> {
         self.synced_join_ref = Some(join_ref.to_owned());
         let mut events = sync_state(&mut self.state, new_state);
@@ -159,6 +232,18 @@ impl PresenceTracker {
 
     /// A `presence_diff` while the channel's current join is `current_join_ref`. Returns
     /// `None` when buffered (no state yet for this join, e.g. right after a rejoin).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_protocol::phoenix_presence::{PresenceTracker, Presences};
+    /// let mut tracker = PresenceTracker::default();
+    /// tracker.on_state("1", &Presences::new());
+    /// let joins: Presences = [("u2".to_string(), json!({"metas": [{"phx_ref": "2"}]}))].into();
+    /// let applied = tracker.on_diff("1", &joins, &Presences::new());
+    /// assert_eq!(applied.map(|events| events.len()), Some(1));
+    /// // After a rejoin (join ref "2"), diffs wait for that join's state.
+    /// assert!(tracker.on_diff("2", &joins, &Presences::new()).is_none());
+    /// ```
     pub fn on_diff(
         &mut self,
         current_join_ref: &str,
@@ -173,11 +258,30 @@ impl PresenceTracker {
     }
 
     /// The presences, by key.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_protocol::phoenix_presence::{PresenceTracker, Presences};
+    /// let mut tracker = PresenceTracker::default();
+    /// tracker.on_state("1", &[("ada".to_string(), json!({"metas": [{"phx_ref": "1"}]}))].into());
+    /// assert!(tracker.list().contains_key("ada"));
+    /// ```
     pub fn list(&self) -> &Presences {
         &self.state
     }
 
     /// `list` with a chooser, as phoenix.js `Presence.list(state, chooser)`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use switchboard_protocol::phoenix_presence::{PresenceTracker, Presences};
+    /// let mut tracker = PresenceTracker::default();
+    /// let state: Presences = [("ada".to_string(), json!({"metas": [{"phx_ref": "1"}, {"phx_ref": "2"}]}))].into();
+    /// tracker.on_state("1", &state);
+    /// let devices =
+    ///     tracker.list_by(|key, presence| format!("{key}: {}", presence["metas"].as_array().map_or(0, Vec::len)));
+    /// assert_eq!(devices, ["ada: 2"]);
+    /// ```
     pub fn list_by<T>(&self, mut chooser: impl FnMut(&str, &Value) -> T) -> Vec<T> {
         self.state.iter().map(|(k, v)| chooser(k, v)).collect()
     }

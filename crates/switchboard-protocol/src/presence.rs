@@ -4,12 +4,35 @@
 //! `member_added` must fire only for a user's first connection and `member_removed` only
 //! when the last one leaves (Soketi `ws-handler.ts`, Reverb PR #216); the roster returns
 //! which of those happened so the caller sends each event exactly once.
+//!
+//! ```
+//! use switchboard_protocol::presence::{member_added_data, member_removed_data};
+//! use switchboard_protocol::{PresenceChange, PresenceRoster};
+//! let mut roster = PresenceRoster::default();
+//! if roster.add("7", r#"{"name":"Ada"}"#) == PresenceChange::Added {
+//!     assert_eq!(member_added_data("7", r#"{"name":"Ada"}"#), r#"{"user_id":"7","user_info":{"name":"Ada"}}"#);
+//! }
+//! assert_eq!(roster.remove("7"), PresenceChange::Removed);
+//! assert_eq!(member_removed_data("7"), r#"{"user_id":"7"}"#);
+//! ```
 
 use std::collections::HashMap;
 
 use crate::frame::push_json_string;
 
 /// What an add or remove did to the member list.
+///
+/// ```
+/// use switchboard_protocol::{PresenceChange, PresenceRoster};
+/// let announce = |change: PresenceChange| match change {
+///     PresenceChange::Added => Some("pusher_internal:member_added"),
+///     PresenceChange::Removed => Some("pusher_internal:member_removed"),
+///     PresenceChange::Unchanged => None,
+/// };
+/// let mut roster = PresenceRoster::default();
+/// assert_eq!(announce(roster.add("1", "null")), Some("pusher_internal:member_added"));
+/// assert_eq!(announce(roster.add("1", "null")), None); // a second connection of user 1
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceChange {
     /// A new member: announce `member_added`.
@@ -47,6 +70,15 @@ pub struct PresenceRoster {
 
 impl PresenceRoster {
     /// Count a connection of `user_id` with `info` (raw JSON text, `null` for none).
+    ///
+    /// ```
+    /// use switchboard_protocol::{PresenceChange, PresenceRoster};
+    /// let mut roster = PresenceRoster::default();
+    /// assert_eq!(roster.add("1", r#"{"name":"Ada"}"#), PresenceChange::Added);
+    /// assert_eq!(roster.add("2", "null"), PresenceChange::Added);
+    /// assert_eq!(roster.add("1", r#"{"name":"Ada"}"#), PresenceChange::Unchanged);
+    /// assert_eq!(roster.count(), 2);
+    /// ```
     pub fn add(&mut self, user_id: &str, info: &str) -> PresenceChange {
         if let Some(member) = self.members.get_mut(user_id) {
             member.connections += 1;
@@ -58,6 +90,14 @@ impl PresenceRoster {
     }
 
     /// Forget one connection of `user_id`.
+    ///
+    /// ```
+    /// use switchboard_protocol::{PresenceChange, PresenceRoster};
+    /// let mut roster = PresenceRoster::default();
+    /// roster.add("1", "null");
+    /// assert_eq!(roster.remove("1"), PresenceChange::Removed);
+    /// assert_eq!(roster.remove("1"), PresenceChange::Unchanged, "unknown users are ignored");
+    /// ```
     pub fn remove(&mut self, user_id: &str) -> PresenceChange {
         let Some(member) = self.members.get_mut(user_id) else {
             return PresenceChange::Unchanged;
@@ -72,21 +112,54 @@ impl PresenceRoster {
     }
 
     /// True if `user_id` is a member.
+    ///
+    /// ```
+    /// use switchboard_protocol::PresenceRoster;
+    /// let mut roster = PresenceRoster::default();
+    /// roster.add("1", "null");
+    /// assert!(roster.contains("1"));
+    /// assert!(!roster.contains("2"));
+    /// ```
     pub fn contains(&self, user_id: &str) -> bool {
         self.members.contains_key(user_id)
     }
 
     /// Number of distinct members.
+    ///
+    /// ```
+    /// use switchboard_protocol::PresenceRoster;
+    /// let mut roster = PresenceRoster::default();
+    /// roster.add("1", "null");
+    /// roster.add("1", "null"); // same user, second tab
+    /// roster.add("2", "null");
+    /// assert_eq!(roster.count(), 2);
+    /// ```
     pub fn count(&self) -> usize {
         self.members.len()
     }
 
     /// Member ids in join order.
+    ///
+    /// ```
+    /// use switchboard_protocol::PresenceRoster;
+    /// let mut roster = PresenceRoster::default();
+    /// roster.add("b", "null");
+    /// roster.add("a", "null");
+    /// assert_eq!(roster.ids().collect::<Vec<_>>(), ["b", "a"]);
+    /// ```
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.order.iter().map(String::as_str)
     }
 
     /// The `user_info` JSON text of a member.
+    ///
+    /// ```
+    /// use switchboard_protocol::PresenceRoster;
+    /// let mut roster = PresenceRoster::default();
+    /// roster.add("1", r#"{"name":"Ada"}"#);
+    /// assert_eq!(roster.info("1"), Some(r#"{"name":"Ada"}"#));
+    /// assert_eq!(roster.info("2"), None);
+    /// ```
     pub fn info(&self, user_id: &str) -> Option<&str> {
         self.members.get(user_id).map(|m| m.info.as_str())
     }
@@ -126,6 +199,11 @@ impl PresenceRoster {
 }
 
 /// `pusher_internal:member_added` data: `{"user_id":..,"user_info":..}`.
+///
+/// ```
+/// use switchboard_protocol::presence::member_added_data;
+/// assert_eq!(member_added_data("1", r#"{"name":"Ada"}"#), r#"{"user_id":"1","user_info":{"name":"Ada"}}"#);
+/// ```
 pub fn member_added_data(user_id: &str, info: &str) -> String {
     let mut out = String::from("{\"user_id\":");
     push_json_string(&mut out, user_id);
@@ -136,6 +214,11 @@ pub fn member_added_data(user_id: &str, info: &str) -> String {
 }
 
 /// `pusher_internal:member_removed` data: `{"user_id":..}`.
+///
+/// ```
+/// use switchboard_protocol::presence::member_removed_data;
+/// assert_eq!(member_removed_data("1"), r#"{"user_id":"1"}"#);
+/// ```
 pub fn member_removed_data(user_id: &str) -> String {
     let mut out = String::from("{\"user_id\":");
     push_json_string(&mut out, user_id);

@@ -5,6 +5,14 @@
 //! private `socket_id:channel`, presence `socket_id:channel:channel_data`,
 //! user `socket_id::user::user_data`, webhook: the raw body. Verification compares in
 //! constant time.
+//!
+//! ```
+//! use switchboard_protocol::signature::{sign_channel, verify_channel};
+//! let channel_data = r#"{"user_id":"1"}"#;
+//! let auth = sign_channel("key", "secret", "1234.5678", "presence-room", Some(channel_data));
+//! assert!(verify_channel("key", "secret", &auth, "1234.5678", "presence-room", Some(channel_data)));
+//! assert!(!verify_channel("key", "secret", &auth, "1234.5678", "presence-room", None));
+//! ```
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -36,6 +44,14 @@ fn hmac_bytes(secret: &str, message: &[u8]) -> [u8; 32] {
 }
 
 /// Constant-time check that `hex_signature` is the HMAC of `message` under `secret`.
+///
+/// ```
+/// use switchboard_protocol::signature::{hmac_hex, verify_hmac_hex};
+/// let signature = hmac_hex("secret", "message");
+/// assert!(verify_hmac_hex("secret", b"message", &signature));
+/// assert!(!verify_hmac_hex("other", b"message", &signature));
+/// assert!(!verify_hmac_hex("secret", b"message", "not hex"));
+/// ```
 pub fn verify_hmac_hex(secret: &str, message: &[u8], hex_signature: &str) -> bool {
     let expected = hmac_bytes(secret, message);
     let mut given = [0u8; 32];
@@ -46,6 +62,15 @@ pub fn verify_hmac_hex(secret: &str, message: &[u8], hex_signature: &str) -> boo
 }
 
 /// The string signed for a channel subscription.
+///
+/// ```
+/// use switchboard_protocol::signature::channel_string_to_sign;
+/// assert_eq!(channel_string_to_sign("1234.5678", "private-a", None), "1234.5678:private-a");
+/// assert_eq!(
+///     channel_string_to_sign("1234.5678", "presence-a", Some(r#"{"user_id":"1"}"#)),
+///     r#"1234.5678:presence-a:{"user_id":"1"}"#
+/// );
+/// ```
 pub fn channel_string_to_sign(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
     match channel_data {
         Some(data) => format!("{socket_id}:{channel}:{data}"),
@@ -66,11 +91,26 @@ pub fn sign_channel(key: &str, secret: &str, socket_id: &str, channel: &str, cha
 }
 
 /// The `auth` value for user sign-in over `user_data` (the exact JSON string sent).
+///
+/// ```
+/// use switchboard_protocol::signature::{hmac_hex, sign_user};
+/// let auth = sign_user("key", "secret", "1.2", r#"{"id":"42"}"#);
+/// assert_eq!(auth, format!("key:{}", hmac_hex("secret", r#"1.2::user::{"id":"42"}"#)));
+/// ```
 pub fn sign_user(key: &str, secret: &str, socket_id: &str, user_data: &str) -> String {
     format!("{key}:{}", hmac_hex(secret, &format!("{socket_id}::user::{user_data}")))
 }
 
 /// Split `key:hexsig` into its parts.
+///
+/// ```
+/// use switchboard_protocol::ProtocolError;
+/// use switchboard_protocol::signature::split_auth;
+/// assert_eq!(split_auth("key:abc123")?, ("key", "abc123"));
+/// assert_eq!(split_auth("no-colon"), Err(ProtocolError::MalformedAuth));
+/// assert_eq!(split_auth(":abc123"), Err(ProtocolError::MalformedAuth));
+/// # Ok::<(), ProtocolError>(())
+/// ```
 pub fn split_auth(auth: &str) -> Result<(&str, &str), ProtocolError> {
     match auth.split_once(':') {
         Some((key, sig)) if !key.is_empty() && !sig.is_empty() => Ok((key, sig)),
@@ -104,6 +144,15 @@ pub fn verify_channel(
 }
 
 /// Verify a `pusher:signin` `auth` over `user_data`.
+///
+/// ```
+/// use switchboard_protocol::signature::{sign_user, verify_user};
+/// let user_data = r#"{"id":"42"}"#;
+/// let auth = sign_user("key", "secret", "1.2", user_data);
+/// assert!(verify_user("key", "secret", &auth, "1.2", user_data));
+/// assert!(!verify_user("key", "secret", &auth, "1.2", r#"{"id":"43"}"#));
+/// assert!(!verify_user("key", "secret", &auth, "9.9", user_data));
+/// ```
 pub fn verify_user(key: &str, secret: &str, auth: &str, socket_id: &str, user_data: &str) -> bool {
     let Ok((given_key, sig)) = split_auth(auth) else {
         return false;
@@ -114,6 +163,12 @@ pub fn verify_user(key: &str, secret: &str, auth: &str, socket_id: &str, user_da
 }
 
 /// `X-Pusher-Signature` of a webhook body.
+///
+/// ```
+/// use switchboard_protocol::signature::{hmac_hex, sign_webhook};
+/// let body = br#"{"time_ms":1,"events":[]}"#;
+/// assert_eq!(sign_webhook("secret", body), hmac_hex("secret", r#"{"time_ms":1,"events":[]}"#));
+/// ```
 pub fn sign_webhook(secret: &str, body: &[u8]) -> String {
     hex::encode(hmac_bytes(secret, body))
 }
@@ -134,6 +189,16 @@ pub fn verify_webhook(key: &str, secret: &str, header_key: &str, header_signatur
 }
 
 /// The per-channel key of an encrypted channel: `SHA256(channel_name || master_key)`.
+///
+/// ```
+/// use sha2::{Digest, Sha256};
+/// use switchboard_protocol::signature::encrypted_channel_secret;
+/// let master_key = [9u8; 32];
+/// let key = encrypted_channel_secret("private-encrypted-a", &master_key);
+/// let expected: [u8; 32] = Sha256::digest([b"private-encrypted-a".as_slice(), &master_key].concat()).into();
+/// assert_eq!(key, expected);
+/// assert_ne!(key, encrypted_channel_secret("private-encrypted-b", &master_key), "one key per channel");
+/// ```
 pub fn encrypted_channel_secret(channel: &str, master_key: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(channel.as_bytes());

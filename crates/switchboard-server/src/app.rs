@@ -4,6 +4,52 @@
 //! One mutex guards the whole app. Every operation under it is short and never awaits:
 //! delivery is a non-blocking `try_send` of an already-encoded frame into each socket's
 //! bounded queue, so a 10,000-subscriber fan-out holds the lock for one pass over the map.
+//!
+//! ```
+//! # use futures_util::{SinkExt as _, StreamExt as _};
+//! # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+//! # // The next text frame from the server ("" once the socket has ended).
+//! # async fn next_text(ws: &mut Ws) -> String {
+//! #     while let Some(Ok(message)) = ws.next().await {
+//! #         if let Some(text) = message.as_text() {
+//! #             return text.to_owned();
+//! #         }
+//! #     }
+//! #     String::new()
+//! # }
+//! # // Connect a Pusher client to the development app; returns it with its socket id.
+//! # async fn connect(
+//! #     server: &switchboard_server::RunningServer,
+//! # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+//! #     let key = switchboard_server::config::DEV_APP_KEY;
+//! #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+//! #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+//! #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+//! #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+//! #     Ok((ws, data.socket_id))
+//! # }
+//! # // Send `pusher:subscribe` with `data`; returns the server's answer.
+//! # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+//! #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+//! #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+//! #     Ok(next_text(ws).await)
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+//! use switchboard_server::{Server, ServerConfig};
+//!
+//! let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+//! let (mut ws, _) = connect(&server).await?;
+//! subscribe(&mut ws, serde_json::json!({ "channel": "news" })).await?;
+//! let app = server.app("1000").ok_or("the development app")?;
+//! assert_eq!(app.occupied_channels("").len(), 1);
+//! drop(ws);
+//! server.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).await?
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -50,6 +96,20 @@ struct AppState {
 }
 
 /// A presence member joining with a subscription.
+///
+/// ```
+/// use switchboard_protocol::messages::ChannelData;
+/// use switchboard_server::app::Joining;
+/// // A presence subscription's channel_data becomes the joining member.
+/// let data: ChannelData = serde_json::from_str(r#"{"user_id":42,"user_info":{"name":"Ada"}}"#)?;
+/// let joining = Joining {
+///     user_id: data.user_id().ok_or("channel_data needs a user_id")?,
+///     user_info: data.user_info.as_deref().map_or("null", |info| info.get()).to_owned(),
+/// };
+/// assert_eq!(joining.user_id, "42"); // numeric ids become strings
+/// assert_eq!(joining.user_info, r#"{"name":"Ada"}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Joining {
     /// The member's user id.
@@ -59,6 +119,23 @@ pub struct Joining {
 }
 
 /// What a successful subscribe hands back to the connection.
+///
+/// ```
+/// use bytes::Bytes;
+/// use switchboard_server::app::Subscribed;
+/// // What the connection sends after `pusher_internal:subscription_succeeded`.
+/// let follow_up = |s: &Subscribed| match &s.cached {
+///     Some(Some(frame)) => Some(String::from_utf8_lossy(frame).into_owned()),
+///     Some(None) => Some("pusher:cache_miss".to_owned()),
+///     None => None, // not a cache channel
+/// };
+/// let public = Subscribed { data: "{}".into(), cached: None };
+/// let cold_cache = Subscribed { data: "{}".into(), cached: Some(None) };
+/// let warm_cache = Subscribed { data: "{}".into(), cached: Some(Some(Bytes::from_static(b"{\"event\":\"last\"}"))) };
+/// assert_eq!(follow_up(&public), None);
+/// assert_eq!(follow_up(&cold_cache).as_deref(), Some("pusher:cache_miss"));
+/// assert_eq!(follow_up(&warm_cache).as_deref(), Some("{\"event\":\"last\"}"));
+/// ```
 #[derive(Debug)]
 pub struct Subscribed {
     /// `pusher_internal:subscription_succeeded` data (`{}` or the presence snapshot).
@@ -68,6 +145,73 @@ pub struct Subscribed {
 }
 
 /// Why a subscribe was refused after the signature was checked.
+///
+/// ```
+/// # use futures_util::{SinkExt as _, StreamExt as _};
+/// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+/// # // The next text frame from the server ("" once the socket has ended).
+/// # async fn next_text(ws: &mut Ws) -> String {
+/// #     while let Some(Ok(message)) = ws.next().await {
+/// #         if let Some(text) = message.as_text() {
+/// #             return text.to_owned();
+/// #         }
+/// #     }
+/// #     String::new()
+/// # }
+/// # // Connect a Pusher client to the development app; returns it with its socket id.
+/// # async fn connect(
+/// #     server: &switchboard_server::RunningServer,
+/// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+/// #     let key = switchboard_server::config::DEV_APP_KEY;
+/// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+/// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+/// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+/// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+/// #     Ok((ws, data.socket_id))
+/// # }
+/// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+/// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+/// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+/// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+/// #     Ok(next_text(ws).await)
+/// # }
+/// # // Join `channel` as presence member `user_id`, signing as the development app's auth endpoint would.
+/// # async fn join_presence(
+/// #     ws: &mut Ws,
+/// #     socket_id: &str,
+/// #     channel: &str,
+/// #     user_id: &str,
+/// # ) -> Result<String, Box<dyn std::error::Error>> {
+/// #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+/// #     let channel_data = serde_json::json!({ "user_id": user_id }).to_string();
+/// #     let auth = switchboard_protocol::signature::sign_channel(
+/// #         DEV_APP_KEY,
+/// #         DEV_APP_SECRET,
+/// #         socket_id,
+/// #         channel,
+/// #         Some(&channel_data),
+/// #     );
+/// #     subscribe(ws, serde_json::json!({ "channel": channel, "auth": auth, "channel_data": channel_data })).await
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::{AppConfig, Server, ServerConfig};
+///
+/// // A presence channel limited to one member refuses a second user with 4100.
+/// let app = AppConfig { max_presence_members: 1, ..AppConfig::default() };
+/// let server = Server::start(ServerConfig { port: 0, apps: vec![app], ..ServerConfig::default() }).await?;
+/// let (mut ada, ada_id) = connect(&server).await?;
+/// assert!(join_presence(&mut ada, &ada_id, "presence-room", "1").await?.contains("subscription_succeeded"));
+/// let (mut bob, bob_id) = connect(&server).await?;
+/// let refused = join_presence(&mut bob, &bob_id, "presence-room", "2").await?;
+/// assert!(refused.contains("pusher:subscription_error") && refused.contains("4100"), "{refused}");
+/// drop((ada, bob));
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscribeRefused {
     /// The presence channel already has the maximum number of members.
@@ -75,6 +219,15 @@ pub enum SubscribeRefused {
 }
 
 /// Counts for one channel, as the HTTP API reports them.
+///
+/// ```
+/// use switchboard_server::app::ChannelCounts;
+/// // A channel nobody is subscribed to; `user_count` is only `Some` for presence channels.
+/// let empty = ChannelCounts::default();
+/// assert_eq!((empty.subscription_count, empty.user_count), (0, None));
+/// let presence = ChannelCounts { subscription_count: 3, user_count: Some(2) }; // one member has two tabs
+/// assert!(presence.user_count <= Some(presence.subscription_count));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChannelCounts {
     /// Sockets subscribed.
@@ -84,6 +237,54 @@ pub struct ChannelCounts {
 }
 
 /// A configured app and its live state.
+///
+/// ```
+/// # use futures_util::{SinkExt as _, StreamExt as _};
+/// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+/// # // The next text frame from the server ("" once the socket has ended).
+/// # async fn next_text(ws: &mut Ws) -> String {
+/// #     while let Some(Ok(message)) = ws.next().await {
+/// #         if let Some(text) = message.as_text() {
+/// #             return text.to_owned();
+/// #         }
+/// #     }
+/// #     String::new()
+/// # }
+/// # // Connect a Pusher client to the development app; returns it with its socket id.
+/// # async fn connect(
+/// #     server: &switchboard_server::RunningServer,
+/// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+/// #     let key = switchboard_server::config::DEV_APP_KEY;
+/// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+/// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+/// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+/// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+/// #     Ok((ws, data.socket_id))
+/// # }
+/// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+/// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+/// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+/// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+/// #     Ok(next_text(ws).await)
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::{Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// let app = server.app("1000").ok_or("the development app")?;
+/// assert_eq!(app.config.key, "switchboard-key");
+/// let (mut ws, _) = connect(&server).await?;
+/// subscribe(&mut ws, serde_json::json!({ "channel": "news" })).await?;
+/// assert_eq!(app.connection_count(), 1);
+/// assert_eq!(app.channel_counts("news").subscription_count, 1);
+/// drop(ws);
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub struct App {
     /// The configuration.
     pub config: AppConfig,
@@ -129,6 +330,52 @@ impl App {
     }
 
     /// Open connections of this app.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// assert_eq!(app.connection_count(), 0);
+    /// let (ws, _) = connect(&server).await?;
+    /// assert_eq!(app.connection_count(), 1);
+    /// drop(ws);
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Acquire)
     }
@@ -307,12 +554,131 @@ impl App {
     }
 
     /// Counts for one channel (zero when nobody is subscribed).
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # // Join `channel` as presence member `user_id`, signing as the development app's auth endpoint would.
+    /// # async fn join_presence(
+    /// #     ws: &mut Ws,
+    /// #     socket_id: &str,
+    /// #     channel: &str,
+    /// #     user_id: &str,
+    /// # ) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+    /// #     let channel_data = serde_json::json!({ "user_id": user_id }).to_string();
+    /// #     let auth = switchboard_protocol::signature::sign_channel(
+    /// #         DEV_APP_KEY,
+    /// #         DEV_APP_SECRET,
+    /// #         socket_id,
+    /// #         channel,
+    /// #         Some(&channel_data),
+    /// #     );
+    /// #     subscribe(ws, serde_json::json!({ "channel": channel, "auth": auth, "channel_data": channel_data })).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::app::ChannelCounts;
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// // Two sockets of the same user: two subscriptions, one member.
+    /// let (mut first, first_id) = connect(&server).await?;
+    /// let (mut second, second_id) = connect(&server).await?;
+    /// join_presence(&mut first, &first_id, "presence-room", "42").await?;
+    /// join_presence(&mut second, &second_id, "presence-room", "42").await?;
+    /// assert_eq!(app.channel_counts("presence-room"), ChannelCounts { subscription_count: 2, user_count: Some(1) });
+    /// assert_eq!(app.channel_counts("presence-empty"), ChannelCounts::default());
+    /// drop((first, second));
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn channel_counts(&self, channel: &str) -> ChannelCounts {
         let state = self.state();
         state.channels.get(channel).map_or_else(ChannelCounts::default, counts_of)
     }
 
     /// Occupied channels whose names start with `prefix`, with their counts, sorted by name.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (mut ws, _) = connect(&server).await?;
+    /// for channel in ["news-b", "sports", "news-a"] {
+    ///     subscribe(&mut ws, serde_json::json!({ "channel": channel })).await?;
+    /// }
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// let news: Vec<String> = app.occupied_channels("news-").into_iter().map(|(name, _)| name).collect();
+    /// assert_eq!(news, ["news-a", "news-b"]);
+    /// assert_eq!(app.occupied_channels("").len(), 3);
+    /// drop(ws);
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn occupied_channels(&self, prefix: &str) -> Vec<(String, ChannelCounts)> {
         let mut list: Vec<(String, ChannelCounts)> = {
             let state = self.state();
@@ -328,6 +694,73 @@ impl App {
     }
 
     /// Member ids of a presence channel, in join order.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # // Join `channel` as presence member `user_id`, signing as the development app's auth endpoint would.
+    /// # async fn join_presence(
+    /// #     ws: &mut Ws,
+    /// #     socket_id: &str,
+    /// #     channel: &str,
+    /// #     user_id: &str,
+    /// # ) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+    /// #     let channel_data = serde_json::json!({ "user_id": user_id }).to_string();
+    /// #     let auth = switchboard_protocol::signature::sign_channel(
+    /// #         DEV_APP_KEY,
+    /// #         DEV_APP_SECRET,
+    /// #         socket_id,
+    /// #         channel,
+    /// #         Some(&channel_data),
+    /// #     );
+    /// #     subscribe(ws, serde_json::json!({ "channel": channel, "auth": auth, "channel_data": channel_data })).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (mut ada, ada_id) = connect(&server).await?;
+    /// let (mut bob, bob_id) = connect(&server).await?;
+    /// join_presence(&mut bob, &bob_id, "presence-room", "bob").await?;
+    /// join_presence(&mut ada, &ada_id, "presence-room", "ada").await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// assert_eq!(app.presence_users("presence-room"), ["bob", "ada"]);
+    /// assert!(app.presence_users("news").is_empty());
+    /// drop((ada, bob));
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn presence_users(&self, channel: &str) -> Vec<String> {
         let state = self.state();
         state

@@ -4,6 +4,16 @@
 //! Precedence (highest first): values set by the caller (CLI flags) > environment
 //! (`REVERB_*`) > the TOML file > defaults. Environment names follow Laravel's `.env` and
 //! Reverb's `config/reverb.php`.
+//!
+//! ```
+//! use switchboard_server::ServerConfig;
+//! let file: ServerConfig = toml::from_str("port = 6001\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"")?;
+//! // The environment overrides the file.
+//! let cfg = file.with_env(|name| (name == "REVERB_SERVER_PORT").then(|| "7000".to_string()))?;
+//! cfg.validate()?;
+//! assert_eq!(cfg.bind_addr()?.to_string(), "127.0.0.1:7000");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,15 +23,55 @@ use serde::Deserialize;
 
 /// The development app used when nothing is configured. Documented in the README; never use
 /// it in production.
+///
+/// ```
+/// use switchboard_server::ServerConfig;
+/// use switchboard_server::config::DEV_APP_ID;
+/// assert_eq!(ServerConfig::default().apps[0].id, DEV_APP_ID);
+/// assert!(DEV_APP_ID.bytes().all(|b| b.is_ascii_digit()), "SDKs expect a numeric app id");
+/// ```
 pub const DEV_APP_ID: &str = "1000";
 /// Key of the development app.
+///
+/// ```
+/// use switchboard_server::AppConfig;
+/// use switchboard_server::config::DEV_APP_KEY;
+/// assert_eq!(AppConfig::default().key, DEV_APP_KEY);
+/// ```
 pub const DEV_APP_KEY: &str = "switchboard-key";
 /// Secret of the development app.
+///
+/// ```
+/// use switchboard_protocol::signature::sign_channel;
+/// use switchboard_server::AppConfig;
+/// use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+/// assert_eq!(AppConfig::default().secret, DEV_APP_SECRET);
+/// // An auth endpoint for the development app signs with it:
+/// let auth = sign_channel(DEV_APP_KEY, DEV_APP_SECRET, "1.2", "private-orders", None);
+/// assert!(auth.starts_with("switchboard-key:"));
+/// ```
 pub const DEV_APP_SECRET: &str = "switchboard-secret";
 /// Reverb's default port.
+///
+/// ```
+/// use switchboard_server::ServerConfig;
+/// use switchboard_server::config::DEFAULT_PORT;
+/// assert_eq!(ServerConfig::default().bind_addr()?.port(), DEFAULT_PORT);
+/// # Ok::<(), switchboard_server::ConfigError>(())
+/// ```
 pub const DEFAULT_PORT: u16 = 8080;
 
 /// Why a configuration was refused. Each names the setting to fix.
+///
+/// ```
+/// use switchboard_server::{ConfigError, ServerConfig};
+/// let no_apps = ServerConfig { apps: vec![], ..ServerConfig::default() };
+/// assert!(matches!(no_apps.validate(), Err(ConfigError::Invalid { name, .. }) if name == "apps"));
+/// let missing = ServerConfig::from_file(std::path::Path::new("/nonexistent/switchboard.toml"));
+/// assert!(matches!(missing, Err(ConfigError::Read { .. })));
+/// let bad_port = ServerConfig::default().with_env(|name| (name == "REVERB_PORT").then(|| "eighty".to_string()));
+/// assert!(bad_port.unwrap_err().to_string().contains("REVERB_PORT"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -51,6 +101,17 @@ pub enum ConfigError {
 }
 
 /// Who may send client events, as Reverb's `accept_client_events_from`.
+///
+/// ```
+/// use switchboard_server::{ClientEventPolicy, ServerConfig};
+/// assert_eq!("none".parse(), Ok(ClientEventPolicy::Off));
+/// assert_eq!("Members".parse(), Ok(ClientEventPolicy::Members));
+/// assert!("some".parse::<ClientEventPolicy>().is_err());
+/// let cfg: ServerConfig = toml::from_str("[[apps]]\nclient_events = \"all\"")?;
+/// assert_eq!(cfg.apps[0].client_events, ClientEventPolicy::All);
+/// assert_eq!(ClientEventPolicy::default(), ClientEventPolicy::Members);
+/// # Ok::<(), toml::de::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientEventPolicy {
@@ -76,6 +137,27 @@ impl std::str::FromStr for ClientEventPolicy {
 }
 
 /// A webhook endpoint of one app.
+///
+/// ```
+/// use switchboard_server::{ServerConfig, WebhookConfig};
+/// let cfg: ServerConfig = toml::from_str(r#"
+/// [[apps]]
+/// id = "1"
+/// key = "k"
+/// secret = "s"
+/// [[apps.webhooks]]
+/// url = "https://example.com/pusher/webhooks"
+/// events = ["member_added", "member_removed"]
+/// "#)?;
+/// assert_eq!(
+///     cfg.apps[0].webhooks,
+///     [WebhookConfig {
+///         url: "https://example.com/pusher/webhooks".into(),
+///         events: vec!["member_added".into(), "member_removed".into()],
+///     }]
+/// );
+/// # Ok::<(), toml::de::Error>(())
+/// ```
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -88,6 +170,19 @@ pub struct WebhookConfig {
 }
 
 /// One app: credentials and limits.
+///
+/// ```
+/// use switchboard_server::{AppConfig, ClientEventPolicy, ServerConfig};
+/// let app = AppConfig {
+///     id: "42".into(),
+///     key: "my-key".into(),
+///     secret: "my-secret".into(),
+///     client_events: ClientEventPolicy::Off,
+///     ..AppConfig::default()
+/// };
+/// assert_eq!((app.activity_timeout, app.max_message_size), (30, 10_000)); // defaults for the rest
+/// assert!(ServerConfig { apps: vec![app], ..ServerConfig::default() }.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppConfig {
@@ -147,12 +242,28 @@ impl Default for AppConfig {
 
 impl AppConfig {
     /// How long the server waits for a ping reply.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_server::AppConfig;
+    /// assert_eq!(AppConfig::default().pong_timeout(), Duration::from_secs(30));
+    /// assert_eq!(AppConfig { pong_timeout: 5, ..AppConfig::default() }.pong_timeout(), Duration::from_secs(5));
+    /// ```
     pub fn pong_timeout(&self) -> Duration {
         Duration::from_secs(self.pong_timeout)
     }
 }
 
 /// The whole server configuration.
+///
+/// ```
+/// use switchboard_server::ServerConfig;
+/// let cfg = ServerConfig { port: 6001, path: "/ws".into(), ..ServerConfig::default() };
+/// cfg.validate()?;
+/// assert_eq!(cfg.bind_addr()?.to_string(), "127.0.0.1:6001");
+/// assert_eq!(cfg.apps.len(), 1, "the development app");
+/// # Ok::<(), switchboard_server::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -285,6 +396,14 @@ impl ServerConfig {
     }
 
     /// Check the configuration for contradictions.
+    ///
+    /// ```
+    /// use switchboard_server::{AppConfig, ServerConfig};
+    /// assert!(ServerConfig::default().validate().is_ok());
+    /// assert!(ServerConfig { path: "ws/".into(), ..ServerConfig::default() }.validate().is_err());
+    /// let twice = ServerConfig { apps: vec![AppConfig::default(), AppConfig::default()], ..ServerConfig::default() };
+    /// assert!(twice.validate().unwrap_err().to_string().contains("unique"));
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |name: &str, message: &str| ConfigError::Invalid { name: name.into(), message: message.into() };
         if self.apps.is_empty() {
@@ -314,6 +433,16 @@ impl ServerConfig {
     }
 
     /// The address to bind.
+    ///
+    /// ```
+    /// use switchboard_server::ServerConfig;
+    /// let local = ServerConfig { host: "localhost".into(), port: 8080, ..ServerConfig::default() };
+    /// assert_eq!(local.bind_addr()?.to_string(), "127.0.0.1:8080");
+    /// let v6 = ServerConfig { host: "::1".into(), port: 8080, ..ServerConfig::default() };
+    /// assert_eq!(v6.bind_addr()?.to_string(), "[::1]:8080");
+    /// assert!(ServerConfig { host: "example.com".into(), ..ServerConfig::default() }.bind_addr().is_err());
+    /// # Ok::<(), switchboard_server::ConfigError>(())
+    /// ```
     pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
         let host = if self.host == "localhost" { "127.0.0.1" } else { self.host.as_str() };
         let text = if host.contains(':') { format!("[{host}]:{}", self.port) } else { format!("{host}:{}", self.port) };

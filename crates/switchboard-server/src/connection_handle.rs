@@ -2,6 +2,13 @@
 //!
 //! The socket's own task owns the WebSocket; everyone else holds an
 //! `Arc<ConnectionHandle>` and only ever does non-blocking things with it.
+//!
+//! ```
+//! use switchboard_server::connection_handle::CloseRequest;
+//! // The first close requested for a socket is the one it performs, e.g. a slow consumer's:
+//! let request = CloseRequest { code: 4100, message: "Too many unsent messages".into() };
+//! assert!((4100..4200).contains(&request.code), "4100-4199: reconnect after a backoff");
+//! ```
 
 use std::sync::Mutex;
 
@@ -9,6 +16,16 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 /// A close the socket task should perform: `pusher:error` with `code`, then a close frame.
+///
+/// ```
+/// use switchboard_protocol::{CloseAction, ErrorCode};
+/// use switchboard_server::connection_handle::CloseRequest;
+/// let slow = CloseRequest { code: 4100, message: "Too many unsent messages".into() };
+/// let kicked = CloseRequest { code: 4009, message: "You got disconnected by the app.".into() };
+/// // The code tells the client what to do next.
+/// assert_eq!(ErrorCode(slow.code).close_action(), CloseAction::Backoff);
+/// assert_eq!(ErrorCode(kicked.code).close_action(), CloseAction::Stop);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
     /// The Pusher code (sent in `pusher:error` and as the WebSocket close code).
@@ -18,6 +35,58 @@ pub struct CloseRequest {
 }
 
 /// Handle to one connected socket.
+///
+/// ```
+/// # use futures_util::{SinkExt as _, StreamExt as _};
+/// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+/// # // The next text frame from the server ("" once the socket has ended).
+/// # async fn next_text(ws: &mut Ws) -> String {
+/// #     while let Some(Ok(message)) = ws.next().await {
+/// #         if let Some(text) = message.as_text() {
+/// #             return text.to_owned();
+/// #         }
+/// #     }
+/// #     String::new()
+/// # }
+/// # // Connect a Pusher client to the development app; returns it with its socket id.
+/// # async fn connect(
+/// #     server: &switchboard_server::RunningServer,
+/// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+/// #     let key = switchboard_server::config::DEV_APP_KEY;
+/// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+/// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+/// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+/// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+/// #     Ok((ws, data.socket_id))
+/// # }
+/// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+/// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+/// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+/// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+/// #     Ok(next_text(ws).await)
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use bytes::Bytes;
+/// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// let (mut sender, sender_id) = connect(&server).await?;
+/// let (mut other, _) = connect(&server).await?;
+/// subscribe(&mut sender, serde_json::json!({ "channel": "news" })).await?;
+/// subscribe(&mut other, serde_json::json!({ "channel": "news" })).await?;
+/// // Handles are matched by `socket_id` to leave the sender out of its own broadcast.
+/// let app = server.app("1000").ok_or("the development app")?;
+/// let frame = Bytes::from_static(br#"{"event":"greet","channel":"news","data":"{}"}"#);
+/// assert_eq!(LocalAdapter.publish(&app, "news", frame, Some(&sender_id), false), 1);
+/// assert!(next_text(&mut other).await.contains("greet"));
+/// drop((sender, other));
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ConnectionHandle {
     /// Process-unique id.
@@ -37,6 +106,58 @@ impl ConnectionHandle {
     /// Queue an encoded frame. A full queue means the client reads slower than events
     /// arrive: the socket is closed with 4100 (reconnect after a backoff) instead of
     /// buffering without bound or stalling everyone else. Returns false if not queued.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use bytes::Bytes;
+    /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
+    ///
+    /// // Room for one queued frame per socket.
+    /// let server = Server::start(ServerConfig { port: 0, max_queued_messages: 1, ..ServerConfig::default() }).await?;
+    /// let (mut ws, _) = connect(&server).await?;
+    /// subscribe(&mut ws, serde_json::json!({ "channel": "news" })).await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// let frame = Bytes::from_static(br#"{"event":"tick","channel":"news","data":"1"}"#);
+    /// // No await in between, so the socket's task cannot drain the queue:
+    /// assert_eq!(LocalAdapter.publish(&app, "news", frame.clone(), None, false), 1);
+    /// // Queue full: the frame is not queued and the socket is closed with 4100.
+    /// assert_eq!(LocalAdapter.publish(&app, "news", frame, None, false), 0);
+    /// drop(ws);
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn send(&self, frame: &Bytes) -> bool {
         match self.queue.try_send(frame.clone()) {
             Ok(()) => true,
@@ -49,6 +170,73 @@ impl ConnectionHandle {
     }
 
     /// Ask the socket's task to close with `code`. The first request wins.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # // Join `channel` as presence member `user_id`, signing as the development app's auth endpoint would.
+    /// # async fn join_presence(
+    /// #     ws: &mut Ws,
+    /// #     socket_id: &str,
+    /// #     channel: &str,
+    /// #     user_id: &str,
+    /// # ) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+    /// #     let channel_data = serde_json::json!({ "user_id": user_id }).to_string();
+    /// #     let auth = switchboard_protocol::signature::sign_channel(
+    /// #         DEV_APP_KEY,
+    /// #         DEV_APP_SECRET,
+    /// #         socket_id,
+    /// #         channel,
+    /// #         Some(&channel_data),
+    /// #     );
+    /// #     subscribe(ws, serde_json::json!({ "channel": channel, "auth": auth, "channel_data": channel_data })).await
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (mut ws, socket_id) = connect(&server).await?;
+    /// join_presence(&mut ws, &socket_id, "presence-room", "42").await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// // Terminating a user asks each of its sockets to close with 4009.
+    /// assert_eq!(LocalAdapter.terminate_user(&app, "42"), 1);
+    /// let error = next_text(&mut ws).await;
+    /// assert!(error.contains("pusher:error") && error.contains("4009"), "{error}");
+    /// drop(ws);
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn terminate(&self, code: u16, message: &str) {
         let mut close = self.close.lock().unwrap_or_else(|p| p.into_inner());
         if close.is_none() {

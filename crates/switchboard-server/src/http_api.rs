@@ -4,6 +4,43 @@
 //! Every `/apps/{id}/…` request is verified as `pusher-http-node` signs it (see
 //! `switchboard_protocol::http_auth`), with a ±`timestamp_window` clock check. Errors are
 //! JSON `{"error": "...", "code": <status>}`.
+//!
+//! ```
+//! # // Call the HTTP API of the development app, signed as the official SDKs sign.
+//! # async fn signed(
+//! #     server: &switchboard_server::RunningServer,
+//! #     method: &str,
+//! #     path: &str,
+//! #     body: Option<&str>,
+//! # ) -> Result<(u16, serde_json::Value), Box<dyn std::error::Error>> {
+//! #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+//! #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+//! #     let body_bytes = body.map(str::as_bytes);
+//! #     use switchboard_protocol::http_auth::sign_request;
+//! #     let params = sign_request(DEV_APP_KEY, DEV_APP_SECRET, method, path, &[], body_bytes, now);
+//! #     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+//! #     let url = format!("http://{}{path}?{}", server.local_addr(), query.join("&"));
+//! #     let client = reqwest::Client::new();
+//! #     let request = match body {
+//! #         Some(body) => client.post(url).header("content-type", "application/json").body(body.to_owned()),
+//! #         None => client.get(url),
+//! #     };
+//! #     let response = request.send().await?;
+//! #     Ok((response.status().as_u16(), response.json().await?))
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+//! use switchboard_server::{Server, ServerConfig};
+//!
+//! let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+//! let (status, body) = signed(&server, "GET", "/apps/1000/channels", None).await?;
+//! assert_eq!((status, body), (200, serde_json::json!({ "channels": {} })));
+//! server.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).await?
+//! # }
+//! ```
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,9 +60,73 @@ use crate::metrics::HttpLabels;
 use crate::state::ServerState;
 
 /// Most channels one trigger may name.
+///
+/// ```
+/// # // Call the HTTP API of the development app, signed as the official SDKs sign.
+/// # async fn signed(
+/// #     server: &switchboard_server::RunningServer,
+/// #     method: &str,
+/// #     path: &str,
+/// #     body: Option<&str>,
+/// # ) -> Result<(u16, serde_json::Value), Box<dyn std::error::Error>> {
+/// #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
+/// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+/// #     let body_bytes = body.map(str::as_bytes);
+/// #     use switchboard_protocol::http_auth::sign_request;
+/// #     let params = sign_request(DEV_APP_KEY, DEV_APP_SECRET, method, path, &[], body_bytes, now);
+/// #     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+/// #     let url = format!("http://{}{path}?{}", server.local_addr(), query.join("&"));
+/// #     let client = reqwest::Client::new();
+/// #     let request = match body {
+/// #         Some(body) => client.post(url).header("content-type", "application/json").body(body.to_owned()),
+/// #         None => client.get(url),
+/// #     };
+/// #     let response = request.send().await?;
+/// #     Ok((response.status().as_u16(), response.json().await?))
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::http_api::MAX_TRIGGER_CHANNELS;
+/// use switchboard_server::{Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// let event_to = |n: usize| {
+///     let channels: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+///     serde_json::json!({ "name": "e", "data": "{}", "channels": channels }).to_string()
+/// };
+/// let (status, _) = signed(&server, "POST", "/apps/1000/events", Some(&event_to(MAX_TRIGGER_CHANNELS))).await?;
+/// assert_eq!(status, 200);
+/// let (status, body) = signed(&server, "POST", "/apps/1000/events", Some(&event_to(MAX_TRIGGER_CHANNELS + 1))).await?;
+/// assert_eq!(status, 400, "{body}");
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub const MAX_TRIGGER_CHANNELS: usize = 100;
 
 /// An HTTP API failure: status and a message saying what to fix.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::{Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// // An unsigned request is refused with 401 and a JSON body saying what is missing.
+/// let url = format!("http://{}/apps/1000/channels", server.local_addr());
+/// let response = reqwest::get(url).await?;
+/// assert_eq!(response.status(), 401);
+/// let body: serde_json::Value = response.json().await?;
+/// assert_eq!(body["code"], 401);
+/// assert_eq!(body["error"], "missing query parameter auth_key");
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,

@@ -48,6 +48,24 @@ use webhooks::WebhookSender;
 const MAX_HTTP_BODY: usize = 1024 * 1024;
 
 /// Why the server could not start.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::{Server, ServerConfig, ServerError};
+///
+/// let no_apps = ServerConfig { port: 0, apps: vec![], ..ServerConfig::default() };
+/// assert!(matches!(Server::start(no_apps).await, Err(ServerError::Config(_))));
+///
+/// let first = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// let taken = ServerConfig { port: first.local_addr().port(), ..ServerConfig::default() };
+/// assert!(matches!(Server::start(taken).await, Err(ServerError::Bind { .. })));
+/// first.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The configuration is invalid.
@@ -64,16 +82,66 @@ pub enum ServerError {
 }
 
 /// Entry point: builds the router and starts listening.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::{Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// let up = reqwest::get(format!("http://{}/up", server.local_addr())).await?;
+/// assert!(up.status().is_success());
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Server;
 
 impl Server {
     /// Validate `config`, bind, and serve in the background.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{AppConfig, Server, ServerConfig};
+    ///
+    /// let app =
+    ///     AppConfig { id: "7".into(), key: "my-key".into(), secret: "my-secret".into(), ..AppConfig::default() };
+    /// let server = Server::start(ServerConfig { port: 0, apps: vec![app], ..ServerConfig::default() }).await?;
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// assert_eq!(server.app("7").map(|app| app.config.key.clone()).as_deref(), Some("my-key"));
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Self::start_with_adapter(config, Arc::new(LocalAdapter)).await
     }
 
     /// As [`Server::start`], with another broadcast adapter.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use std::sync::Arc;
+    /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
+    ///
+    /// let adapter: Arc<dyn Adapter> = Arc::new(LocalAdapter);
+    /// let config = ServerConfig { port: 0, ..ServerConfig::default() };
+    /// let server = Server::start_with_adapter(config, adapter.clone()).await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// assert!(adapter.occupied_channels(&app, "").is_empty());
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn start_with_adapter(
         config: ServerConfig,
         adapter: Arc<dyn Adapter>,
@@ -136,6 +204,23 @@ fn router(state: Arc<ServerState>) -> Router {
 }
 
 /// A server running in the background.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::{Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// assert!(server.local_addr().ip().is_loopback());
+/// assert!(server.app("1000").is_some());
+/// assert_eq!(server.metrics().connections_total.get(), 0);
+/// assert!(server.phoenix_rooms().usernames("room:lobby").is_empty());
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
@@ -154,21 +239,137 @@ impl std::fmt::Debug for ServerState {
 
 impl RunningServer {
     /// The bound address (useful with port 0).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let addr = server.local_addr();
+    /// assert_ne!(addr.port(), 0, "port 0 was replaced by the one the OS picked");
+    /// let websocket_url = format!("ws://{addr}/app/switchboard-key?protocol=7");
+    /// assert!(websocket_url.starts_with("ws://127.0.0.1:"));
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// The app with id `id`, for inspecting live state.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// assert_eq!((app.config.key.as_str(), app.connection_count()), ("switchboard-key", 0));
+    /// assert!(server.app("999").is_none());
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn app(&self, id: &str) -> Option<Arc<App>> {
         self.state.apps_by_id.get(id).cloned()
     }
 
     /// The server's metrics.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (ws, _) = connect(&server).await?;
+    /// let metrics = server.metrics();
+    /// assert_eq!(metrics.connections_total.get(), 1);
+    /// assert!(metrics.render().contains("switchboard_connections 1"));
+    /// drop(ws);
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
     }
 
     /// The Phoenix rooms (`/socket/websocket`).
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // Connect to /socket/websocket (serializer V2) and join `topic` as `username`;
+    /// # // returns the socket and the reply.
+    /// # async fn phx_join(
+    /// #     server: &switchboard_server::RunningServer,
+    /// #     topic: &str,
+    /// #     username: &str,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let url = format!("ws://{}/socket/websocket?vsn=2.0.0", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let join = serde_json::json!(["1", "1", topic, "phx_join", { "username": username }]);
+    /// #     ws.send(tokio_websockets::Message::text(join.to_string())).await?;
+    /// #     while let Some(message) = ws.next().await {
+    /// #         if let Some(text) = message?.as_text() {
+    /// #             return Ok((ws, text.to_owned()));
+    /// #         }
+    /// #     }
+    /// #     Err("socket closed".into())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (ws, reply) = phx_join(&server, "room:lobby", "ada").await?;
+    /// assert!(reply.contains("phx_reply") && reply.contains(r#""status":"ok""#), "{reply}");
+    /// assert_eq!(server.phoenix_rooms().usernames("room:lobby"), ["ada"]);
+    /// drop(ws);
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn phoenix_rooms(&self) -> Arc<phoenix::Rooms> {
         self.state.phoenix.clone()
     }
@@ -177,6 +378,64 @@ impl RunningServer {
     /// once, elsewhere), stop accepting, and wait up to the grace period for sockets to end;
     /// then deliver the webhooks those closes caused (member_removed, channel_vacated),
     /// again within the grace period.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // The next text frame from the server ("" once the socket has ended).
+    /// # async fn next_text(ws: &mut Ws) -> String {
+    /// #     while let Some(Ok(message)) = ws.next().await {
+    /// #         if let Some(text) = message.as_text() {
+    /// #             return text.to_owned();
+    /// #         }
+    /// #     }
+    /// #     String::new()
+    /// # }
+    /// # // Connect a Pusher client to the development app; returns it with its socket id.
+    /// # async fn connect(
+    /// #     server: &switchboard_server::RunningServer,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let key = switchboard_server::config::DEV_APP_KEY;
+    /// #     let url = format!("ws://{}/app/{key}?protocol=7", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let frame = switchboard_protocol::Frame::decode(&next_text(&mut ws).await)?;
+    /// #     let data: switchboard_protocol::messages::ConnectionEstablished = frame.data.parse()?;
+    /// #     Ok((ws, data.socket_id))
+    /// # }
+    /// # // Send `pusher:subscribe` with `data`; returns the server's answer.
+    /// # async fn subscribe(ws: &mut Ws, data: serde_json::Value) -> Result<String, Box<dyn std::error::Error>> {
+    /// #     let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+    /// #     ws.send(tokio_websockets::Message::text(frame.to_string())).await?;
+    /// #     Ok(next_text(ws).await)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (mut ws, _) = connect(&server).await?;
+    /// // Read concurrently, as a real client does, so the close handshake completes.
+    /// let client = tokio::spawn(async move {
+    ///     let mut seen = Vec::new();
+    ///     while let Some(Ok(message)) = ws.next().await {
+    ///         if let Some(text) = message.as_text() {
+    ///             seen.push(text.to_owned());
+    ///         }
+    ///         if let Some((code, _)) = message.as_close() {
+    ///             seen.push(format!("close {}", u16::from(code)));
+    ///         }
+    ///     }
+    ///     seen
+    /// });
+    /// server.shutdown().await;
+    /// let seen = client.await?;
+    /// assert!(seen[0].contains("pusher:error") && seen[0].contains("4200"), "{seen:?}");
+    /// assert_eq!(seen.last().map(String::as_str), Some("close 4200"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         self.state.tasks.close();
@@ -193,6 +452,15 @@ impl RunningServer {
     }
 
     /// Run until SIGTERM or Ctrl-C, then shut down as [`RunningServer::shutdown`] does.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard_server::ServerError> {
+    /// use switchboard_server::{Server, ServerConfig};
+    /// let config = ServerConfig::default().with_env(|name| std::env::var(name).ok())?;
+    /// // Serves until SIGTERM or Ctrl-C, then closes every socket with 4200.
+    /// Server::start(config).await?.run_until_signal().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn run_until_signal(self) {
         wait_for_signal().await;
         tracing::info!("shutting down: closing every socket with 4200");

@@ -1,5 +1,12 @@
 //! Prometheus metrics served at `/metrics`: connections, messages in and out,
 //! subscriptions, HTTP requests, webhooks and slow-consumer disconnects.
+//!
+//! ```
+//! use switchboard_server::Metrics;
+//! let metrics = Metrics::default();
+//! metrics.messages_received.inc();
+//! assert!(metrics.render().contains("switchboard_ws_messages_received_total 1"));
+//! ```
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +15,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of the HTTP request counter.
+///
+/// ```
+/// use switchboard_server::Metrics;
+/// use switchboard_server::metrics::HttpLabels;
+/// let metrics = Metrics::default();
+/// metrics.http_requests.get_or_create(&HttpLabels { endpoint: "events", status: 200 }).inc();
+/// assert!(metrics.render().contains(r#"switchboard_http_requests_total{endpoint="events",status="200"} 1"#));
+/// ```
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// The route, e.g. `events` or `channels`.
@@ -17,6 +32,15 @@ pub struct HttpLabels {
 }
 
 /// Every metric the server keeps. Cheap to clone pieces of; counters are atomics.
+///
+/// ```
+/// use switchboard_server::Metrics;
+/// let metrics = Metrics::default();
+/// metrics.connections.inc();
+/// metrics.connections_total.inc();
+/// metrics.connections.dec();
+/// assert_eq!((metrics.connections.get(), metrics.connections_total.get()), (0, 1));
+/// ```
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Open WebSocket connections.
@@ -45,6 +69,16 @@ pub struct Metrics {
 
 impl Metrics {
     /// Render every metric in the Prometheus text format.
+    ///
+    /// ```
+    /// use switchboard_server::Metrics;
+    /// let metrics = Metrics::default();
+    /// metrics.subscriptions.set(3);
+    /// let text = metrics.render();
+    /// assert!(text.contains("# TYPE switchboard_subscriptions gauge"));
+    /// assert!(text.contains("switchboard_subscriptions 3"));
+    /// assert!(text.ends_with("# EOF\n"));
+    /// ```
     pub fn render(&self) -> String {
         let mut registry = Registry::with_prefix("switchboard");
         registry.register("connections", "Open WebSocket connections", self.connections.clone());

@@ -19,6 +19,49 @@
 //! `{"reason":"channel_crash"}`, the member untracked; clients rejoin). Documented difference
 //! from Hub: a join without a username gets an error reply `{"reason":"username is required"}`
 //! instead of a crashed join.
+//!
+//! ```
+//! # use futures_util::{SinkExt as _, StreamExt as _};
+//! # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+//! # // Connect to /socket/websocket (serializer V2) and join `topic` as `username`;
+//! # // returns the socket and the reply.
+//! # async fn phx_join(
+//! #     server: &switchboard_server::RunningServer,
+//! #     topic: &str,
+//! #     username: &str,
+//! # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+//! #     let url = format!("ws://{}/socket/websocket?vsn=2.0.0", server.local_addr());
+//! #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+//! #     let join = serde_json::json!(["1", "1", topic, "phx_join", { "username": username }]);
+//! #     ws.send(tokio_websockets::Message::text(join.to_string())).await?;
+//! #     while let Some(message) = ws.next().await {
+//! #         if let Some(text) = message?.as_text() {
+//! #             return Ok((ws, text.to_owned()));
+//! #         }
+//! #     }
+//! #     Err("socket closed".into())
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+//! use switchboard_server::{Server, ServerConfig};
+//!
+//! let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+//! let (mut ws, reply) = phx_join(&server, "room:lobby", "ada").await?;
+//! assert!(reply.starts_with(r#"["1","1","room:lobby","phx_reply""#), "{reply}");
+//! // Then the members before this join, as Hub pushes them.
+//! let state = loop {
+//!     if let Some(text) = ws.next().await.ok_or("socket closed")??.as_text() {
+//!         break text.to_owned();
+//!     }
+//! };
+//! assert!(state.contains("presence_state"), "{state}");
+//! drop(ws);
+//! server.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).await?
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +111,13 @@ struct Member {
 }
 
 /// Every room's members, keyed by connection.
+///
+/// ```
+/// use switchboard_server::phoenix::Rooms;
+/// // A running server's rooms come from `RunningServer::phoenix_rooms`; a fresh set is empty.
+/// let rooms = Rooms::default();
+/// assert!(rooms.usernames("room:lobby").is_empty());
+/// ```
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, HashMap<u64, Member>>>,
@@ -176,6 +226,46 @@ impl Rooms {
     }
 
     /// Members of a room, for tests and the CLI.
+    ///
+    /// ```
+    /// # use futures_util::{SinkExt as _, StreamExt as _};
+    /// # type Ws = tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+    /// # // Connect to /socket/websocket (serializer V2) and join `topic` as `username`;
+    /// # // returns the socket and the reply.
+    /// # async fn phx_join(
+    /// #     server: &switchboard_server::RunningServer,
+    /// #     topic: &str,
+    /// #     username: &str,
+    /// # ) -> Result<(Ws, String), Box<dyn std::error::Error>> {
+    /// #     let url = format!("ws://{}/socket/websocket?vsn=2.0.0", server.local_addr());
+    /// #     let (mut ws, _) = tokio_websockets::ClientBuilder::new().uri(&url)?.connect().await?;
+    /// #     let join = serde_json::json!(["1", "1", topic, "phx_join", { "username": username }]);
+    /// #     ws.send(tokio_websockets::Message::text(join.to_string())).await?;
+    /// #     while let Some(message) = ws.next().await {
+    /// #         if let Some(text) = message?.as_text() {
+    /// #             return Ok((ws, text.to_owned()));
+    /// #         }
+    /// #     }
+    /// #     Err("socket closed".into())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use switchboard_server::{Server, ServerConfig};
+    ///
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let (bob, _) = phx_join(&server, "room:lobby", "bob").await?;
+    /// let (ada, _) = phx_join(&server, "room:lobby", "ada").await?;
+    /// let (ada_again, _) = phx_join(&server, "room:lobby", "ada").await?; // a second tab
+    /// let rooms = server.phoenix_rooms();
+    /// assert_eq!(rooms.usernames("room:lobby"), ["ada", "bob"]); // sorted, each name once
+    /// assert!(rooms.usernames("room:other").is_empty());
+    /// drop((bob, ada, ada_again));
+    /// server.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn usernames(&self, topic: &str) -> Vec<String> {
         let rooms = self.lock();
         let mut names: Vec<String> =

@@ -1,5 +1,21 @@
 //! State shared by every task of one running server: the apps, the adapter, metrics,
 //! the shutdown signal and the server-wide connection count.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+//! use switchboard_server::{Server, ServerConfig};
+//!
+//! // A running server reads its shared state through `app`, `metrics` and `phoenix_rooms`.
+//! let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+//! assert_eq!(server.app("1000").map(|app| app.config.id.clone()).as_deref(), Some("1000"));
+//! assert_eq!(server.metrics().connections.get(), 0);
+//! server.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).await?
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +30,26 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 
 /// Everything the handlers and socket tasks share.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+/// use switchboard_server::state::ServerState;
+/// use switchboard_server::{Server, ServerConfig};
+///
+/// // Handlers and socket tasks on any thread share one `Arc<ServerState>`.
+/// fn shared_between_tasks<T: Send + Sync + 'static>() {}
+/// shared_between_tasks::<ServerState>();
+///
+/// // `RunningServer` owns the state and exposes parts of it (`app`, `metrics`, `phoenix_rooms`).
+/// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+/// assert!(format!("{server:?}").contains("ServerState { apps: 1, .. }"));
+/// server.shutdown().await;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub struct ServerState {
     /// The configuration the server started with.
     pub config: ServerConfig,

@@ -9,7 +9,8 @@
 //! round (about 600,000 page faults per 3 million events). Consumers now hand their buffers
 //! back here and the reader takes them for the next frames (a few hundred page faults).
 //! Small buffers are left to the allocator's per-thread cache, which handles them well; the
-//! pool is bounded in bytes.
+//! pool is bounded in bytes, and only a thread that decodes frames keeps one (a thread that
+//! only consumes events frees their buffers as usual).
 
 use std::cell::RefCell;
 
@@ -25,6 +26,9 @@ const MAX_KEPT_BYTES: usize = 512 * 1024;
 struct Pool {
     buffers: Vec<String>,
     bytes: usize,
+    /// This thread decodes frames (it asked for a buffer): only then are buffers kept here,
+    /// so threads that only consume events never hold memory nobody will reuse.
+    decodes: bool,
 }
 
 thread_local! {
@@ -36,9 +40,11 @@ pub(crate) fn take(len: usize) -> String {
     if len >= MIN_CAPACITY
         && let Ok(Some(buffer)) = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
+            pool.decodes = true;
             let at = pool.buffers.iter().rposition(|b| b.capacity() >= len)?;
-            let buffer = pool.buffers.swap_remove(at);
+            let mut buffer = pool.buffers.swap_remove(at);
             pool.bytes -= buffer.capacity();
+            buffer.clear();
             Some(buffer)
         })
     {
@@ -48,15 +54,16 @@ pub(crate) fn take(len: usize) -> String {
 }
 
 /// Hand a buffer back for reuse on this thread (or free it, if it does not fit the pool).
-pub(crate) fn give(buffer: String) {
+pub(crate) fn give(mut buffer: String) {
     let capacity = buffer.capacity();
     if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
         return;
     }
+    buffer.clear();
     // During thread teardown the pool may be gone: then the buffer is simply freed.
     let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.bytes + capacity <= MAX_KEPT_BYTES {
+        if pool.decodes && pool.bytes + capacity <= MAX_KEPT_BYTES {
             pool.bytes += capacity;
             pool.buffers.push(buffer);
         }
@@ -68,10 +75,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_decoding_thread_keeps_buffers() {
+        // A fresh thread that only drops events frees their buffers.
+        std::thread::spawn(|| {
+            give(String::with_capacity(1_000));
+            assert_eq!(POOL.with_borrow(|p| p.buffers.len()), 0);
+            drop(take(1_000));
+            give(String::with_capacity(1_000));
+            assert_eq!(POOL.with_borrow(|p| p.buffers.len()), 1);
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
     fn buffers_are_reused_within_bounds() {
-        let first = take(1_000);
-        let address = first.as_ptr();
-        give(first);
+        let mut stale = take(1_000);
+        stale.push_str("previous event");
+        let address = stale.as_ptr();
+        give(stale);
         let again = take(900);
         assert_eq!(again.as_ptr(), address, "a kept buffer that fits is reused");
         assert!(again.is_empty() && again.capacity() >= 1_000);

@@ -987,6 +987,9 @@ impl ConnectionTask {
             self.deliver_app_event(Event::from_frame(packed));
             return Ok(());
         }
+        // Control frames may make the reader write (a pong, a resubscription): consumers
+        // must not wait on that for the events of this burst.
+        self.dispatcher.release_held();
         let frame = Frame::from(packed);
         let channel = frame.channel.clone();
         match frame.event.as_str() {

@@ -517,6 +517,12 @@ impl Dispatcher {
         self.wakes.batch()
     }
 
+    /// Wake the listeners held by an open batch now: call it before the reader awaits
+    /// something that may take long (a socket write) in the middle of a burst.
+    pub(crate) fn release_held(&self) {
+        self.wakes.release_held();
+    }
+
     /// Deliver to streams now and queue for handlers (only if any are bound).
     pub(crate) fn deliver(&self, listeners: &Arc<Listeners>, event: Event) {
         let Some(event) = listeners.offer(event, &self.wakes) else { return };

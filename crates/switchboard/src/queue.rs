@@ -8,7 +8,7 @@
 //! it already has, and the consumers it fed are woken once when the burst ends; the
 //! consumer then takes everything queued under one lock.
 //!
-//! The bound is exact: items queued plus the rest of the batch the receiver is handing out
+//! The bound is exact: items waiting (queued, or taken by the receiver but not yet handed out)
 //! never exceed the capacity, so a full queue refuses the item (the caller counts the drop).
 
 use std::collections::VecDeque;
@@ -34,8 +34,8 @@ struct State<T> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Items in `state.items` plus the receiver's current batch: raised by senders under the
-    /// lock, lowered by the receiver (without it) once per batch.
+    /// Items waiting (in `state.items` or the receiver's batch, not yet handed out): raised by
+    /// senders under the lock, lowered by the receiver (without it) as it hands each out.
     queued: AtomicUsize,
     capacity: usize,
 }
@@ -53,7 +53,7 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
         queued: AtomicUsize::new(0),
         capacity: capacity.max(1),
     });
-    (QueueSender { shared: shared.clone() }, QueueReceiver { shared, local: VecDeque::new(), taken: 0 })
+    (QueueSender { shared: shared.clone() }, QueueReceiver { shared, local: VecDeque::new() })
 }
 
 /// The sending half; cloning adds a sender, and the receiver ends when all are dropped.
@@ -109,41 +109,34 @@ pub(crate) struct QueueReceiver<T> {
     shared: Arc<Shared<T>>,
     /// Items taken from the shared queue in one lock, handed out one by one.
     local: VecDeque<T>,
-    /// How many items the last take moved into `local` (still counted as queued).
-    taken: usize,
 }
 
 impl<T> QueueReceiver<T> {
-    /// The next item; `None` once every sender is gone and the queue is empty.
+    /// The next item; `None` once every sender is gone and the queue is empty. Takes part in
+    /// tokio's cooperative budget, as tokio's own channels do, so a consumer whose queue is
+    /// never empty still lets other tasks on its thread run.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if let Some(item) = self.local.pop_front() {
-            self.release_if_drained();
-            return Poll::Ready(Some(item));
-        }
-        let mut state = self.shared.lock();
-        if !state.items.is_empty() {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        if self.local.is_empty() {
+            let mut state = self.shared.lock();
+            if state.items.is_empty() {
+                if state.senders == 0 {
+                    coop.made_progress();
+                    return Poll::Ready(None);
+                }
+                if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    state.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
             // Swap buffers: the senders go on filling the (empty) one this receiver had.
             std::mem::swap(&mut state.items, &mut self.local);
-            drop(state);
-            self.taken = self.local.len();
-            let item = self.local.pop_front();
-            self.release_if_drained();
-            return Poll::Ready(item);
         }
-        if state.senders == 0 {
-            return Poll::Ready(None);
-        }
-        if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            state.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-
-    /// Once the batch taken in one lock is handed out, its room returns to the senders.
-    fn release_if_drained(&mut self) {
-        if self.local.is_empty() {
-            self.shared.queued.fetch_sub(std::mem::take(&mut self.taken), Ordering::AcqRel);
-        }
+        let item = self.local.pop_front();
+        // Handed out: its room is the senders' again.
+        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        coop.made_progress();
+        Poll::Ready(item)
     }
 
     /// The next item (see [`QueueReceiver::poll_recv`]).
@@ -181,6 +174,15 @@ impl Wakes {
             }
         }
         waker.wake();
+    }
+
+    /// Wake the receivers held so far now, leaving open batches open: a reader that is about
+    /// to wait (on a socket write) must not keep consumers waiting for events already queued.
+    pub(crate) fn release_held(&self) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for waker in held {
+            waker.wake();
+        }
     }
 
     /// Hold wake-ups until the returned guard is dropped (the end of a read burst).
@@ -252,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn bound_is_exact_and_counts_items_the_receiver_holds() {
+    fn bound_counts_items_waiting_not_items_handed_out() {
         let wakes = Wakes::default();
         let (tx, mut rx) = queue::<u32>(3);
         let (_, waker) = counting();
@@ -261,18 +263,36 @@ mod tests {
             tx.try_push(i, &wakes).unwrap();
         }
         assert!(matches!(tx.try_push(9, &wakes), Err(PushError::Full(9))));
-        // The receiver takes all three into its buffer; they still count until handed out.
+        // The receiver takes all three into its batch; each one handed out frees its room,
+        // even though the rest of the batch is still waiting.
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(0)));
+        tx.try_push(3, &wakes).unwrap();
         assert!(matches!(tx.try_push(9, &wakes), Err(PushError::Full(9))));
-        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
-        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
-        // Once the batch is handed out, its room is back.
+        for i in 1..4 {
+            assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(i)));
+        }
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
-        for i in 3..6 {
+        for i in 4..7 {
             tx.try_push(i, &wakes).unwrap();
         }
         assert!(matches!(tx.try_push(9, &wakes), Err(PushError::Full(9))));
-        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(4)));
+    }
+
+    #[test]
+    fn a_consumer_one_behind_loses_nothing() {
+        // Four behind, then one in and one out per tick: never more than four wait.
+        let wakes = Wakes::default();
+        let (tx, mut rx) = queue::<u32>(4);
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        for i in 0..4 {
+            tx.try_push(i, &wakes).unwrap();
+        }
+        for i in 4..1_000 {
+            assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
+            tx.try_push(i, &wakes).unwrap();
+        }
     }
 
     #[test]
@@ -312,10 +332,20 @@ mod tests {
         for i in 0..10 {
             assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(i)));
         }
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+        // Released early (before the reader waits on a write), then not again at the end.
+        {
+            let _batch = wakes.batch();
+            tx.try_push(100, &wakes).unwrap();
+            wakes.release_held();
+            assert_eq!(counter.0.load(Ordering::SeqCst), 2, "released while the batch is open");
+        }
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(100)));
         // Without a batch the wake is immediate.
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
         tx.try_push(10, &wakes).unwrap();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 3);
     }
 
     #[test]

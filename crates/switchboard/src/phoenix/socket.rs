@@ -919,6 +919,9 @@ impl Task {
     }
 
     async fn send(&self, ws: &mut Ws, message: &Message) -> std::result::Result<(), String> {
+        // A write may wait (a slow server): listeners must not wait on it for the events of
+        // the read burst this write happens in.
+        self.dispatcher.release_held();
         ws.send(tokio_websockets::Message::text(message.encode_client_text(self.options.vsn)))
             .await
             .map_err(|e| format!("send failed: {e}"))
