@@ -495,6 +495,10 @@ impl ConnectionTask {
                         }
                     }
                     drop(burst);
+                    if self.dispatcher.take_pressure() {
+                        // A listener's queue is filling: let its consumer run before reading on.
+                        tokio::task::yield_now().await;
+                    }
                 },
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Ended::User,

@@ -517,6 +517,12 @@ impl Dispatcher {
         self.wakes.batch()
     }
 
+    /// True if a listener queue passed half full since the last call (see
+    /// [`Wakes::take_pressure`]): the reader should yield after its burst.
+    pub(crate) fn take_pressure(&self) -> bool {
+        self.wakes.take_pressure()
+    }
+
     /// Wake the listeners held by an open batch now: call it before the reader awaits
     /// something that may take long (a socket write) in the middle of a burst.
     pub(crate) fn release_held(&self) {

@@ -1043,6 +1043,10 @@ impl Task {
                         }
                     }
                     drop(burst);
+                    if self.dispatcher.take_pressure() {
+                        // A listener's queue is filling: let its consumer run before reading on.
+                        tokio::task::yield_now().await;
+                    }
                     if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
                         next_heartbeat = Instant::now() + self.options.heartbeat;
                     }

@@ -273,3 +273,80 @@ async fn state_is_a_stream_too() {
     assert_eq!(last, "disconnected");
     server.shutdown().await;
 }
+
+/// A server that floods: after the client subscribes to `go`, it writes `events` pre-framed
+/// `tick` events on `flood` (data `{"n":N}`) as fast as the socket takes them.
+async fn flood_server(listener: tokio::net::TcpListener, events: usize) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_websockets::Message;
+    let Ok((stream, _)) = listener.accept().await else { return };
+    let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().accept(stream).await else { return };
+    let hello =
+        r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.1\",\"activity_timeout\":120}"}"#;
+    if ws.send(Message::text(hello)).await.is_err() {
+        return;
+    }
+    while let Some(Ok(message)) = ws.next().await {
+        let Some(frame) = message.as_text().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()) else {
+            continue;
+        };
+        if frame["event"] == "pusher:subscribe" {
+            let channel = frame["data"]["channel"].as_str().unwrap_or_default().to_owned();
+            let ok =
+                format!(r#"{{"event":"pusher_internal:subscription_succeeded","channel":"{channel}","data":"{{}}"}}"#);
+            if ws.send(Message::text(ok)).await.is_err() {
+                return;
+            }
+            if channel == "go" {
+                break;
+            }
+        }
+    }
+    let mut socket = ws.into_inner();
+    let mut block = Vec::with_capacity(70_000);
+    for n in 0..events {
+        let payload = format!(r#"{{"event":"tick","channel":"flood","data":"{{\"n\":{n}}}"}}"#);
+        block.push(0x81); // final text frame, unmasked (server to client)
+        block.push(u8::try_from(payload.len()).expect("short frame"));
+        block.extend_from_slice(payload.as_bytes());
+        if block.len() > 64 * 1024 || n + 1 == events {
+            if socket.write_all(&block).await.is_err() {
+                return;
+            }
+            block.clear();
+        }
+    }
+    let mut sink = [0u8; 1024];
+    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+/// Twenty times a stream's queue arrives at once, faster than any consumer, to a consumer
+/// that keeps up but runs on the socket reader's own thread (a current-thread runtime): it
+/// only runs when the reader yields. Every event arrives, in order, none reported lost:
+/// the reader yields whenever a queue passes half full.
+#[test]
+fn a_flood_reaches_a_consumer_on_the_readers_thread_without_loss() {
+    const EVENTS: usize = 20_480;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(flood_server(listener, EVENTS));
+        // The default queue: 1,024 events per stream.
+        let options = switchboard::ClientOptions::builder("flood").host("127.0.0.1").port(port).tls(false);
+        let client = Client::connect(options.build().expect("options")).await.expect("connects");
+        let mut ticks = client.subscribe("flood").await.expect("subscribed").events_named("tick");
+        let consumer = tokio::spawn(async move {
+            for expected in 0..EVENTS {
+                let event = ticks.recv().await.expect("an event");
+                assert_ne!(event.name(), LAGGED_EVENT, "events were dropped: {:?}", event.data());
+                let n = event.json::<serde_json::Value>().expect("json")["n"].as_u64();
+                assert_eq!(n, Some(expected as u64), "in order, none missing");
+            }
+        });
+        client.subscribe("go").await.expect("the flood starts");
+        tokio::time::timeout(Duration::from_secs(60), consumer).await.expect("in time").expect("consumer ok");
+        client.disconnect().await;
+    });
+}
