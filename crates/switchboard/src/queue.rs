@@ -233,6 +233,7 @@ impl Drop for WakeBatch {
 /// Frames the socket reader handles in one burst before its other `select!` branches
 /// (commands, timers) get a turn.
 const BURST_FRAMES: usize = 256;
+
 /// One read burst: the frames the socket reader already has, handled without going back
 /// through its `select!`, with listeners' wake-ups held until the burst ends (when this is
 /// dropped).
