@@ -60,6 +60,8 @@ struct Connection<S> {
     /// The client has used WebSocket control frames, so it can answer control pings.
     speaks_control_frames: bool,
     client_events_window: (Instant, u32),
+    /// `cleanup` ran (a close runs it before waiting for the client's close frame).
+    cleaned_up: bool,
 }
 
 /// Refuse a socket before it is registered: `pusher:error` then a close with `code`
@@ -97,6 +99,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         ping_sent: None,
         speaks_control_frames: false,
         client_events_window: (Instant::now(), 0),
+        cleaned_up: false,
     };
     match conn.run(&mut outbound, &mut shutdown).await {
         End::Gone => {}
@@ -529,18 +532,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
-    /// Say why (`pusher:error`), send the close frame, and wait briefly for the client's.
+    /// Say why (`pusher:error`), send the close frame, leave every channel, then wait briefly
+    /// for the client's close frame.
+    ///
+    /// Leaving before the wait matters: the other members see `member_removed` and webhooks
+    /// (`member_removed`, `channel_vacated`) are queued at once, not after a client that does
+    /// not answer the close has been waited for; at shutdown that wait used to outlast the
+    /// grace period, and the webhooks of the last sockets were lost.
     async fn close(&mut self, req: &CloseRequest) {
         let goodbye = async {
             self.ws.send(Message::text(error_frame(req.code, &req.message))).await?;
-            self.ws.send(close_message(req.code, &req.message)).await?;
-            while self.ws.next().await.is_some() {}
-            Ok::<(), tokio_websockets::Error>(())
+            self.ws.send(close_message(req.code, &req.message)).await
         };
-        let _ = tokio::time::timeout(CLOSE_LINGER, goodbye).await;
+        let sent = matches!(tokio::time::timeout(CLOSE_LINGER, goodbye).await, Ok(Ok(())));
+        self.cleanup();
+        if sent {
+            let _ = tokio::time::timeout(CLOSE_LINGER, async { while self.ws.next().await.is_some() {} }).await;
+        }
     }
 
+    /// Leave every channel, sign out, and give back the connection slots. Runs once.
     fn cleanup(&mut self) {
+        if self.cleaned_up {
+            return;
+        }
+        self.cleaned_up = true;
         for channel in self.subscriptions.keys() {
             self.app.unsubscribe(self.handle.id, channel);
         }
