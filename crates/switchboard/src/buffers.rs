@@ -41,7 +41,9 @@ pub(crate) fn take(len: usize) -> String {
         && let Ok(Some(buffer)) = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
             pool.decodes = true;
-            let at = pool.buffers.iter().rposition(|b| b.capacity() >= len)?;
+            // Big enough, but not more than twice the need: an event keeps its buffer.
+            let fits = |b: &String| (len..=len.saturating_mul(2)).contains(&b.capacity());
+            let at = pool.buffers.iter().rposition(fits)?;
             let mut buffer = pool.buffers.swap_remove(at);
             pool.bytes -= buffer.capacity();
             buffer.clear();
@@ -107,7 +109,9 @@ mod tests {
         }
         assert!(POOL.with_borrow(|p| p.bytes) <= MAX_KEPT_BYTES);
         assert_eq!(POOL.with_borrow(|p| p.buffers.len()), MAX_KEPT_BYTES / MAX_CAPACITY);
-        // A request larger than every kept buffer allocates.
+        // A request larger than every kept buffer allocates, and a small one does not get a
+        // buffer more than twice its size.
         assert!(take(MAX_CAPACITY * 2).capacity() >= MAX_CAPACITY * 2);
+        assert!(take(600).capacity() < MAX_CAPACITY);
     }
 }
