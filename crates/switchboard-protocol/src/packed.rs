@@ -85,7 +85,7 @@ impl Span {
 /// assert_eq!((f.event(), f.channel(), f.data()), ("shipped", Some("orders"), Some(r#"{"id":7}"#)));
 /// # Ok::<(), switchboard_protocol::ProtocolError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PackedFrame {
     text: String,
     spans: Spans,
@@ -149,6 +149,29 @@ impl PackedFrame {
             return Ok(PackedFrame { text: buffer, spans, data_is_json });
         }
         Ok(PackedFrame::from(Frame::decode(text)?))
+    }
+
+    /// A frame built from its members (`data` as text), packed into one buffer.
+    ///
+    /// ```
+    /// use switchboard_protocol::PackedFrame;
+    /// let f = PackedFrame::from_parts("client-typing", Some("presence-room"), Some("{}"), Some("7"));
+    /// assert_eq!((f.event(), f.channel(), f.data(), f.user_id()), ("client-typing", Some("presence-room"), Some("{}"), Some("7")));
+    /// ```
+    pub fn from_parts(event: &str, channel: Option<&str>, data: Option<&str>, user_id: Option<&str>) -> PackedFrame {
+        let parts = [Some(event), channel, data, user_id];
+        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        // Members past 4 GiB get no span (reads of them give `None`); frames are far smaller.
+        let mut push = |part: Option<&str>| {
+            part.and_then(|p| {
+                let start = text.len();
+                text.push_str(p);
+                Span::new(start, text.len())
+            })
+        };
+        let event = push(parts[0]).unwrap_or_default();
+        let spans = Spans { event, channel: push(parts[1]), data: push(parts[2]), user_id: push(parts[3]) };
+        PackedFrame { text, spans, data_is_json: false }
     }
 
     /// The event name.
@@ -222,20 +245,13 @@ impl Eq for PackedFrame {}
 impl From<Frame> for PackedFrame {
     fn from(frame: Frame) -> Self {
         let data_is_json = matches!(frame.data, Data::Json(_));
-        let data = frame.data.as_text();
-        let parts = [Some(frame.event.as_str()), frame.channel.as_deref(), data, frame.user_id.as_deref()];
-        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
-        // Members past 4 GiB get no span (reads of them give `None`); frames are far smaller.
-        let mut push = |part: Option<&str>| {
-            part.and_then(|p| {
-                let start = text.len();
-                text.push_str(p);
-                Span::new(start, text.len())
-            })
-        };
-        let event = push(parts[0]).unwrap_or_default();
-        let spans = Spans { event, channel: push(parts[1]), data: push(parts[2]), user_id: push(parts[3]) };
-        PackedFrame { text, spans, data_is_json }
+        let packed = PackedFrame::from_parts(
+            &frame.event,
+            frame.channel.as_deref(),
+            frame.data.as_text(),
+            frame.user_id.as_deref(),
+        );
+        PackedFrame { data_is_json, ..packed }
     }
 }
 

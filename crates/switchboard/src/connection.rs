@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use switchboard_protocol::frame::{encode_client_frame, push_json_string};
 use switchboard_protocol::messages::{ConnectionEstablished, ErrorData};
@@ -486,19 +486,12 @@ impl ConnectionTask {
                                 }
                             }
                         }
-                        if !burst.room_for_more() {
-                            break;
-                        }
-                        match ws.next().now_or_never() {
+                        match burst.next_buffered(ws) {
                             Some(next) => inbound = next,
                             None => break,
                         }
                     }
-                    drop(burst);
-                    if self.dispatcher.take_pressure() {
-                        // A listener's queue is filling: let its consumer run before reading on.
-                        tokio::task::yield_now().await;
-                    }
+                    burst.end().await;
                 },
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Ended::User,

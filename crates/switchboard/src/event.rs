@@ -27,7 +27,6 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 
 use switchboard_protocol::PackedFrame;
-use switchboard_protocol::packed::{Span, Spans};
 
 use crate::auth::BoxFuture;
 use crate::error::{Error, ErrorKind, Result};
@@ -82,8 +81,7 @@ pub const GAP_EVENT: &str = "switchboard:gap";
 /// ```
 #[derive(Clone)]
 pub struct Event {
-    text: String,
-    spans: Spans,
+    frame: PackedFrame,
     /// The payload of a Phoenix V2 binary frame (then there is no text payload). Boxed:
     /// it is rare, and events are moved through queues by value, so size matters.
     binary: Option<Box<bytes::Bytes>>,
@@ -120,7 +118,7 @@ impl Event {
     /// assert_eq!(ev.channel(), None); // a connection-level event
     /// ```
     pub fn channel(&self) -> Option<&str> {
-        self.slice(self.spans.channel)
+        self.frame.channel()
     }
 
     /// The event name, e.g. `App\Events\OrderShipped`, `client-typing`, `pusher:member_added`.
@@ -130,7 +128,7 @@ impl Event {
     /// assert!(ev.name().ends_with("OrderShipped"));
     /// ```
     pub fn name(&self) -> &str {
-        self.slice(Some(self.spans.event)).unwrap_or_default()
+        self.frame.event()
     }
 
     /// The payload as text: usually JSON (server strings are unwrapped, objects kept raw).
@@ -141,7 +139,7 @@ impl Event {
     /// assert_eq!(ev.data(), Some(r#"{"title":"hi"}"#));
     /// ```
     pub fn data(&self) -> Option<&str> {
-        self.slice(self.spans.data)
+        self.frame.data()
     }
 
     /// The sender's user id on presence client events.
@@ -151,7 +149,7 @@ impl Event {
     /// assert_eq!(ev.user_id(), Some("7"));
     /// ```
     pub fn user_id(&self) -> Option<&str> {
-        self.slice(self.spans.user_id)
+        self.frame.user_id()
     }
 
     /// The payload of a Phoenix V2 binary frame (then [`Event::data`] is `None`).
@@ -181,8 +179,7 @@ impl Event {
 
     /// A received frame, adopting its buffer without copying.
     pub(crate) fn from_frame(frame: PackedFrame) -> Self {
-        let (text, spans) = frame.into_parts();
-        Self { text, spans, binary: None }
+        Self { frame, binary: None }
     }
 
     pub(crate) fn internal(channel: Option<&str>, name: &str, data: Option<String>) -> Self {
@@ -201,28 +198,13 @@ impl Event {
     }
 
     fn pack(channel: Option<&str>, name: &str, data: Option<&str>, user_id: Option<&str>) -> Self {
-        let parts = [Some(name), channel, data, user_id];
-        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
-        let mut push = |part: Option<&str>| {
-            part.and_then(|p| {
-                let start = text.len();
-                text.push_str(p);
-                Span::new(start, text.len())
-            })
-        };
-        let event = push(parts[0]).unwrap_or_default();
-        let spans = Spans { event, channel: push(parts[1]), data: push(parts[2]), user_id: push(parts[3]) };
-        Self { text, spans, binary: None }
-    }
-
-    fn slice(&self, span: Option<Span>) -> Option<&str> {
-        span.and_then(|span| span.get(&self.text))
+        Self::from_frame(PackedFrame::from_parts(name, channel, data, user_id))
     }
 }
 
 impl Drop for Event {
     fn drop(&mut self) {
-        crate::buffers::give(std::mem::take(&mut self.text));
+        crate::buffers::give(std::mem::take(&mut self.frame).into_parts().0);
     }
 }
 
@@ -515,12 +497,6 @@ impl Dispatcher {
     /// per event.
     pub(crate) fn batch(&self) -> WakeBatch {
         self.wakes.batch()
-    }
-
-    /// True if a listener queue passed half full since the last call (see
-    /// [`Wakes::take_pressure`]): the reader should yield after its burst.
-    pub(crate) fn take_pressure(&self) -> bool {
-        self.wakes.take_pressure()
     }
 
     /// Wake the listeners held by an open batch now: call it before the reader awaits

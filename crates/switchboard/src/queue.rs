@@ -235,23 +235,38 @@ impl Drop for WakeBatch {
 const BURST_FRAMES: usize = 256;
 
 /// One read burst: the frames the socket reader already has, handled without going back
-/// through its `select!`, with listeners' wake-ups held until the burst ends (when this is
-/// dropped).
+/// through its `select!`, with listeners' wake-ups held until the burst ends.
 pub(crate) struct Burst {
     frames: usize,
-    _wakes: WakeBatch,
+    wakes: WakeBatch,
 }
 
 impl Burst {
     /// Start a burst that holds wake-ups in `wakes`.
     pub(crate) fn new(wakes: WakeBatch) -> Self {
-        Self { frames: 0, _wakes: wakes }
+        Self { frames: 0, wakes }
     }
 
-    /// Count a handled frame; `false` once the burst is full.
-    pub(crate) fn room_for_more(&mut self) -> bool {
+    /// The next item `socket` already has, if the burst has room for it: `None` ends the
+    /// burst (it is full, or nothing more is buffered).
+    pub(crate) fn next_buffered<S: futures_util::Stream + Unpin>(&mut self, socket: &mut S) -> Option<Option<S::Item>> {
+        use futures_util::{FutureExt, StreamExt};
         self.frames += 1;
-        self.frames < BURST_FRAMES
+        if self.frames >= BURST_FRAMES {
+            return None;
+        }
+        socket.next().now_or_never()
+    }
+
+    /// End the burst: wake the listeners it fed, and if it filled a queue past half, yield so
+    /// that a consumer on this thread runs before the reader reads on (see
+    /// [`Wakes::take_pressure`]).
+    pub(crate) async fn end(self) {
+        let wakes = self.wakes.wakes.clone();
+        drop(self.wakes);
+        if wakes.take_pressure() {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

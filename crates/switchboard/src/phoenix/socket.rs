@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard_protocol::phoenix::{Message, Payload, RawMessage, Vsn};
 use switchboard_protocol::phoenix_presence::{PresenceEvent, PresenceTracker, Presences};
@@ -1034,19 +1034,12 @@ impl Task {
                                 }
                             }
                         }
-                        if !burst.room_for_more() {
-                            break;
-                        }
-                        match ws.next().now_or_never() {
+                        match burst.next_buffered(ws) {
                             Some(next) => inbound = next,
                             None => break,
                         }
                     }
-                    drop(burst);
-                    if self.dispatcher.take_pressure() {
-                        // A listener's queue is filling: let its consumer run before reading on.
-                        tokio::task::yield_now().await;
-                    }
+                    burst.end().await;
                     if self.heartbeat_ref.is_none() && next_heartbeat < Instant::now() {
                         next_heartbeat = Instant::now() + self.options.heartbeat;
                     }
