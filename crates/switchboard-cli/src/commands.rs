@@ -1,13 +1,13 @@
 //! `listen`, `trigger`, `channels` and `users`: what an operator reaches for when wiring
 //! Reverb or Pusher into scripts. Data goes to stdout (JSON), status to stderr.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::{Value, json};
-use switchboard::{Client, ConnectionState, ErrorKind, GAP_EVENT, PresenceUser};
+use switchboard::{Client, ConnectionState, ErrorKind, GAP_EVENT, LAGGED_EVENT, PresenceUser};
 
 use crate::settings::Settings;
 
@@ -55,27 +55,56 @@ pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<Stri
         subscribe_forever(&client, channel).await?;
         eprintln!("switchboard listen: subscribed to {channel}");
     }
-    while let Some(event) = events.next().await {
-        if event.name() == GAP_EVENT {
-            eprintln!(
+    // Lines are written with blocking writes on this thread (the runtime's `block_on` thread,
+    // not a worker): a pipe that reads slowly blocks them, the event stream then fills, and
+    // the client stops reading the socket, so the backpressure reaches the server and
+    // nothing is dropped. Output is flushed whenever no further event is ready.
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut next = events.next().await;
+    while let Some(event) = next {
+        match event.name() {
+            GAP_EVENT => eprintln!(
                 "switchboard listen: resubscribed to {}: events sent while disconnected were lost",
                 event.channel().unwrap_or("?")
-            );
-            continue;
+            ),
+            LAGGED_EVENT => eprintln!("switchboard listen: events were dropped: {}", event.data().unwrap_or("?")),
+            name => {
+                let internal = name.starts_with("pusher:")
+                    || name.starts_with("pusher_internal:")
+                    || name.starts_with("switchboard:");
+                if !internal && only.as_deref().is_none_or(|only| only == name) {
+                    let data = event.data().map(|text| {
+                        serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+                    });
+                    let line = json!({ "channel": event.channel(), "event": name, "data": data, "at": rfc3339_now() });
+                    if let Err(e) = writeln!(out, "{line}") {
+                        return output_closed(e);
+                    }
+                }
+            }
         }
-        let internal = event.name().starts_with("pusher:")
-            || event.name().starts_with("pusher_internal:")
-            || event.name().starts_with("switchboard:");
-        if internal || only.as_deref().is_some_and(|name| name != event.name()) {
-            continue;
-        }
-        let data = event
-            .data()
-            .map(|text| serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned())));
-        let line = json!({ "channel": event.channel(), "event": event.name(), "data": data, "at": rfc3339_now() });
-        println!("{line}");
+        next = match events.next().now_or_never() {
+            Some(ready) => ready,
+            None => {
+                if let Err(e) = out.flush() {
+                    return output_closed(e);
+                }
+                events.next().await
+            }
+        };
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// stdout failed: a closed pipe (`listen … | head`) ends `listen` quietly with success;
+/// anything else is an error.
+fn output_closed(error: std::io::Error) -> Result<ExitCode, Failure> {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure(format!("writing to stdout: {error}"), 1))
+    }
 }
 
 /// `trigger CHANNEL EVENT [DATA|-] [--client]`.

@@ -336,3 +336,79 @@ fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let err = BufReader::new(child.stderr.take().expect("stderr")).lines();
     Proc { child, out, err }
 }
+
+// A pipe that reads slower than events arrive: `listen` waits for it, the client stops
+// reading the socket, and the backpressure reaches the server; every line comes, in order.
+#[tokio::test]
+async fn listen_into_a_slow_pipe_loses_nothing() {
+    const EVENTS: usize = 20_000;
+    // The server may queue them all for the slow socket (its default closes a socket that
+    // falls 1,000 frames behind, which is the server's policy, not the client's).
+    let config = switchboard_server::ServerConfig {
+        port: 0,
+        max_queued_messages: EVENTS + 1_000,
+        ..switchboard_server::ServerConfig::default()
+    };
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let port = server.local_addr().port().to_string();
+    let mut listen = spawn(&["listen", "firehose", "--port", &port]);
+    line_with(&mut listen.err, "subscribed to firehose").await;
+    let app = switchboard_server::AppConfig::default();
+    let publisher =
+        switchboard::Publisher::new(&format!("http://{}", server.local_addr()), &app.id, &app.key, &app.secret)
+            .expect("publisher");
+    let publishing = tokio::spawn(async move {
+        for start in (0..EVENTS).step_by(10) {
+            let batch: Vec<switchboard::publisher::BatchEvent> = (start..start + 10)
+                .map(|n| switchboard::publisher::BatchEvent {
+                    channel: "firehose".into(),
+                    name: "tick".into(),
+                    data: format!(r#"{{"n":{n}}}"#),
+                    socket_id: None,
+                })
+                .collect();
+            publisher.trigger_batch(&batch).await.expect("publish");
+        }
+    });
+    // Not read at all for a second (the pipe fills), then read slowly.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let read = async {
+        for expected in 0..EVENTS {
+            let line = listen.out.next_line().await.expect("read").expect("a line");
+            let json: serde_json::Value = serde_json::from_str(&line).expect("json");
+            assert_eq!(json["data"]["n"], expected, "in order, none lost: {line}");
+            if expected.is_multiple_of(200) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), read).await.expect("every line in time");
+    publishing.await.expect("published");
+    drop(listen);
+    server.shutdown().await;
+}
+
+// `listen … | head`: a closed stdout ends listen quietly, with success.
+#[tokio::test]
+async fn listen_ends_quietly_when_its_output_is_closed() {
+    let config = switchboard_server::ServerConfig { port: 0, ..switchboard_server::ServerConfig::default() };
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let port = server.local_addr().port().to_string();
+    let mut listen = spawn(&["listen", "news", "--port", &port]);
+    line_with(&mut listen.err, "subscribed to news").await;
+    let Proc { mut child, out, mut err } = listen;
+    drop(out); // the reading end of the pipe is gone
+    let app = switchboard_server::AppConfig::default();
+    let publisher =
+        switchboard::Publisher::new(&format!("http://{}", server.local_addr()), &app.id, &app.key, &app.secret)
+            .expect("publisher");
+    publisher.trigger(&["news"], "headline", &"x", None).await.expect("publish");
+    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits in time").expect("status");
+    assert_eq!(status.code(), Some(0));
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = err.next_line().await {
+        rest.push(line);
+    }
+    assert!(!rest.iter().any(|l| l.contains("panicked")), "{rest:?}");
+    server.shutdown().await;
+}

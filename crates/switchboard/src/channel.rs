@@ -17,7 +17,8 @@ use switchboard_protocol::ChannelKind;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, EventStream, HandlerId, Listeners};
+use crate::event::{Event, EventStream, HandlerId};
+use crate::listeners::Listeners;
 use crate::presence::Members;
 
 /// State shared between a channel's handles and the connection task.
@@ -30,10 +31,6 @@ pub(crate) struct ChannelShared {
 }
 
 impl ChannelShared {
-    pub(crate) fn new(name: String, kind: ChannelKind) -> Self {
-        Self::with_listeners(name, kind, Arc::default())
-    }
-
     /// A channel whose events go to existing listeners (the signed-in user's channel).
     pub(crate) fn with_listeners(name: String, kind: ChannelKind, listeners: Arc<Listeners>) -> Self {
         Self { name, kind, listeners, members: Mutex::default(), subscribed: AtomicBool::new(false) }
@@ -153,7 +150,10 @@ impl Channel {
         self.shared.listeners.unbind_all();
     }
 
-    /// A stream of every event on this channel.
+    /// A stream of every event on this channel, from its confirmation if this is among the
+    /// first listeners attached (see [`Client::subscribe`]). A stream read slower than
+    /// events arrive slows the socket instead of losing events (see
+    /// [`crate::SlowConsumer`]).
     ///
     /// ```no_run
     /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {

@@ -18,8 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::auth::PresenceUser;
 use crate::channel::{Channel, ChannelShared};
 use crate::connection::{self, Command};
+use crate::delivery::Dispatcher;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Dispatcher, Event, EventStream, HandlerId, Listeners};
+use crate::event::{Event, EventStream, HandlerId};
+use crate::listeners::Listeners;
 use crate::options::ClientOptions;
 use crate::state::ConnectionState;
 
@@ -83,9 +85,9 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn new(options: ClientOptions) -> Client {
-        let global = Arc::new(Listeners::default());
-        let user = Arc::new(Listeners::default());
         let dispatcher = Dispatcher::start(HANDLER_QUEUE);
+        let global = dispatcher.channel_listeners();
+        let user = Arc::new(Listeners::default());
         let (commands, state) = connection::spawn(options.clone(), global.clone(), user.clone(), dispatcher.clone());
         let channels = Mutex::default();
         Client { shared: Arc::new(Shared { options, commands, state, channels, global, user, dispatcher }) }
@@ -230,6 +232,11 @@ impl Client {
     /// timeout the subscription stays pending and completes when it can; `unsubscribe`
     /// cancels it.
     ///
+    /// Nothing the server sends right behind its confirmation is lost while you attach
+    /// listeners: a channel confirmed with no listener holds its events, and every
+    /// listener attached within a second of the first one (streams, handlers, and the
+    /// client's global listeners alike) gets all of them, in order, then the live ones.
+    ///
     /// ```no_run
     /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
     /// match client.subscribe("private-orders.1").await {
@@ -264,7 +271,10 @@ impl Client {
             let mut channels = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner());
             channels
                 .entry(name.to_owned())
-                .or_insert_with(|| Arc::new(ChannelShared::new(name.to_owned(), parsed.kind())))
+                .or_insert_with(|| {
+                    let listeners = self.shared.dispatcher.channel_listeners();
+                    Arc::new(ChannelShared::with_listeners(name.to_owned(), parsed.kind(), listeners))
+                })
                 .clone()
         };
         let (reply, answer) = oneshot::channel();
@@ -322,7 +332,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn bind_global(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
-        self.shared.global.bind(event, handler)
+        self.shared.global.bind_global(event, handler, &self.channel_listeners())
     }
 
     /// Remove global handlers of `event` (all, or `id`).
@@ -349,7 +359,8 @@ impl Client {
         self.shared.global.unbind_all();
     }
 
-    /// A stream of every event the client receives.
+    /// A stream of every event the client receives (channels subscribed earlier replay
+    /// what they hold for their first listeners, see [`Client::subscribe`]).
     ///
     /// ```no_run
     /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
@@ -361,7 +372,14 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn events(&self) -> EventStream {
-        self.shared.global.stream(None, self.shared.options.event_queue)
+        self.shared.global.global_stream(None, self.shared.options.event_queue, &self.channel_listeners())
+    }
+
+    /// Every channel's listeners: a global listener attached after a `subscribe` gets the
+    /// events the channel holds for its first listeners, as a channel listener would.
+    fn channel_listeners(&self) -> Vec<Arc<Listeners>> {
+        let channels = self.shared.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.values().map(|c| c.listeners.clone()).collect()
     }
 
     /// Sign the user in (`pusher:signin`) with the authorizer's user authentication, and

@@ -24,8 +24,10 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 use crate::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
 use crate::backoff::Backoff;
 use crate::channel::ChannelShared;
+use crate::delivery::{Dispatcher, Outbox};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{DECRYPTION_ERROR_EVENT, Dispatcher, Event, GAP_EVENT, Listeners};
+use crate::event::{DECRYPTION_ERROR_EVENT, Event, GAP_EVENT};
+use crate::listeners::Listeners;
 use crate::options::ClientOptions;
 use crate::presence::{Member, id_string};
 use crate::queue::Burst;
@@ -190,7 +192,8 @@ pub(crate) struct ConnectionTask {
     tls: bool,
     state: watch::Sender<ConnectionState>,
     global: Arc<Listeners>,
-    dispatcher: Dispatcher,
+    /// Delivery to listeners, with backpressure.
+    outbox: Outbox,
     /// By name; looked up for every received event, hence the fast (non-SipHash) hasher.
     subs: HashMap<String, Sub, foldhash::fast::RandomState>,
     /// Channels whose `pusher:subscribe` is unanswered, in send order: a channel-less
@@ -227,10 +230,10 @@ pub(crate) fn spawn(
             sent_at: VecDeque::new(),
             queue: VecDeque::new(),
         },
+        outbox: Outbox::new(dispatcher, options.slow_consumer),
         options,
         state,
         global,
-        dispatcher,
         subs: HashMap::default(),
         sent_order: VecDeque::new(),
         next_generation: 0,
@@ -451,6 +454,16 @@ impl ConnectionTask {
         let events_timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(ping_timer, events_timer);
         loop {
+            if self.outbox.is_blocked() {
+                if let Err(ended) = self.wait_for_listeners(ws, commands, auth_rx, activity).await {
+                    return ended;
+                }
+                // Frames waited in the socket all along: the server is alive. Pongs to pings
+                // written meanwhile are read from here on.
+                last_inbound = Instant::now();
+                ping_sent = None;
+                ping_timer.as_mut().reset(last_inbound + activity);
+            }
             let next_event_slot = self.client_events.next_slot(Instant::now());
             if let Some(slot) = next_event_slot
                 && events_timer.deadline() != slot
@@ -464,7 +477,7 @@ impl ConnectionTask {
                     // Handle this frame and the ones already buffered without going back
                     // through select!, which matters at hundreds of thousands of frames/s,
                     // and wake each listener once for the whole burst.
-                    let mut burst = Burst::new(self.dispatcher.batch());
+                    let mut burst = Burst::new(self.outbox.batch());
                     let mut inbound = inbound;
                     loop {
                         match inbound {
@@ -485,6 +498,9 @@ impl ConnectionTask {
                                     return ended;
                                 }
                             }
+                        }
+                        if self.outbox.is_blocked() {
+                            break; // a listener is full: read no further (backpressure)
                         }
                         match burst.next_buffered(ws) {
                             Some(next) => inbound = next,
@@ -526,6 +542,46 @@ impl ConnectionTask {
                         return ended;
                     }
                 }
+            }
+        }
+    }
+
+    /// A listener has no room: read nothing more from the socket until it has (TCP then
+    /// slows the server). Commands and auth answers are still served, and a `pusher:ping`
+    /// is written every `activity`, so the server sees the client alive; its replies wait
+    /// unread with the events. A listener that takes nothing for the stall limit meets the
+    /// policy (see `delivery.rs`).
+    async fn wait_for_listeners(
+        &mut self,
+        ws: &mut Ws,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        auth_rx: &mut mpsc::UnboundedReceiver<AuthDone>,
+        activity: Duration,
+    ) -> Result<(), Ended> {
+        let mut next_ping = Instant::now() + activity;
+        loop {
+            let Some((blocker, stall_at)) = self.outbox.flush() else { return Ok(()) };
+            // Consumers must see what is queued for them before the reader waits on them.
+            self.outbox.release_held();
+            tokio::select! {
+                () = blocker.wait() => {}
+                () = tokio::time::sleep_until(stall_at) => {
+                    if self.outbox.stalled() {
+                        return Err(Ended::Lost {
+                            code: None,
+                            reason: "a listener took no event within the stall limit: reconnecting (policy StallAction::Reconnect)".into(),
+                        });
+                    }
+                }
+                () = tokio::time::sleep_until(next_ping) => {
+                    send(ws, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await?;
+                    next_ping = Instant::now() + activity;
+                }
+                command = commands.recv() => match command {
+                    None | Some(Command::Disconnect) => return Err(Ended::User),
+                    Some(command) => self.on_command(command, ws).await?,
+                },
+                Some(done) = auth_rx.recv() => self.on_auth(done, ws).await?,
             }
         }
     }
@@ -593,7 +649,7 @@ impl ConnectionTask {
         let mut data = String::from("{\"error\":");
         push_json_string(&mut data, error.message());
         data.push('}');
-        self.dispatcher.deliver(&self.user, Event::internal(None, "pusher:signin_error", Some(data)));
+        self.outbox.deliver(&self.user, Event::internal(None, "pusher:signin_error", Some(data)));
     }
 
     async fn on_signin_success(&mut self, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
@@ -624,7 +680,7 @@ impl ConnectionTask {
             let _ = waiter.send(Ok(()));
         }
         let event = Event::internal(None, "pusher:signin_success", frame.data.as_text().map(str::to_owned));
-        self.dispatcher.deliver(&self.user, event);
+        self.outbox.deliver(&self.user, event);
         self.start_sub(&channel, ws).await
     }
 
@@ -751,7 +807,7 @@ impl ConnectionTask {
         }
     }
 
-    fn decryption_failed(&self, shared: &Arc<ChannelShared>, event: &Event) {
+    fn decryption_failed(&mut self, shared: &Arc<ChannelShared>, event: &Event) {
         tracing::warn!(channel = %shared.name, event = %event.name(), "dropping an event that does not decrypt, even with a fresh key");
         let mut data = String::from("{\"event\":");
         push_json_string(&mut data, event.name());
@@ -873,11 +929,8 @@ impl ConnectionTask {
 
     /// Deliver to the channel's listeners and the global ones; the event is cloned only
     /// when both have takers.
-    fn deliver(&self, shared: &Arc<ChannelShared>, event: Event) {
-        if self.global.is_active() {
-            self.dispatcher.deliver(&self.global, event.clone());
-        }
-        self.dispatcher.deliver(&shared.listeners, event);
+    fn deliver(&mut self, shared: &Arc<ChannelShared>, event: Event) {
+        deliver_to(&mut self.outbox, &self.global, shared, event);
     }
 
     async fn on_command(&mut self, command: Command, ws: &mut Ws) -> Result<(), Ended> {
@@ -986,7 +1039,7 @@ impl ConnectionTask {
         }
         // Control frames may make the reader write (a pong, a resubscription): consumers
         // must not wait on that for the events of this burst.
-        self.dispatcher.release_held();
+        self.outbox.release_held();
         let frame = Frame::from(packed);
         let channel = frame.channel.clone();
         match frame.event.as_str() {
@@ -1022,7 +1075,7 @@ impl ConnectionTask {
                         "pusher:subscription_count",
                         frame.data.as_text().map(str::to_owned),
                     );
-                    self.deliver(&sub.shared, event);
+                    deliver_to(&mut self.outbox, &self.global, &sub.shared, event);
                 }
             }
             event if event.starts_with("pusher_internal:") => {}
@@ -1038,8 +1091,8 @@ impl ConnectionTask {
                 let name = sub.shared.name.clone();
                 self.deliver_encrypted(&name, event);
             }
-            Some(sub) => self.deliver(&sub.shared, event),
-            None => self.dispatcher.deliver(&self.global, event),
+            Some(sub) => deliver_to(&mut self.outbox, &self.global, &sub.shared, event),
+            None => self.outbox.deliver(&self.global, event),
         }
     }
 
@@ -1077,7 +1130,7 @@ impl ConnectionTask {
             self.fail_signin(error.with_code(4200));
         }
         let event = Event::internal(frame.channel.as_deref(), "pusher:error", frame.data.as_text().map(str::to_owned));
-        self.dispatcher.deliver(&self.global, event);
+        self.outbox.deliver(&self.global, event);
     }
 
     async fn on_succeeded(&mut self, channel: &str, frame: &Frame, ws: &mut Ws) -> Result<(), Ended> {
@@ -1116,6 +1169,11 @@ impl ConnectionTask {
         let shared = sub.shared.clone();
         let data = frame.data.as_text().map(str::to_owned);
         self.deliver(&shared, Event::internal(Some(channel), "pusher:subscription_succeeded", data));
+        // What the server sends right behind the confirmation is held for the listeners
+        // attached after `subscribe(..).await` returns (see listeners.rs).
+        if !resubscribed && !shared.listeners.is_active() {
+            shared.listeners.open_hold(self.options.event_queue);
+        }
         if resubscribed {
             let (added, removed) = changes;
             for member in added {
@@ -1153,6 +1211,12 @@ impl ConnectionTask {
             self.deliver(&shared, Event::internal(Some(channel), name, Some(member_data(&member))));
         }
     }
+}
+
+/// Deliver to a channel's listeners and the global ones (a free function, so the caller may
+/// hold a borrow of the subscription map); the event is cloned only when both listen.
+fn deliver_to(outbox: &mut Outbox, global: &Arc<Listeners>, shared: &Arc<ChannelShared>, event: Event) {
+    outbox.deliver_with_global(&shared.listeners, global, event);
 }
 
 /// Open the socket and read the handshake, within `timeout`.

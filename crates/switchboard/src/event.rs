@@ -1,10 +1,14 @@
-//! Events and the listeners that receive them: streams and bound handlers.
+//! Events, and the names of the events the client itself emits.
 //!
-//! The socket reader never waits for a listener. Each stream has a bounded queue; when it is
-//! full the event is dropped for that stream and counted, and the stream's next item is a
-//! `switchboard:lagged` event with `{"dropped": n}` — every drop is reported. Bound handlers
-//! run on one dispatcher task fed by a bounded queue with the same policy (drops are counted
-//! in [`crate::Client::dropped_events`] and logged). A panicking handler is caught and logged.
+//! Listeners receive every event, in order. Each stream has a bounded queue, and bound
+//! handlers run on one handler task fed by a bounded queue; when a queue is full the client
+//! stops reading the socket until it has room (backpressure), so nothing is lost. A listener
+//! that takes nothing for the stall limit meets the [`crate::SlowConsumer`] policy, and
+//! every drop is reported: a stream's next item is `switchboard:lagged` with
+//! `{"dropped": n}`. A panicking handler is caught and logged.
+//!
+//! Events that arrive right after `subscribe(..).await` resolves, before a listener is
+//! attached, are held for the listeners attached next (see [`crate::Channel::events`]).
 //!
 //! ```no_run
 //! # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
@@ -17,20 +21,12 @@
 //! # Ok(()) }
 //! ```
 
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
-
-use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 
 use switchboard_protocol::PackedFrame;
 
-use crate::auth::BoxFuture;
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{PushError, QueueReceiver, QueueSender, WakeBatch, Wakes, queue};
+pub use crate::listeners::EventStream;
 
 /// Name of the event a stream receives after it missed events: data `{"dropped": n}`.
 ///
@@ -241,300 +237,7 @@ impl std::fmt::Debug for Event {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HandlerId(u64);
-
-type SyncHandler = Arc<dyn Fn(&Event) + Send + Sync>;
-type AsyncHandler = Arc<dyn Fn(Event) -> BoxFuture<'static, ()> + Send + Sync>;
-
-#[derive(Clone)]
-enum Handler {
-    Sync(SyncHandler),
-    Async(AsyncHandler),
-}
-
-struct StreamSlot {
-    tx: QueueSender<Event>,
-    /// Only this event name, or everything.
-    filter: Option<String>,
-    dropped: u64,
-}
-
-#[derive(Default)]
-struct Registry {
-    next_id: u64,
-    /// (id, slot): a few per channel, so a `Vec` is the cheapest thing to walk per event.
-    streams: Vec<(u64, StreamSlot)>,
-    /// (id, event name or "*", handler), in bind order.
-    handlers: Vec<(u64, String, Handler)>,
-}
-
-/// The listeners of one channel, or the client's global listeners.
-#[derive(Default)]
-pub(crate) struct Listeners {
-    registry: Mutex<Registry>,
-    /// Streams plus handlers, so a set nobody listens to is skipped without locking.
-    active: AtomicUsize,
-}
-
-/// A registry guard that republishes the listener count when it is dropped.
-struct RegistryGuard<'a> {
-    guard: std::sync::MutexGuard<'a, Registry>,
-    active: &'a AtomicUsize,
-}
-
-impl std::ops::Deref for RegistryGuard<'_> {
-    type Target = Registry;
-    fn deref(&self) -> &Registry {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for RegistryGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Registry {
-        &mut self.guard
-    }
-}
-
-impl Drop for RegistryGuard<'_> {
-    fn drop(&mut self) {
-        self.active.store(self.guard.streams.len() + self.guard.handlers.len(), Ordering::Release);
-    }
-}
-
-impl Listeners {
-    fn lock(&self) -> RegistryGuard<'_> {
-        RegistryGuard { guard: self.registry.lock().unwrap_or_else(|p| p.into_inner()), active: &self.active }
-    }
-
-    /// True if any stream or handler listens here.
-    pub(crate) fn is_active(&self) -> bool {
-        self.active.load(Ordering::Acquire) > 0
-    }
-
-    pub(crate) fn bind(&self, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
-        self.add_handler(event, Handler::Sync(Arc::new(handler)))
-    }
-
-    pub(crate) fn bind_async<F, Fut>(&self, event: &str, handler: F) -> HandlerId
-    where
-        F: Fn(Event) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        self.add_handler(event, Handler::Async(Arc::new(move |e| Box::pin(handler(e)))))
-    }
-
-    fn add_handler(&self, event: &str, handler: Handler) -> HandlerId {
-        let mut reg = self.lock();
-        reg.next_id += 1;
-        let id = reg.next_id;
-        reg.handlers.push((id, event.to_owned(), handler));
-        HandlerId(id)
-    }
-
-    /// Remove handlers of `event` (all of them, or the one with `id`). Returns how many.
-    pub(crate) fn unbind(&self, event: &str, id: Option<HandlerId>) -> usize {
-        let mut reg = self.lock();
-        let before = reg.handlers.len();
-        reg.handlers.retain(|(hid, name, _)| !(name == event && id.is_none_or(|id| id.0 == *hid)));
-        before - reg.handlers.len()
-    }
-
-    pub(crate) fn unbind_all(&self) {
-        self.lock().handlers.clear();
-    }
-
-    pub(crate) fn stream(self: &Arc<Self>, filter: Option<String>, capacity: usize) -> EventStream {
-        let (tx, rx) = queue(capacity);
-        let mut reg = self.lock();
-        reg.next_id += 1;
-        let id = reg.next_id;
-        reg.streams.push((id, StreamSlot { tx, filter, dropped: 0 }));
-        EventStream { rx, owner: Arc::downgrade(self), id }
-    }
-
-    /// Offer `event` to every matching stream without waiting (full queues count a drop),
-    /// moving it into the last taker instead of cloning. Returns it if handlers want it.
-    pub(crate) fn offer(&self, event: Event, wakes: &Wakes) -> Option<Event> {
-        if !self.is_active() {
-            return None;
-        }
-        let mut reg = self.lock();
-        let wants_handlers = reg.handlers.iter().any(|(_, name, _)| *name == event.name() || name == "*");
-        let matches = |slot: &StreamSlot, name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
-        let takers = reg.streams.iter().filter(|(_, slot)| matches(slot, event.name())).count();
-        let mut event = Some(event);
-        let mut seen = 0;
-        reg.streams.retain_mut(|(_, slot)| {
-            let Some(current) = event.as_ref() else { return true };
-            if !matches(slot, current.name()) {
-                return true;
-            }
-            seen += 1;
-            if slot.dropped > 0 {
-                let dropped = format!("{{\"dropped\":{}}}", slot.dropped);
-                let lagged = Event::new(current.channel(), LAGGED_EVENT, Some(&dropped));
-                match slot.tx.try_push(lagged, wakes) {
-                    Ok(()) => slot.dropped = 0,
-                    Err(PushError::Full(_)) => {
-                        slot.dropped += 1;
-                        return true;
-                    }
-                    Err(PushError::Closed(_)) => return false,
-                }
-            }
-            let last = seen == takers && !wants_handlers;
-            let outgoing = if last { event.take() } else { event.clone() };
-            let Some(outgoing) = outgoing else { return true };
-            match slot.tx.try_push(outgoing, wakes) {
-                Ok(()) => true,
-                Err(PushError::Full(dropped)) => {
-                    slot.dropped += 1;
-                    tracing::warn!(event = %dropped.name(), "event stream full: dropping an event (reported as {LAGGED_EVENT})");
-                    true
-                }
-                Err(PushError::Closed(_)) => false,
-            }
-        });
-        if wants_handlers { event } else { None }
-    }
-
-    fn handlers_for(&self, event: &str) -> Vec<Handler> {
-        self.lock()
-            .handlers
-            .iter()
-            .filter(|(_, name, _)| name == event || name == "*")
-            .map(|(_, _, h)| h.clone())
-            .collect()
-    }
-
-    fn remove_stream(&self, id: u64) {
-        self.lock().streams.retain(|(sid, _)| *sid != id);
-    }
-}
-
-/// A stream of events (`while let Some(ev) = stream.next().await`). Dropping it stops the
-/// delivery to it; the channel stays subscribed (other streams and handlers may use it).
-///
-/// ```no_run
-/// use futures_util::StreamExt;
-/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
-/// let news = client.subscribe("news").await?;
-/// let mut headlines = news.events_named("headline");
-/// tokio::spawn(async move {
-///     while let Some(event) = headlines.next().await {
-///         println!("{:?}", event.data());
-///     }
-/// });
-/// # Ok(()) }
-/// ```
-pub struct EventStream {
-    rx: QueueReceiver<Event>,
-    owner: Weak<Listeners>,
-    id: u64,
-}
-
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream").field("id", &self.id).finish_non_exhaustive()
-    }
-}
-
-impl EventStream {
-    /// The next event, or `None` once the client is gone.
-    ///
-    /// ```no_run
-    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
-    /// let mut events = client.subscribe("news").await?.events();
-    /// if let Some(first) = events.recv().await {
-    ///     println!("{}", first.name());
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-}
-
-impl futures_core::Stream for EventStream {
-    type Item = Event;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-impl Drop for EventStream {
-    fn drop(&mut self) {
-        if let Some(owner) = self.owner.upgrade() {
-            owner.remove_stream(self.id);
-        }
-    }
-}
-
-/// An event on its way to bound handlers.
-pub(crate) struct Dispatch {
-    pub(crate) listeners: Arc<Listeners>,
-    pub(crate) event: Event,
-}
-
-/// Sends events to streams and to the handler task without ever waiting.
-#[derive(Clone)]
-pub(crate) struct Dispatcher {
-    tx: QueueSender<Dispatch>,
-    pub(crate) dropped: Arc<AtomicU64>,
-    wakes: Arc<Wakes>,
-}
-
-impl Dispatcher {
-    /// Start the handler task.
-    pub(crate) fn start(capacity: usize) -> Self {
-        let (tx, rx) = queue(capacity);
-        tokio::spawn(run_handlers(rx));
-        Self { tx, dropped: Arc::new(AtomicU64::new(0)), wakes: Arc::default() }
-    }
-
-    /// Hold listeners' wake-ups until the guard drops: the socket reader opens one around
-    /// each burst of frames, so a consumer that keeps up is woken once per burst, not once
-    /// per event.
-    pub(crate) fn batch(&self) -> WakeBatch {
-        self.wakes.batch()
-    }
-
-    /// Wake the listeners held by an open batch now: call it before the reader awaits
-    /// something that may take long (a socket write) in the middle of a burst.
-    pub(crate) fn release_held(&self) {
-        self.wakes.release_held();
-    }
-
-    /// Deliver to streams now and queue for handlers (only if any are bound).
-    pub(crate) fn deliver(&self, listeners: &Arc<Listeners>, event: Event) {
-        let Some(event) = listeners.offer(event, &self.wakes) else { return };
-        let name = event.name().to_owned();
-        let dispatch = Dispatch { listeners: listeners.clone(), event };
-        if self.tx.try_push(dispatch, &self.wakes).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(event = %name, dropped_total = n, "handlers are behind: dropping an event for bound handlers");
-        }
-    }
-}
-
-async fn run_handlers(mut rx: QueueReceiver<Dispatch>) {
-    while let Some(Dispatch { listeners, event }) = rx.recv().await {
-        for handler in listeners.handlers_for(event.name()) {
-            let outcome = match handler {
-                Handler::Sync(f) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&event))),
-                Handler::Async(f) => AssertUnwindSafe(f(event.clone())).catch_unwind().await,
-            };
-            if let Err(panic) = outcome {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic".into());
-                tracing::error!(event = %event.name(), "an event handler panicked (the connection lives on): {message}");
-            }
-        }
-    }
-}
+pub struct HandlerId(pub(crate) u64);
 
 #[cfg(test)]
 mod tests {

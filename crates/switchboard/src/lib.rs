@@ -8,7 +8,10 @@
 //!   [`GAP_EVENT`] because events published while offline are lost.
 //! - Dead sockets are noticed: a ping after the activity timeout, a reconnect after the pong
 //!   timeout. Reconnects back off exponentially with jitter and follow the close-code classes.
-//! - Slow consumers never stall the socket: bounded queues, every drop reported.
+//! - Nothing is lost: a listener that reads slower than events arrive slows the socket
+//!   (backpressure) instead of dropping; one that stalls meets an explicit
+//!   [`SlowConsumer`] policy, and every drop is reported. Events that arrive between the
+//!   confirmation and your first listener are held for it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), switchboard::Error> {
@@ -25,9 +28,11 @@ mod buffers;
 pub mod channel;
 pub mod client;
 mod connection;
+mod delivery;
 pub mod echo;
 pub mod error;
 pub mod event;
+mod listeners;
 pub mod options;
 pub mod phoenix;
 pub mod presence;
@@ -41,6 +46,7 @@ pub use auth::{
 pub use backoff::Backoff;
 pub use channel::Channel;
 pub use client::Client;
+pub use delivery::{SlowConsumer, StallAction};
 pub use echo::{Echo, EchoChannel};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{DECRYPTION_ERROR_EVENT, Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT};

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Authorizer, SecretAuthorizer};
+use crate::delivery::SlowConsumer;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Everything a [`crate::Client`] needs to connect. Build it with [`ClientOptions::builder`],
@@ -43,6 +44,7 @@ pub struct ClientOptions {
     pub(crate) subscribe_timeout: Duration,
     pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
     pub(crate) event_queue: usize,
+    pub(crate) slow_consumer: SlowConsumer,
     pub(crate) client_event_rate: u32,
 }
 
@@ -86,6 +88,7 @@ impl ClientOptions {
                 subscribe_timeout: Duration::from_secs(10),
                 authorizer: None,
                 event_queue: 1024,
+                slow_consumer: SlowConsumer::default(),
                 client_event_rate: 10,
             },
             port_set: false,
@@ -528,8 +531,9 @@ impl ClientOptionsBuilder {
         self.authorizer(SecretAuthorizer::new(key, secret))
     }
 
-    /// Events waiting per stream (and for bound handlers) before newer ones are dropped for
-    /// it and reported as [`crate::LAGGED_EVENT`] (1024).
+    /// Events waiting per stream before the client stops reading the socket for it (1024);
+    /// see [`ClientOptionsBuilder::slow_consumer`]. Also the bound on the events a channel
+    /// holds for listeners attached after its confirmation.
     ///
     /// ```
     /// use switchboard::ClientOptions;
@@ -542,6 +546,24 @@ impl ClientOptionsBuilder {
             self.error = Some(Error::new(ErrorKind::Config, "event_queue must be at least 1"));
         }
         self.options.event_queue = capacity.max(1);
+        self
+    }
+
+    /// What happens when a listener reads slower than events arrive: by default the client
+    /// stops reading the socket until it has room (nothing is lost), and a listener that
+    /// takes nothing for 10 s is dropped for and told so (`switchboard:lagged`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ClientOptions, SlowConsumer, StallAction};
+    /// // Wait up to 30 s for a slow listener, then reconnect (channels get switchboard:gap).
+    /// let policy = SlowConsumer::Backpressure { stall_limit: Duration::from_secs(30), on_stall: StallAction::Reconnect };
+    /// let opts = ClientOptions::builder("k").slow_consumer(policy).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.options.slow_consumer = policy;
         self
     }
 

@@ -9,7 +9,10 @@
 //! consumer then takes everything queued under one lock.
 //!
 //! The bound is exact: items waiting (queued, or taken by the receiver but not yet handed out)
-//! never exceed the capacity, so a full queue refuses the item (the caller counts the drop).
+//! never exceed the capacity, so a full queue refuses the item. The socket reader then waits
+//! for [`Room`] (backpressure: it stops reading the socket), or, by explicit policy, drops
+//! the item and reports it (see `delivery.rs`). The receiver signals room once the queue is
+//! back to half full, so a waiting reader wakes once per half queue, not once per item.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,10 +37,70 @@ struct State<T> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Items waiting (in `state.items` or the receiver's batch, not yet handed out): raised by
-    /// senders under the lock, lowered by the receiver (without it) as it hands each out.
+    room: Arc<Room>,
+}
+
+/// The part of a queue a blocked sender waits on: how full it is, and a signal for room.
+pub(crate) struct Room {
+    /// Items waiting (in the shared queue or the receiver's batch, not yet handed out):
+    /// raised by senders under the lock, lowered by the receiver (without it) as it hands
+    /// each out.
     queued: AtomicUsize,
     capacity: usize,
+    /// A sender waits in [`Room::wait`]: the receiver notifies once the queue is half empty.
+    sender_waiting: AtomicBool,
+    receiver_alive: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Room {
+    /// Items waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// The capacity.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// True if one more item fits (or the receiver is gone, so pushing fails at once).
+    pub(crate) fn has_room(&self) -> bool {
+        self.len() < self.capacity || !self.receiver_alive.load(Ordering::Acquire)
+    }
+
+    /// True if at most half the capacity is taken: a lagging listener is caught up enough
+    /// to be told what it missed.
+    pub(crate) fn half_empty(&self) -> bool {
+        self.len() <= self.capacity / 2
+    }
+
+    /// Wait until the queue is at most half full, or its receiver is gone.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // SeqCst pairs with the receiver's: either it sees this flag, or this sees its count.
+            self.sender_waiting.store(true, Ordering::SeqCst);
+            if self.queued.load(Ordering::SeqCst) <= self.capacity / 2 || !self.receiver_alive.load(Ordering::SeqCst) {
+                self.sender_waiting.store(false, Ordering::Relaxed);
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// One item was handed out (`before` were waiting): wake a waiting sender at half.
+    fn handed_out(&self) {
+        let before = self.queued.fetch_sub(1, Ordering::SeqCst);
+        if before - 1 <= self.capacity / 2
+            && self.sender_waiting.load(Ordering::SeqCst)
+            && self.sender_waiting.swap(false, Ordering::SeqCst)
+        {
+            self.notify.notify_one();
+        }
+    }
 }
 
 impl<T> Shared<T> {
@@ -48,10 +111,16 @@ impl<T> Shared<T> {
 
 /// A bounded queue: many senders, one receiver.
 pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State { items: VecDeque::new(), waker: None, senders: 1, receiver_alive: true }),
+    let room = Arc::new(Room {
         queued: AtomicUsize::new(0),
         capacity: capacity.max(1),
+        sender_waiting: AtomicBool::new(false),
+        receiver_alive: AtomicBool::new(true),
+        notify: tokio::sync::Notify::new(),
+    });
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { items: VecDeque::new(), waker: None, senders: 1, receiver_alive: true }),
+        room,
     });
     (QueueSender { shared: shared.clone() }, QueueReceiver { shared, local: VecDeque::new() })
 }
@@ -70,20 +139,55 @@ impl<T> QueueSender<T> {
             if !state.receiver_alive {
                 return Err(PushError::Closed(item));
             }
-            if self.shared.queued.load(Ordering::Acquire) >= self.shared.capacity {
+            if self.shared.room.queued.load(Ordering::Acquire) >= self.shared.room.capacity {
                 return Err(PushError::Full(item));
             }
-            state.items.push_back(item);
-            let waiting = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
-            if waiting * 2 > self.shared.capacity {
-                wakes.pressure.store(true, Ordering::Relaxed);
-            }
-            state.waker.take()
+            self.push_locked(&mut state, item, wakes)
         };
         if let Some(waker) = waker {
             wakes.wake(waker);
         }
         Ok(())
+    }
+
+    /// Queue `item` even past the capacity (false if the receiver is gone). For replaying
+    /// held events into a listener as it attaches: they are few (a hold's bound), and the
+    /// listener's queue then exerts backpressure until it is back under its capacity.
+    pub(crate) fn force_push(&self, item: T, wakes: &Wakes) -> bool {
+        let waker = {
+            let mut state = self.shared.lock();
+            if !state.receiver_alive {
+                return false;
+            }
+            self.push_locked(&mut state, item, wakes)
+        };
+        if let Some(waker) = waker {
+            wakes.wake(waker);
+        }
+        true
+    }
+
+    fn push_locked(&self, state: &mut State<T>, item: T, wakes: &Wakes) -> Option<Waker> {
+        state.items.push_back(item);
+        let waiting = self.shared.room.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if waiting * 2 > self.shared.room.capacity {
+            wakes.pressure.store(true, Ordering::Relaxed);
+        }
+        state.waker.take()
+    }
+
+    /// Wake the receiver if it waits (through `wakes`), with nothing queued: it has
+    /// something else to look at (a drop to report).
+    pub(crate) fn wake_receiver(&self, wakes: &Wakes) {
+        let waker = self.shared.lock().waker.take();
+        if let Some(waker) = waker {
+            wakes.wake(waker);
+        }
+    }
+
+    /// How full the queue is, and the signal a blocked sender waits on.
+    pub(crate) fn room(&self) -> &Arc<Room> {
+        &self.shared.room
     }
 }
 
@@ -140,7 +244,7 @@ impl<T> QueueReceiver<T> {
         }
         let item = self.local.pop_front();
         // Handed out: its room is the senders' again.
-        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        self.shared.room.handed_out();
         Poll::Ready(item)
     }
 
@@ -157,6 +261,8 @@ impl<T> Drop for QueueReceiver<T> {
             state.receiver_alive = false;
             std::mem::take(&mut state.items)
         };
+        self.shared.room.receiver_alive.store(false, Ordering::SeqCst);
+        self.shared.room.notify.notify_one(); // a sender waiting for room must not wait for ever
         drop(items); // outside the lock: dropping an item may run arbitrary code
     }
 }

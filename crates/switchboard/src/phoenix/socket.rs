@@ -15,8 +15,10 @@ use tokio::time::Instant;
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
 
 use super::{reconnect_after, rejoin_after};
+use crate::delivery::{Dispatcher, Outbox, SlowConsumer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Dispatcher, Event, EventStream, HandlerId, Listeners};
+use crate::event::{Event, EventStream, HandlerId};
+use crate::listeners::Listeners;
 use crate::queue::Burst;
 use crate::state::ConnectionState;
 
@@ -48,6 +50,7 @@ pub struct SocketOptions {
     reconnect_after: Backoff,
     rejoin_after: Backoff,
     event_queue: usize,
+    slow_consumer: SlowConsumer,
 }
 
 impl std::fmt::Debug for SocketOptions {
@@ -77,6 +80,7 @@ impl SocketOptions {
             reconnect_after: Arc::new(reconnect_after),
             rejoin_after: Arc::new(rejoin_after),
             event_queue: 1024,
+            slow_consumer: SlowConsumer::default(),
         }
     }
 
@@ -185,7 +189,9 @@ impl SocketOptions {
         self
     }
 
-    /// Events buffered per stream before they are dropped and reported (1024).
+    /// Events waiting per stream before the socket stops being read for it (1024); see
+    /// [`SocketOptions::slow_consumer`]. Also the bound on the events a channel holds for
+    /// listeners attached after its join.
     ///
     /// ```
     /// use switchboard::phoenix::SocketOptions;
@@ -194,6 +200,20 @@ impl SocketOptions {
     /// ```
     pub fn event_queue(mut self, capacity: usize) -> Self {
         self.event_queue = capacity.max(1);
+        self
+    }
+
+    /// What happens when a listener reads slower than events arrive (default: backpressure,
+    /// then drop for a listener stalled 10 s and report it), as for the Pusher client.
+    ///
+    /// ```
+    /// use switchboard::SlowConsumer;
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").slow_consumer(SlowConsumer::DropAndReport);
+    /// # let _ = options;
+    /// ```
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
         self
     }
 
@@ -263,6 +283,8 @@ enum Command {
 
 struct Shared {
     options: SocketOptions,
+    /// For new channels' listeners (bound handlers run on its task).
+    dispatcher: Dispatcher,
     commands: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<ConnectionState>,
 }
@@ -309,7 +331,7 @@ impl Socket {
         let task = Task {
             options: options.clone(),
             state: state_tx,
-            dispatcher,
+            outbox: Outbox::new(dispatcher.clone(), options.slow_consumer),
             channels: HashMap::new(),
             replies: HashMap::new(),
             next_ref: 0,
@@ -317,7 +339,7 @@ impl Socket {
             tries: 0,
         };
         tokio::spawn(task.run(rx));
-        Socket { shared: Arc::new(Shared { options, commands, state }) }
+        Socket { shared: Arc::new(Shared { options, dispatcher, commands, state }) }
     }
 
     /// Connect and wait for the socket to open.
@@ -387,7 +409,7 @@ impl Socket {
             socket: self.clone(),
             topic: topic.to_owned(),
             params,
-            listeners: Arc::default(),
+            listeners: self.shared.dispatcher.channel_listeners(),
             presence: Arc::default(),
         }
     }
@@ -722,6 +744,8 @@ struct Chan {
     presence: Arc<Mutex<PresenceTracker>>,
     rejoin_tries: u32,
     rejoin_at: Option<Instant>,
+    /// Joined on an earlier connection (a rejoin opens no hold).
+    joined_before: bool,
 }
 
 enum Awaiting {
@@ -739,7 +763,8 @@ struct PendingReply {
 struct Task {
     options: SocketOptions,
     state: watch::Sender<ConnectionState>,
-    dispatcher: Dispatcher,
+    /// Delivery to listeners, with backpressure.
+    outbox: Outbox,
     channels: HashMap<String, Chan>,
     replies: HashMap<String, PendingReply>,
     next_ref: u64,
@@ -860,7 +885,7 @@ impl Task {
                 chan.rejoin_at = None;
                 let listeners = chan.listeners.clone();
                 let data = json!({ "source": "transport", "reason": "connection_closed" }).to_string();
-                self.dispatcher.deliver(&listeners, Event::internal(Some(&topic), "phx_error", Some(data)));
+                self.outbox.deliver(&listeners, Event::internal(Some(&topic), "phx_error", Some(data)));
             }
         }
         self.channels.retain(|_, chan| chan.status != ChanStatus::Leaving);
@@ -879,6 +904,7 @@ impl Task {
                     presence,
                     rejoin_tries: 0,
                     rejoin_at: None,
+                    joined_before: false,
                 });
                 chan.params = params;
                 chan.join_waiters.push(reply);
@@ -921,7 +947,7 @@ impl Task {
     async fn send(&self, ws: &mut Ws, message: &Message) -> std::result::Result<(), String> {
         // A write may wait (a slow server): listeners must not wait on it for the events of
         // the read burst this write happens in.
-        self.dispatcher.release_held();
+        self.outbox.release_held();
         ws.send(tokio_websockets::Message::text(message.encode_client_text(self.options.vsn)))
             .await
             .map_err(|e| format!("send failed: {e}"))
@@ -1000,6 +1026,14 @@ impl Task {
         let timer = tokio::time::sleep_until(next_heartbeat);
         tokio::pin!(timer);
         loop {
+            if self.outbox.is_blocked() {
+                if let Err(flow) = self.wait_for_listeners(ws, commands).await {
+                    return flow;
+                }
+                // Heartbeats written meanwhile are answered behind the unread frames.
+                self.heartbeat_ref = None;
+                next_heartbeat = Instant::now() + self.options.heartbeat;
+            }
             let wake = self.next_deadline().min(next_heartbeat);
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
@@ -1008,7 +1042,7 @@ impl Task {
                 inbound = ws.next() => {
                     // This frame and those already buffered, without going back through
                     // select!, waking each listener once for the burst.
-                    let mut burst = Burst::new(self.dispatcher.batch());
+                    let mut burst = Burst::new(self.outbox.batch());
                     let mut inbound = inbound;
                     loop {
                         match inbound {
@@ -1033,6 +1067,9 @@ impl Task {
                                     }
                                 }
                             }
+                        }
+                        if self.outbox.is_blocked() {
+                            break; // a listener is full: read no further (backpressure)
                         }
                         match burst.next_buffered(ws) {
                             Some(next) => inbound = next,
@@ -1070,6 +1107,40 @@ impl Task {
                         return Flow::Reconnect(reason);
                     }
                 }
+            }
+        }
+    }
+
+    /// A listener has no room: read nothing more until it has (TCP then slows the server).
+    /// Commands are still served, and heartbeats still written (their replies wait unread),
+    /// so the server keeps the socket. A listener that takes nothing for the stall limit
+    /// meets the policy (see `delivery.rs`).
+    async fn wait_for_listeners(
+        &mut self,
+        ws: &mut Ws,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> std::result::Result<(), Flow> {
+        let mut next_beat = Instant::now() + self.options.heartbeat;
+        loop {
+            let Some((blocker, stall_at)) = self.outbox.flush() else { return Ok(()) };
+            self.outbox.release_held();
+            tokio::select! {
+                () = blocker.wait() => {}
+                () = tokio::time::sleep_until(stall_at) => {
+                    if self.outbox.stalled() {
+                        return Err(Flow::Reconnect("a listener took no event within the stall limit (policy StallAction::Reconnect)".into()));
+                    }
+                }
+                () = tokio::time::sleep_until(next_beat) => {
+                    let reference = self.make_ref();
+                    let beat = Message { join_ref: None, reference: Some(reference), topic: "phoenix".into(), event: "heartbeat".into(), payload: Payload::Json(json!({})) };
+                    self.send(ws, &beat).await.map_err(Flow::Reconnect)?;
+                    next_beat = Instant::now() + self.options.heartbeat;
+                }
+                command = commands.recv() => match command {
+                    None | Some(Command::Disconnect) => return Err(Flow::Stop),
+                    Some(command) => self.on_command(ws, command).await.map_err(Flow::Reconnect)?,
+                },
             }
         }
     }
@@ -1282,7 +1353,7 @@ impl Task {
         // The payload goes on as the text it arrived as (no value tree), in one allocation
         // with the topic and name.
         let event = Event::new(Some(&topic), &message.event, Some(message.payload.get()));
-        self.dispatcher.deliver(&listeners, event);
+        self.outbox.deliver(&listeners, event);
         Ok(())
     }
 
@@ -1315,11 +1386,11 @@ impl Task {
         }
         let listeners = chan.listeners.clone();
         let event = Event::binary_payload(&message.topic, &message.event, bytes.into());
-        self.dispatcher.deliver(&listeners, event);
+        self.outbox.deliver(&listeners, event);
         Ok(())
     }
 
-    fn emit_presence(&self, listeners: &Arc<Listeners>, topic: &str, events: Vec<PresenceEvent>) {
+    fn emit_presence(&mut self, listeners: &Arc<Listeners>, topic: &str, events: Vec<PresenceEvent>) {
         for event in events {
             let (name, data) = match event {
                 PresenceEvent::Join { key, current, joined } => {
@@ -1329,9 +1400,9 @@ impl Task {
                     ("presence:leave", json!({ "key": key, "current": current, "left": left }))
                 }
             };
-            self.dispatcher.deliver(listeners, Event::internal(Some(topic), name, Some(data.to_string())));
+            self.outbox.deliver(listeners, Event::internal(Some(topic), name, Some(data.to_string())));
         }
-        self.dispatcher.deliver(listeners, Event::internal(Some(topic), "presence:sync", Some("{}".into())));
+        self.outbox.deliver(listeners, Event::internal(Some(topic), "presence:sync", Some("{}".into())));
     }
 
     async fn on_reply(
@@ -1368,6 +1439,12 @@ impl Task {
                     Ok(response) => {
                         chan.status = ChanStatus::Joined;
                         chan.rejoin_tries = 0;
+                        // What the server sends right behind the reply is held for the
+                        // listeners attached after `join().await` (see listeners.rs).
+                        if !chan.joined_before && !chan.listeners.is_active() {
+                            chan.listeners.open_hold(self.options.event_queue);
+                        }
+                        chan.joined_before = true;
                         for waiter in chan.join_waiters.drain(..) {
                             let _ = waiter.send(Ok(response.clone()));
                         }

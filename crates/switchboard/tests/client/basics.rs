@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard::{Client, ConnectionState, ErrorKind, LAGGED_EVENT};
+use switchboard::{Client, ConnectionState, ErrorKind, LAGGED_EVENT, SlowConsumer};
 
 use crate::common::*;
 
@@ -122,9 +122,13 @@ async fn async_handlers_run_in_order_and_a_panicking_handler_is_contained() {
 }
 
 #[tokio::test]
-async fn a_slow_stream_loses_events_and_is_told_how_many() {
+async fn with_drop_and_report_a_slow_stream_loses_events_and_is_told_how_many() {
     let server = server().await;
-    let options = options_for(server.local_addr()).event_queue(4).build().expect("options");
+    let options = options_for(server.local_addr())
+        .event_queue(4)
+        .slow_consumer(SlowConsumer::DropAndReport)
+        .build()
+        .expect("options");
     let client = Client::connect(options).await.expect("connect");
     let channel = client.subscribe("firehose").await.expect("subscribed");
     let mut slow = channel.events_named("tick");

@@ -7,6 +7,7 @@ mod echo;
 mod extras;
 mod faults;
 mod interop;
+mod lossless;
 mod phoenix;
 mod presence;
 mod publisher;

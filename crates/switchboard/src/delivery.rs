@@ -1,0 +1,287 @@
+//! Delivery from a socket reader to listeners, with backpressure: the one mechanism every
+//! protocol's connection task uses (Pusher, Phoenix, and the ones to come).
+//!
+//! By default nothing is dropped. When a listener's queue is full, the event waits in the
+//! [`Outbox`] and the reader stops reading its socket until there is room, so TCP flow
+//! control slows the server instead of the client losing events. While it waits the task
+//! still serves commands and auth answers, and keeps the server seeing it alive (see
+//! [`SlowConsumer`]). A listener that takes nothing for the stall limit meets the policy:
+//! events are dropped *for it* and reported as `switchboard:lagged`, or the connection is
+//! dropped and remade, which every channel sees as `switchboard:gap`. Dropping on overflow
+//! without waiting is an explicit option.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::event::Event;
+use crate::listeners::{Blocker, Dispatch, Listeners, Offer, OfferContext, run_handlers};
+use crate::queue::{QueueSender, WakeBatch, Wakes, queue};
+
+/// What a client does when a listener (an event stream, or the bound handlers) reads slower
+/// than events arrive.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{ClientOptions, SlowConsumer, StallAction};
+/// // The default: wait (stop reading the socket) up to 10 s, then drop for that listener.
+/// assert_eq!(SlowConsumer::default(), SlowConsumer::Backpressure { stall_limit: Duration::from_secs(10), on_stall: StallAction::DropAndReport });
+/// // A dashboard that prefers fresh events to complete ones:
+/// let opts = ClientOptions::builder("key").slow_consumer(SlowConsumer::DropAndReport).build()?;
+/// # let _ = opts;
+/// # Ok::<(), switchboard::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumer {
+    /// Stop reading the socket until the listener has room (TCP pushes back on the server).
+    /// Nothing is lost while the listener makes progress. A listener that takes nothing for
+    /// `stall_limit` meets `on_stall`.
+    ///
+    /// While the socket is not read, the server's pings wait unread behind the events; the
+    /// client keeps writing its own ping every activity timeout, so servers that count any
+    /// inbound frame as activity (Reverb, Pusher, `switchboard serve`, Phoenix heartbeats)
+    /// keep the connection, and it does not treat the unread pongs as a dead connection.
+    Backpressure {
+        /// How long a listener may take nothing before `on_stall` (10 s).
+        stall_limit: Duration,
+        /// What happens then.
+        on_stall: StallAction,
+    },
+    /// Never wait: a full listener misses the event, and its next item is
+    /// `switchboard:lagged` with `{"dropped": n}` (for bound handlers the drops are counted
+    /// in `Client::dropped_events` and logged).
+    DropAndReport,
+}
+
+impl Default for SlowConsumer {
+    fn default() -> Self {
+        SlowConsumer::Backpressure { stall_limit: Duration::from_secs(10), on_stall: StallAction::DropAndReport }
+    }
+}
+
+/// What happens to a listener that took nothing for the stall limit.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{SlowConsumer, StallAction};
+/// let policy = SlowConsumer::Backpressure { stall_limit: Duration::from_secs(30), on_stall: StallAction::Reconnect };
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallAction {
+    /// Drop events for that listener (only) until its queue is half empty, then give it
+    /// `switchboard:lagged {"dropped": n}` and wait for it again. Others get everything.
+    DropAndReport,
+    /// Drop the connection and reconnect (after the usual backoff), so the server stops
+    /// sending into a full socket. Nothing already received is dropped: it waits for the
+    /// listener. What the server sent meanwhile is lost as in any outage, and every channel
+    /// gets `switchboard:gap` when it is resubscribed. A listener still stalled on the new
+    /// connection causes another reconnect after the stall limit.
+    Reconnect,
+}
+
+/// The handler task's queue and the wake-ups of listeners; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    tx: QueueSender<Dispatch>,
+    /// Events dropped for bound handlers.
+    pub(crate) dropped: Arc<AtomicU64>,
+    /// The handler queue stalled past the limit and is being dropped for.
+    handlers_lagging: Arc<AtomicBool>,
+    wakes: Arc<Wakes>,
+}
+
+impl Dispatcher {
+    /// Start the handler task.
+    pub(crate) fn start(capacity: usize) -> Self {
+        let (tx, rx) = queue(capacity);
+        tokio::spawn(run_handlers(rx));
+        Self { tx, dropped: Arc::default(), handlers_lagging: Arc::default(), wakes: Arc::default() }
+    }
+
+    /// Listeners for a channel, whose handlers bound during a hold get its held events.
+    pub(crate) fn channel_listeners(&self) -> Arc<Listeners> {
+        Arc::new(Listeners::for_channel(self.tx.clone()))
+    }
+}
+
+/// An event waiting for a listener with room.
+struct Waiting {
+    listeners: Arc<Listeners>,
+    event: Event,
+    /// The client's global listeners, when they get this event after `listeners`.
+    global: Option<Arc<Listeners>>,
+    seq: u64,
+}
+
+/// A connection task's delivery: offers events to listeners, and keeps those that wait for
+/// room in order (once one waits, every later one waits behind it).
+pub(crate) struct Outbox {
+    dispatcher: Dispatcher,
+    policy: SlowConsumer,
+    waiting: VecDeque<Waiting>,
+    blocker: Option<Blocker>,
+    /// The last time a waiting event was delivered (or the wait began).
+    progress_at: Instant,
+    /// Numbers deliveries in the order the socket brought them (see `listeners.rs`).
+    next_seq: u64,
+}
+
+impl Outbox {
+    pub(crate) fn new(dispatcher: Dispatcher, policy: SlowConsumer) -> Self {
+        Self { dispatcher, policy, waiting: VecDeque::new(), blocker: None, progress_at: Instant::now(), next_seq: 0 }
+    }
+
+    /// Hold listeners' wake-ups until the guard drops: the socket reader opens one around
+    /// each burst of frames, so a consumer that keeps up is woken once per burst, not once
+    /// per event.
+    pub(crate) fn batch(&self) -> WakeBatch {
+        self.dispatcher.wakes.batch()
+    }
+
+    /// Wake the listeners held by an open batch now: call it before the reader awaits
+    /// something that may take long (a socket write) in the middle of a burst.
+    pub(crate) fn release_held(&self) {
+        self.dispatcher.wakes.release_held();
+    }
+
+    /// Deliver `event` to `listeners`, or keep it until they have room.
+    pub(crate) fn deliver(&mut self, listeners: &Arc<Listeners>, event: Event) {
+        self.next_seq += 1;
+        self.push(Waiting { listeners: listeners.clone(), event, global: None, seq: self.next_seq });
+    }
+
+    /// Deliver a channel's event to its listeners, then to the client's global listeners
+    /// (cloned only if they listen). Channel first: a global listener attaching meanwhile
+    /// replays the channel's hold, and the shared number tells it what it already has.
+    pub(crate) fn deliver_with_global(&mut self, channel: &Arc<Listeners>, global: &Arc<Listeners>, event: Event) {
+        self.next_seq += 1;
+        self.push(Waiting { listeners: channel.clone(), event, global: Some(global.clone()), seq: self.next_seq });
+    }
+
+    fn push(&mut self, item: Waiting) {
+        if !self.waiting.is_empty() {
+            self.waiting.push_back(item);
+            return;
+        }
+        if let Err(blocked) = self.offer(item) {
+            let (item, blocker) = *blocked;
+            self.waiting.push_back(item);
+            self.blocker = Some(blocker);
+            self.progress_at = Instant::now();
+        }
+    }
+
+    /// Offer `item` to its listeners, then (if they listen now) to the global ones. On a
+    /// block, what is left to deliver comes back.
+    fn offer(&self, item: Waiting) -> Result<(), Box<(Waiting, Blocker)>> {
+        let Waiting { listeners, event, global, seq } = item;
+        // Whether global listeners listen is decided now, not when the event arrived: one
+        // may have attached while the event waited (and replayed the channel's hold).
+        let copy = global.as_ref().filter(|g| g.is_active()).map(|g| (g.clone(), event.clone()));
+        self.offer_one(Waiting { listeners, event, global, seq })?;
+        match copy {
+            Some((global, event)) => self.offer_one(Waiting { listeners: global, event, global: None, seq }),
+            None => Ok(()),
+        }
+    }
+
+    fn offer_one(&self, item: Waiting) -> Result<(), Box<(Waiting, Blocker)>> {
+        let Waiting { listeners, event, global, seq } = item;
+        let cx = OfferContext {
+            wakes: &self.dispatcher.wakes,
+            wait: matches!(self.policy, SlowConsumer::Backpressure { .. }),
+            handlers: &self.dispatcher.tx,
+            handlers_lagging: &self.dispatcher.handlers_lagging,
+            handler_drops: &self.dispatcher.dropped,
+            global: global.as_ref(),
+            seq,
+        };
+        match listeners.offer(event, &cx) {
+            Offer::Done => Ok(()),
+            Offer::Blocked(event, blocker) => Err(Box::new((Waiting { listeners, event, global, seq }, blocker))),
+        }
+    }
+
+    /// True while events wait for room: the reader must not read on.
+    pub(crate) fn is_blocked(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Deliver what waits, in order, as far as listeners have room. Returns what the rest
+    /// waits for, and when it stalls, or `None` once everything is delivered.
+    pub(crate) fn flush(&mut self) -> Option<(Blocker, Instant)> {
+        while let Some(item) = self.waiting.pop_front() {
+            match self.offer(item) {
+                Ok(()) => self.progress_at = Instant::now(),
+                Err(blocked) => {
+                    let (item, blocker) = *blocked;
+                    self.waiting.push_front(item);
+                    self.blocker = Some(blocker.clone());
+                    // A limit too large to add (Duration::MAX) means: wait as long as it takes.
+                    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+                    let stall_at = self.progress_at.checked_add(self.stall_limit()).unwrap_or(far);
+                    return Some((blocker, stall_at));
+                }
+            }
+        }
+        self.blocker = None;
+        None
+    }
+
+    fn stall_limit(&self) -> Duration {
+        match self.policy {
+            SlowConsumer::Backpressure { stall_limit, .. } => stall_limit,
+            SlowConsumer::DropAndReport => Duration::ZERO,
+        }
+    }
+
+    /// The listener waited for took nothing for the stall limit. Returns true if the policy
+    /// wants a new connection; otherwise events are dropped for that listener from now on
+    /// (until it catches up). A hold nobody listens to is given up either way.
+    pub(crate) fn stalled(&mut self) -> bool {
+        let Some(blocker) = self.blocker.take() else { return false };
+        self.progress_at = Instant::now();
+        let reconnect = matches!(self.policy, SlowConsumer::Backpressure { on_stall: StallAction::Reconnect, .. });
+        if reconnect && !matches!(blocker, Blocker::Hold(..)) {
+            tracing::warn!(
+                "a listener took nothing for {:?}: reconnecting (StallAction::Reconnect)",
+                self.stall_limit()
+            );
+            return true;
+        }
+        match blocker {
+            Blocker::Stream { listeners, id, .. } => {
+                tracing::warn!(
+                    "an event stream took nothing for {:?}: dropping events for it until it catches up (reported as switchboard:lagged)",
+                    self.stall_limit()
+                );
+                listeners.set_lagging(id);
+            }
+            Blocker::Handlers(_) => {
+                tracing::warn!(
+                    "bound handlers took nothing for {:?}: dropping events for them until they catch up (counted in dropped_events)",
+                    self.stall_limit()
+                );
+                self.dispatcher.handlers_lagging.store(true, Ordering::Relaxed);
+            }
+            Blocker::Hold(listeners, _) => {
+                // The event that waited is dropped with the held ones.
+                let waited = self.waiting.front().is_some_and(|w| Arc::ptr_eq(&w.listeners, &listeners));
+                if waited {
+                    self.waiting.pop_front();
+                }
+                let dropped = listeners.give_up_hold(u64::from(waited));
+                tracing::warn!(
+                    dropped,
+                    "a channel was subscribed but nothing listened to it for {:?}: its held events are dropped (the next listener gets switchboard:lagged)",
+                    self.stall_limit()
+                );
+            }
+        }
+        false
+    }
+}

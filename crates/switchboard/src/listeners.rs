@@ -1,0 +1,668 @@
+//! The listeners of one channel (or of the whole client): event streams and bound handlers,
+//! and the hold that keeps a channel's first events for the listeners attached after its
+//! confirmation.
+//!
+//! Every protocol's connection task offers events here through [`crate::delivery::Outbox`].
+//! An offer is all-or-nothing: either every listener the event is for can take it, or none
+//! gets it and the offer says who is full ([`Blocker`]), so the reader can stop reading the
+//! socket until there is room (backpressure) without delivering an event twice.
+//!
+//! **The hold.** `subscribe(..).await` resolves when the server confirms, and the server
+//! may send events right behind the confirmation, before the caller's next line attaches a
+//! listener. So a channel confirmed with no listener *holds* its events (each with its
+//! delivery number, the order the socket brought it). Every listener attached while the
+//! hold is open gets its own copy of the held events it matches, then the live ones: a
+//! stream finds them in its queue, a handler gets them as dispatches for it alone. Each
+//! listener remembers the last number it was given, so an event is never run or queued for
+//! it twice, whatever the handler task or the reader were doing meanwhile. The hold closes
+//! [`HOLD_WINDOW`] after its first listener attached (later listeners start with live
+//! events, as they would with pusher-js after an `await`), or when it is full and somebody
+//! listens. Full with nobody listening, it blocks the reader like a full queue, and after
+//! the stall limit gives up, reporting what it dropped to the next listener.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+
+use crate::auth::BoxFuture;
+use crate::event::{Event, HandlerId, LAGGED_EVENT};
+use crate::queue::{PushError, QueueReceiver, QueueSender, Room, Wakes, queue};
+
+/// How long after a channel's first listener attached its hold stays open for more.
+pub(crate) const HOLD_WINDOW: Duration = Duration::from_secs(1);
+
+type SyncHandler = Arc<dyn Fn(&Event) + Send + Sync>;
+type AsyncHandler = Arc<dyn Fn(Event) -> BoxFuture<'static, ()> + Send + Sync>;
+
+#[derive(Clone)]
+enum Handler {
+    Sync(SyncHandler),
+    Async(AsyncHandler),
+}
+
+struct HandlerSlot {
+    id: u64,
+    /// The event name, or "*".
+    event: String,
+    handler: Handler,
+    /// Held events up to this delivery number were dispatched to this handler alone when it
+    /// was bound; it does not run for them again.
+    replayed_until: u64,
+}
+
+impl HandlerSlot {
+    fn wants(&self, name: &str, seq: u64) -> bool {
+        (self.event == name || self.event == "*") && seq > self.replayed_until
+    }
+}
+
+struct StreamSlot {
+    tx: QueueSender<Event>,
+    /// Only this event name, or everything.
+    filter: Option<String>,
+    /// Events dropped for this stream, reported by the stream itself.
+    lag: Arc<Lag>,
+    /// Dropped for (stalled past the limit, or full under `DropAndReport`): later events are
+    /// dropped too, so none overtakes the report, until it has room again.
+    lagging: bool,
+    /// Held events up to this delivery number were replayed into it when it attached.
+    replayed_until: u64,
+}
+
+impl StreamSlot {
+    fn wants(&self, name: &str, seq: u64) -> bool {
+        self.filter.as_deref().is_none_or(|f| f == name) && seq > self.replayed_until
+    }
+
+    fn drop_one(&mut self, channel: Option<&str>, wakes: &Wakes) {
+        self.lagging = true;
+        if self.lag.dropped.fetch_add(1, Ordering::AcqRel) == 0 {
+            *self.lag.channel.lock().unwrap_or_else(|p| p.into_inner()) = channel.map(str::to_owned);
+            // A stream that ran dry must wake up to report.
+            self.tx.wake_receiver(wakes);
+        }
+    }
+}
+
+/// Events dropped for one stream and not yet reported. The stream reports them itself, as
+/// `switchboard:lagged`, once it has handed out what it had, so the report comes where the
+/// loss was even if no later event arrives; or the reader puts the report ahead of the next
+/// event it delivers, whichever comes first.
+#[derive(Default)]
+struct Lag {
+    dropped: AtomicU64,
+    channel: Mutex<Option<String>>,
+}
+
+/// An event kept by the hold, with its delivery number.
+struct Held {
+    event: Event,
+    seq: u64,
+}
+
+struct Hold {
+    events: VecDeque<Held>,
+    capacity: usize,
+    first_attach: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    /// (id, slot): a few per channel, so a `Vec` is the cheapest thing to walk per event.
+    streams: Vec<(u64, StreamSlot)>,
+    /// In bind order.
+    handlers: Vec<HandlerSlot>,
+    hold: Option<Hold>,
+    /// Events a hold dropped after waiting in vain for a listener: told to the next one.
+    unreported: u64,
+}
+
+impl Registry {
+    /// Close the hold if its window has passed.
+    fn expire_hold(&mut self, holding: &AtomicBool) {
+        if self.hold.as_ref().is_some_and(|h| h.first_attach.is_some_and(|t| t.elapsed() > HOLD_WINDOW)) {
+            self.hold = None;
+            holding.store(false, Ordering::Release);
+        }
+    }
+
+    /// Copies of the held events `wanted` takes, starting the hold's window.
+    fn held_for(&mut self, holding: &AtomicBool, wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
+        self.expire_hold(holding);
+        let Some(hold) = self.hold.as_mut() else { return Vec::new() };
+        hold.first_attach.get_or_insert_with(Instant::now);
+        hold.events.iter().filter(|h| wanted(h.event.name())).map(|h| (h.seq, h.event.clone())).collect()
+    }
+}
+
+/// The listeners of one channel, or the client's global listeners.
+#[derive(Default)]
+pub(crate) struct Listeners {
+    registry: Mutex<Registry>,
+    /// Streams plus handlers, so a set nobody listens to is skipped without locking.
+    active: AtomicUsize,
+    /// A hold is open (see the module doc).
+    holding: AtomicBool,
+    /// The handler task's queue, for replaying held events to a handler as it is bound.
+    handler_queue: Option<QueueSender<Dispatch>>,
+    /// Signalled when a listener attaches: a reader blocked on a full hold waits for it.
+    attached: tokio::sync::Notify,
+}
+
+/// A registry guard that republishes the listener count when it is dropped.
+struct RegistryGuard<'a> {
+    guard: std::sync::MutexGuard<'a, Registry>,
+    active: &'a AtomicUsize,
+}
+
+impl RegistryGuard<'_> {
+    /// Publish the listener count now (before reading other sets' holds).
+    fn publish(&self) {
+        self.active.store(self.guard.streams.len() + self.guard.handlers.len(), Ordering::Release);
+    }
+}
+
+impl std::ops::Deref for RegistryGuard<'_> {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for RegistryGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Registry {
+        &mut self.guard
+    }
+}
+
+impl Drop for RegistryGuard<'_> {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
+/// What an offer did.
+pub(crate) enum Offer {
+    /// Delivered to every listener that wants it (or held, or wanted by nobody).
+    Done,
+    /// A listener has no room: nothing was delivered, the event comes back.
+    Blocked(Event, Blocker),
+}
+
+/// Who a blocked offer waits for.
+#[derive(Clone)]
+pub(crate) enum Blocker {
+    /// A stream's queue is full.
+    Stream { listeners: Arc<Listeners>, id: u64, room: Arc<Room> },
+    /// The handler task's queue is full.
+    Handlers(Arc<Room>),
+    /// A hold is full and nobody listens to its channel yet (nor, if given, globally).
+    Hold(Arc<Listeners>, Option<Arc<Listeners>>),
+}
+
+impl Blocker {
+    /// Wait until the blocker may have room (the caller offers again to find out).
+    pub(crate) async fn wait(&self) {
+        match self {
+            Blocker::Stream { room, .. } | Blocker::Handlers(room) => room.wait().await,
+            Blocker::Hold(listeners, global) => loop {
+                let attached = listeners.attached.notified();
+                tokio::pin!(attached);
+                attached.as_mut().enable();
+                let global_attached = async {
+                    match global {
+                        Some(global) => global.attached.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(global_attached);
+                if listeners.is_active()
+                    || !listeners.holding.load(Ordering::Acquire)
+                    || global.as_ref().is_some_and(|g| g.is_active())
+                {
+                    return;
+                }
+                tokio::select! {
+                    () = attached => {}
+                    () = global_attached => {}
+                }
+            },
+        }
+    }
+}
+
+/// How an offer is made: the policy, and the handler task's queue.
+pub(crate) struct OfferContext<'a> {
+    pub(crate) wakes: &'a Wakes,
+    /// Backpressure: a full listener blocks the offer. Otherwise it drops for that listener.
+    pub(crate) wait: bool,
+    pub(crate) handlers: &'a QueueSender<Dispatch>,
+    /// The handler queue stalled past the limit: drop for it until it is half empty.
+    pub(crate) handlers_lagging: &'a AtomicBool,
+    /// Events dropped for bound handlers (counted in `Client::dropped_events`).
+    pub(crate) handler_drops: &'a AtomicU64,
+    /// The client's global listeners, offered this channel event next.
+    pub(crate) global: Option<&'a Arc<Listeners>>,
+    /// The delivery number (see the module doc).
+    pub(crate) seq: u64,
+}
+
+impl Listeners {
+    /// A listener set whose handlers bound during a hold get its held events through
+    /// `handler_queue`.
+    pub(crate) fn for_channel(handler_queue: QueueSender<Dispatch>) -> Self {
+        Self { handler_queue: Some(handler_queue), ..Self::default() }
+    }
+
+    fn lock(&self) -> RegistryGuard<'_> {
+        RegistryGuard { guard: self.registry.lock().unwrap_or_else(|p| p.into_inner()), active: &self.active }
+    }
+
+    /// True if any stream or handler listens here.
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+    }
+
+    /// Start holding events for listeners still to come (at most `capacity`).
+    pub(crate) fn open_hold(&self, capacity: usize) {
+        let mut reg = self.lock();
+        if reg.hold.is_none() {
+            reg.hold = Some(Hold { events: VecDeque::new(), capacity: capacity.max(1), first_attach: None });
+            self.holding.store(true, Ordering::Release);
+        }
+    }
+
+    /// The hold waited past the stall limit for a listener: drop what it kept (the next
+    /// listener is told how many). Returns how many.
+    pub(crate) fn give_up_hold(&self, also_dropped: u64) -> u64 {
+        let (hold, dropped) = {
+            let mut reg = self.lock();
+            self.holding.store(false, Ordering::Release);
+            let hold = reg.hold.take();
+            let dropped = hold.as_ref().map_or(0, |h| h.events.len() as u64) + also_dropped;
+            reg.unreported += dropped;
+            (hold, dropped)
+        };
+        drop(hold); // outside the lock
+        dropped
+    }
+
+    /// A stream stalled past the limit: drop for it until it catches up.
+    pub(crate) fn set_lagging(&self, id: u64) {
+        if let Some((_, slot)) = self.lock().streams.iter_mut().find(|(sid, _)| *sid == id) {
+            slot.lagging = true;
+        }
+    }
+
+    pub(crate) fn bind(self: &Arc<Self>, event: &str, handler: impl Fn(&Event) + Send + Sync + 'static) -> HandlerId {
+        self.add_handler(event, Handler::Sync(Arc::new(handler)), &[])
+    }
+
+    pub(crate) fn bind_async<F, Fut>(self: &Arc<Self>, event: &str, handler: F) -> HandlerId
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.add_handler(event, Handler::Async(Arc::new(move |e| Box::pin(handler(e)))), &[])
+    }
+
+    /// A global handler: the events `channels` hold are replayed to it (see the module doc).
+    pub(crate) fn bind_global(
+        self: &Arc<Self>,
+        event: &str,
+        handler: impl Fn(&Event) + Send + Sync + 'static,
+        channels: &[Arc<Listeners>],
+    ) -> HandlerId {
+        self.add_handler(event, Handler::Sync(Arc::new(handler)), channels)
+    }
+
+    /// Bind `handler`, replaying to it the held events it matches: this set's own hold, or
+    /// (for the global set) the holds of `channels`.
+    fn add_handler(self: &Arc<Self>, event: &str, handler: Handler, channels: &[Arc<Listeners>]) -> HandlerId {
+        let mut reg = self.lock();
+        reg.next_id += 1;
+        let id = reg.next_id;
+        reg.handlers.push(HandlerSlot { id, event: event.to_owned(), handler, replayed_until: 0 });
+        // Published before other sets' holds are read: the reader's offers of events that
+        // are not among them then reach this set (and wait for its lock).
+        reg.publish();
+        let wanted = |name: &str| event == "*" || name == event;
+        let held =
+            if channels.is_empty() { reg.held_for(&self.holding, wanted) } else { collect_held(channels, wanted) };
+        let unreported = std::mem::take(&mut reg.unreported);
+        if let Some(queue) = &self.handler_queue {
+            // Under this set's lock, so the reader's next offer queues after these.
+            let wakes = Wakes::default();
+            if unreported > 0 {
+                let lagged = lagged_event(None, unreported);
+                queue.force_push(Dispatch { listeners: self.clone(), event: lagged, seq: 0, only: Some(id) }, &wakes);
+            }
+            let mut replayed_until = 0;
+            for (seq, event) in held {
+                replayed_until = seq;
+                queue.force_push(Dispatch { listeners: self.clone(), event, seq, only: Some(id) }, &wakes);
+            }
+            if let Some(slot) = reg.handlers.iter_mut().find(|h| h.id == id) {
+                slot.replayed_until = replayed_until;
+            }
+        }
+        drop(reg);
+        self.attached.notify_one();
+        HandlerId(id)
+    }
+
+    /// Remove handlers of `event` (all of them, or the one with `id`). Returns how many.
+    pub(crate) fn unbind(&self, event: &str, id: Option<HandlerId>) -> usize {
+        let mut reg = self.lock();
+        let before = reg.handlers.len();
+        reg.handlers.retain(|h| !(h.event == event && id.is_none_or(|id| id.0 == h.id)));
+        before - reg.handlers.len()
+    }
+
+    pub(crate) fn unbind_all(&self) {
+        self.lock().handlers.clear();
+    }
+
+    /// A stream of this set's events, with its hold replayed first.
+    pub(crate) fn stream(self: &Arc<Self>, filter: Option<String>, capacity: usize) -> EventStream {
+        self.attach_stream(filter, capacity, &[])
+    }
+
+    /// A global stream: every event of every channel, with the events `channels` hold
+    /// replayed first (merged in the order the socket brought them).
+    pub(crate) fn global_stream(
+        self: &Arc<Self>,
+        filter: Option<String>,
+        capacity: usize,
+        channels: &[Arc<Listeners>],
+    ) -> EventStream {
+        self.attach_stream(filter, capacity, channels)
+    }
+
+    fn attach_stream(
+        self: &Arc<Self>,
+        filter: Option<String>,
+        capacity: usize,
+        channels: &[Arc<Listeners>],
+    ) -> EventStream {
+        let (tx, rx) = queue(capacity);
+        // The registry stays locked while holds are read and replayed, so the reader's next
+        // offer here (of an event that may be among them) comes after, and is recognised by
+        // its number. Lock order: this set, then one channel at a time (the reader never
+        // holds two).
+        let mut reg = self.lock();
+        reg.next_id += 1;
+        let id = reg.next_id;
+        let unreported = std::mem::take(&mut reg.unreported);
+        let lag = Arc::new(Lag { dropped: AtomicU64::new(unreported), channel: Mutex::default() });
+        let slot = StreamSlot { tx, filter, lag: lag.clone(), lagging: unreported > 0, replayed_until: u64::MAX };
+        let wanted = |name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
+        let held = if channels.is_empty() { reg.held_for(&self.holding, wanted) } else { Vec::new() };
+        reg.streams.push((id, slot));
+        reg.publish();
+        let held = if channels.is_empty() {
+            held
+        } else {
+            let filter = reg.streams.last().and_then(|(_, s)| s.filter.clone());
+            collect_held(channels, |name| filter.as_deref().is_none_or(|f| f == name))
+        };
+        let wakes = Wakes::default();
+        if let Some((_, slot)) = reg.streams.last_mut() {
+            slot.replayed_until = 0;
+            for (seq, event) in held {
+                slot.replayed_until = seq;
+                slot.tx.force_push(event, &wakes);
+            }
+        }
+        drop(reg);
+        self.attached.notify_one();
+        EventStream { rx, owner: Arc::downgrade(self), id, lag }
+    }
+
+    /// Offer `event` to every listener that wants it, all or nothing (see [`Offer`]); the
+    /// event is moved into the last taker instead of cloned.
+    pub(crate) fn offer(self: &Arc<Self>, event: Event, cx: &OfferContext<'_>) -> Offer {
+        if !self.is_active() && !self.holding.load(Ordering::Acquire) {
+            return Offer::Done;
+        }
+        let mut reg = self.lock();
+        reg.expire_hold(&self.holding);
+        let name = event.name();
+        let seq = cx.seq;
+        let wants_handlers = reg.handlers.iter().any(|h| h.wants(name, seq));
+        let handlers_lagging = cx.handlers_lagging.load(Ordering::Relaxed);
+        if cx.wait {
+            for (id, slot) in &reg.streams {
+                if slot.wants(name, seq) && !slot.lagging && !slot.tx.room().has_room() {
+                    let room = slot.tx.room().clone();
+                    return Offer::Blocked(event, Blocker::Stream { listeners: self.clone(), id: *id, room });
+                }
+            }
+            if wants_handlers && !handlers_lagging && !cx.handlers.room().has_room() {
+                return Offer::Blocked(event, Blocker::Handlers(cx.handlers.room().clone()));
+            }
+        }
+        let takers = reg.streams.iter().filter(|(_, slot)| slot.wants(name, seq)).count();
+        let listened = !reg.streams.is_empty() || !reg.handlers.is_empty();
+        let taken_elsewhere = cx.global.is_some_and(|g| g.is_active());
+        let mut event = Some(event);
+        if let Some(hold) = reg.hold.as_mut() {
+            let taken = takers > 0 || wants_handlers || taken_elsewhere;
+            if hold.events.len() < hold.capacity {
+                let kept = if taken { event.clone() } else { event.take() };
+                if let Some(kept) = kept {
+                    hold.events.push_back(Held { event: kept, seq });
+                }
+            } else if listened || taken_elsewhere {
+                // Its listeners are here: later ones start with the live events.
+                reg.hold = None;
+                self.holding.store(false, Ordering::Release);
+            } else if let Some(event) = event.take() {
+                return Offer::Blocked(event, Blocker::Hold(self.clone(), cx.global.cloned()));
+            }
+        }
+        let Some(event) = event else { return Offer::Done };
+        let channel = event.channel().map(str::to_owned);
+        let mut event = Some(event);
+        let mut seen = 0;
+        reg.streams.retain_mut(|(_, slot)| {
+            let Some(current) = event.as_ref() else { return true };
+            if !slot.wants(current.name(), seq) {
+                return true;
+            }
+            seen += 1;
+            if slot.lagging {
+                // Caught up: a stalled stream once half empty, otherwise once the report and
+                // this event fit. The report goes first (unless the stream, run dry, took it).
+                let room = slot.tx.room();
+                let caught_up = if cx.wait { room.half_empty() } else { room.len() + 2 <= room.capacity() };
+                if !caught_up {
+                    slot.drop_one(channel.as_deref(), cx.wakes);
+                    return true;
+                }
+                slot.lagging = false;
+                let dropped = slot.lag.dropped.swap(0, Ordering::AcqRel);
+                if dropped > 0 {
+                    let first = slot.lag.channel.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if !slot.tx.force_push(lagged_event(first.as_deref().or(channel.as_deref()), dropped), cx.wakes) {
+                        return false;
+                    }
+                }
+            }
+            let last = seen == takers && !wants_handlers;
+            let outgoing = if last { event.take() } else { event.clone() };
+            let Some(outgoing) = outgoing else { return true };
+            match slot.tx.try_push(outgoing, cx.wakes) {
+                Ok(()) => true,
+                Err(PushError::Full(dropped)) => {
+                    slot.drop_one(channel.as_deref(), cx.wakes);
+                    tracing::warn!(event = %dropped.name(), "event stream full: dropping an event (reported as {LAGGED_EVENT})");
+                    true
+                }
+                Err(PushError::Closed(_)) => false,
+            }
+        });
+        if wants_handlers && let Some(event) = event {
+            // Under the registry lock: handlers bound meanwhile replay held events after this.
+            if handlers_lagging && cx.handlers.room().half_empty() {
+                cx.handlers_lagging.store(false, Ordering::Relaxed);
+            }
+            let dispatch = Dispatch { listeners: self.clone(), event, seq, only: None };
+            let dropped = if cx.handlers_lagging.load(Ordering::Relaxed) {
+                Some(dispatch.event)
+            } else {
+                cx.handlers.try_push(dispatch, cx.wakes).err().map(|e| match e {
+                    PushError::Full(d) | PushError::Closed(d) => d.event,
+                })
+            };
+            if let Some(dropped) = dropped {
+                let n = cx.handler_drops.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(event = %dropped.name(), dropped_total = n, "handlers are behind: dropping an event for bound handlers");
+            }
+        }
+        Offer::Done
+    }
+
+    /// The handlers to run for a dispatch: the one it was replayed to, or every bound
+    /// handler that wants it and was not given it by a replay.
+    fn handlers_for(&self, name: &str, seq: u64, only: Option<u64>) -> Vec<Handler> {
+        let reg = self.lock();
+        let chosen = reg.handlers.iter().filter(|h| match only {
+            Some(id) => h.id == id,
+            None => h.wants(name, seq),
+        });
+        chosen.map(|h| h.handler.clone()).collect()
+    }
+
+    fn remove_stream(&self, id: u64) {
+        self.lock().streams.retain(|(sid, _)| *sid != id);
+    }
+}
+
+/// Copies of the events `channels` hold that `wanted` takes, merged by delivery number.
+fn collect_held(channels: &[Arc<Listeners>], wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
+    let mut held = Vec::new();
+    for channel in channels.iter().filter(|c| c.holding.load(Ordering::Acquire)) {
+        held.extend(channel.lock().held_for(&channel.holding, &wanted));
+    }
+    held.sort_by_key(|(seq, _)| *seq);
+    held
+}
+
+fn lagged_event(channel: Option<&str>, dropped: u64) -> Event {
+    Event::new(channel, LAGGED_EVENT, Some(&format!("{{\"dropped\":{dropped}}}")))
+}
+
+/// A stream of events (`while let Some(ev) = stream.next().await`). Dropping it stops the
+/// delivery to it; the channel stays subscribed (other streams and handlers may use it).
+///
+/// A stream that is not read holds up the socket once its queue is full (backpressure), up
+/// to the stall limit (see [`crate::SlowConsumer`]).
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let news = client.subscribe("news").await?;
+/// let mut headlines = news.events_named("headline");
+/// tokio::spawn(async move {
+///     while let Some(event) = headlines.next().await {
+///         println!("{:?}", event.data());
+///     }
+/// });
+/// # Ok(()) }
+/// ```
+pub struct EventStream {
+    rx: QueueReceiver<Event>,
+    owner: Weak<Listeners>,
+    id: u64,
+    lag: Arc<Lag>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// The next event, or `None` once the client is gone.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let mut events = client.subscribe("news").await?.events();
+    /// if let Some(first) = events.recv().await {
+    ///     println!("{}", first.name());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(event)) => Poll::Ready(Some(event)),
+            // Ran dry (or ended): what was dropped after the last event comes now.
+            ready_or_pending => match self.lag.dropped.swap(0, Ordering::AcqRel) {
+                0 => ready_or_pending,
+                dropped => {
+                    let channel = self.lag.channel.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    Poll::Ready(Some(lagged_event(channel.as_deref(), dropped)))
+                }
+            },
+        }
+    }
+}
+
+impl futures_core::Stream for EventStream {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.poll_event(cx)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.remove_stream(self.id);
+        }
+    }
+}
+
+/// An event on its way to bound handlers.
+pub(crate) struct Dispatch {
+    pub(crate) listeners: Arc<Listeners>,
+    pub(crate) event: Event,
+    /// Its delivery number.
+    seq: u64,
+    /// A replay for one handler, as it was bound.
+    only: Option<u64>,
+}
+
+/// The handler task: runs each event's handlers in bind order, async ones awaited, panics
+/// caught and logged.
+pub(crate) async fn run_handlers(mut rx: QueueReceiver<Dispatch>) {
+    while let Some(Dispatch { listeners, event, seq, only }) = rx.recv().await {
+        for handler in listeners.handlers_for(event.name(), seq, only) {
+            let outcome = match handler {
+                Handler::Sync(f) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&event))),
+                Handler::Async(f) => AssertUnwindSafe(f(event.clone())).catch_unwind().await,
+            };
+            if let Err(panic) = outcome {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".into());
+                tracing::error!(event = %event.name(), "an event handler panicked (the connection lives on): {message}");
+            }
+        }
+    }
+}
