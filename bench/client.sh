@@ -26,9 +26,9 @@ for payload in 100 1000; do
   # Interleaved rounds, so that a slow spell of the machine hits every receiver alike.
   for _ in $(seq "$RUNS"); do
     "$HARNESS" recv --mode bare --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode switchboard-main --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode switchboard --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode switchboard --runtime current --addr "$addr" --events "$EVENTS" --payload "$payload"
-    "$HARNESS" recv --mode switchboard-main --addr "$addr" --events "$EVENTS" --payload "$payload"
     node interop/bench-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"
   done | tee -a "$work/runs.txt"
   python3 bench/python_recv.py "$addr" "$SLOW_EVENTS" "$payload"

@@ -21,6 +21,7 @@ for payload in 100 1000; do
   # Interleaved rounds, so that a slow spell of the machine hits every receiver alike.
   for _ in $(seq "$RUNS"); do
     "$HARNESS" recv --mode phoenix-bare --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode phoenix-main --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode phoenix --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode phoenix --runtime current --addr "$addr" --events "$EVENTS" --payload "$payload"
     node interop/bench-phoenix-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"

@@ -18,6 +18,8 @@ use std::cell::RefCell;
 const MIN_CAPACITY: usize = 512;
 /// Buffers larger than this are not kept (one huge event must not pin its memory).
 const MAX_CAPACITY: usize = 16 * 1024;
+/// Kept buffers looked at per request (the newest).
+const LOOK_AT: usize = 4;
 /// What one thread keeps, at most: about what a socket reader produces before tokio's
 /// cooperative budget makes it yield to the consumers on its thread.
 const MAX_KEPT_BYTES: usize = 512 * 1024;
@@ -41,9 +43,21 @@ pub(crate) fn take(len: usize) -> String {
         && let Ok(Some(buffer)) = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
             pool.decodes = true;
-            // Big enough, but not more than twice the need: an event keeps its buffer.
+            // Big enough, but not more than twice the need: an event keeps its buffer. Only
+            // the newest few are looked at, so a pool full of misfits (copies of events,
+            // sized to their content, not to a frame) costs O(1) per frame; when none of
+            // them fits, the newest misfit is freed, so misfits drain instead of piling up.
             let fits = |b: &String| (len..=len.saturating_mul(2)).contains(&b.capacity());
-            let at = pool.buffers.iter().rposition(fits)?;
+            let newest = pool.buffers.len().saturating_sub(LOOK_AT);
+            let at = match pool.buffers[newest..].iter().rposition(fits) {
+                Some(at) => newest + at,
+                None => {
+                    if let Some(misfit) = pool.buffers.pop() {
+                        pool.bytes -= misfit.capacity();
+                    }
+                    return None;
+                }
+            };
             let mut buffer = pool.buffers.swap_remove(at);
             pool.bytes -= buffer.capacity();
             buffer.clear();
@@ -113,5 +127,21 @@ mod tests {
         // buffer more than twice its size.
         assert!(take(MAX_CAPACITY * 2).capacity() >= MAX_CAPACITY * 2);
         assert!(take(600).capacity() < MAX_CAPACITY);
+    }
+
+    #[test]
+    fn misfits_drain_instead_of_piling_up() {
+        drop(take(1_000)); // this thread decodes
+        // Copies of events come back sized to their content, smaller than a frame needs.
+        for _ in 0..100 {
+            give(String::with_capacity(600));
+        }
+        let kept = POOL.with_borrow(|p| p.buffers.len());
+        assert!(kept > 0);
+        for _ in 0..kept {
+            let buffer = take(1_000);
+            assert!(buffer.capacity() >= 1_000, "a misfit is never handed out");
+        }
+        assert_eq!(POOL.with_borrow(|p| p.buffers.len()), 0, "each miss freed one misfit");
     }
 }

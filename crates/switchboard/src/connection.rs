@@ -16,10 +16,9 @@ use serde_json::Value;
 use switchboard_protocol::frame::{encode_client_frame, push_json_string};
 use switchboard_protocol::messages::{ConnectionEstablished, ErrorData};
 use switchboard_protocol::{ChannelKind, CloseAction, ErrorCode, Frame, PackedFrame};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{ClientBuilder, Message};
 
 use crate::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
 use crate::backoff::Backoff;
@@ -33,7 +32,7 @@ use crate::presence::{Member, id_string};
 use crate::queue::Burst;
 use crate::state::ConnectionState;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = crate::transport::ClientSocket;
 
 /// Client events waiting for the rate limit, at most.
 const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
@@ -1235,7 +1234,7 @@ async fn open(
                 http::HeaderValue::try_from(value.as_str()).map_err(|e| lost(format!("invalid header value: {e}")))?;
             builder = builder.add_header(name, value).map_err(|e| lost(format!("header not allowed: {e}")))?;
         }
-        let (mut ws, _) = builder.connect().await.map_err(|e| lost(format!("cannot connect to {url}: {e}")))?;
+        let mut ws = crate::transport::connect(builder, &url).await.map_err(lost)?;
         loop {
             let message = match ws.next().await {
                 None => return Err(lost("the server closed the connection during the handshake".into())),

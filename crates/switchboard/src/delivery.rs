@@ -150,59 +150,63 @@ impl Outbox {
 
     /// Deliver `event` to `listeners`, or keep it until they have room.
     pub(crate) fn deliver(&mut self, listeners: &Arc<Listeners>, event: Event) {
-        self.next_seq += 1;
-        self.push(Waiting { listeners: listeners.clone(), event, global: None, seq: self.next_seq });
+        self.deliver_to(listeners, None, event);
     }
 
     /// Deliver a channel's event to its listeners, then to the client's global listeners
     /// (cloned only if they listen). Channel first: a global listener attaching meanwhile
     /// replays the channel's hold, and the shared number tells it what it already has.
     pub(crate) fn deliver_with_global(&mut self, channel: &Arc<Listeners>, global: &Arc<Listeners>, event: Event) {
-        self.next_seq += 1;
-        self.push(Waiting { listeners: channel.clone(), event, global: Some(global.clone()), seq: self.next_seq });
+        self.deliver_to(channel, Some(global), event);
     }
 
-    fn push(&mut self, item: Waiting) {
+    fn deliver_to(&mut self, listeners: &Arc<Listeners>, global: Option<&Arc<Listeners>>, event: Event) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
         if !self.waiting.is_empty() {
-            self.waiting.push_back(item);
+            self.waiting.push_back(Waiting { listeners: listeners.clone(), event, global: global.cloned(), seq });
             return;
         }
-        if let Err(blocked) = self.offer(item) {
-            let (item, blocker) = *blocked;
-            self.waiting.push_back(item);
+        // The fast path borrows; only an event that must wait is given owned handles.
+        if let Some((waiting, blocker)) = self.offer(listeners, event, global, seq) {
+            self.waiting.push_back(waiting);
             self.blocker = Some(blocker);
             self.progress_at = Instant::now();
         }
     }
 
-    /// Offer `item` to its listeners, then (if they listen now) to the global ones. On a
-    /// block, what is left to deliver comes back.
-    fn offer(&self, item: Waiting) -> Result<(), Box<(Waiting, Blocker)>> {
-        let Waiting { listeners, event, global, seq } = item;
+    /// Offer an event to its listeners, then (if they listen now) to the global ones. On a
+    /// block, what is left to deliver comes back (`Some`), with what it waits for.
+    fn offer(
+        &self,
+        listeners: &Arc<Listeners>,
+        event: Event,
+        global: Option<&Arc<Listeners>>,
+        seq: u64,
+    ) -> Option<(Waiting, Blocker)> {
         // Whether global listeners listen is decided now, not when the event arrived: one
         // may have attached while the event waited (and replayed the channel's hold).
-        let copy = global.as_ref().filter(|g| g.is_active()).map(|g| (g.clone(), event.clone()));
-        self.offer_one(Waiting { listeners, event, global, seq })?;
-        match copy {
-            Some((global, event)) => self.offer_one(Waiting { listeners: global, event, global: None, seq }),
-            None => Ok(()),
+        let copy = global.filter(|g| g.is_active()).map(|_| event.clone());
+        if let Offer::Blocked(event, blocker) = listeners.offer(event, &self.context(global, seq)) {
+            return Some((Waiting { listeners: listeners.clone(), event, global: global.cloned(), seq }, blocker));
         }
+        if let (Some(global), Some(event)) = (global, copy)
+            && let Offer::Blocked(event, blocker) = global.offer(event, &self.context(None, seq))
+        {
+            return Some((Waiting { listeners: global.clone(), event, global: None, seq }, blocker));
+        }
+        None
     }
 
-    fn offer_one(&self, item: Waiting) -> Result<(), Box<(Waiting, Blocker)>> {
-        let Waiting { listeners, event, global, seq } = item;
-        let cx = OfferContext {
+    fn context<'a>(&'a self, global: Option<&'a Arc<Listeners>>, seq: u64) -> OfferContext<'a> {
+        OfferContext {
             wakes: &self.dispatcher.wakes,
             wait: matches!(self.policy, SlowConsumer::Backpressure { .. }),
             handlers: &self.dispatcher.tx,
             handlers_lagging: &self.dispatcher.handlers_lagging,
             handler_drops: &self.dispatcher.dropped,
-            global: global.as_ref(),
+            global,
             seq,
-        };
-        match listeners.offer(event, &cx) {
-            Offer::Done => Ok(()),
-            Offer::Blocked(event, blocker) => Err(Box::new((Waiting { listeners, event, global, seq }, blocker))),
         }
     }
 
@@ -214,11 +218,10 @@ impl Outbox {
     /// Deliver what waits, in order, as far as listeners have room. Returns what the rest
     /// waits for, and when it stalls, or `None` once everything is delivered.
     pub(crate) fn flush(&mut self) -> Option<(Blocker, Instant)> {
-        while let Some(item) = self.waiting.pop_front() {
-            match self.offer(item) {
-                Ok(()) => self.progress_at = Instant::now(),
-                Err(blocked) => {
-                    let (item, blocker) = *blocked;
+        while let Some(Waiting { listeners, event, global, seq }) = self.waiting.pop_front() {
+            match self.offer(&listeners, event, global.as_ref(), seq) {
+                None => self.progress_at = Instant::now(),
+                Some((item, blocker)) => {
                     self.waiting.push_front(item);
                     self.blocker = Some(blocker.clone());
                     // A limit too large to add (Duration::MAX) means: wait as long as it takes.

@@ -39,6 +39,7 @@ pub mod presence;
 pub mod publisher;
 mod queue;
 pub mod state;
+mod transport;
 
 pub use auth::{
     AuthRequest, Authorizer, ChannelAuth, FnAuthorizer, HttpAuthorizer, PresenceUser, SecretAuthorizer, UserAuth,

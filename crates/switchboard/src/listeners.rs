@@ -469,7 +469,6 @@ impl Listeners {
             }
         }
         let Some(event) = event else { return Offer::Done };
-        let channel = event.channel().map(str::to_owned);
         let mut event = Some(event);
         let mut seen = 0;
         reg.streams.retain_mut(|(_, slot)| {
@@ -484,14 +483,15 @@ impl Listeners {
                 let room = slot.tx.room();
                 let caught_up = if cx.wait { room.half_empty() } else { room.len() + 2 <= room.capacity() };
                 if !caught_up {
-                    slot.drop_one(channel.as_deref(), cx.wakes);
+                    slot.drop_one(current.channel(), cx.wakes);
                     return true;
                 }
                 slot.lagging = false;
                 let dropped = slot.lag.dropped.swap(0, Ordering::AcqRel);
                 if dropped > 0 {
                     let first = slot.lag.channel.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    if !slot.tx.force_push(lagged_event(first.as_deref().or(channel.as_deref()), dropped), cx.wakes) {
+                    let report = lagged_event(first.as_deref().or(current.channel()), dropped);
+                    if !slot.tx.force_push(report, cx.wakes) {
                         return false;
                     }
                 }
@@ -502,7 +502,7 @@ impl Listeners {
             match slot.tx.try_push(outgoing, cx.wakes) {
                 Ok(()) => true,
                 Err(PushError::Full(dropped)) => {
-                    slot.drop_one(channel.as_deref(), cx.wakes);
+                    slot.drop_one(dropped.channel(), cx.wakes);
                     tracing::warn!(event = %dropped.name(), "event stream full: dropping an event (reported as {LAGGED_EVENT})");
                     true
                 }

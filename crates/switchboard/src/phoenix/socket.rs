@@ -9,10 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard_protocol::phoenix::{Message, Payload, RawMessage, Vsn};
 use switchboard_protocol::phoenix_presence::{PresenceEvent, PresenceTracker, Presences};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
+use tokio_websockets::ClientBuilder;
 
 use super::{reconnect_after, rejoin_after};
 use crate::delivery::{Dispatcher, Outbox, SlowConsumer};
@@ -22,7 +21,7 @@ use crate::listeners::Listeners;
 use crate::queue::Burst;
 use crate::state::ConnectionState;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = crate::transport::ClientSocket;
 type ParamsFn = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 type Backoff = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
 
@@ -853,9 +852,8 @@ impl Task {
                 .map_err(|e| e.to_string())?;
             builder = builder.add_header(http::header::SEC_WEBSOCKET_PROTOCOL, value).map_err(|e| e.to_string())?;
         }
-        match tokio::time::timeout(self.options.timeout, builder.connect()).await {
-            Ok(Ok((ws, _))) => Ok(ws),
-            Ok(Err(e)) => Err(format!("cannot connect to {url}: {e}")),
+        match tokio::time::timeout(self.options.timeout, crate::transport::connect(builder, url)).await {
+            Ok(result) => result,
             Err(_) => Err(format!("no answer from {url} within {:?}", self.options.timeout)),
         }
     }
