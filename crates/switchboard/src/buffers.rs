@@ -46,13 +46,17 @@ pub(crate) fn take(len: usize) -> String {
             // Big enough, but not more than twice the need: an event keeps its buffer. Only
             // the newest few are looked at, so a pool full of misfits (copies of events,
             // sized to their content, not to a frame) costs O(1) per frame; when none of
-            // them fits, the newest misfit is freed, so misfits drain instead of piling up.
+            // them fits, the newest is freed if too small, so misfits drain, not pile up.
             let fits = |b: &String| (len..=len.saturating_mul(2)).contains(&b.capacity());
             let newest = pool.buffers.len().saturating_sub(LOOK_AT);
             let at = match pool.buffers[newest..].iter().rposition(fits) {
                 Some(at) => newest + at,
                 None => {
-                    if let Some(misfit) = pool.buffers.pop() {
+                    // Free the newest if it is too small for this request (a copy sized to
+                    // its content); one that is merely too big stays for a bigger frame.
+                    if pool.buffers.last().is_some_and(|b| b.capacity() < len)
+                        && let Some(misfit) = pool.buffers.pop()
+                    {
                         pool.bytes -= misfit.capacity();
                     }
                     return None;

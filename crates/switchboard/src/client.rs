@@ -87,7 +87,7 @@ impl Client {
     pub fn new(options: ClientOptions) -> Client {
         let dispatcher = Dispatcher::start(HANDLER_QUEUE);
         let global = dispatcher.channel_listeners();
-        let user = Arc::new(Listeners::default());
+        let user = dispatcher.channel_listeners();
         let (commands, state) = connection::spawn(options.clone(), global.clone(), user.clone(), dispatcher.clone());
         let channels = Mutex::default();
         Client { shared: Arc::new(Shared { options, commands, state, channels, global, user, dispatcher }) }

@@ -23,7 +23,7 @@ use tokio_websockets::{ClientBuilder, Message};
 use crate::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
 use crate::backoff::Backoff;
 use crate::channel::ChannelShared;
-use crate::delivery::{Dispatcher, Outbox};
+use crate::delivery::{Dispatcher, Outbox, Stall};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DECRYPTION_ERROR_EVENT, Event, GAP_EVENT};
 use crate::listeners::Listeners;
@@ -36,6 +36,8 @@ type Ws = crate::transport::ClientSocket;
 
 /// Client events waiting for the rate limit, at most.
 const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
+/// Events kept behind a full listener while the reader reads on for an awaited answer.
+const READ_ON_WHILE_BLOCKED: usize = 4_096;
 /// Encrypted events held while a new key is fetched, at most per channel.
 const MAX_HELD_ENCRYPTED: usize = 100;
 
@@ -353,6 +355,7 @@ impl ConnectionTask {
     fn remove_sub(&mut self, name: &str) -> Option<Sub> {
         let mut sub = self.subs.remove(name)?;
         sub.shared.subscribed.store(false, Ordering::Release);
+        sub.shared.listeners.close_hold();
         for waiter in sub.waiters.drain(..) {
             let message = format!("{name}: unsubscribed before the server answered");
             let _ = waiter.send(Err(Error::new(ErrorKind::Subscription, message)));
@@ -454,7 +457,7 @@ impl ConnectionTask {
         tokio::pin!(ping_timer, events_timer);
         loop {
             if self.outbox.is_blocked() {
-                if let Err(ended) = self.wait_for_listeners(ws, commands, auth_rx, activity).await {
+                if let Err(ended) = self.wait_for_listeners(ws, commands, auth_rx, activity, &mut close_code).await {
                     return ended;
                 }
                 // Frames waited in the socket all along: the server is alive. Pongs to pings
@@ -479,24 +482,8 @@ impl ConnectionTask {
                     let mut burst = Burst::new(self.outbox.batch());
                     let mut inbound = inbound;
                     loop {
-                        match inbound {
-                            None => {
-                                let code = close_code.or(self.last_error_code);
-                                return Ended::Lost { code, reason: describe_close(code, "the server closed the connection") };
-                            }
-                            Some(Err(e)) => {
-                                let code = close_code.or(self.last_error_code);
-                                return Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) };
-                            }
-                            Some(Ok(message)) => {
-                                if let Some((code, _)) = message.as_close() {
-                                    close_code = Some(u16::from(code));
-                                } else if let Some(text) = message.as_text()
-                                    && let Err(ended) = self.on_text(text, ws).await
-                                {
-                                    return ended;
-                                }
-                            }
+                        if let Err(ended) = self.on_inbound(inbound, ws, &mut close_code).await {
+                            return ended;
                         }
                         if self.outbox.is_blocked() {
                             break; // a listener is full: read no further (backpressure)
@@ -556,16 +543,25 @@ impl ConnectionTask {
         commands: &mut mpsc::UnboundedReceiver<Command>,
         auth_rx: &mut mpsc::UnboundedReceiver<AuthDone>,
         activity: Duration,
+        close_code: &mut Option<u16>,
     ) -> Result<(), Ended> {
         let mut next_ping = Instant::now() + activity;
         loop {
             let Some((blocker, stall_at)) = self.outbox.flush() else { return Ok(()) };
             // Consumers must see what is queued for them before the reader waits on them.
             self.outbox.release_held();
+            // An answer someone awaits (a subscription, the sign-in) may sit behind the
+            // unread events, and the consumer may be the one awaiting it: read on, keeping
+            // what arrives in order behind the waiting events, up to a bound.
+            let read_on = self.outbox.waiting_len() < READ_ON_WHILE_BLOCKED
+                && (self.signin.status == SigninStatus::Sent
+                    || self.subs.values().any(|s| s.status == SubStatus::Sent));
+            let event_slot = self.client_events.next_slot(Instant::now());
+            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 () = blocker.wait() => {}
                 () = tokio::time::sleep_until(stall_at) => {
-                    if self.outbox.stalled() {
+                    if self.outbox.stalled() == Stall::Reconnect {
                         return Err(Ended::Lost {
                             code: None,
                             reason: "a listener took no event within the stall limit: reconnecting (policy StallAction::Reconnect)".into(),
@@ -576,11 +572,45 @@ impl ConnectionTask {
                     send(ws, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await?;
                     next_ping = Instant::now() + activity;
                 }
+                // Client events waiting for the rate limit still go out.
+                () = tokio::time::sleep_until(event_slot.unwrap_or(far)), if event_slot.is_some() => {
+                    self.flush_client_events(ws).await?;
+                }
+                inbound = ws.next(), if read_on => self.on_inbound(inbound, ws, close_code).await?,
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Err(Ended::User),
                     Some(command) => self.on_command(command, ws).await?,
                 },
                 Some(done) = auth_rx.recv() => self.on_auth(done, ws).await?,
+            }
+        }
+    }
+
+    /// Handle one frame from the socket (or its end).
+    async fn on_inbound(
+        &mut self,
+        inbound: Option<Result<Message, tokio_websockets::Error>>,
+        ws: &mut Ws,
+        close_code: &mut Option<u16>,
+    ) -> Result<(), Ended> {
+        match inbound {
+            None => {
+                let code = close_code.or(self.last_error_code);
+                Err(Ended::Lost { code, reason: describe_close(code, "the server closed the connection") })
+            }
+            Some(Err(e)) => {
+                let code = close_code.or(self.last_error_code);
+                Err(Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) })
+            }
+            Some(Ok(message)) => {
+                if let Some((code, _)) = message.as_close() {
+                    *close_code = Some(u16::from(code));
+                    Ok(())
+                } else if let Some(text) = message.as_text() {
+                    self.on_text(text, ws).await
+                } else {
+                    Ok(())
+                }
             }
         }
     }
@@ -1162,16 +1192,19 @@ impl ConnectionTask {
             let data: Value = frame.data.parse().unwrap_or(Value::Null);
             changes = sub.shared.members().replace(&data["presence"]);
         }
-        for waiter in sub.waiters.drain(..) {
-            let _ = waiter.send(Ok(()));
-        }
         let shared = sub.shared.clone();
         let data = frame.data.as_text().map(str::to_owned);
         self.deliver(&shared, Event::internal(Some(channel), "pusher:subscription_succeeded", data));
         // What the server sends right behind the confirmation is held for the listeners
-        // attached after `subscribe(..).await` returns (see listeners.rs).
+        // attached after `subscribe(..).await` returns (see listeners.rs): opened before the
+        // waiters are answered, so no listener can attach in between.
         if !resubscribed && !shared.listeners.is_active() {
             shared.listeners.open_hold(self.options.event_queue);
+        }
+        if let Some(sub) = self.subs.get_mut(channel) {
+            for waiter in sub.waiters.drain(..) {
+                let _ = waiter.send(Ok(()));
+            }
         }
         if resubscribed {
             let (added, removed) = changes;

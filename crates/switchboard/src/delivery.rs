@@ -83,6 +83,17 @@ pub enum StallAction {
     Reconnect,
 }
 
+/// What [`Outbox::stalled`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// The listener made progress after all: wait on.
+    No,
+    /// Events are dropped for the stalled listener from now on (until it catches up).
+    Dropping,
+    /// The policy wants a new connection.
+    Reconnect,
+}
+
 /// The handler task's queue and the wake-ups of listeners; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
@@ -124,15 +135,25 @@ pub(crate) struct Outbox {
     policy: SlowConsumer,
     waiting: VecDeque<Waiting>,
     blocker: Option<Blocker>,
-    /// The last time a waiting event was delivered (or the wait began).
+    /// The last time the listener waited for made progress (or the wait began).
     progress_at: Instant,
+    /// How many events the full queue held when last looked at: fewer means progress.
+    queued_at_block: Option<usize>,
     /// Numbers deliveries in the order the socket brought them (see `listeners.rs`).
     next_seq: u64,
 }
 
 impl Outbox {
     pub(crate) fn new(dispatcher: Dispatcher, policy: SlowConsumer) -> Self {
-        Self { dispatcher, policy, waiting: VecDeque::new(), blocker: None, progress_at: Instant::now(), next_seq: 0 }
+        Self {
+            dispatcher,
+            policy,
+            waiting: VecDeque::new(),
+            blocker: None,
+            progress_at: Instant::now(),
+            queued_at_block: None,
+            next_seq: 0,
+        }
     }
 
     /// Hold listeners' wake-ups until the guard drops: the socket reader opens one around
@@ -170,6 +191,7 @@ impl Outbox {
         // The fast path borrows; only an event that must wait is given owned handles.
         if let Some((waiting, blocker)) = self.offer(listeners, event, global, seq) {
             self.waiting.push_back(waiting);
+            self.queued_at_block = blocker.queued();
             self.blocker = Some(blocker);
             self.progress_at = Instant::now();
         }
@@ -184,12 +206,14 @@ impl Outbox {
         global: Option<&Arc<Listeners>>,
         seq: u64,
     ) -> Option<(Waiting, Blocker)> {
-        // Whether global listeners listen is decided now, not when the event arrived: one
-        // may have attached while the event waited (and replayed the channel's hold).
-        let copy = global.filter(|g| g.is_active()).map(|_| event.clone());
-        if let Offer::Blocked(event, blocker) = listeners.offer(event, &self.context(global, seq)) {
-            return Some((Waiting { listeners: listeners.clone(), event, global: global.cloned(), seq }, blocker));
-        }
+        // The channel's offer decides, under its lock, whether the global listeners get a
+        // copy (see `Listeners::offer`).
+        let copy = match listeners.offer(event, &self.context(global, seq)) {
+            Offer::Blocked(event, blocker) => {
+                return Some((Waiting { listeners: listeners.clone(), event, global: global.cloned(), seq }, blocker));
+            }
+            Offer::Done(copy) => copy,
+        };
         if let (Some(global), Some(event)) = (global, copy)
             && let Offer::Blocked(event, blocker) = global.offer(event, &self.context(None, seq))
         {
@@ -210,6 +234,11 @@ impl Outbox {
         }
     }
 
+    /// Events waiting for room.
+    pub(crate) fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// True while events wait for room: the reader must not read on.
     pub(crate) fn is_blocked(&self) -> bool {
         !self.waiting.is_empty()
@@ -218,11 +247,16 @@ impl Outbox {
     /// Deliver what waits, in order, as far as listeners have room. Returns what the rest
     /// waits for, and when it stalls, or `None` once everything is delivered.
     pub(crate) fn flush(&mut self) -> Option<(Blocker, Instant)> {
+        let mut delivered = false;
         while let Some(Waiting { listeners, event, global, seq }) = self.waiting.pop_front() {
             match self.offer(&listeners, event, global.as_ref(), seq) {
-                None => self.progress_at = Instant::now(),
+                None => delivered = true,
                 Some((item, blocker)) => {
                     self.waiting.push_front(item);
+                    if delivered {
+                        self.progress_at = Instant::now();
+                    }
+                    self.queued_at_block = blocker.queued();
                     self.blocker = Some(blocker.clone());
                     // A limit too large to add (Duration::MAX) means: wait as long as it takes.
                     let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -242,11 +276,21 @@ impl Outbox {
         }
     }
 
-    /// The listener waited for took nothing for the stall limit. Returns true if the policy
-    /// wants a new connection; otherwise events are dropped for that listener from now on
-    /// (until it catches up). A hold nobody listens to is given up either way.
-    pub(crate) fn stalled(&mut self) -> bool {
-        let Some(blocker) = self.blocker.take() else { return false };
+    /// The stall limit passed since the listener waited for last made progress, as far as
+    /// the Outbox saw. If it did take events meanwhile (a slow but steady consumer, which
+    /// has not yet freed half its queue), the clock restarts and this returns `Stall::No`.
+    /// Otherwise events are dropped for that listener from now on (until it catches up), or
+    /// the policy wants a new connection. A hold nobody listens to is given up either way.
+    pub(crate) fn stalled(&mut self) -> Stall {
+        let now_queued = self.blocker.as_ref().and_then(Blocker::queued);
+        if let (Some(now), Some(before)) = (now_queued, self.queued_at_block)
+            && now < before
+        {
+            self.queued_at_block = Some(now);
+            self.progress_at = Instant::now();
+            return Stall::No;
+        }
+        let Some(blocker) = self.blocker.take() else { return Stall::No };
         self.progress_at = Instant::now();
         let reconnect = matches!(self.policy, SlowConsumer::Backpressure { on_stall: StallAction::Reconnect, .. });
         if reconnect && !matches!(blocker, Blocker::Hold(..)) {
@@ -254,7 +298,7 @@ impl Outbox {
                 "a listener took nothing for {:?}: reconnecting (StallAction::Reconnect)",
                 self.stall_limit()
             );
-            return true;
+            return Stall::Reconnect;
         }
         match blocker {
             Blocker::Stream { listeners, id, .. } => {
@@ -271,13 +315,8 @@ impl Outbox {
                 );
                 self.dispatcher.handlers_lagging.store(true, Ordering::Relaxed);
             }
-            Blocker::Hold(listeners, _) => {
-                // The event that waited is dropped with the held ones.
-                let waited = self.waiting.front().is_some_and(|w| Arc::ptr_eq(&w.listeners, &listeners));
-                if waited {
-                    self.waiting.pop_front();
-                }
-                let dropped = listeners.give_up_hold(u64::from(waited));
+            Blocker::Hold(listeners, ..) => {
+                let dropped = listeners.give_up_hold();
                 tracing::warn!(
                     dropped,
                     "a channel was subscribed but nothing listened to it for {:?}: its held events are dropped (the next listener gets switchboard:lagged)",
@@ -285,6 +324,6 @@ impl Outbox {
                 );
             }
         }
-        false
+        Stall::Dropping
     }
 }

@@ -15,10 +15,10 @@
 //! stream finds them in its queue, a handler gets them as dispatches for it alone. Each
 //! listener remembers the last number it was given, so an event is never run or queued for
 //! it twice, whatever the handler task or the reader were doing meanwhile. The hold closes
-//! [`HOLD_WINDOW`] after its first listener attached (later listeners start with live
-//! events, as they would with pusher-js after an `await`), or when it is full and somebody
-//! listens. Full with nobody listening, it blocks the reader like a full queue, and after
-//! the stall limit gives up, reporting what it dropped to the next listener.
+//! [`HOLD_WINDOW`] after the confirmation (later listeners start with live events, as they
+//! would with pusher-js after an `await`), or when it is full and somebody listens. Full with
+//! nobody listening, it blocks the reader like a full queue, but only until the window ends;
+//! what a hold kept for nobody is reported to the next listener as `switchboard:lagged`.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -34,8 +34,8 @@ use crate::auth::BoxFuture;
 use crate::event::{Event, HandlerId, LAGGED_EVENT};
 use crate::queue::{PushError, QueueReceiver, QueueSender, Room, Wakes, queue};
 
-/// How long after a channel's first listener attached its hold stays open for more.
-pub(crate) const HOLD_WINDOW: Duration = Duration::from_secs(1);
+/// How long after a channel's confirmation its hold stays open for listeners to attach.
+pub(crate) const HOLD_WINDOW: Duration = Duration::from_secs(2);
 
 type SyncHandler = Arc<dyn Fn(&Event) + Send + Sync>;
 type AsyncHandler = Arc<dyn Fn(Event) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -109,7 +109,9 @@ struct Held {
 struct Hold {
     events: VecDeque<Held>,
     capacity: usize,
-    first_attach: Option<Instant>,
+    closes_at: Instant,
+    /// A listener attached (or the global set took its events): what it kept was wanted.
+    claimed: bool,
 }
 
 #[derive(Default)]
@@ -125,19 +127,24 @@ struct Registry {
 }
 
 impl Registry {
-    /// Close the hold if its window has passed.
-    fn expire_hold(&mut self, holding: &AtomicBool) {
-        if self.hold.as_ref().is_some_and(|h| h.first_attach.is_some_and(|t| t.elapsed() > HOLD_WINDOW)) {
-            self.hold = None;
-            holding.store(false, Ordering::Release);
+    /// Close the hold if its window has passed; what it kept for nobody is reported to the
+    /// next listener.
+    fn expire_hold(&mut self, holding: &AtomicBool) -> Option<Hold> {
+        if self.hold.as_ref().is_none_or(|h| Instant::now() < h.closes_at) {
+            return None;
         }
+        holding.store(false, Ordering::Release);
+        let hold = self.hold.take()?;
+        if !hold.claimed {
+            self.unreported += hold.events.len() as u64;
+        }
+        Some(hold) // dropped by the caller, outside the lock
     }
 
-    /// Copies of the held events `wanted` takes, starting the hold's window.
-    fn held_for(&mut self, holding: &AtomicBool, wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
-        self.expire_hold(holding);
+    /// Copies of the held events `wanted` takes.
+    fn held_for(&mut self, wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
         let Some(hold) = self.hold.as_mut() else { return Vec::new() };
-        hold.first_attach.get_or_insert_with(Instant::now);
+        hold.claimed = true;
         hold.events.iter().filter(|h| wanted(h.event.name())).map(|h| (h.seq, h.event.clone())).collect()
     }
 }
@@ -190,8 +197,9 @@ impl Drop for RegistryGuard<'_> {
 
 /// What an offer did.
 pub(crate) enum Offer {
-    /// Delivered to every listener that wants it (or held, or wanted by nobody).
-    Done,
+    /// Delivered to every listener that wants it (or held, or wanted by nobody); with a copy
+    /// for the client's global listeners if they listened when it was delivered.
+    Done(Option<Event>),
     /// A listener has no room: nothing was delivered, the event comes back.
     Blocked(Event, Blocker),
 }
@@ -203,16 +211,25 @@ pub(crate) enum Blocker {
     Stream { listeners: Arc<Listeners>, id: u64, room: Arc<Room> },
     /// The handler task's queue is full.
     Handlers(Arc<Room>),
-    /// A hold is full and nobody listens to its channel yet (nor, if given, globally).
-    Hold(Arc<Listeners>, Option<Arc<Listeners>>),
+    /// A hold is full and nobody listens to its channel yet (nor, if given, globally); it
+    /// waits at most until the hold's window ends.
+    Hold(Arc<Listeners>, Option<Arc<Listeners>>, Instant),
 }
 
 impl Blocker {
+    /// Events waiting in the full queue: when it goes down, the consumer made progress.
+    pub(crate) fn queued(&self) -> Option<usize> {
+        match self {
+            Blocker::Stream { room, .. } | Blocker::Handlers(room) => Some(room.len()),
+            Blocker::Hold(..) => None,
+        }
+    }
+
     /// Wait until the blocker may have room (the caller offers again to find out).
     pub(crate) async fn wait(&self) {
         match self {
             Blocker::Stream { room, .. } | Blocker::Handlers(room) => room.wait().await,
-            Blocker::Hold(listeners, global) => loop {
+            Blocker::Hold(listeners, global, closes_at) => loop {
                 let attached = listeners.attached.notified();
                 tokio::pin!(attached);
                 attached.as_mut().enable();
@@ -232,6 +249,7 @@ impl Blocker {
                 tokio::select! {
                     () = attached => {}
                     () = global_attached => {}
+                    () = tokio::time::sleep_until((*closes_at).into()) => return,
                 }
             },
         }
@@ -270,28 +288,47 @@ impl Listeners {
         self.active.load(Ordering::Acquire) > 0
     }
 
-    /// Start holding events for listeners still to come (at most `capacity`).
+    /// Start holding events for listeners still to come (at most `capacity`, for
+    /// [`HOLD_WINDOW`]); an earlier hold (of an earlier subscription) is dropped.
     pub(crate) fn open_hold(&self, capacity: usize) {
-        let mut reg = self.lock();
-        if reg.hold.is_none() {
-            reg.hold = Some(Hold { events: VecDeque::new(), capacity: capacity.max(1), first_attach: None });
+        let hold = Hold {
+            events: VecDeque::new(),
+            capacity: capacity.max(1),
+            closes_at: Instant::now() + HOLD_WINDOW,
+            claimed: false,
+        };
+        let old = {
+            let mut reg = self.lock();
             self.holding.store(true, Ordering::Release);
-        }
+            reg.hold.replace(hold)
+        };
+        drop(old); // outside the lock
     }
 
-    /// The hold waited past the stall limit for a listener: drop what it kept (the next
-    /// listener is told how many). Returns how many.
-    pub(crate) fn give_up_hold(&self, also_dropped: u64) -> u64 {
-        let (hold, dropped) = {
+    /// The reader waited past the stall limit on this full hold with nobody listening: close
+    /// it now (the next listener is told how many it kept).
+    pub(crate) fn give_up_hold(&self) -> u64 {
+        let old = {
             let mut reg = self.lock();
             self.holding.store(false, Ordering::Release);
-            let hold = reg.hold.take();
-            let dropped = hold.as_ref().map_or(0, |h| h.events.len() as u64) + also_dropped;
-            reg.unreported += dropped;
-            (hold, dropped)
+            let old = reg.hold.take();
+            reg.unreported += old.as_ref().map_or(0, |h| h.events.len() as u64);
+            old
         };
-        drop(hold); // outside the lock
-        dropped
+        old.map_or(0, |h| h.events.len() as u64)
+    }
+
+    /// End the hold (the channel was left): its events are for nobody now.
+    pub(crate) fn close_hold(&self) {
+        if !self.holding.load(Ordering::Acquire) {
+            return;
+        }
+        let old = {
+            let mut reg = self.lock();
+            self.holding.store(false, Ordering::Release);
+            reg.hold.take()
+        };
+        drop(old);
     }
 
     /// A stream stalled past the limit: drop for it until it catches up.
@@ -334,9 +371,10 @@ impl Listeners {
         // are not among them then reach this set (and wait for its lock).
         reg.publish();
         let wanted = |name: &str| event == "*" || name == event;
-        let held =
-            if channels.is_empty() { reg.held_for(&self.holding, wanted) } else { collect_held(channels, wanted) };
-        let unreported = std::mem::take(&mut reg.unreported);
+        let expired = reg.expire_hold(&self.holding);
+        let held = if channels.is_empty() { reg.held_for(wanted) } else { collect_held(channels, wanted) };
+        // A lag report goes to a handler of every event, not to one bound to a name.
+        let unreported = if event == "*" { std::mem::take(&mut reg.unreported) } else { 0 };
         if let Some(queue) = &self.handler_queue {
             // Under this set's lock, so the reader's next offer queues after these.
             let wakes = Wakes::default();
@@ -354,6 +392,7 @@ impl Listeners {
             }
         }
         drop(reg);
+        drop(expired);
         self.attached.notify_one();
         HandlerId(id)
     }
@@ -400,11 +439,12 @@ impl Listeners {
         let mut reg = self.lock();
         reg.next_id += 1;
         let id = reg.next_id;
+        let expired = reg.expire_hold(&self.holding);
         let unreported = std::mem::take(&mut reg.unreported);
         let lag = Arc::new(Lag { dropped: AtomicU64::new(unreported), channel: Mutex::default() });
         let slot = StreamSlot { tx, filter, lag: lag.clone(), lagging: unreported > 0, replayed_until: u64::MAX };
         let wanted = |name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
-        let held = if channels.is_empty() { reg.held_for(&self.holding, wanted) } else { Vec::new() };
+        let held = if channels.is_empty() { reg.held_for(wanted) } else { Vec::new() };
         reg.streams.push((id, slot));
         reg.publish();
         let held = if channels.is_empty() {
@@ -422,6 +462,7 @@ impl Listeners {
             }
         }
         drop(reg);
+        drop(expired);
         self.attached.notify_one();
         EventStream { rx, owner: Arc::downgrade(self), id, lag }
     }
@@ -430,10 +471,11 @@ impl Listeners {
     /// event is moved into the last taker instead of cloned.
     pub(crate) fn offer(self: &Arc<Self>, event: Event, cx: &OfferContext<'_>) -> Offer {
         if !self.is_active() && !self.holding.load(Ordering::Acquire) {
-            return Offer::Done;
+            // Nobody here; the global listeners (if any) get it.
+            return Offer::Done(cx.global.filter(|g| g.is_active()).map(|_| event));
         }
         let mut reg = self.lock();
-        reg.expire_hold(&self.holding);
+        let expired = reg.expire_hold(&self.holding);
         let name = event.name();
         let seq = cx.seq;
         let wants_handlers = reg.handlers.iter().any(|h| h.wants(name, seq));
@@ -451,10 +493,16 @@ impl Listeners {
         }
         let takers = reg.streams.iter().filter(|(_, slot)| slot.wants(name, seq)).count();
         let listened = !reg.streams.is_empty() || !reg.handlers.is_empty();
+        // Decided under this lock: a global listener attaching publishes itself before it
+        // reads this set's hold (see `attach_stream`), so the event is in the hold it reads,
+        // or it gets this copy.
         let taken_elsewhere = cx.global.is_some_and(|g| g.is_active());
+        let global_copy = if taken_elsewhere { Some(event.clone()) } else { None };
         let mut event = Some(event);
+        let mut closed = None;
         if let Some(hold) = reg.hold.as_mut() {
             let taken = takers > 0 || wants_handlers || taken_elsewhere;
+            hold.claimed |= taken;
             if hold.events.len() < hold.capacity {
                 let kept = if taken { event.clone() } else { event.take() };
                 if let Some(kept) = kept {
@@ -462,13 +510,20 @@ impl Listeners {
                 }
             } else if listened || taken_elsewhere {
                 // Its listeners are here: later ones start with the live events.
-                reg.hold = None;
                 self.holding.store(false, Ordering::Release);
+                closed = reg.hold.take();
             } else if let Some(event) = event.take() {
-                return Offer::Blocked(event, Blocker::Hold(self.clone(), cx.global.cloned()));
+                let closes_at = hold.closes_at;
+                drop(reg);
+                drop(expired);
+                return Offer::Blocked(event, Blocker::Hold(self.clone(), cx.global.cloned(), closes_at));
             }
         }
-        let Some(event) = event else { return Offer::Done };
+        let Some(event) = event else {
+            drop(reg);
+            drop((expired, closed));
+            return Offer::Done(global_copy);
+        };
         let mut event = Some(event);
         let mut seen = 0;
         reg.streams.retain_mut(|(_, slot)| {
@@ -481,7 +536,8 @@ impl Listeners {
                 // Caught up: a stalled stream once half empty, otherwise once the report and
                 // this event fit. The report goes first (unless the stream, run dry, took it).
                 let room = slot.tx.room();
-                let caught_up = if cx.wait { room.half_empty() } else { room.len() + 2 <= room.capacity() };
+                // (Room for this event; the report may go one over the capacity.)
+                let caught_up = if cx.wait { room.half_empty() } else { room.len() < room.capacity() };
                 if !caught_up {
                     slot.drop_one(current.channel(), cx.wakes);
                     return true;
@@ -515,19 +571,21 @@ impl Listeners {
                 cx.handlers_lagging.store(false, Ordering::Relaxed);
             }
             let dispatch = Dispatch { listeners: self.clone(), event, seq, only: None };
-            let dropped = if cx.handlers_lagging.load(Ordering::Relaxed) {
-                Some(dispatch.event)
-            } else {
-                cx.handlers.try_push(dispatch, cx.wakes).err().map(|e| match e {
-                    PushError::Full(d) | PushError::Closed(d) => d.event,
-                })
-            };
-            if let Some(dropped) = dropped {
+            if cx.handlers_lagging.load(Ordering::Relaxed) {
+                // Stalled past the limit (already logged): counted.
+                cx.handler_drops.fetch_add(1, Ordering::Relaxed);
+            } else if cx.wait {
+                // The room was checked above; a replay queued meanwhile by a handler bound on
+                // another set may have taken it, so this one may go over (by a hold at most).
+                cx.handlers.force_push(dispatch, cx.wakes);
+            } else if let Err(PushError::Full(d) | PushError::Closed(d)) = cx.handlers.try_push(dispatch, cx.wakes) {
                 let n = cx.handler_drops.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(event = %dropped.name(), dropped_total = n, "handlers are behind: dropping an event for bound handlers");
+                tracing::warn!(event = %d.event.name(), dropped_total = n, "handlers are behind: dropping an event for bound handlers");
             }
         }
-        Offer::Done
+        drop(reg);
+        drop((expired, closed));
+        Offer::Done(global_copy)
     }
 
     /// The handlers to run for a dispatch: the one it was replayed to, or every bound
@@ -550,7 +608,7 @@ impl Listeners {
 fn collect_held(channels: &[Arc<Listeners>], wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
     let mut held = Vec::new();
     for channel in channels.iter().filter(|c| c.holding.load(Ordering::Acquire)) {
-        held.extend(channel.lock().held_for(&channel.holding, &wanted));
+        held.extend(channel.lock().held_for(&wanted));
     }
     held.sort_by_key(|(seq, _)| *seq);
     held

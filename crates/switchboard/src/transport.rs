@@ -21,6 +21,10 @@ pub(crate) type ClientSocket = WebSocketStream<ReadAhead<MaybeTlsStream<TcpStrea
 
 /// Read-ahead size once a connection is busy.
 const READ_AHEAD: usize = 64 * 1024;
+/// Reads in a row that brought less than the codec asks for before the read-ahead is freed.
+const QUIET_READS: u32 = 64;
+/// What the codec asks for at most per read (tokio-util's `FramedRead` buffer).
+const CODEC_READ: usize = 8 * 1024;
 
 /// Connect to `url` (`ws://` or `wss://`) and upgrade with `builder` (its URI and headers).
 pub(crate) async fn connect(builder: ClientBuilder<'_>, url: &str) -> Result<ClientSocket, String> {
@@ -62,11 +66,13 @@ pub(crate) struct ReadAhead<S> {
     buffer: Box<[u8]>,
     start: usize,
     end: usize,
+    /// Refills in a row that brought little: the connection went quiet.
+    quiet: u32,
 }
 
 impl<S> ReadAhead<S> {
     fn new(inner: S) -> Self {
-        Self { inner, buffer: Box::default(), start: 0, end: 0 }
+        Self { inner, buffer: Box::default(), start: 0, end: 0, quiet: 0 }
     }
 }
 
@@ -90,6 +96,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             this.end = ahead.filled().len();
             if this.end == 0 {
                 return Poll::Ready(Ok(())); // end of stream
+            }
+            // Quiet again (a large message once, then little): give the memory back.
+            this.quiet = if this.end < CODEC_READ { this.quiet + 1 } else { 0 };
+            if this.quiet >= QUIET_READS && this.end <= out.remaining() {
+                out.put_slice(&this.buffer[..this.end]);
+                (this.buffer, this.start, this.end, this.quiet) = (Box::default(), 0, 0, 0);
+                return Poll::Ready(Ok(()));
             }
         }
         let n = out.remaining().min(this.end - this.start);
@@ -155,5 +168,24 @@ mod tests {
         }
         assert_eq!(got, data);
         assert_eq!(reader.buffer.len(), READ_AHEAD, "a busy connection reads ahead");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_goes_quiet_gives_the_buffer_back() {
+        let (mut server, client) = tokio::io::duplex(256 * 1024);
+        let mut reader = ReadAhead::new(client);
+        server.write_all(&[7u8; 20 * 1024]).await.unwrap();
+        let mut chunk = vec![0u8; CODEC_READ];
+        let mut got = 0;
+        while got < 20 * 1024 {
+            got += reader.read(&mut chunk).await.unwrap();
+        }
+        assert_eq!(reader.buffer.len(), READ_AHEAD);
+        for i in 0..QUIET_READS {
+            server.write_all(&i.to_be_bytes()).await.unwrap();
+            let n = reader.read(&mut chunk).await.unwrap();
+            assert_eq!(&chunk[..n], &i.to_be_bytes(), "small messages still arrive whole");
+        }
+        assert!(reader.buffer.is_empty(), "quiet: no read-ahead kept");
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_websockets::ClientBuilder;
 
 use super::{reconnect_after, rejoin_after};
-use crate::delivery::{Dispatcher, Outbox, SlowConsumer};
+use crate::delivery::{Dispatcher, Outbox, SlowConsumer, Stall};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventStream, HandlerId};
 use crate::listeners::Listeners;
@@ -27,6 +27,8 @@ type Backoff = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
 
 /// Pushes waiting for a join (or a connection), per channel, at most.
 const MAX_BUFFERED_PUSHES: usize = 1_000;
+/// Events kept behind a full listener while the reader reads on for an awaited reply.
+const READ_ON_WHILE_BLOCKED: usize = 4_096;
 
 /// How to reach and talk to a Phoenix endpoint.
 ///
@@ -1043,28 +1045,8 @@ impl Task {
                     let mut burst = Burst::new(self.outbox.batch());
                     let mut inbound = inbound;
                     loop {
-                        match inbound {
-                            None => return Flow::Reconnect("the server closed the connection".into()),
-                            Some(Err(e)) => return Flow::Reconnect(format!("socket error: {e}")),
-                            Some(Ok(frame)) => {
-                                if let Some(text) = frame.as_text() {
-                                    match RawMessage::decode(text, self.options.vsn) {
-                                        Ok(message) => {
-                                            if let Err(reason) = self.on_message(ws, message).await {
-                                                return Flow::Reconnect(reason);
-                                            }
-                                        }
-                                        Err(e) => tracing::warn!("ignoring an undecodable Phoenix frame: {e}"),
-                                    }
-                                } else if frame.is_binary() {
-                                    match Message::decode_binary(frame.as_payload(), true) {
-                                        Ok(message) => if let Err(reason) = self.on_binary(ws, message).await {
-                                            return Flow::Reconnect(reason);
-                                        },
-                                        Err(e) => tracing::warn!("ignoring an undecodable binary frame: {e}"),
-                                    }
-                                }
-                            }
+                        if let Err(flow) = self.on_inbound(ws, inbound).await {
+                            return flow;
                         }
                         if self.outbox.is_blocked() {
                             break; // a listener is full: read no further (backpressure)
@@ -1122,13 +1104,21 @@ impl Task {
         loop {
             let Some((blocker, stall_at)) = self.outbox.flush() else { return Ok(()) };
             self.outbox.release_held();
+            // A reply someone awaits (a push, a join) may sit behind the unread events, and
+            // the consumer may be the one awaiting it: read on, keeping what arrives in order
+            // behind the waiting events, up to a bound.
+            let read_on = self.outbox.waiting_len() < READ_ON_WHILE_BLOCKED && !self.replies.is_empty();
+            let deadline = self.next_deadline();
             tokio::select! {
                 () = blocker.wait() => {}
                 () = tokio::time::sleep_until(stall_at) => {
-                    if self.outbox.stalled() {
+                    if self.outbox.stalled() == Stall::Reconnect {
                         return Err(Flow::Reconnect("a listener took no event within the stall limit (policy StallAction::Reconnect)".into()));
                     }
                 }
+                // Reply deadlines, buffered pushes and rejoins still run.
+                () = tokio::time::sleep_until(deadline) => self.on_timers(ws, Instant::now()).await.map_err(Flow::Reconnect)?,
+                inbound = ws.next(), if read_on => self.on_inbound(ws, inbound).await?,
                 () = tokio::time::sleep_until(next_beat) => {
                     let reference = self.make_ref();
                     let beat = Message { join_ref: None, reference: Some(reference), topic: "phoenix".into(), event: "heartbeat".into(), payload: Payload::Json(json!({})) };
@@ -1141,6 +1131,31 @@ impl Task {
                 },
             }
         }
+    }
+
+    /// Handle one frame from the socket (or its end).
+    async fn on_inbound(
+        &mut self,
+        ws: &mut Ws,
+        inbound: Option<std::result::Result<tokio_websockets::Message, tokio_websockets::Error>>,
+    ) -> std::result::Result<(), Flow> {
+        let frame = match inbound {
+            None => return Err(Flow::Reconnect("the server closed the connection".into())),
+            Some(Err(e)) => return Err(Flow::Reconnect(format!("socket error: {e}"))),
+            Some(Ok(frame)) => frame,
+        };
+        if let Some(text) = frame.as_text() {
+            match RawMessage::decode(text, self.options.vsn) {
+                Ok(message) => self.on_message(ws, message).await.map_err(Flow::Reconnect)?,
+                Err(e) => tracing::warn!("ignoring an undecodable Phoenix frame: {e}"),
+            }
+        } else if frame.is_binary() {
+            match Message::decode_binary(frame.as_payload(), true) {
+                Ok(message) => self.on_binary(ws, message).await.map_err(Flow::Reconnect)?,
+                Err(e) => tracing::warn!("ignoring an undecodable binary frame: {e}"),
+            }
+        }
+        Ok(())
     }
 
     async fn on_timers(&mut self, ws: &mut Ws, now: Instant) -> std::result::Result<(), String> {

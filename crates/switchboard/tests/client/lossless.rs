@@ -461,8 +461,16 @@ async fn with_reconnect_on_stall_a_stalled_stream_keeps_what_it_got_and_gets_a_g
     let before_gap = tokio::time::timeout(Duration::from_secs(30), run).await.expect("a gap after the reconnect");
     assert!(before_gap >= 64, "the queue's events were kept: {before_gap}");
     assert!(server.connections.load(Ordering::SeqCst) >= 2, "reconnected");
-    let after = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("in time").expect("open");
-    assert_eq!((after.name(), number(&after)), ("tick", 0), "the new connection's stream");
+    let first_tick = async {
+        loop {
+            let event = events.recv().await.expect("open");
+            if event.name() == "tick" {
+                return number(&event);
+            }
+        }
+    };
+    let after = tokio::time::timeout(Duration::from_secs(5), first_tick).await.expect("in time");
+    assert_eq!(after, 0, "the new connection's stream, from its start");
 }
 
 // Subscribed, but nothing listens for longer than the stall limit: the hold gives up and the
@@ -575,4 +583,88 @@ async fn phoenix_a_stream_stalled_past_the_limit_is_dropped_for_and_told_how_man
     tokio::time::timeout(Duration::from_secs(60), run).await.expect("in time");
     assert!(dropped > 0);
     assert_eq!(received + dropped, SENT);
+}
+
+// Slow but steady: it takes an event every 20 ms, so freeing half its queue takes longer
+// than the stall limit; it is still making progress and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_consumer_is_not_taken_for_a_stalled_one() {
+    let server = stream_server(Protocol::Pusher, 2_000, 0).await;
+    let policy =
+        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(300), on_stall: StallAction::DropAndReport };
+    let options = pusher_options(&server).event_queue(64).slow_consumer(policy).build().expect("options");
+    let client = Client::connect(options).await.expect("connect");
+    let mut events = client.subscribe("bench").await.expect("subscribed").events();
+    expect_every_tick(&mut events, 80, async |_| tokio::time::sleep(Duration::from_millis(20)).await).await;
+}
+
+// The consumer awaits an answer that sits behind the events it has not read: the client
+// reads on (boundedly) for it instead of waiting for the stall limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_awaited_while_another_stream_is_full_completes() {
+    let mut config = crate::common::config(0, crate::common::app());
+    config.max_queued_messages = 10_000; // the server keeps them all for the slow socket
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let options = crate::common::options_for(server.local_addr()).event_queue(64).build().expect("options");
+    let client = Client::connect(options).await.expect("connect");
+    let mut unread = client.subscribe("firehose").await.expect("subscribed").events();
+    let publisher = crate::common::publisher(&server);
+    for start in (0..500).step_by(10) {
+        let batch: Vec<switchboard::publisher::BatchEvent> = (start..start + 10)
+            .map(|n| switchboard::publisher::BatchEvent {
+                channel: "firehose".into(),
+                name: "tick".into(),
+                data: format!(r#"{{"n":{n}}}"#),
+                socket_id: None,
+            })
+            .collect();
+        publisher.trigger_batch(&batch).await.expect("publish");
+    }
+    // `unread` is full (64) and not read; this subscription's answer comes after 500 events.
+    let started = tokio::time::Instant::now();
+    client.subscribe("other").await.expect("subscribed while the first stream was full");
+    assert!(started.elapsed() < Duration::from_secs(8), "not held until the stall limit");
+    expect_every_tick(&mut unread, 500, async |_| {}).await;
+    server.shutdown().await;
+}
+
+// Left and subscribed again: what the first subscription held is not replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubscribed_channel_does_not_replay_an_old_hold() {
+    let server = crate::common::server().await;
+    let client = crate::common::connect(&server).await;
+    let publisher = crate::common::publisher(&server);
+    let channel = client.subscribe("news").await.expect("subscribed");
+    for n in 0..3 {
+        publisher.trigger(&["news"], "tick", &format!(r#"{{"n":{n}}}"#), None).await.expect("publish");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // held: nobody listens
+    channel.unsubscribe().await;
+    let channel = client.subscribe("news").await.expect("subscribed again");
+    publisher.trigger(&["news"], "tick", &r#"{"n":100}"#, None).await.expect("publish");
+    let mut events = channel.events_named("tick");
+    let first = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("in time").expect("open");
+    assert_eq!(number(&first), 100, "only what came after the new subscription");
+    server.shutdown().await;
+}
+
+// A hold that gave up is reported to a stream or a handler of every event, not to a handler
+// bound to one name (which would get an event it never asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lag_report_goes_only_to_listeners_of_every_event() {
+    let server = stream_server(Protocol::Pusher, 500, 0).await;
+    let policy =
+        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(200), on_stall: StallAction::DropAndReport };
+    let options = pusher_options(&server).event_queue(100).slow_consumer(policy).build().expect("options");
+    let client = Client::connect(options).await.expect("connect");
+    let channel = client.subscribe("bench").await.expect("subscribed");
+    tokio::time::sleep(Duration::from_millis(800)).await; // the hold filled and gave up
+    let named = Arc::new(Mutex::new(Vec::new()));
+    let log = named.clone();
+    channel.bind("tick", move |e| log.lock().expect("lock").push(e.name().to_owned()));
+    let every = Arc::new(Mutex::new(Vec::new()));
+    let log = every.clone();
+    channel.bind("*", move |e| log.lock().expect("lock").push(e.name().to_owned()));
+    eventually(|| every.lock().expect("lock").iter().any(|n| n == LAGGED_EVENT)).await;
+    assert!(named.lock().expect("lock").iter().all(|n| n == "tick"), "{:?}", named.lock().expect("lock"));
 }
