@@ -234,7 +234,7 @@ impl Client {
     ///
     /// Nothing the server sends right behind its confirmation is lost while you attach
     /// listeners: a channel confirmed with no listener holds its events, and every
-    /// listener attached within a second of the first one (streams, handlers, and the
+    /// listener attached within 2 s of the confirmation (streams, handlers, and the
     /// client's global listeners alike) gets all of them, in order, then the live ones.
     ///
     /// ```no_run

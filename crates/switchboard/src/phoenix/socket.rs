@@ -1327,6 +1327,16 @@ impl Task {
             let response = payload.get("response").cloned().unwrap_or(Value::Null);
             return self.on_reply(ws, pending.awaiting, status, response).await;
         }
+        if !matches!(message.event.as_str(), "phx_error" | "phx_close" | "presence_state" | "presence_diff") {
+            // The hot path, an app event: no copies of the topic, the join ref or handles.
+            let Some(chan) = self.channels.get(&message.topic) else { return Ok(()) };
+            if message.join_ref.is_some() && message.join_ref != chan.join_ref {
+                return Ok(()); // for an earlier join of this topic
+            }
+            let event = Event::new(Some(&message.topic), &message.event, Some(message.payload.get()));
+            self.outbox.deliver(&chan.listeners, event);
+            return Ok(());
+        }
         let topic = message.topic.clone();
         let Some(chan) = self.channels.get(&topic) else { return Ok(()) };
         // Drop what belongs to an earlier join of this topic.
