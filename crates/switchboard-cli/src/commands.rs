@@ -94,8 +94,22 @@ pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<Stri
             }
         };
     }
-    Ok(ExitCode::SUCCESS)
+    // The stream ends when the connection ended for good: the server refused this client
+    // after the handshake (4001 unknown key, 4004 over quota, 4009 terminated, …), or
+    // reconnecting gave up. Exit with a code a supervisor acts on (systemd's Restart=).
+    if let Err(e) = out.flush() {
+        return output_closed(e);
+    }
+    match client.state() {
+        ConnectionState::Failed { reason, .. } => {
+            Err(Failure(format!("the connection ended for good: {reason}"), EXIT_CONNECTION_ENDED))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
+
+/// `listen`'s exit code when the server ends the connection for good.
+pub const EXIT_CONNECTION_ENDED: u8 = 3;
 
 /// stdout failed: a closed pipe (`listen … | head`) ends `listen` quietly with success;
 /// anything else is an error.

@@ -49,7 +49,7 @@ enum Command {
     },
     /// Print one JSON line per event of the channels, reconnecting forever.
     #[command(
-        after_help = "Examples:\n  switchboard listen news\n  switchboard listen private-orders.1 --event OrderShipped --url wss://ws.example.com/app/KEY --secret S\nOutput: {\"channel\",\"event\",\"data\",\"at\"} per line on stdout; status on stderr.\nNothing is dropped when stdout reads slowly (a pipe into a slow program): listen waits for\nit, and the wait reaches the server through TCP, so events queue there instead of being\nlost. Ends with exit code 0 when stdout is closed (listen ... | head)."
+        after_help = "Examples:\n  switchboard listen news\n  switchboard listen private-orders.1 --event OrderShipped --url wss://ws.example.com/app/KEY --secret S\nOutput: {\"channel\",\"event\",\"data\",\"at\"} per line on stdout; status on stderr.\nNothing is dropped when stdout reads slowly (a pipe into a slow program): listen waits for\nit, and the wait reaches the server through TCP, so events queue there instead of being\nlost. Ends with exit code 0 when stdout is closed (listen ... | head), and with exit code 3\nwhen the server ends the connection for good (4001 unknown key, 4004 over quota, 4009\nterminated): a supervisor restarts it (systemd Restart=always)."
     )]
     Listen {
         /// Channels to listen to.

@@ -412,3 +412,38 @@ async fn listen_ends_quietly_when_its_output_is_closed() {
     assert!(!rest.iter().any(|l| l.contains("panicked")), "{rest:?}");
     server.shutdown().await;
 }
+
+// A final close after the handshake (here 4009, as terminate_connections sends): listen
+// exits with code 3 so a supervisor restarts it, instead of waiting for ever.
+#[tokio::test]
+async fn listen_exits_3_when_the_server_ends_the_connection_for_good() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_websockets::{CloseCode, Message, ServerBuilder};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+                let hello = r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.1\",\"activity_timeout\":120}"}"#;
+                let _ = ws.send(Message::text(hello)).await;
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
+                        break;
+                    }
+                }
+                let ok = r#"{"event":"pusher_internal:subscription_succeeded","channel":"news","data":"{}"}"#;
+                let error = r#"{"event":"pusher:error","data":{"code":4009,"message":"terminated"}}"#;
+                let _ = ws.send(Message::text(ok)).await;
+                let _ = ws.send(Message::text(error)).await;
+                let _ = ws.send(Message::close(CloseCode::try_from(4009).ok(), "terminated")).await;
+                while ws.next().await.is_some() {}
+            });
+        }
+    });
+    let mut listen = spawn(&["listen", "news", "--port", &port]);
+    line_with(&mut listen.err, "subscribed to news").await;
+    let message = line_with(&mut listen.err, "ended for good").await;
+    assert!(message.contains("4009"), "{message}");
+    assert_eq!(listen.exit_code().await, 3);
+}

@@ -313,6 +313,13 @@ impl ConnectionTask {
             let _ = waiter.send(Err(error.clone()));
         }
         self.state.send_replace(state);
+        // Nothing more will come: streams end (after what they hold), so a consumer's
+        // `while let Some(..)` loop ends instead of waiting for ever.
+        for sub in self.subs.values() {
+            sub.shared.listeners.close();
+        }
+        self.global.close();
+        self.user.close();
     }
 
     /// Sleep `delay` while answering commands the offline way.

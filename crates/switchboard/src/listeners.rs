@@ -161,6 +161,8 @@ pub(crate) struct Listeners {
     handler_queue: Option<QueueSender<Dispatch>>,
     /// Signalled when a listener attaches: a reader blocked on a full hold waits for it.
     attached: tokio::sync::Notify,
+    /// The connection ended for good: streams end (after what they hold), new ones at once.
+    closed: AtomicBool,
 }
 
 /// A registry guard that republishes the listener count when it is dropped.
@@ -318,6 +320,15 @@ impl Listeners {
         old.map_or(0, |h| h.events.len() as u64)
     }
 
+    /// The connection ended for good (failed, or disconnected): every stream ends once it has
+    /// handed out what it holds, and streams attached later end at once.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.close_hold();
+        let streams = std::mem::take(&mut self.lock().streams);
+        drop(streams); // their senders: each stream ends after its queued events
+    }
+
     /// End the hold (the channel was left): its events are for nobody now.
     pub(crate) fn close_hold(&self) {
         if !self.holding.load(Ordering::Acquire) {
@@ -445,6 +456,10 @@ impl Listeners {
         let slot = StreamSlot { tx, filter, lag: lag.clone(), lagging: unreported > 0, replayed_until: u64::MAX };
         let wanted = |name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
         let held = if channels.is_empty() { reg.held_for(wanted) } else { Vec::new() };
+        if self.closed.load(Ordering::Acquire) {
+            drop(slot); // no sender: the stream ends at once
+            return EventStream { rx, owner: Arc::downgrade(self), id, lag };
+        }
         reg.streams.push((id, slot));
         reg.publish();
         let held = if channels.is_empty() {

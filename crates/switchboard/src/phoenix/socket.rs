@@ -842,6 +842,8 @@ impl Task {
             for push in chan.buffer.drain(..) {
                 let _ = push.reply.send(Err(Error::closed()));
             }
+            // Nothing more will come: the channel's streams end after what they hold.
+            chan.listeners.close();
         }
         self.state.send_replace(ConnectionState::Disconnected);
     }

@@ -209,3 +209,96 @@ async fn a_timed_out_subscribe_stays_pending_and_completes_later() {
     assert!(client.channel("patient").expect("known").is_subscribed());
     server.shutdown().await;
 }
+
+/// A server that confirms the subscription, sends one event, then ends the connection for
+/// good with `code` (as `terminate_connections` does with 4009), after the handshake.
+async fn final_close_server(code: u16) -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    use switchboard_protocol::frame::encode_server_frame;
+    use tokio_websockets::{CloseCode, Message, ServerBuilder};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+                let hello = encode_server_frame(
+                    "pusher:connection_established",
+                    None,
+                    Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
+                    None,
+                );
+                let _ = ws.send(Message::text(hello)).await;
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
+                        break;
+                    }
+                }
+                let ok = encode_server_frame("pusher_internal:subscription_succeeded", Some("news"), Some("{}"), None);
+                let tick = encode_server_frame("tick", Some("news"), Some("{}"), None);
+                let error = format!(r#"{{"event":"pusher:error","data":{{"code":{code},"message":"bye"}}}}"#);
+                for frame in [ok, tick, error] {
+                    let _ = ws.send(Message::text(frame)).await;
+                }
+                let close = CloseCode::try_from(code).expect("a close code");
+                let _ = ws.send(Message::close(Some(close), "bye")).await;
+                while ws.next().await.is_some() {}
+            });
+        }
+    });
+    addr
+}
+
+// A final close after the handshake (4009 terminated, 4001, 4004) ends the client for good,
+// and its streams end after what they hold, so a `while let Some(..)` loop returns.
+#[tokio::test]
+async fn streams_end_when_the_server_ends_the_connection_for_good() {
+    for code in [4009, 4001, 4004] {
+        let addr = final_close_server(code).await;
+        let client = Client::connect(options_for(addr).build().expect("options")).await.expect("connect");
+        let channel = client.subscribe("news").await.expect("subscribed");
+        let mut events = channel.events();
+        let mut global = client.events();
+        let mut names = Vec::new();
+        let drained = tokio::time::timeout(WAIT, async {
+            while let Some(event) = events.recv().await {
+                names.push(event.name().to_owned());
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the channel stream ended ({code})");
+        assert!(names.contains(&"tick".to_owned()), "what it held came first: {names:?}");
+        assert!(tokio::time::timeout(WAIT, async { while global.recv().await.is_some() {} }).await.is_ok());
+        assert!(
+            matches!(client.state(), ConnectionState::Failed { code: Some(c), .. } if c == code),
+            "{:?}",
+            client.state()
+        );
+        // A stream asked for afterwards ends at once.
+        assert!(tokio::time::timeout(WAIT, channel.events().recv()).await.expect("in time").is_none());
+    }
+}
+
+#[tokio::test]
+async fn streams_end_after_disconnect() {
+    let server = server().await;
+    let client = connect(&server).await;
+    let mut events = client.subscribe("news").await.expect("subscribed").events();
+    client.disconnect().await;
+    assert!(tokio::time::timeout(WAIT, async { while events.recv().await.is_some() {} }).await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn phoenix_streams_end_after_disconnect() {
+    let server = server().await;
+    let url = format!("ws://{}/socket", server.local_addr());
+    let socket =
+        switchboard::phoenix::Socket::connect(switchboard::phoenix::SocketOptions::new(url)).await.expect("connect");
+    let room = socket.channel("room:lobby", json!({"username": "ada"}));
+    let mut events = room.events();
+    room.join().await.expect("joined");
+    socket.disconnect().await;
+    assert!(tokio::time::timeout(WAIT, async { while events.recv().await.is_some() {} }).await.is_ok());
+    server.shutdown().await;
+}
