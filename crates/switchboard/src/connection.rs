@@ -211,6 +211,8 @@ pub(crate) struct ConnectionTask {
     signin: Signin,
     /// Listeners of the signed-in user's `#server-to-user-{id}` events.
     user: Arc<Listeners>,
+    /// A `pusher:ping` came in this burst: one pong goes out when it ends.
+    pong_due: bool,
 }
 
 /// Start the task. Returns the command sender and the state receiver.
@@ -243,6 +245,7 @@ pub(crate) fn spawn(
         last_error_code: None,
         signin: Signin { wanted: false, status: SigninStatus::Idle, generation: 0, waiters: Vec::new(), user_id: None },
         user,
+        pong_due: false,
     };
     tokio::spawn(task.run(commands, auth_rx));
     (commands_tx, state_rx)
@@ -501,6 +504,9 @@ impl ConnectionTask {
                         }
                     }
                     burst.end().await;
+                    if let Err(ended) = self.send_pong_if_due(ws).await {
+                        return ended;
+                    }
                 },
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Ended::User,
@@ -523,7 +529,7 @@ impl ConnectionTask {
                             reason: format!("no reply to a ping within {:?}: the connection is dead", self.options.pong_timeout),
                         };
                     }
-                    if let Err(ended) = send(ws, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await {
+                    if let Err(ended) = send(ws, self.options.pong_timeout, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await {
                         return ended;
                     }
                     let now = Instant::now();
@@ -576,14 +582,17 @@ impl ConnectionTask {
                     }
                 }
                 () = tokio::time::sleep_until(next_ping) => {
-                    send(ws, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await?;
+                    send(ws, self.options.pong_timeout, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await?;
                     next_ping = Instant::now() + activity;
                 }
                 // Client events waiting for the rate limit still go out.
                 () = tokio::time::sleep_until(event_slot.unwrap_or(far)), if event_slot.is_some() => {
                     self.flush_client_events(ws).await?;
                 }
-                inbound = ws.next(), if read_on => self.on_inbound(inbound, ws, close_code).await?,
+                inbound = ws.next(), if read_on => {
+                    self.on_inbound(inbound, ws, close_code).await?;
+                    self.send_pong_if_due(ws).await?;
+                }
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Err(Ended::User),
                     Some(command) => self.on_command(command, ws).await?,
@@ -620,6 +629,15 @@ impl ConnectionTask {
                 }
             }
         }
+    }
+
+    /// Answer the pings of the frames just handled with one pong: a server (or an attacker)
+    /// that floods pings gets one write per burst, not one per ping.
+    async fn send_pong_if_due(&mut self, ws: &mut Ws) -> Result<(), Ended> {
+        if !std::mem::take(&mut self.pong_due) {
+            return Ok(());
+        }
+        send(ws, self.options.pong_timeout, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await
     }
 
     /// Forget per-connection state; subscriptions wait for the next connection.
@@ -730,7 +748,7 @@ impl ConnectionTask {
         let kind = sub.shared.kind;
         if !matches!(kind, ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence) {
             sub.status = SubStatus::Sent;
-            return send(ws, subscribe_frame(name, "", None)).await;
+            return send(ws, self.options.pong_timeout, subscribe_frame(name, "", None)).await;
         }
         let Some(authorizer) = self.options.authorizer.clone() else {
             let error = Error::new(
@@ -808,7 +826,7 @@ impl ConnectionTask {
                         frame.push_str(",\"user_data\":");
                         push_json_string(&mut frame, &user.user_data);
                         frame.push_str("}}");
-                        send(ws, frame).await
+                        send(ws, self.options.pong_timeout, frame).await
                     }
                     Err(error) => {
                         self.fail_signin(error);
@@ -926,7 +944,7 @@ impl ConnectionTask {
         sub.status = SubStatus::Sent;
         self.sent_order.push_back(Unanswered::Subscribe(channel.clone()));
         let channel_data = if is_presence { auth.channel_data.as_deref() } else { None };
-        send(ws, subscribe_frame(&channel, &auth.auth, channel_data)).await
+        send(ws, self.options.pong_timeout, subscribe_frame(&channel, &auth.auth, channel_data)).await
     }
 
     /// The subscription failed: tell its waiters and listeners, and forget it.
@@ -999,7 +1017,7 @@ impl ConnectionTask {
                         let mut frame = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
                         push_json_string(&mut frame, &name);
                         frame.push_str("}}");
-                        send(ws, frame).await?;
+                        send(ws, self.options.pong_timeout, frame).await?;
                     }
                 }
             }
@@ -1047,7 +1065,7 @@ impl ConnectionTask {
             }
             let Some((frame, reply)) = self.client_events.queue.pop_front() else { return Ok(()) };
             self.client_events.sent_at.push_back(now);
-            match send(ws, frame).await {
+            match send(ws, self.options.pong_timeout, frame).await {
                 Ok(()) => {
                     let _ = reply.send(Ok(()));
                 }
@@ -1079,7 +1097,8 @@ impl ConnectionTask {
         let frame = Frame::from(packed);
         let channel = frame.channel.clone();
         match frame.event.as_str() {
-            "pusher:ping" => send(ws, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await?,
+            // Answered once per read burst (see `send_pong_if_due`), not once per ping.
+            "pusher:ping" => self.pong_due = true,
             "pusher:pong" => {}
             "pusher:error" => self.on_error(&frame),
             "pusher:signin_success" => self.on_signin_success(&frame, ws).await?,
@@ -1183,7 +1202,7 @@ impl ConnectionTask {
             let mut leave = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
             push_json_string(&mut leave, channel);
             leave.push_str("}}");
-            return send(ws, leave).await;
+            return send(ws, self.options.pong_timeout, leave).await;
         };
         // Only a subscribe in flight is confirmed. A confirmation while Idle or Authorizing
         // answers an earlier, cancelled subscribe; while Subscribed, it is a duplicate.
@@ -1333,8 +1352,17 @@ fn subscribe_frame(channel: &str, auth: &str, channel_data: Option<&str>) -> Str
     out
 }
 
-async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
-    ws.send(Message::text(text)).await.map_err(|e| Ended::Lost { code: None, reason: format!("send failed: {e}") })
+/// Write one frame. A write that does not complete within `timeout` (the pong timeout: how
+/// long the server may take to show it is alive) means the server stopped reading: the
+/// connection is treated as dead, as a missing pong would be.
+async fn send(ws: &mut Ws, timeout: Duration, text: String) -> Result<(), Ended> {
+    match tokio::time::timeout(timeout, ws.send(Message::text(text))).await {
+        Ok(result) => result.map_err(|e| Ended::Lost { code: None, reason: format!("send failed: {e}") }),
+        Err(_) => Err(Ended::Lost {
+            code: None,
+            reason: format!("a write did not complete within {timeout:?}: the server stopped reading"),
+        }),
+    }
 }
 
 /// Open an encrypted event: data `{nonce, ciphertext}` → the plaintext JSON.

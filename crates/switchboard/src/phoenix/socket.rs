@@ -950,9 +950,15 @@ impl Task {
         // A write may wait (a slow server): listeners must not wait on it for the events of
         // the read burst this write happens in.
         self.outbox.release_held();
-        ws.send(tokio_websockets::Message::text(message.encode_client_text(self.options.vsn)))
-            .await
-            .map_err(|e| format!("send failed: {e}"))
+        // A write that does not complete within the request timeout means the server stopped
+        // reading: the connection is treated as dead.
+        let write = ws.send(tokio_websockets::Message::text(message.encode_client_text(self.options.vsn)));
+        match tokio::time::timeout(self.options.timeout, write).await {
+            Ok(result) => result.map_err(|e| format!("send failed: {e}")),
+            Err(_) => {
+                Err(format!("a write did not complete within {:?}: the server stopped reading", self.options.timeout))
+            }
+        }
     }
 
     async fn send_join(&mut self, ws: &mut Ws, topic: &str) -> std::result::Result<(), String> {
@@ -1286,7 +1292,17 @@ impl Task {
                 };
                 let deadline = Instant::now() + self.options.timeout;
                 self.replies.insert(reference, PendingReply { awaiting: Awaiting::PushBinary { reply }, deadline });
-                ws.send(tokio_websockets::Message::binary(bytes)).await.map_err(|e| format!("send failed: {e}"))?;
+                match tokio::time::timeout(self.options.timeout, ws.send(tokio_websockets::Message::binary(bytes)))
+                    .await
+                {
+                    Ok(result) => result.map_err(|e| format!("send failed: {e}"))?,
+                    Err(_) => {
+                        return Err(format!(
+                            "a write did not complete within {:?}: the server stopped reading",
+                            self.options.timeout
+                        ));
+                    }
+                }
             }
             Command::Leave { topic, reply } => {
                 let Some(chan) = self.channels.get_mut(&topic) else {

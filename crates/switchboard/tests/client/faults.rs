@@ -302,3 +302,142 @@ async fn phoenix_streams_end_after_disconnect() {
     assert!(tokio::time::timeout(WAIT, async { while events.recv().await.is_some() {} }).await.is_ok());
     server.shutdown().await;
 }
+
+// A server that stops reading (a 4 KiB receive buffer it never drains, after confirming the
+// subscription) while it keeps sending pings. The client's writes (client events here, the
+// quickest way to fill its send buffer; pongs take the same path) stall; a write that does
+// not complete within the pong timeout is a dead connection, so the client reconnects
+// instead of hanging for ever.
+#[tokio::test]
+async fn a_server_that_stops_reading_is_treated_as_dead() {
+    use futures_util::{SinkExt, StreamExt};
+    use switchboard_protocol::frame::encode_server_frame;
+    use tokio_websockets::{Message, ServerBuilder};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener = socket.listen(16).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+                let hello = encode_server_frame(
+                    "pusher:connection_established",
+                    None,
+                    Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
+                    None,
+                );
+                let _ = ws.send(Message::text(hello)).await;
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
+                        break;
+                    }
+                }
+                let ok = encode_server_frame(
+                    "pusher_internal:subscription_succeeded",
+                    Some("private-room"),
+                    Some("{}"),
+                    None,
+                );
+                let _ = ws.send(Message::text(ok)).await;
+                // From here on: pings, and never a read.
+                for _ in 0..60_000 {
+                    if ws.send(Message::text(r#"{"event":"pusher:ping","data":{}}"#)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+    });
+    let options = options_for(addr)
+        .secret(SECRET)
+        .pong_timeout(Duration::from_secs(1))
+        .client_event_rate(100_000)
+        .build()
+        .expect("options");
+    let client = Client::connect(options).await.expect("connect");
+    let room = client.subscribe("private-room").await.expect("subscribed");
+    let pad = "x".repeat(8_000);
+    let writer = tokio::spawn(async move {
+        let mut failed = None;
+        for _ in 0..2_000 {
+            if let Err(e) = room.trigger("fill", &json!({ "pad": pad })).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        failed
+    });
+    eventually(Duration::from_secs(20), || connections.load(Ordering::SeqCst) >= 2).await;
+    assert!(!client.state().is_final(), "it reconnects: {:?}", client.state());
+    let failed = tokio::time::timeout(WAIT, writer).await.expect("the stalled trigger returns").expect("task");
+    assert!(
+        failed.is_some_and(|e| e.kind() == ErrorKind::Connection),
+        "the stalled write failed as a connection error"
+    );
+}
+
+// A flood of pings in one write is answered with a pong per read burst, not one per ping.
+#[tokio::test]
+async fn a_ping_flood_gets_one_pong_per_burst() {
+    use futures_util::SinkExt;
+    use switchboard_protocol::frame::encode_server_frame;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_websockets::{Message, ServerBuilder};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+        let hello = encode_server_frame(
+            "pusher:connection_established",
+            None,
+            Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
+            None,
+        );
+        let _ = ws.send(Message::text(hello)).await;
+        let mut raw = ws.into_inner();
+        // 1,000 pings in one write (unmasked server frames).
+        let ping = br#"{"event":"pusher:ping","data":{}}"#;
+        let mut frames = Vec::new();
+        for _ in 0..1_000 {
+            frames.push(0x81);
+            frames.push(ping.len() as u8);
+            frames.extend_from_slice(ping);
+        }
+        let _ = raw.write_all(&frames).await;
+        // Count the pongs that come back within a second (masked client frames: the
+        // masking key differs per frame, so count frames of the pong's length instead).
+        let mut seen = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = raw.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        let pong_len = br#"{"event":"pusher:pong","data":{}}"#.len();
+        let (mut at, mut pongs) = (0, 0);
+        while at + 6 <= seen.len() {
+            let len = usize::from(seen[at + 1] & 0x7f);
+            if len == pong_len {
+                pongs += 1;
+            }
+            at += 6 + len;
+        }
+        let _ = tx.send(pongs);
+    });
+    let client = Client::connect(options_for(addr).build().expect("options")).await.expect("connect");
+    let pongs = tokio::time::timeout(WAIT, rx).await.expect("in time").expect("counted");
+    assert!((1..100).contains(&pongs), "{pongs} pongs for 1,000 pings");
+    drop(client);
+}
