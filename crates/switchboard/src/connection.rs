@@ -260,14 +260,17 @@ impl ConnectionTask {
         let mut failures: u32 = 0;
         loop {
             self.state.send_replace(ConnectionState::Connecting);
-            let (ended, was_connected) = self.connect_and_serve(&mut commands, &mut auth_rx).await;
+            let (ended, was_healthy) = self.connect_and_serve(&mut commands, &mut auth_rx).await;
             self.on_connection_end();
             let (code, reason) = match ended {
                 Ended::User => return self.finish(ConnectionState::Disconnected),
                 Ended::Lost { code, reason } => (code, reason),
             };
-            if was_connected {
+            // Only a connection that lasted counts as a recovery: a server that accepts and
+            // closes at once is retried with a growing delay.
+            if was_healthy {
                 failures = 0;
+                self.backoff.reset();
             }
             failures += 1;
             let action = code.map_or(CloseAction::Backoff, |c| ErrorCode(c).close_action());
@@ -425,14 +428,14 @@ impl ConnectionTask {
         let activity = self.options.activity_timeout.min(server_timeout).max(Duration::from_secs(1));
         self.socket_id = Some(socket_id.clone());
         self.last_error_code = None;
-        self.backoff.reset();
+        let connected_at = Instant::now();
         self.state.send_replace(ConnectionState::Connected { socket_id: socket_id.clone() });
         tracing::debug!(%url, %socket_id, "connected");
         let ended = self.serve(&mut ws, commands, auth_rx, activity).await;
         if let Ended::User = ended {
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.send(Message::close(None, ""))).await;
         }
-        (ended, true)
+        (ended, connected_at.elapsed() >= self.options.healthy_after)
     }
 
     async fn serve(

@@ -40,6 +40,7 @@ pub struct ClientOptions {
     pub(crate) reconnect: bool,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
+    pub(crate) healthy_after: Duration,
     pub(crate) max_retries: Option<u32>,
     pub(crate) subscribe_timeout: Duration,
     pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
@@ -84,6 +85,7 @@ impl ClientOptions {
                 reconnect: true,
                 reconnect_min: Duration::from_secs(1),
                 reconnect_max: Duration::from_secs(30),
+                healthy_after: Duration::from_secs(10),
                 max_retries: None,
                 subscribe_timeout: Duration::from_secs(10),
                 authorizer: None,
@@ -473,6 +475,23 @@ impl ClientOptionsBuilder {
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.options.reconnect_min = min;
         self.options.reconnect_max = max.max(min);
+        self
+    }
+
+    /// How long a connection must last before the reconnect backoff starts again from its
+    /// minimum (10 s). A server that accepts and then closes at once (flapping, or shedding
+    /// load with 4200) is retried with a growing delay, not in a tight loop; 4200's
+    /// "reconnect at once" applies to the first retry after a healthy connection only.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::builder("k").healthy_after(Duration::from_secs(30)).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn healthy_after(mut self, duration: Duration) -> Self {
+        self.options.healthy_after = duration;
         self
     }
 

@@ -52,6 +52,7 @@ pub struct SocketOptions {
     rejoin_after: Backoff,
     event_queue: usize,
     slow_consumer: SlowConsumer,
+    healthy_after: Duration,
 }
 
 impl std::fmt::Debug for SocketOptions {
@@ -82,6 +83,7 @@ impl SocketOptions {
             rejoin_after: Arc::new(rejoin_after),
             event_queue: 1024,
             slow_consumer: SlowConsumer::default(),
+            healthy_after: Duration::from_secs(10),
         }
     }
 
@@ -215,6 +217,21 @@ impl SocketOptions {
     /// ```
     pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
         self.slow_consumer = policy;
+        self
+    }
+
+    /// How long a socket must stay open before the reconnect table starts again from its
+    /// first entry (10 s): a server that accepts and closes at once is retried further along
+    /// the table (50, 100, 150 ms … 5 s), not every 10 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").healthy_after(Duration::from_secs(30));
+    /// # let _ = options;
+    /// ```
+    pub fn healthy_after(mut self, duration: Duration) -> Self {
+        self.healthy_after = duration;
         self
     }
 
@@ -790,9 +807,15 @@ impl Task {
             let url = self.options.url();
             match self.open(&url).await {
                 Ok(mut ws) => {
-                    self.tries = 0;
+                    let opened_at = Instant::now();
                     self.state.send_replace(ConnectionState::Connected { socket_id: String::new() });
-                    match self.serve(&mut ws, &mut commands).await {
+                    let flow = self.serve(&mut ws, &mut commands).await;
+                    // Only a socket that stayed open counts as a recovery: one that the server
+                    // closes at once is retried further along the backoff table.
+                    if opened_at.elapsed() >= self.options.healthy_after {
+                        self.tries = 0;
+                    }
+                    match flow {
                         Flow::Stop => {
                             let _ = ws
                                 .send(tokio_websockets::Message::close(

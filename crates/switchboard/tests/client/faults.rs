@@ -441,3 +441,75 @@ async fn a_ping_flood_gets_one_pong_per_burst() {
     assert!((1..100).contains(&pongs), "{pongs} pongs for 1,000 pings");
     drop(client);
 }
+
+/// Collect the retry delays the client announces (`Unavailable { retry_in }`), `count` of them.
+async fn announced_delays(mut states: tokio::sync::watch::Receiver<ConnectionState>, count: usize) -> Vec<Duration> {
+    let mut delays = Vec::new();
+    let collect = async {
+        while delays.len() < count {
+            if states.changed().await.is_err() {
+                break;
+            }
+            if let ConnectionState::Unavailable { retry_in, .. } = &*states.borrow_and_update() {
+                delays.push(*retry_in);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), collect).await.expect("reconnects announced");
+    delays
+}
+
+// A server that accepts, then sheds the connection at once with 4200 ("reconnect now"): the
+// first retry is immediate, the following ones back off, instead of thousands of
+// reconnects a second.
+#[tokio::test]
+async fn a_flapping_server_gets_a_growing_backoff() {
+    use futures_util::SinkExt;
+    use switchboard_protocol::frame::encode_server_frame;
+    use tokio_websockets::{CloseCode, Message, ServerBuilder};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+                let hello = encode_server_frame(
+                    "pusher:connection_established",
+                    None,
+                    Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
+                    None,
+                );
+                let _ = ws.send(Message::text(hello)).await;
+                let error = r#"{"event":"pusher:error","data":{"code":4200,"message":"shedding"}}"#;
+                let _ = ws.send(Message::text(error)).await;
+                let _ = ws.send(Message::close(CloseCode::try_from(4200).ok(), "shedding")).await;
+            });
+        }
+    });
+    let options = options_for(addr).reconnect_delay(Duration::from_millis(20), Duration::from_millis(200));
+    let client = Client::new(options.build().expect("options"));
+    let delays = announced_delays(client.state_changes(), 6).await;
+    assert_eq!(delays[0], Duration::ZERO, "4200: the first retry is at once: {delays:?}");
+    assert!(delays[1..].iter().all(|d| *d >= Duration::from_millis(20)), "then it backs off: {delays:?}");
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn phoenix_a_flapping_server_is_retried_further_along_the_table() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Accept the upgrade, then drop the socket at once.
+                let _ = tokio_websockets::ServerBuilder::new().accept(stream).await;
+            });
+        }
+    });
+    let options = switchboard::phoenix::SocketOptions::new(format!("ws://{addr}/socket"));
+    let socket = switchboard::phoenix::Socket::new(options);
+    let delays = announced_delays(socket.state_changes(), 4).await;
+    let table: Vec<Duration> = (1..=4).map(switchboard::phoenix::reconnect_after).collect();
+    assert_eq!(delays, table, "10, 50, 100, 150 ms, not 10 ms every time");
+    socket.disconnect().await;
+}
