@@ -120,7 +120,8 @@ pub enum ClientEventPolicy {
     /// Members of the private or presence channel (Pusher's rule; Reverb's default).
     #[default]
     Members,
-    /// Any connection, on any channel.
+    /// Subscribers of any channel kind, public ones included (still never a connection that
+    /// is not subscribed to the channel).
     All,
 }
 

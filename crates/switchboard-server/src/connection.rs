@@ -487,20 +487,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 .await;
         }
         let member = self.subscriptions.get(channel);
-        if policy == ClientEventPolicy::Members {
-            if !matches!(kind, ChannelKind::Private | ChannelKind::Presence) {
-                return self
-                    .send_error(
-                        ErrorCode::CLIENT_EVENT_REJECTED,
-                        "Client events are only allowed on private and presence channels",
-                    )
-                    .await;
-            }
-            if member.is_none() {
-                return self
-                    .send_error(ErrorCode::UNAUTHORIZED, "The client is not a member of the specified channel.")
-                    .await;
-            }
+        if policy == ClientEventPolicy::Members && !matches!(kind, ChannelKind::Private | ChannelKind::Presence) {
+            return self
+                .send_error(
+                    ErrorCode::CLIENT_EVENT_REJECTED,
+                    "Client events are only allowed on private and presence channels",
+                )
+                .await;
+        }
+        // Under every policy: only a confirmed subscriber speaks on a channel. Otherwise "all"
+        // would let any socket inject events into a private channel it was never authorized for.
+        if member.is_none() {
+            return self
+                .send_error(ErrorCode::UNAUTHORIZED, "The client is not a member of the specified channel.")
+                .await;
         }
         let now = Instant::now();
         let (window_start, count) = &mut self.client_events_window;

@@ -158,7 +158,12 @@ enum Ended {
     Lost { code: Option<u16>, reason: String },
 }
 
-/// Client-event rate limiting: at most `rate` sends in any one-second window; the rest wait.
+/// The client-event window: a second, plus a margin, because servers count fixed windows from
+/// the first event's arrival, and network jitter could otherwise land an event paced exactly
+/// one second later inside the server's window (and get it refused with 4301).
+const CLIENT_EVENT_WINDOW: Duration = Duration::from_millis(1_100);
+
+/// Client-event rate limiting: at most `rate` sends in any window; the rest wait.
 struct ClientEvents {
     rate: usize,
     sent_at: VecDeque<Instant>,
@@ -168,17 +173,13 @@ struct ClientEvents {
 impl ClientEvents {
     /// When the next queued event may go, if one is waiting.
     fn next_slot(&mut self, now: Instant) -> Option<Instant> {
-        while self.sent_at.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+        while self.sent_at.front().is_some_and(|t| now.duration_since(*t) >= CLIENT_EVENT_WINDOW) {
             self.sent_at.pop_front();
         }
         if self.queue.is_empty() {
             return None;
         }
-        if self.sent_at.len() < self.rate {
-            Some(now)
-        } else {
-            self.sent_at.front().map(|t| *t + Duration::from_secs(1))
-        }
+        if self.sent_at.len() < self.rate { Some(now) } else { self.sent_at.front().map(|t| *t + CLIENT_EVENT_WINDOW) }
     }
 
     fn fail_all(&mut self, error: &Error) {

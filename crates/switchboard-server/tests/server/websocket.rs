@@ -382,11 +382,17 @@ async fn client_events_policy_off_and_all() {
     let (mut a, mut b) = pair_on(&server, "public-room").await;
     a.send_json(json!({"event":"client-x","channel":"public-room","data":{"k":1}})).await;
     b.expect("client-x").await;
-    // "all" lets a connection that is not subscribed send too (Reverb's rule).
+    // Even under "all", a connection that is not subscribed cannot speak on a channel: not
+    // on a public one, and above all not on a private one it was never authorized for.
+    let (mut p1, mut p2) = pair_on(&server, "private-room").await;
     let mut outsider = Client::connect(&server).await;
-    outsider.send_json(json!({"event":"client-y","channel":"public-room","data":{}})).await;
-    b.expect("client-y").await;
-    a.expect("client-y").await;
+    for channel in ["public-room", "private-room"] {
+        outsider.send_json(json!({"event":"client-y","channel":channel,"data":{}})).await;
+        assert_eq!(outsider.expect_error().await.0, 4009, "{channel}");
+    }
+    for member in [&mut a, &mut b, &mut p1, &mut p2] {
+        member.expect_silence(100).await;
+    }
     server.shutdown().await;
 }
 
