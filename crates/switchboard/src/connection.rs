@@ -489,7 +489,11 @@ impl ConnectionTask {
             tokio::select! {
                 inbound = ws.next() => {
                     last_inbound = Instant::now();
-                    ping_sent = None;
+                    if ping_sent.take().is_some() {
+                        // The server answered: the next ping is an activity timeout from now,
+                        // not a pong timeout from the last ping (the timer was set to that).
+                        ping_timer.as_mut().reset(last_inbound + activity);
+                    }
                     // Handle this frame and the ones already buffered without going back
                     // through select!, which matters at hundreds of thousands of frames/s,
                     // and wake each listener once for the whole burst.

@@ -513,3 +513,40 @@ async fn phoenix_a_flapping_server_is_retried_further_along_the_table() {
     assert_eq!(delays, table, "10, 50, 100, 150 ms, not 10 ms every time");
     socket.disconnect().await;
 }
+
+// With an activity timeout (1 s, announced by the server) shorter than the pong timeout
+// (30 s), a good pong is followed by the next ping an activity timeout later, so a dead link
+// is noticed within activity + pong timeout, not pong timeout + pong timeout.
+#[tokio::test]
+async fn after_a_good_pong_the_next_ping_comes_an_activity_timeout_later() {
+    use futures_util::{SinkExt, StreamExt};
+    use switchboard_protocol::frame::encode_server_frame;
+    use tokio_websockets::{Message, ServerBuilder};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (pings_tx, mut pings) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+        let hello = encode_server_frame(
+            "pusher:connection_established",
+            None,
+            Some(r#"{"socket_id":"1.1","activity_timeout":1}"#),
+            None,
+        );
+        let _ = ws.send(Message::text(hello)).await;
+        while let Some(Ok(message)) = ws.next().await {
+            if message.as_text().is_some_and(|t| t.contains("pusher:ping")) {
+                let _ = pings_tx.send(());
+                let _ = ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await;
+            }
+        }
+    });
+    let options = options_for(addr).pong_timeout(Duration::from_secs(30)).build().expect("options");
+    let _client = Client::connect(options).await.expect("connect");
+    for n in 1..=3 {
+        // Each within 10 s: well after an activity timeout of 1 s, well before 30 s.
+        let ping = tokio::time::timeout(Duration::from_secs(10), pings.recv()).await;
+        assert!(ping.is_ok_and(|p| p.is_some()), "ping #{n} came within 10 s");
+    }
+}
