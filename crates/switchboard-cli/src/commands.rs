@@ -73,7 +73,10 @@ pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<Stri
                 let internal = name.starts_with("pusher:")
                     || name.starts_with("pusher_internal:")
                     || name.starts_with("switchboard:");
-                if !internal && only.as_deref().is_none_or(|only| only == name) {
+                // Only the channels asked for: a server that sends events for others (a bug or
+                // a hostile server) does not get them printed as if they were subscribed.
+                let asked_for = event.channel().is_some_and(|c| channels.iter().any(|wanted| wanted == c));
+                if !internal && asked_for && only.as_deref().is_none_or(|only| only == name) {
                     let data = event.data().map(|text| {
                         serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
                     });

@@ -447,3 +447,38 @@ async fn listen_exits_3_when_the_server_ends_the_connection_for_good() {
     assert!(message.contains("4009"), "{message}");
     assert_eq!(listen.exit_code().await, 3);
 }
+
+// A server that sends events for a channel listen never subscribed to: they are not printed.
+#[tokio::test]
+async fn listen_prints_only_the_channels_it_subscribed_to() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_websockets::{Message, ServerBuilder};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
+        let hello =
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.1\",\"activity_timeout\":120}"}"#;
+        let _ = ws.send(Message::text(hello)).await;
+        while let Some(Ok(m)) = ws.next().await {
+            if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
+                break;
+            }
+        }
+        for frame in [
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"news","data":"{}"}"#,
+            r#"{"event":"before","channel":"news","data":"{}"}"#,
+            r#"{"event":"forged","channel":"private-intruder","data":"{}"}"#,
+            r#"{"event":"after","channel":"news","data":"{}"}"#,
+        ] {
+            let _ = ws.send(Message::text(frame)).await;
+        }
+        while ws.next().await.is_some() {}
+    });
+    let mut listen = spawn(&["listen", "news", "--port", &port]);
+    let first = line_with(&mut listen.out, "\"news\"").await;
+    assert!(first.contains("before"), "{first}");
+    let second = tokio::time::timeout(WAIT, listen.out.next_line()).await.expect("in time").expect("read");
+    assert!(second.as_deref().is_some_and(|l| l.contains("after")), "the forged event was skipped: {second:?}");
+}
