@@ -13,6 +13,10 @@
 
 use std::time::Duration;
 
+/// How long a connection must last before a client's reconnect backoff starts again from its
+/// first step (both protocols' `healthy_after` default).
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
 /// Exponential backoff with jitter.
 ///
 /// The n-th delay is drawn uniformly from `[min, min(max, min * multiplier^n)]`.

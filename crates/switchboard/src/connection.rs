@@ -36,8 +36,6 @@ type Ws = crate::transport::ClientSocket;
 
 /// Client events waiting for the rate limit, at most.
 const MAX_QUEUED_CLIENT_EVENTS: usize = 1_000;
-/// Events kept behind a full listener while the reader reads on for an awaited answer.
-const READ_ON_WHILE_BLOCKED: usize = 4_096;
 /// Encrypted events held while a new key is fetched, at most per channel.
 const MAX_HELD_ENCRYPTED: usize = 100;
 
@@ -574,9 +572,9 @@ impl ConnectionTask {
             // An answer someone awaits (a subscription, the sign-in) may sit behind the
             // unread events, and the consumer may be the one awaiting it: read on, keeping
             // what arrives in order behind the waiting events, up to a bound.
-            let read_on = self.outbox.waiting_len() < READ_ON_WHILE_BLOCKED
-                && (self.signin.status == SigninStatus::Sent
-                    || self.subs.values().any(|s| s.status == SubStatus::Sent));
+            let awaited =
+                self.signin.status == SigninStatus::Sent || self.subs.values().any(|s| s.status == SubStatus::Sent);
+            let read_on = self.outbox.may_read_on(awaited);
             let event_slot = self.client_events.next_slot(Instant::now());
             let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
@@ -1360,17 +1358,12 @@ fn subscribe_frame(channel: &str, auth: &str, channel_data: Option<&str>) -> Str
     out
 }
 
-/// Write one frame. A write that does not complete within `timeout` (the pong timeout: how
-/// long the server may take to show it is alive) means the server stopped reading: the
-/// connection is treated as dead, as a missing pong would be.
+/// Write one frame within `timeout` (the pong timeout: how long the server may take to show
+/// it is alive); a stalled write ends the connection (see `transport::send_within`).
 async fn send(ws: &mut Ws, timeout: Duration, text: String) -> Result<(), Ended> {
-    match tokio::time::timeout(timeout, ws.send(Message::text(text))).await {
-        Ok(result) => result.map_err(|e| Ended::Lost { code: None, reason: format!("send failed: {e}") }),
-        Err(_) => Err(Ended::Lost {
-            code: None,
-            reason: format!("a write did not complete within {timeout:?}: the server stopped reading"),
-        }),
-    }
+    crate::transport::send_within(ws, Message::text(text), timeout)
+        .await
+        .map_err(|reason| Ended::Lost { code: None, reason })
 }
 
 /// Open an encrypted event: data `{nonce, ciphertext}` → the plaintext JSON.

@@ -83,6 +83,9 @@ pub enum StallAction {
     Reconnect,
 }
 
+/// Events kept behind a full listener while a blocked reader reads on for an awaited answer.
+const READ_ON_WHILE_BLOCKED: usize = 4_096;
+
 /// What [`Outbox::stalled`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stall {
@@ -234,9 +237,11 @@ impl Outbox {
         }
     }
 
-    /// Events waiting for room.
-    pub(crate) fn waiting_len(&self) -> usize {
-        self.waiting.len()
+    /// Whether a blocked reader may read on: only while an answer is `awaited` (the
+    /// consumer filling the queue may be the one awaiting it, behind the unread events), and
+    /// only up to [`READ_ON_WHILE_BLOCKED`] waiting events.
+    pub(crate) fn may_read_on(&self, awaited: bool) -> bool {
+        awaited && self.waiting.len() < READ_ON_WHILE_BLOCKED
     }
 
     /// True while events wait for room: the reader must not read on.

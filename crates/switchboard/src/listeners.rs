@@ -381,9 +381,8 @@ impl Listeners {
         // Published before other sets' holds are read: the reader's offers of events that
         // are not among them then reach this set (and wait for its lock).
         reg.publish();
-        let wanted = |name: &str| event == "*" || name == event;
         let expired = reg.expire_hold(&self.holding);
-        let held = if channels.is_empty() { reg.held_for(wanted) } else { collect_held(channels, wanted) };
+        let held = replay_source(&mut reg, channels, |name| event == "*" || name == event);
         // A lag report goes to a handler of every event, not to one bound to a name.
         let unreported = if event == "*" { std::mem::take(&mut reg.unreported) } else { 0 };
         if let Some(queue) = &self.handler_queue {
@@ -453,24 +452,21 @@ impl Listeners {
         let expired = reg.expire_hold(&self.holding);
         let unreported = std::mem::take(&mut reg.unreported);
         let lag = Arc::new(Lag { dropped: AtomicU64::new(unreported), channel: Mutex::default() });
-        let slot = StreamSlot { tx, filter, lag: lag.clone(), lagging: unreported > 0, replayed_until: u64::MAX };
-        let wanted = |name: &str| slot.filter.as_deref().is_none_or(|f| f == name);
-        let held = if channels.is_empty() { reg.held_for(wanted) } else { Vec::new() };
         if self.closed.load(Ordering::Acquire) {
-            drop(slot); // no sender: the stream ends at once
+            // No sender: the stream ends at once.
             return EventStream { rx, owner: Arc::downgrade(self), id, lag };
         }
-        reg.streams.push((id, slot));
-        reg.publish();
-        let held = if channels.is_empty() {
-            held
-        } else {
-            let filter = reg.streams.last().and_then(|(_, s)| s.filter.clone());
-            collect_held(channels, |name| filter.as_deref().is_none_or(|f| f == name))
+        let wanted = {
+            let filter = filter.clone();
+            move |name: &str| filter.as_deref().is_none_or(|f| f == name)
         };
+        // Published before any hold is read (see `replay_source`); the reader cannot offer to
+        // this set meanwhile, its lock is held.
+        reg.streams.push((id, StreamSlot { tx, filter, lag: lag.clone(), lagging: unreported > 0, replayed_until: 0 }));
+        reg.publish();
+        let held = replay_source(&mut reg, channels, wanted);
         let wakes = Wakes::default();
         if let Some((_, slot)) = reg.streams.last_mut() {
-            slot.replayed_until = 0;
             for (seq, event) in held {
                 slot.replayed_until = seq;
                 slot.tx.force_push(event, &wakes);
@@ -617,6 +613,14 @@ impl Listeners {
     fn remove_stream(&self, id: u64) {
         self.lock().streams.retain(|(sid, _)| *sid != id);
     }
+}
+
+/// What a listener attaching under `reg`'s lock is replayed: this set's own hold, or (for the
+/// global set) the holds of `channels`. The caller has already published itself as a
+/// listener (global attach) or holds the only lock the reader would take (own hold), so an
+/// event is either among these or offered to the new listener afterwards, by number.
+fn replay_source(reg: &mut Registry, channels: &[Arc<Listeners>], wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
+    if channels.is_empty() { reg.held_for(wanted) } else { collect_held(channels, wanted) }
 }
 
 /// Copies of the events `channels` hold that `wanted` takes, merged by delivery number.

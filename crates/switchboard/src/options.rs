@@ -85,7 +85,7 @@ impl ClientOptions {
                 reconnect: true,
                 reconnect_min: Duration::from_secs(1),
                 reconnect_max: Duration::from_secs(30),
-                healthy_after: Duration::from_secs(10),
+                healthy_after: crate::backoff::HEALTHY_AFTER,
                 max_retries: None,
                 subscribe_timeout: Duration::from_secs(10),
                 authorizer: None,

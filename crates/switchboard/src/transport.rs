@@ -50,6 +50,21 @@ pub(crate) async fn connect(builder: ClientBuilder<'_>, url: &str) -> Result<Cli
     Ok(ws)
 }
 
+/// Write one message. A write that does not complete within `timeout` means the server
+/// stopped reading: the caller treats the connection as dead, as a missing pong would be.
+/// Every protocol's writes go through this.
+pub(crate) async fn send_within(
+    ws: &mut ClientSocket,
+    message: tokio_websockets::Message,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    use futures_util::SinkExt;
+    match tokio::time::timeout(timeout, ws.send(message)).await {
+        Ok(result) => result.map_err(|e| format!("send failed: {e}")),
+        Err(_) => Err(format!("a write did not complete within {timeout:?}: the server stopped reading")),
+    }
+}
+
 /// One TLS connector per process: loading the system roots (and `SSL_CERT_FILE`) takes
 /// milliseconds, and a reconnecting client would otherwise do it on every attempt.
 fn tls_connector() -> Result<&'static Connector, String> {
@@ -148,19 +163,19 @@ mod tests {
         let (mut server, client) = tokio::io::duplex(256 * 1024);
         let mut reader = ReadAhead::new(client);
         // Quiet: a small message into a bigger request never grows the buffer.
-        server.write_all(b"hello").await.unwrap();
+        server.write_all(b"hello").await.expect("duplex write");
         let mut small = [0u8; 64];
-        let n = reader.read(&mut small).await.unwrap();
+        let n = reader.read(&mut small).await.expect("read");
         assert_eq!(&small[..n], b"hello");
         assert!(reader.buffer.is_empty(), "an idle connection keeps no read-ahead");
         // Busy: 200 KiB waiting, read 8 KiB at a time (as the codec does).
         let data: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
-        server.write_all(&data).await.unwrap();
+        server.write_all(&data).await.expect("duplex write");
         drop(server);
         let mut got = Vec::new();
         let mut chunk = vec![0u8; 8 * 1024];
         loop {
-            let n = reader.read(&mut chunk).await.unwrap();
+            let n = reader.read(&mut chunk).await.expect("read");
             if n == 0 {
                 break;
             }
@@ -174,16 +189,16 @@ mod tests {
     async fn a_connection_that_goes_quiet_gives_the_buffer_back() {
         let (mut server, client) = tokio::io::duplex(256 * 1024);
         let mut reader = ReadAhead::new(client);
-        server.write_all(&[7u8; 20 * 1024]).await.unwrap();
+        server.write_all(&[7u8; 20 * 1024]).await.expect("duplex write");
         let mut chunk = vec![0u8; CODEC_READ];
         let mut got = 0;
         while got < 20 * 1024 {
-            got += reader.read(&mut chunk).await.unwrap();
+            got += reader.read(&mut chunk).await.expect("read");
         }
         assert_eq!(reader.buffer.len(), READ_AHEAD);
         for i in 0..QUIET_READS {
-            server.write_all(&i.to_be_bytes()).await.unwrap();
-            let n = reader.read(&mut chunk).await.unwrap();
+            server.write_all(&i.to_be_bytes()).await.expect("duplex write");
+            let n = reader.read(&mut chunk).await.expect("read");
             assert_eq!(&chunk[..n], &i.to_be_bytes(), "small messages still arrive whole");
         }
         assert!(reader.buffer.is_empty(), "quiet: no read-ahead kept");

@@ -27,8 +27,6 @@ type Backoff = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
 
 /// Pushes waiting for a join (or a connection), per channel, at most.
 const MAX_BUFFERED_PUSHES: usize = 1_000;
-/// Events kept behind a full listener while the reader reads on for an awaited reply.
-const READ_ON_WHILE_BLOCKED: usize = 4_096;
 
 /// How to reach and talk to a Phoenix endpoint.
 ///
@@ -83,7 +81,7 @@ impl SocketOptions {
             rejoin_after: Arc::new(rejoin_after),
             event_queue: 1024,
             slow_consumer: SlowConsumer::default(),
-            healthy_after: Duration::from_secs(10),
+            healthy_after: crate::backoff::HEALTHY_AFTER,
         }
     }
 
@@ -973,15 +971,9 @@ impl Task {
         // A write may wait (a slow server): listeners must not wait on it for the events of
         // the read burst this write happens in.
         self.outbox.release_held();
-        // A write that does not complete within the request timeout means the server stopped
-        // reading: the connection is treated as dead.
-        let write = ws.send(tokio_websockets::Message::text(message.encode_client_text(self.options.vsn)));
-        match tokio::time::timeout(self.options.timeout, write).await {
-            Ok(result) => result.map_err(|e| format!("send failed: {e}")),
-            Err(_) => {
-                Err(format!("a write did not complete within {:?}: the server stopped reading", self.options.timeout))
-            }
-        }
+        // Within the request timeout: a stalled write ends the connection.
+        let text = tokio_websockets::Message::text(message.encode_client_text(self.options.vsn));
+        crate::transport::send_within(ws, text, self.options.timeout).await
     }
 
     async fn send_join(&mut self, ws: &mut Ws, topic: &str) -> std::result::Result<(), String> {
@@ -1138,7 +1130,7 @@ impl Task {
             // A reply someone awaits (a push, a join) may sit behind the unread events, and
             // the consumer may be the one awaiting it: read on, keeping what arrives in order
             // behind the waiting events, up to a bound.
-            let read_on = self.outbox.waiting_len() < READ_ON_WHILE_BLOCKED && !self.replies.is_empty();
+            let read_on = self.outbox.may_read_on(!self.replies.is_empty());
             let deadline = self.next_deadline();
             tokio::select! {
                 () = blocker.wait() => {}
@@ -1315,17 +1307,8 @@ impl Task {
                 };
                 let deadline = Instant::now() + self.options.timeout;
                 self.replies.insert(reference, PendingReply { awaiting: Awaiting::PushBinary { reply }, deadline });
-                match tokio::time::timeout(self.options.timeout, ws.send(tokio_websockets::Message::binary(bytes)))
-                    .await
-                {
-                    Ok(result) => result.map_err(|e| format!("send failed: {e}"))?,
-                    Err(_) => {
-                        return Err(format!(
-                            "a write did not complete within {:?}: the server stopped reading",
-                            self.options.timeout
-                        ));
-                    }
-                }
+                let binary = tokio_websockets::Message::binary(bytes);
+                crate::transport::send_within(ws, binary, self.options.timeout).await?;
             }
             Command::Leave { topic, reply } => {
                 let Some(chan) = self.channels.get_mut(&topic) else {

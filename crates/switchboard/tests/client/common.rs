@@ -154,3 +154,56 @@ pub fn counting_signer(
     });
     (auth, calls)
 }
+
+/// A raw WebSocket the fault tests' stand-in servers hold.
+pub type RawSocket = tokio_websockets::WebSocketStream<TcpStream>;
+
+/// A stand-in Pusher server for the faults a real one will not produce: every connection
+/// accepted on `listener` is upgraded, greeted with `connection_established` (announcing
+/// `activity_timeout` seconds) and handed to `script`.
+pub fn raw_pusher_server<F, Fut>(listener: TcpListener, activity_timeout: u64, script: F)
+where
+    F: Fn(RawSocket) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let script = script.clone();
+            tokio::spawn(async move {
+                let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().accept(stream).await else { return };
+                if send_hello(&mut ws, activity_timeout).await {
+                    script(ws).await;
+                }
+            });
+        }
+    });
+}
+
+/// Send `pusher:connection_established` (socket id 1.1); false if the socket is gone.
+pub async fn send_hello(ws: &mut RawSocket, activity_timeout: u64) -> bool {
+    use futures_util::SinkExt;
+    let data = format!(r#"{{"socket_id":"1.1","activity_timeout":{activity_timeout}}}"#);
+    let hello =
+        switchboard_protocol::frame::encode_server_frame("pusher:connection_established", None, Some(&data), None);
+    ws.send(tokio_websockets::Message::text(hello)).await.is_ok()
+}
+
+/// Read until the client's `pusher:subscribe`; false if the socket ended first.
+pub async fn await_subscribe(ws: &mut RawSocket) -> bool {
+    use futures_util::StreamExt;
+    while let Some(Ok(message)) = ws.next().await {
+        if message.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Send each text frame, ignoring a socket that is gone (the client under test decides).
+pub async fn send_frames(ws: &mut RawSocket, frames: &[&str]) {
+    use futures_util::SinkExt;
+    for frame in frames {
+        let _ = ws.send(tokio_websockets::Message::text(frame.to_string())).await;
+    }
+}

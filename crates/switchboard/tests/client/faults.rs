@@ -214,37 +214,18 @@ async fn a_timed_out_subscribe_stays_pending_and_completes_later() {
 /// good with `code` (as `terminate_connections` does with 4009), after the handshake.
 async fn final_close_server(code: u16) -> std::net::SocketAddr {
     use futures_util::{SinkExt, StreamExt};
-    use switchboard_protocol::frame::encode_server_frame;
-    use tokio_websockets::{CloseCode, Message, ServerBuilder};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
-                let hello = encode_server_frame(
-                    "pusher:connection_established",
-                    None,
-                    Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
-                    None,
-                );
-                let _ = ws.send(Message::text(hello)).await;
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
-                        break;
-                    }
-                }
-                let ok = encode_server_frame("pusher_internal:subscription_succeeded", Some("news"), Some("{}"), None);
-                let tick = encode_server_frame("tick", Some("news"), Some("{}"), None);
-                let error = format!(r#"{{"event":"pusher:error","data":{{"code":{code},"message":"bye"}}}}"#);
-                for frame in [ok, tick, error] {
-                    let _ = ws.send(Message::text(frame)).await;
-                }
-                let close = CloseCode::try_from(code).expect("a close code");
-                let _ = ws.send(Message::close(Some(close), "bye")).await;
-                while ws.next().await.is_some() {}
-            });
+    raw_pusher_server(listener, 120, move |mut ws| async move {
+        if !await_subscribe(&mut ws).await {
+            return;
         }
+        let error = format!(r#"{{"event":"pusher:error","data":{{"code":{code},"message":"bye"}}}}"#);
+        let ok = r#"{"event":"pusher_internal:subscription_succeeded","channel":"news","data":"{}"}"#;
+        send_frames(&mut ws, &[ok, r#"{"event":"tick","channel":"news","data":"{}"}"#, &error]).await;
+        let close = tokio_websockets::CloseCode::try_from(code).expect("a close code");
+        let _ = ws.send(tokio_websockets::Message::close(Some(close), "bye")).await;
+        while ws.next().await.is_some() {}
     });
     addr
 }
@@ -310,9 +291,6 @@ async fn phoenix_streams_end_after_disconnect() {
 // instead of hanging for ever.
 #[tokio::test]
 async fn a_server_that_stops_reading_is_treated_as_dead() {
-    use futures_util::{SinkExt, StreamExt};
-    use switchboard_protocol::frame::encode_server_frame;
-    use tokio_websockets::{Message, ServerBuilder};
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
@@ -320,38 +298,25 @@ async fn a_server_that_stops_reading_is_treated_as_dead() {
     let addr = listener.local_addr().expect("addr");
     let connections = Arc::new(AtomicUsize::new(0));
     let accepted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            accepted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
-                let hello = encode_server_frame(
-                    "pusher:connection_established",
-                    None,
-                    Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
-                    None,
-                );
-                let _ = ws.send(Message::text(hello)).await;
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) {
-                        break;
-                    }
+    raw_pusher_server(listener, 120, move |mut ws| {
+        accepted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if !await_subscribe(&mut ws).await {
+                return;
+            }
+            send_frames(
+                &mut ws,
+                &[r#"{"event":"pusher_internal:subscription_succeeded","channel":"private-room","data":"{}"}"#],
+            )
+            .await;
+            // From here on: pings, and never a read.
+            for _ in 0..60_000 {
+                use futures_util::SinkExt;
+                if ws.send(tokio_websockets::Message::text(r#"{"event":"pusher:ping","data":{}}"#)).await.is_err() {
+                    return;
                 }
-                let ok = encode_server_frame(
-                    "pusher_internal:subscription_succeeded",
-                    Some("private-room"),
-                    Some("{}"),
-                    None,
-                );
-                let _ = ws.send(Message::text(ok)).await;
-                // From here on: pings, and never a read.
-                for _ in 0..60_000 {
-                    if ws.send(Message::text(r#"{"event":"pusher:ping","data":{}}"#)).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            });
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     });
     let options = options_for(addr)
@@ -385,56 +350,49 @@ async fn a_server_that_stops_reading_is_treated_as_dead() {
 // A flood of pings in one write is answered with a pong per read burst, not one per ping.
 #[tokio::test]
 async fn a_ping_flood_gets_one_pong_per_burst() {
-    use futures_util::SinkExt;
-    use switchboard_protocol::frame::encode_server_frame;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_websockets::{Message, ServerBuilder};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else { return };
-        let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
-        let hello = encode_server_frame(
-            "pusher:connection_established",
-            None,
-            Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
-            None,
-        );
-        let _ = ws.send(Message::text(hello)).await;
-        let mut raw = ws.into_inner();
-        // 1,000 pings in one write (unmasked server frames).
-        let ping = br#"{"event":"pusher:ping","data":{}}"#;
-        let mut frames = Vec::new();
-        for _ in 0..1_000 {
-            frames.push(0x81);
-            frames.push(ping.len() as u8);
-            frames.extend_from_slice(ping);
-        }
-        let _ = raw.write_all(&frames).await;
-        // Count the pongs that come back within a second (masked client frames: the
-        // masking key differs per frame, so count frames of the pong's length instead).
-        let mut seen = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = raw.read(&mut chunk).await {
-                if n == 0 {
-                    break;
+    let tx = std::sync::Mutex::new(Some(tx));
+    raw_pusher_server(listener, 120, move |ws| {
+        let tx = tx.lock().expect("lock").take();
+        async move {
+            let Some(tx) = tx else { return };
+            let mut raw = ws.into_inner();
+            // 1,000 pings in one write (unmasked server frames).
+            let ping = br#"{"event":"pusher:ping","data":{}}"#;
+            let mut frames = Vec::new();
+            for _ in 0..1_000 {
+                frames.push(0x81);
+                frames.push(ping.len() as u8);
+                frames.extend_from_slice(ping);
+            }
+            let _ = raw.write_all(&frames).await;
+            // Count the pongs that come back within a second (masked client frames: the
+            // masking key differs per frame, so count frames of the pong's length instead).
+            let mut seen = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = raw.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&chunk[..n]);
                 }
-                seen.extend_from_slice(&chunk[..n]);
+            })
+            .await;
+            let pong_len = br#"{"event":"pusher:pong","data":{}}"#.len();
+            let (mut at, mut pongs) = (0, 0);
+            while at + 6 <= seen.len() {
+                let len = usize::from(seen[at + 1] & 0x7f);
+                if len == pong_len {
+                    pongs += 1;
+                }
+                at += 6 + len;
             }
-        })
-        .await;
-        let pong_len = br#"{"event":"pusher:pong","data":{}}"#.len();
-        let (mut at, mut pongs) = (0, 0);
-        while at + 6 <= seen.len() {
-            let len = usize::from(seen[at + 1] & 0x7f);
-            if len == pong_len {
-                pongs += 1;
-            }
-            at += 6 + len;
+            let _ = tx.send(pongs);
         }
-        let _ = tx.send(pongs);
     });
     let client = Client::connect(options_for(addr).build().expect("options")).await.expect("connect");
     let pongs = tokio::time::timeout(WAIT, rx).await.expect("in time").expect("counted");
@@ -464,27 +422,13 @@ async fn announced_delays(mut states: tokio::sync::watch::Receiver<ConnectionSta
 // reconnects a second.
 #[tokio::test]
 async fn a_flapping_server_gets_a_growing_backoff() {
-    use futures_util::SinkExt;
-    use switchboard_protocol::frame::encode_server_frame;
-    use tokio_websockets::{CloseCode, Message, ServerBuilder};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
-                let hello = encode_server_frame(
-                    "pusher:connection_established",
-                    None,
-                    Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
-                    None,
-                );
-                let _ = ws.send(Message::text(hello)).await;
-                let error = r#"{"event":"pusher:error","data":{"code":4200,"message":"shedding"}}"#;
-                let _ = ws.send(Message::text(error)).await;
-                let _ = ws.send(Message::close(CloseCode::try_from(4200).ok(), "shedding")).await;
-            });
-        }
+    raw_pusher_server(listener, 120, |mut ws| async move {
+        use futures_util::SinkExt;
+        send_frames(&mut ws, &[r#"{"event":"pusher:error","data":{"code":4200,"message":"shedding"}}"#]).await;
+        let close = tokio_websockets::CloseCode::try_from(4200).ok();
+        let _ = ws.send(tokio_websockets::Message::close(close, "shedding")).await;
     });
     let options = options_for(addr).reconnect_delay(Duration::from_millis(20), Duration::from_millis(200));
     let client = Client::new(options.build().expect("options"));
@@ -519,26 +463,18 @@ async fn phoenix_a_flapping_server_is_retried_further_along_the_table() {
 // is noticed within activity + pong timeout, not pong timeout + pong timeout.
 #[tokio::test]
 async fn after_a_good_pong_the_next_ping_comes_an_activity_timeout_later() {
-    use futures_util::{SinkExt, StreamExt};
-    use switchboard_protocol::frame::encode_server_frame;
-    use tokio_websockets::{Message, ServerBuilder};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (pings_tx, mut pings) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else { return };
-        let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
-        let hello = encode_server_frame(
-            "pusher:connection_established",
-            None,
-            Some(r#"{"socket_id":"1.1","activity_timeout":1}"#),
-            None,
-        );
-        let _ = ws.send(Message::text(hello)).await;
-        while let Some(Ok(message)) = ws.next().await {
-            if message.as_text().is_some_and(|t| t.contains("pusher:ping")) {
-                let _ = pings_tx.send(());
-                let _ = ws.send(Message::text(r#"{"event":"pusher:pong","data":{}}"#)).await;
+    raw_pusher_server(listener, 1, move |mut ws| {
+        let pings_tx = pings_tx.clone();
+        async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(message)) = ws.next().await {
+                if message.as_text().is_some_and(|t| t.contains("pusher:ping")) {
+                    let _ = pings_tx.send(());
+                    send_frames(&mut ws, &[r#"{"event":"pusher:pong","data":{}}"#]).await;
+                }
             }
         }
     });

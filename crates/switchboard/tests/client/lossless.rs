@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use switchboard::phoenix::{Socket, SocketOptions};
 use switchboard::{
     Client, ClientOptions, ConnectionState, Echo, Event, EventStream, GAP_EVENT, LAGGED_EVENT, SlowConsumer,
@@ -17,7 +17,7 @@ use switchboard::{
 use switchboard_protocol::frame::encode_server_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_websockets::{Message, ServerBuilder};
+use tokio_websockets::ServerBuilder;
 
 /// Events the big runs send.
 const MANY: u64 = 200_000;
@@ -99,21 +99,8 @@ async fn serve_one(
     let Ok((_, mut ws)) = ServerBuilder::new().accept(stream).await else { return };
     let confirmation = match protocol {
         Protocol::Pusher => {
-            let hello = encode_server_frame(
-                "pusher:connection_established",
-                None,
-                Some(r#"{"socket_id":"1.1","activity_timeout":120}"#),
-                None,
-            );
-            if ws.send(Message::text(hello)).await.is_err() {
+            if !crate::common::send_hello(&mut ws, 120).await || !crate::common::await_subscribe(&mut ws).await {
                 return;
-            }
-            loop {
-                match ws.next().await {
-                    Some(Ok(m)) if m.as_text().is_some_and(|t| t.contains("pusher:subscribe")) => break,
-                    Some(Ok(_)) => continue,
-                    _ => return,
-                }
             }
             encode_server_frame("pusher_internal:subscription_succeeded", Some("bench"), Some("{}"), None)
         }
@@ -200,6 +187,11 @@ async fn count_client_pings<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, pin
             buf.drain(..total);
         }
     }
+}
+
+/// Backpressure with a short stall limit, so the policy is met within a test.
+fn stalls_after(ms: u64, on_stall: StallAction) -> SlowConsumer {
+    SlowConsumer::Backpressure { stall_limit: Duration::from_millis(ms), on_stall }
 }
 
 fn pusher_options(server: &StreamServer) -> switchboard::ClientOptionsBuilder {
@@ -398,8 +390,7 @@ async fn a_consumer_slow_within_the_limit_keeps_the_connection_alive() {
 async fn a_stream_stalled_past_the_limit_is_dropped_for_and_told_how_many() {
     const SENT: u64 = 50_000;
     let server = stream_server(Protocol::Pusher, SENT, 0).await;
-    let policy =
-        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(300), on_stall: StallAction::DropAndReport };
+    let policy = stalls_after(300, StallAction::DropAndReport);
     let options = pusher_options(&server).event_queue(64).slow_consumer(policy).build().expect("options");
     let client = Client::connect(options).await.expect("connect");
     let channel = client.subscribe("bench").await.expect("subscribed");
@@ -430,8 +421,7 @@ async fn a_stream_stalled_past_the_limit_is_dropped_for_and_told_how_many() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_reconnect_on_stall_a_stalled_stream_keeps_what_it_got_and_gets_a_gap() {
     let server = stream_server(Protocol::Pusher, 20_000, 0).await;
-    let policy =
-        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(300), on_stall: StallAction::Reconnect };
+    let policy = stalls_after(300, StallAction::Reconnect);
     let options = pusher_options(&server)
         .event_queue(64)
         .slow_consumer(policy)
@@ -479,8 +469,7 @@ async fn with_reconnect_on_stall_a_stalled_stream_keeps_what_it_got_and_gets_a_g
 async fn a_channel_nobody_listens_to_pauses_only_until_the_stall_limit() {
     const SENT: u64 = 5_000;
     let server = stream_server(Protocol::Pusher, SENT, 0).await;
-    let policy =
-        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(300), on_stall: StallAction::DropAndReport };
+    let policy = stalls_after(300, StallAction::DropAndReport);
     let options = pusher_options(&server).event_queue(100).slow_consumer(policy).build().expect("options");
     let client = Client::connect(options).await.expect("connect");
     let channel = client.subscribe("bench").await.expect("subscribed");
@@ -559,8 +548,7 @@ async fn phoenix_a_consumer_slow_within_the_limit_keeps_heartbeating() {
 async fn phoenix_a_stream_stalled_past_the_limit_is_dropped_for_and_told_how_many() {
     const SENT: u64 = 30_000;
     let server = stream_server(Protocol::Phoenix, SENT, 0).await;
-    let policy =
-        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(300), on_stall: StallAction::DropAndReport };
+    let policy = stalls_after(300, StallAction::DropAndReport);
     let socket =
         Socket::connect(phoenix_options(&server).event_queue(64).slow_consumer(policy)).await.expect("connect");
     let channel = socket.channel("bench", serde_json::json!({}));
@@ -590,8 +578,7 @@ async fn phoenix_a_stream_stalled_past_the_limit_is_dropped_for_and_told_how_man
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_but_steady_consumer_is_not_taken_for_a_stalled_one() {
     let server = stream_server(Protocol::Pusher, 2_000, 0).await;
-    let policy =
-        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(300), on_stall: StallAction::DropAndReport };
+    let policy = stalls_after(300, StallAction::DropAndReport);
     let options = pusher_options(&server).event_queue(64).slow_consumer(policy).build().expect("options");
     let client = Client::connect(options).await.expect("connect");
     let mut events = client.subscribe("bench").await.expect("subscribed").events();
@@ -653,8 +640,7 @@ async fn a_resubscribed_channel_does_not_replay_an_old_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lag_report_goes_only_to_listeners_of_every_event() {
     let server = stream_server(Protocol::Pusher, 500, 0).await;
-    let policy =
-        SlowConsumer::Backpressure { stall_limit: Duration::from_millis(200), on_stall: StallAction::DropAndReport };
+    let policy = stalls_after(200, StallAction::DropAndReport);
     let options = pusher_options(&server).event_queue(100).slow_consumer(policy).build().expect("options");
     let client = Client::connect(options).await.expect("connect");
     let channel = client.subscribe("bench").await.expect("subscribed");
