@@ -14,6 +14,8 @@
 //! # Ok::<(), switchboard_protocol::ProtocolError>(())
 //! ```
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -405,7 +407,7 @@ impl Message {
 /// use switchboard_protocol::phoenix::{RawMessage, Vsn};
 /// let text = r#"{"topic":"room:lobby","event":"shout","payload":{"body":"hi"},"ref":"4"}"#;
 /// let message = RawMessage::decode(text, Vsn::V1)?;
-/// assert_eq!((message.topic.as_str(), message.reference.as_deref()), ("room:lobby", Some("4")));
+/// assert_eq!((&*message.topic, message.reference.as_deref()), ("room:lobby", Some("4")));
 /// assert_eq!(message.payload.get(), r#"{"body":"hi"}"#); // borrowed from `text`, not re-encoded
 /// # Ok::<(), switchboard_protocol::ProtocolError>(())
 /// ```
@@ -415,18 +417,20 @@ pub struct RawMessage<'a> {
     pub join_ref: Option<String>,
     /// The message ref.
     pub reference: Option<String>,
-    /// The topic.
-    pub topic: String,
-    /// The event.
-    pub event: String,
+    /// The topic: borrowed from the frame unless it had escapes.
+    pub topic: Cow<'a, str>,
+    /// The event: borrowed from the frame unless it had escapes.
+    pub event: Cow<'a, str>,
     /// The payload, as the JSON text it arrived as.
     pub payload: &'a RawValue,
 }
 
 #[derive(Deserialize)]
 struct V1Raw<'a> {
-    topic: String,
-    event: String,
+    #[serde(borrow)]
+    topic: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
     #[serde(borrow)]
     payload: &'a RawValue,
     #[serde(rename = "ref", borrow)]
@@ -435,10 +439,79 @@ struct V1Raw<'a> {
     join_ref: Option<&'a RawValue>,
 }
 
+/// A V2 frame, `[join_ref, ref, topic, event, payload]`, read element by element: no
+/// vector of elements, and strings borrowed from the frame (the receive hot path).
+struct V2Raw<'a> {
+    join_ref: &'a RawValue,
+    reference: &'a RawValue,
+    topic: Cow<'a, str>,
+    event: Cow<'a, str>,
+    payload: &'a RawValue,
+}
+
+impl<'de> Deserialize<'de> for V2Raw<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = V2Raw<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a V2 frame: [join_ref, ref, topic, event, payload]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<V2Raw<'de>, A::Error> {
+                use serde::de::Error;
+                let short = || A::Error::custom("V2 frames have five elements");
+                let join_ref = seq.next_element()?.ok_or_else(short)?;
+                let reference = seq.next_element()?.ok_or_else(short)?;
+                // Read raw, then as strings: a syntax error must stay a syntax error.
+                let topic: &'de RawValue = seq.next_element()?.ok_or_else(short)?;
+                let event: &'de RawValue = seq.next_element()?.ok_or_else(short)?;
+                let topic = string_of(topic).ok_or_else(|| A::Error::custom("topic must be a string"))?;
+                let event = string_of(event).ok_or_else(|| A::Error::custom("event must be a string"))?;
+                let payload = seq.next_element()?.ok_or_else(short)?;
+                // Elements past the fifth are ignored, as before.
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(V2Raw { join_ref, reference, topic, event, payload })
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
+}
+
+/// A JSON string's text, borrowed from the input when it has no escapes.
+fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<BorrowedStr<'_>>(raw.get()).ok().map(|s| s.0)
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BorrowedStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<BorrowedStr<'de>, E> {
+                Ok(BorrowedStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<BorrowedStr<'de>, E> {
+                Ok(BorrowedStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<BorrowedStr<'de>, E> {
+                Ok(BorrowedStr(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 fn raw_ref(raw: Option<&RawValue>) -> Result<Option<String>, ProtocolError> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => ref_of(&serde_json::from_str(raw.get()).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?),
+    match raw.map(RawValue::get) {
+        // Broadcasts carry no refs: no parse for them.
+        None | Some("null") => Ok(None),
+        Some(text) => ref_of(&serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?),
     }
 }
 
@@ -448,31 +521,33 @@ impl<'a> RawMessage<'a> {
     /// ```
     /// use switchboard_protocol::phoenix::{RawMessage, Vsn};
     /// let m = RawMessage::decode(r#"[null,null,"room:lobby","shout",{"body":"hi"}]"#, Vsn::V2)?;
-    /// assert_eq!((m.event.as_str(), m.payload.get()), ("shout", r#"{"body":"hi"}"#));
+    /// assert_eq!((&*m.event, m.payload.get()), ("shout", r#"{"body":"hi"}"#));
     /// # Ok::<(), switchboard_protocol::ProtocolError>(())
     /// ```
     pub fn decode(text: &'a str, vsn: Vsn) -> Result<RawMessage<'a>, ProtocolError> {
-        let malformed = |e: serde_json::Error| ProtocolError::MalformedJson(e.to_string());
         match vsn {
             Vsn::V2 => {
-                let items: Vec<&'a RawValue> = serde_json::from_str(text).map_err(malformed)?;
-                let [join_ref, reference, topic, event, payload, ..] = items.as_slice() else {
-                    return Err(ProtocolError::InvalidFrame("V2 frames have five elements".into()));
-                };
-                let string = |raw: &RawValue, name: &str| -> Result<String, ProtocolError> {
-                    serde_json::from_str(raw.get())
-                        .map_err(|_| ProtocolError::InvalidFrame(format!("{name} must be a string")))
-                };
+                let m: V2Raw<'a> = serde_json::from_str(text).map_err(|e| {
+                    // Shape errors (too few elements, a non-string topic) read as before.
+                    if e.is_data() {
+                        let text = e.to_string();
+                        let what = text.split(" at line").next().unwrap_or(&text);
+                        ProtocolError::InvalidFrame(what.to_owned())
+                    } else {
+                        ProtocolError::MalformedJson(e.to_string())
+                    }
+                })?;
                 Ok(RawMessage {
-                    join_ref: raw_ref(Some(join_ref))?,
-                    reference: raw_ref(Some(reference))?,
-                    topic: string(topic, "topic")?,
-                    event: string(event, "event")?,
-                    payload,
+                    join_ref: raw_ref(Some(m.join_ref))?,
+                    reference: raw_ref(Some(m.reference))?,
+                    topic: m.topic,
+                    event: m.event,
+                    payload: m.payload,
                 })
             }
             Vsn::V1 => {
-                let m: V1Raw<'a> = serde_json::from_str(text).map_err(malformed)?;
+                let m: V1Raw<'a> =
+                    serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?;
                 Ok(RawMessage {
                     join_ref: raw_ref(m.join_ref)?,
                     reference: raw_ref(m.reference)?,
@@ -494,5 +569,51 @@ impl<'a> RawMessage<'a> {
     /// ```
     pub fn payload_value(&self) -> Value {
         serde_json::from_str(self.payload.get()).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_v2_borrows_plain_strings_and_unescapes_others() {
+        let m = RawMessage::decode(r#"[null,null,"room:lobby","shout",{"body":"hi"}]"#, Vsn::V2).expect("decodes");
+        assert!(matches!(m.topic, Cow::Borrowed("room:lobby")) && matches!(m.event, Cow::Borrowed("shout")));
+        assert_eq!((m.join_ref, m.reference), (None, None));
+        let m = RawMessage::decode(r#"["1",2,"room:\u00e9\"x","a\nb",[1]]"#, Vsn::V2).expect("decodes");
+        assert_eq!((&*m.topic, &*m.event, m.payload.get()), ("room:é\"x", "a\nb", "[1]"));
+        assert_eq!((m.join_ref.as_deref(), m.reference.as_deref()), (Some("1"), Some("2")));
+        // Elements past the fifth are ignored.
+        let m = RawMessage::decode(r#"[null,null,"t","e",{},"extra",{"x":[1]}]"#, Vsn::V2).expect("decodes");
+        assert_eq!(m.payload.get(), "{}");
+    }
+
+    #[test]
+    fn raw_v2_refuses_bad_shapes_with_a_clear_error() {
+        for (text, expected) in [
+            (r#"[null,null,"t","e"]"#, "V2 frames have five elements"),
+            ("[]", "V2 frames have five elements"),
+            (r#"[null,null,5,"e",{}]"#, "topic must be a string"),
+            (r#"[null,null,"t",null,{}]"#, "event must be a string"),
+            (r#"[null,{},"t","e",{}]"#, "refs must be strings, numbers or null"),
+        ] {
+            match RawMessage::decode(text, Vsn::V2) {
+                Err(ProtocolError::InvalidFrame(message)) => assert_eq!(message, expected, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Valid JSON that is not an array: not a frame.
+        for text in ["{}", "\"x\"", "7"] {
+            match RawMessage::decode(text, Vsn::V2) {
+                Err(ProtocolError::InvalidFrame(message)) => {
+                    assert!(message.contains("expected a V2 frame"), "{message}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        for text in ["", "[null,null,\"t\",\"e\",{}", "[null,null,\"t\",\"e\",{}]x", "[null,null,\"t\" \"e\",{}]"] {
+            assert!(matches!(RawMessage::decode(text, Vsn::V2), Err(ProtocolError::MalformedJson(_))), "{text}");
+        }
     }
 }

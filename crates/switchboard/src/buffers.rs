@@ -8,14 +8,19 @@
 //! threshold, so it returned the memory to the kernel and faulted it back in for the next
 //! round (about 600,000 page faults per 3 million events). Consumers now hand their buffers
 //! back here and the reader takes them for the next frames (a few hundred page faults).
-//! Small buffers are left to the allocator's per-thread cache, which handles them well; the
-//! pool is bounded in bytes, and only a thread that decodes frames keeps one (a thread that
-//! only consumes events frees their buffers as usual).
+//!
+//! A consumer on another thread than the reader (the future in `#[tokio::main]`'s `main`
+//! is not a tokio worker) used to free every buffer into the reader's allocator arena: at
+//! 100 B events glibc's `malloc`, `_int_free` and the arena lock they fight over took 14 % of
+//! the client. Such a thread now collects what it drops into batches and hands each batch,
+//! in one lock, to a small process-wide stack that decoding threads take from when their
+//! own pool runs dry. Every pool, and that stack, is bounded in bytes.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 /// Buffers smaller than this go straight to the allocator.
-const MIN_CAPACITY: usize = 512;
+const MIN_CAPACITY: usize = 64;
 /// Buffers larger than this are not kept (one huge event must not pin its memory).
 const MAX_CAPACITY: usize = 16 * 1024;
 /// Kept buffers looked at per request (the newest).
@@ -23,6 +28,13 @@ const LOOK_AT: usize = 4;
 /// What one thread keeps, at most: about what a socket reader produces before tokio's
 /// cooperative budget makes it yield to the consumers on its thread.
 const MAX_KEPT_BYTES: usize = 512 * 1024;
+/// A thread that does not decode hands back its buffers in batches of this many bytes at
+/// most (what one such thread may hold between batches).
+const BATCH_BYTES: usize = 64 * 1024;
+/// ... or of this many buffers.
+const BATCH_BUFFERS: usize = 64;
+/// Batches waiting for a decoding thread, at most (the rest are freed).
+const MAX_BATCHES: usize = 8;
 
 #[derive(Default)]
 struct Pool {
@@ -31,6 +43,45 @@ struct Pool {
     /// This thread decodes frames (it asked for a buffer): only then are buffers kept here,
     /// so threads that only consume events never hold memory nobody will reuse.
     decodes: bool,
+    /// On a thread that does not decode: the batch being collected for [`RETURNED`].
+    batch: Batch,
+}
+
+#[derive(Default)]
+struct Batch {
+    buffers: Vec<String>,
+    bytes: usize,
+}
+
+/// Batches of buffers from threads that do not decode, for the threads that do.
+static RETURNED: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
+
+impl Pool {
+    /// Refill an empty pool with a batch from [`RETURNED`], if there is one.
+    fn refill(&mut self) {
+        let batch = RETURNED.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(batch) = batch {
+            self.bytes += batch.bytes;
+            self.buffers.extend(batch.buffers);
+        }
+    }
+}
+
+impl Batch {
+    fn push(&mut self, buffer: String) {
+        self.bytes += buffer.capacity();
+        self.buffers.push(buffer);
+        if self.bytes >= BATCH_BYTES || self.buffers.len() >= BATCH_BUFFERS {
+            let full = std::mem::take(self);
+            let mut returned = RETURNED.lock().unwrap_or_else(|p| p.into_inner());
+            if returned.len() < MAX_BATCHES {
+                returned.push(full);
+                return;
+            }
+            drop(returned);
+            drop(full); // outside the lock
+        }
+    }
 }
 
 thread_local! {
@@ -43,6 +94,9 @@ pub(crate) fn take(len: usize) -> String {
         && let Ok(Some(buffer)) = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
             pool.decodes = true;
+            if pool.buffers.is_empty() {
+                pool.refill();
+            }
             // Big enough, but not more than twice the need: an event keeps its buffer. Only
             // the newest few are looked at, so a pool full of misfits (copies of events,
             // sized to their content, not to a frame) costs O(1) per frame; when none of
@@ -83,7 +137,9 @@ pub(crate) fn give(mut buffer: String) {
     // During thread teardown the pool may be gone: then the buffer is simply freed.
     let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.decodes && pool.bytes + capacity <= MAX_KEPT_BYTES {
+        if !pool.decodes {
+            pool.batch.push(buffer);
+        } else if pool.bytes + capacity <= MAX_KEPT_BYTES {
             pool.bytes += capacity;
             pool.buffers.push(buffer);
         }
@@ -94,8 +150,17 @@ pub(crate) fn give(mut buffer: String) {
 mod tests {
     use super::*;
 
+    /// [`RETURNED`] is process-wide: a test's decoding thread with an empty pool would take
+    /// another test's batch.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     #[test]
     fn only_a_decoding_thread_keeps_buffers() {
+        let _serial = serial();
         // A fresh thread that only drops events frees their buffers.
         std::thread::spawn(|| {
             give(String::with_capacity(1_000));
@@ -110,6 +175,7 @@ mod tests {
 
     #[test]
     fn buffers_are_reused_within_bounds() {
+        let _serial = serial();
         let mut stale = take(1_000);
         stale.push_str("previous event");
         let address = stale.as_ptr();
@@ -118,7 +184,7 @@ mod tests {
         assert_eq!(again.as_ptr(), address, "a kept buffer that fits is reused");
         assert!(again.is_empty() && again.capacity() >= 1_000);
         // Too small or too big: not kept.
-        give(String::with_capacity(100));
+        give(String::with_capacity(MIN_CAPACITY - 1));
         give(String::with_capacity(MAX_CAPACITY + 1));
         assert_eq!(POOL.with_borrow(|p| p.buffers.len()), 0);
         // Bounded in bytes.
@@ -134,7 +200,35 @@ mod tests {
     }
 
     #[test]
+    fn a_consuming_thread_hands_buffers_back_in_batches() {
+        let _serial = serial();
+        // A capacity no other test uses, so the batch found below is this test's.
+        const SIZE: usize = 777; // a full batch by count: 64 × 777 < BATCH_BYTES
+        let addresses: Vec<usize> = std::thread::spawn(|| {
+            let buffers: Vec<String> = (0..BATCH_BUFFERS).map(|_| String::with_capacity(SIZE)).collect();
+            let addresses = buffers.iter().map(|b| b.as_ptr() as usize).collect();
+            for buffer in buffers {
+                give(buffer); // this thread never decodes
+            }
+            assert_eq!(POOL.with_borrow(|p| p.batch.buffers.len()), 0, "the full batch went back");
+            addresses
+        })
+        .join()
+        .expect("consumer thread");
+        // A decoding thread whose pool is empty takes the batch.
+        let reused = std::thread::spawn(|| {
+            let buffer = take(SIZE);
+            buffer.as_ptr() as usize
+        })
+        .join()
+        .expect("reader thread");
+        assert!(addresses.contains(&reused), "a returned buffer is reused");
+        assert!(RETURNED.lock().expect("lock").len() <= MAX_BATCHES);
+    }
+
+    #[test]
     fn misfits_drain_instead_of_piling_up() {
+        let _serial = serial();
         drop(take(1_000)); // this thread decodes
         // Copies of events come back sized to their content, smaller than a frame needs.
         for _ in 0..100 {

@@ -1351,9 +1351,9 @@ impl Task {
             let response = payload.get("response").cloned().unwrap_or(Value::Null);
             return self.on_reply(ws, pending.awaiting, status, response).await;
         }
-        if !matches!(message.event.as_str(), "phx_error" | "phx_close" | "presence_state" | "presence_diff") {
+        if !matches!(&*message.event, "phx_error" | "phx_close" | "presence_state" | "presence_diff") {
             // The hot path, an app event: no copies of the topic, the join ref or handles.
-            let Some(chan) = self.channels.get(&message.topic) else { return Ok(()) };
+            let Some(chan) = self.channels.get(&*message.topic) else { return Ok(()) };
             if message.join_ref.is_some() && message.join_ref != chan.join_ref {
                 return Ok(()); // for an earlier join of this topic
             }
@@ -1361,7 +1361,7 @@ impl Task {
             self.outbox.deliver(&chan.listeners, event);
             return Ok(());
         }
-        let topic = message.topic.clone();
+        let topic = message.topic.clone().into_owned();
         let Some(chan) = self.channels.get(&topic) else { return Ok(()) };
         // Drop what belongs to an earlier join of this topic.
         if message.join_ref.is_some() && message.join_ref != chan.join_ref {
@@ -1371,7 +1371,7 @@ impl Task {
         let listeners = chan.listeners.clone();
         let presence = chan.presence.clone();
         let join_ref = chan.join_ref.clone().unwrap_or_default();
-        match message.event.as_str() {
+        match &*message.event {
             "phx_error" => {
                 if let Some(chan) = self.channels.get_mut(&topic) {
                     chan.status = ChanStatus::Errored;
