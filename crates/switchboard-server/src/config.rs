@@ -284,6 +284,24 @@ pub struct ServerConfig {
     pub max_queued_messages: usize,
     /// Seconds a Phoenix socket may stay silent before it is closed (Phoenix's 60).
     pub phoenix_idle_timeout: u64,
+    /// Longest Phoenix topic and username, bytes; a longer join gets an error reply.
+    pub phoenix_max_name_length: usize,
+    /// Most members of one Phoenix room; a join past it gets an error reply.
+    pub phoenix_max_room_members: usize,
+    /// Largest Phoenix `shout` / `user:typing` frame, bytes; a larger one gets an error
+    /// reply and is not broadcast.
+    pub phoenix_max_payload: usize,
+    /// `shout` and `user:typing` messages one Phoenix socket may send per second; past it
+    /// they get an error reply and are not broadcast.
+    pub phoenix_message_rate: u32,
+    /// Seconds a connection may take to send its HTTP request headers, and may stay idle
+    /// between requests when kept alive, before it is closed.
+    pub http_header_timeout: u64,
+    /// Connections that have not (yet) become WebSockets, at most: reading a request, or kept
+    /// alive between HTTP API calls (0 = unlimited). Past it a new connection is closed at
+    /// once, so idle or trickling clients cannot take every descriptor. Lowered at start to a
+    /// quarter of the process's descriptor limit.
+    pub max_pending_connections: usize,
     /// The apps.
     pub apps: Vec<AppConfig>,
 }
@@ -299,6 +317,12 @@ impl Default for ServerConfig {
             shutdown_grace: 5,
             max_queued_messages: 1_000,
             phoenix_idle_timeout: 60,
+            phoenix_max_name_length: 200,
+            phoenix_max_room_members: 10_000,
+            phoenix_max_payload: 10_000,
+            phoenix_message_rate: 50,
+            http_header_timeout: 10,
+            max_pending_connections: 1_024,
             apps: vec![AppConfig::default()],
         }
     }

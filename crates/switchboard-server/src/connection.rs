@@ -30,9 +30,9 @@ use crate::webhooks::WebhookEvent;
 const WRITE_BATCH: usize = 64;
 /// How long to wait for the client's close frame after ours, and how long a pending write
 /// may still finish once a close was requested.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// A single write that cannot complete for this long means the client stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the socket loop ended.
 enum End {

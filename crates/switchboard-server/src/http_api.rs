@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -175,7 +176,7 @@ fn authorize(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No app with id {app_id:?}")))?;
     let raw_path = uri.path().strip_prefix(server.config.path.as_str()).unwrap_or(uri.path());
     let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    let params = query_params(uri);
+    let params = query_params(uri)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let req = RequestToVerify { method: method.as_str(), path: &path, params: &params, body };
     verify_request(&req, &app.config.key, &app.config.secret, now, server.config.timestamp_window)
@@ -183,32 +184,49 @@ fn authorize(
     Ok(app)
 }
 
+/// Query parameters one request may carry. The SDKs send at most seven (the four `auth_*`,
+/// `body_md5`, `info`, `filter_by_prefix`); the cap is checked before anything is decoded,
+/// so an unsigned request with thousands of parameters costs a scan of its query string.
+pub const MAX_QUERY_PARAMS: usize = 64;
+
 /// The decoded query parameters. Array parameters as the PHP SDK sends them (`info[]=a` or
 /// `info[0]=a&info[1]=b`) are joined into one `info=a,b`, which is what it signs (as Reverb
-/// joins them before verifying).
-fn query_params(uri: &Uri) -> Vec<(String, String)> {
+/// joins them before verifying). Linear in the query's length (at most
+/// [`MAX_QUERY_PARAMS`] parameters; the rest of the request is refused).
+fn query_params(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    let query = uri.query().unwrap_or("");
+    if query.split('&').filter(|p| !p.is_empty()).nth(MAX_QUERY_PARAMS).is_some() {
+        return Err(ApiError::bad_request(format!("too many query parameters: at most {MAX_QUERY_PARAMS}")));
+    }
     let mut out: Vec<(String, String)> = Vec::new();
-    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+    // The first parameter of each name, which array elements of that name are joined into.
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let base = match key.find('[') {
             Some(i) if key.ends_with(']') && i > 0 => &key[..i],
             _ => {
+                first.entry(key.to_string()).or_insert(out.len());
                 out.push((key.into_owned(), value.into_owned()));
                 continue;
             }
         };
-        match out.iter_mut().find(|(k, _)| k == base) {
-            Some((_, joined)) => {
+        match first.get(base) {
+            Some(&at) => {
+                let joined = &mut out[at].1;
                 joined.push(',');
                 joined.push_str(&value);
             }
-            None => out.push((base.to_owned(), value.into_owned())),
+            None => {
+                first.insert(base.to_owned(), out.len());
+                out.push((base.to_owned(), value.into_owned()));
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    query_params(uri).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    query_params(uri).ok()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 fn info_fields(info: Option<&str>) -> Vec<String> {

@@ -19,6 +19,7 @@ pub mod config;
 mod connection;
 pub mod connection_handle;
 pub mod http_api;
+mod http_server;
 pub mod metrics;
 pub mod phoenix;
 pub mod state;
@@ -171,15 +172,8 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new(ServerState::new(config, apps, adapter, metrics, shutdown_rx.clone()));
         let router = router(state.clone());
-        let mut http_shutdown = shutdown_rx;
-        let serve = tokio::spawn(async move {
-            let stop = async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
-                tracing::error!("HTTP server failed: {e}");
-            }
-        });
+        let limits = http_server::HttpLimits::of(&state.config);
+        let serve = tokio::spawn(http_server::serve(listener, router, limits, state.metrics.clone(), shutdown_rx));
         Ok(RunningServer { local_addr, state, shutdown_tx, serve, webhook_tasks, webhook_stop })
     }
 }

@@ -65,6 +65,10 @@ pub struct Metrics {
     pub webhooks_dropped: Counter,
     /// Open Phoenix sockets (`/socket/websocket`).
     pub phoenix_connections: Gauge,
+    /// TCP connections that have not become WebSockets (reading a request, or kept alive).
+    pub pending_connections: Gauge,
+    /// TCP connections closed at once because `max_pending_connections` were open.
+    pub pending_connections_refused: Counter,
 }
 
 impl Metrics {
@@ -96,6 +100,16 @@ impl Metrics {
         registry.register("webhooks_failed", "Webhook batches given up after retries", self.webhooks_failed.clone());
         registry.register("webhooks_dropped", "Webhook events dropped on a full queue", self.webhooks_dropped.clone());
         registry.register("phoenix_connections", "Open Phoenix sockets", self.phoenix_connections.clone());
+        registry.register(
+            "pending_connections",
+            "TCP connections not (yet) upgraded to WebSockets",
+            self.pending_connections.clone(),
+        );
+        registry.register(
+            "pending_connections_refused",
+            "TCP connections closed at once at max_pending_connections",
+            self.pending_connections_refused.clone(),
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

@@ -64,7 +64,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,33 +73,45 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 use switchboard_protocol::phoenix::{Message, Payload, Vsn};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tokio_websockets::{Message as WsMessage, WebSocketStream};
+use tokio_websockets::{CloseCode, Message as WsMessage, WebSocketStream};
 
+use crate::connection::{CLOSE_LINGER, WRITE_TIMEOUT};
 use crate::state::ServerState;
 
 /// Rooms one connection may join (Phoenix's `max_channels_per_transport`).
 const MAX_CHANNELS: usize = 100;
 
-/// A frame on its way to a socket, encoded once for each serializer that can carry it.
-#[derive(Clone)]
-enum Outgoing {
-    /// JSON: V1 and V2 text.
-    Text { v1: Bytes, v2: Bytes },
-    /// A V2 binary frame (V1 sockets cannot receive it).
-    Binary(Bytes),
+/// Where a room sends one socket's frames: its queue, its serializer, and the flag that
+/// closes it when it reads too slowly (the Pusher side's policy: a full queue closes the
+/// socket, which then reconnects, instead of losing frames silently or buffering without
+/// bound).
+struct Outlet {
+    vsn: Vsn,
+    queue: mpsc::Sender<WsMessage>,
+    too_slow: AtomicBool,
+    too_slow_notify: Notify,
 }
 
-impl Outgoing {
-    fn of(message: &Message) -> Self {
-        match message.payload {
-            Payload::Json(_) => Outgoing::Text {
-                v1: Bytes::from(message.encode_text(Vsn::V1)),
-                v2: Bytes::from(message.encode_text(Vsn::V2)),
-            },
-            _ => Outgoing::Binary(Bytes::from(message.encode_binary_server().unwrap_or_default())),
+impl Outlet {
+    fn push(&self, frame: WsMessage) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(frame)
+            && !self.too_slow.swap(true, Ordering::AcqRel)
+        {
+            self.too_slow_notify.notify_one();
         }
+    }
+}
+
+/// `message` as one serializer carries it (`None`: V1 cannot carry binary).
+fn encode(message: &Message, vsn: Vsn) -> Option<WsMessage> {
+    #[cfg(test)]
+    tests::ENCODED.with(|n| n.set(n.get() + 1));
+    match (&message.payload, vsn) {
+        (Payload::Json(_), vsn) => Some(WsMessage::text(Bytes::from(message.encode_text(vsn)))),
+        (_, Vsn::V2) => Some(WsMessage::binary(Bytes::from(message.encode_binary_server().unwrap_or_default()))),
+        (_, Vsn::V1) => None,
     }
 }
 
@@ -107,7 +119,7 @@ struct Member {
     conn: u64,
     username: String,
     meta: Value,
-    queue: mpsc::Sender<Outgoing>,
+    outlet: Arc<Outlet>,
 }
 
 /// Every room's members, keyed by connection.
@@ -155,11 +167,14 @@ impl Rooms {
         Value::Object(state)
     }
 
+    /// Queue `message` for every member, encoded once per serializer that a member uses.
     fn broadcast(members: &HashMap<u64, Member>, message: &Message) {
-        let out = Outgoing::of(message);
+        let mut encoded: [Option<Option<WsMessage>>; 2] = [None, None];
         for member in members.values() {
-            // A full queue means a client that does not read; it is not waited for.
-            let _ = member.queue.try_send(out.clone());
+            let slot = &mut encoded[usize::from(member.outlet.vsn == Vsn::V2)];
+            if let Some(frame) = slot.get_or_insert_with(|| encode(message, member.outlet.vsn)) {
+                member.outlet.push(frame.clone());
+            }
         }
     }
 
@@ -173,15 +188,19 @@ impl Rooms {
         }
     }
 
-    /// Track a member; returns the presence state before it joined.
-    fn join(&self, topic: &str, member: Member) -> Value {
+    /// Track a member; returns the presence state before it joined, or `None` if the room
+    /// has `max_members` already (checked and tracked under one lock).
+    fn join(&self, topic: &str, member: Member, max_members: usize) -> Option<Value> {
         let mut rooms = self.lock();
+        if rooms.get(topic).is_some_and(|room| room.len() >= max_members && !room.contains_key(&member.conn)) {
+            return None;
+        }
         let room = rooms.entry(topic.to_owned()).or_default();
         let before = Self::state_of(room);
         let joins = json!({ member.username.clone(): { "metas": [member.meta.clone()] } });
         room.insert(member.conn, member);
         Self::broadcast(room, &Self::diff(topic, joins, json!({})));
-        before
+        Some(before)
     }
 
     /// Untrack a connection's member and announce the leave.
@@ -276,30 +295,119 @@ impl Rooms {
     }
 }
 
-/// Serve one upgraded Phoenix socket.
+/// The endpoint's limits, from the server configuration (`phoenix_*`).
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Longest topic and username, bytes.
+    max_name_length: usize,
+    /// Most members of one room.
+    max_room_members: usize,
+    /// Largest `shout` / `user:typing` payload, bytes (as encoded).
+    max_payload: usize,
+    /// `shout` and `user:typing` messages one socket may send per second.
+    rate: u32,
+}
+
+impl Limits {
+    fn of(config: &crate::ServerConfig) -> Self {
+        Self {
+            max_name_length: config.phoenix_max_name_length,
+            max_room_members: config.phoenix_max_room_members,
+            max_payload: config.phoenix_max_payload,
+            rate: config.phoenix_message_rate,
+        }
+    }
+}
+
+/// What one socket sent recently, for the rate limit.
+struct RateWindow {
+    started: Instant,
+    count: u32,
+}
+
+impl RateWindow {
+    /// Count one message; false if it is over `rate` in the current one-second window.
+    fn admit(&mut self, rate: u32) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.started) >= Duration::from_secs(1) {
+            self.started = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= rate
+    }
+}
+
+/// Why the socket loop stopped writing.
+enum WriteFailed {
+    /// The transport failed or the client went away.
+    Gone,
+    /// A write did not complete in time: the client stopped reading.
+    Stalled,
+}
+
+/// Write one frame, giving up after `WRITE_TIMEOUT`, or `CLOSE_LINGER` once the socket was
+/// found too slow (its queue overflowed while this write was blocked).
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    frame: WsMessage,
+    outlet: &Outlet,
+) -> Result<(), WriteFailed> {
+    let mut send = std::pin::pin!(ws.send(frame));
+    tokio::select! {
+        result = &mut send => result.map_err(|_| WriteFailed::Gone),
+        () = outlet.too_slow_notify.notified() => {
+            // Seen again at the top of the loop, which closes the socket.
+            outlet.too_slow.store(true, Ordering::Release);
+            match tokio::time::timeout(CLOSE_LINGER, send).await {
+                Ok(result) => result.map_err(|_| WriteFailed::Gone),
+                Err(_) => Err(WriteFailed::Stalled),
+            }
+        }
+        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(WriteFailed::Stalled),
+    }
+}
+
+/// Serve one upgraded Phoenix socket (its server-wide connection slot is reserved, and
+/// released here).
 pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     vsn: Vsn,
     server: Arc<ServerState>,
 ) {
     let conn = server.next_connection_id();
-    let (queue, mut outbound) = mpsc::channel::<Outgoing>(server.config.max_queued_messages.max(1));
+    let (queue, mut outbound) = mpsc::channel::<WsMessage>(server.config.max_queued_messages.max(1));
+    let outlet = Arc::new(Outlet { vsn, queue, too_slow: AtomicBool::new(false), too_slow_notify: Notify::new() });
     let rooms = server.phoenix.clone();
-    // topic → join_ref of this connection's current join
-    let mut joined: HashMap<String, String> = HashMap::new();
+    let limits = Limits::of(&server.config);
+    let mut socket = Socket {
+        conn,
+        outlet: outlet.clone(),
+        joined: HashMap::new(),
+        limits,
+        window: RateWindow { started: Instant::now(), count: 0 },
+    };
     let mut shutdown = server.shutdown.clone();
     let mut last_inbound = Instant::now();
     server.metrics.phoenix_connections.inc();
     // Phoenix closes a socket that sent nothing (not even a heartbeat) for this long.
     let idle_timeout = Duration::from_secs(server.config.phoenix_idle_timeout.max(1));
-    loop {
+    // The close to send when the loop ends (None: the client is gone or does not read).
+    let goodbye: Option<(CloseCode, &str)> = loop {
+        if outlet.too_slow.load(Ordering::Acquire) {
+            break Some((
+                CloseCode::SERVICE_OVERLOAD,
+                "too many unsent messages: the client reads slower than they arrive",
+            ));
+        }
         tokio::select! {
             inbound = ws.next() => {
                 let message = match inbound {
                     Some(Ok(message)) => message,
-                    _ => break,
+                    _ => break None,
                 };
                 last_inbound = Instant::now();
+                let size = message.as_payload().len();
                 let decoded = if let Some(text) = message.as_text() {
                     Message::decode_text(text, vsn)
                 } else if message.is_binary() && vsn == Vsn::V2 {
@@ -311,177 +419,281 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     tracing::debug!("ignoring an undecodable Phoenix frame");
                     continue;
                 };
-                let replies = handle(&rooms, conn, &queue, &mut joined, message);
+                let replies = socket.handle(&rooms, message, size);
                 let mut failed = false;
                 for reply in replies {
-                    let frame = match reply.payload {
-                        Payload::Json(_) => WsMessage::text(reply.encode_text(vsn)),
-                        _ => WsMessage::binary(reply.encode_binary_server().unwrap_or_default()),
-                    };
-                    if ws.send(frame).await.is_err() {
+                    let Some(frame) = encode(&reply, vsn) else { continue };
+                    if write(&mut ws, frame, &outlet).await.is_err() {
                         failed = true;
                         break;
                     }
                 }
                 if failed {
-                    break;
+                    break None;
                 }
             }
-            Some(out) = outbound.recv() => {
-                let frame = match (out, vsn) {
-                    (Outgoing::Text { v2, .. }, Vsn::V2) => WsMessage::text(v2),
-                    (Outgoing::Text { v1, .. }, Vsn::V1) => WsMessage::text(v1),
-                    (Outgoing::Binary(bytes), Vsn::V2) => WsMessage::binary(bytes),
-                    (Outgoing::Binary(_), Vsn::V1) => continue, // V1 cannot carry binary
-                };
-                if ws.send(frame).await.is_err() {
-                    break;
+            Some(frame) = outbound.recv() => {
+                if write(&mut ws, frame, &outlet).await.is_err() {
+                    break None;
                 }
             }
+            () = outlet.too_slow_notify.notified() => {} // the top of the loop closes the socket
             () = tokio::time::sleep_until(last_inbound + idle_timeout) => {
-                let _ = ws.send(WsMessage::close(Some(tokio_websockets::CloseCode::NORMAL_CLOSURE), "idle timeout")).await;
-                break;
+                break Some((CloseCode::NORMAL_CLOSURE, "idle timeout"));
             }
             () = async { let _ = shutdown.wait_for(|stop| *stop).await.is_ok(); } => {
                 // 1012 Service Restart, as Phoenix's drain does: phoenix.js reconnects.
-                let _ = ws.send(WsMessage::close(Some(tokio_websockets::CloseCode::SERVICE_RESTART), "server restarting")).await;
-                break;
+                break Some((CloseCode::SERVICE_RESTART, "server restarting"));
             }
         }
+    };
+    // Counted whether the overflow was seen here or while a write to it was blocked.
+    if outlet.too_slow.load(Ordering::Acquire) {
+        server.metrics.slow_consumer_disconnects.inc();
     }
-    for topic in joined.keys() {
+    // The members leave before the goodbye, which may wait on a client that does not read.
+    for topic in socket.joined.keys() {
         rooms.leave(topic, conn);
     }
+    if let Some((code, reason)) = goodbye {
+        let _ = tokio::time::timeout(CLOSE_LINGER, ws.send(WsMessage::close(Some(code), reason))).await;
+    }
     server.metrics.phoenix_connections.dec();
+    server.release_connection();
 }
 
-/// Handle one inbound message; returns the frames to send back to this socket, in order.
-fn handle(
-    rooms: &Rooms,
+/// One socket's state: the rooms it joined and its limits.
+struct Socket {
     conn: u64,
-    queue: &mpsc::Sender<Outgoing>,
-    joined: &mut HashMap<String, String>,
-    message: Message,
-) -> Vec<Message> {
-    let Message { join_ref, reference, topic, event, payload } = message;
-    let json = match &payload {
-        Payload::Json(v) => v.clone(),
-        _ => Value::Null,
-    };
-    if topic == "phoenix" && event == "heartbeat" {
-        return vec![Message::reply(None, reference, "phoenix", "ok", json!({}))];
-    }
-    if event == "phx_join" {
-        if !topic.starts_with("room:") {
-            return vec![Message::reply(None, reference, &topic, "error", json!({ "reason": "unmatched topic" }))];
-        }
-        // A V1 client sends no join_ref: the join's own ref stands in.
-        let join_ref = join_ref.or_else(|| reference.clone()).unwrap_or_default();
-        let mut out = Vec::new();
-        if let Some(old) = joined.remove(&topic) {
-            rooms.leave(&topic, conn);
-            out.push(Message {
-                join_ref: Some(old.clone()),
-                reference: Some(old),
-                topic: topic.clone(),
-                event: "phx_close".into(),
-                payload: Payload::Json(json!({})),
-            });
-        }
-        let Some(username) = json.get("username").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
-            out.push(Message::reply(
-                Some(join_ref),
-                reference,
-                &topic,
-                "error",
-                json!({ "reason": "username is required" }),
-            ));
-            return out;
+    outlet: Arc<Outlet>,
+    /// topic → join_ref of this connection's current join
+    joined: HashMap<String, String>,
+    limits: Limits,
+    window: RateWindow,
+}
+
+impl Socket {
+    /// Handle one inbound message (`size` bytes as it arrived); returns the frames to send
+    /// back to this socket, in order.
+    fn handle(&mut self, rooms: &Rooms, message: Message, size: usize) -> Vec<Message> {
+        let (conn, limits, joined) = (self.conn, self.limits, &mut self.joined);
+        let Message { join_ref, reference, topic, event, payload } = message;
+        let json = match &payload {
+            Payload::Json(v) => v.clone(),
+            _ => Value::Null,
         };
-        if joined.len() >= MAX_CHANNELS {
-            out.push(Message::reply(
-                Some(join_ref),
-                reference,
-                &topic,
-                "error",
-                json!({ "reason": "too many channels joined" }),
-            ));
+        if topic == "phoenix" && event == "heartbeat" {
+            return vec![Message::reply(None, reference, "phoenix", "ok", json!({}))];
+        }
+        if event == "phx_join" {
+            if !topic.starts_with("room:") {
+                return vec![Message::reply(None, reference, &topic, "error", json!({ "reason": "unmatched topic" }))];
+            }
+            // A V1 client sends no join_ref: the join's own ref stands in.
+            let join_ref = join_ref.or_else(|| reference.clone()).unwrap_or_default();
+            let mut out = Vec::new();
+            if let Some(old) = joined.remove(&topic) {
+                rooms.leave(&topic, conn);
+                out.push(Message {
+                    join_ref: Some(old.clone()),
+                    reference: Some(old),
+                    topic: topic.clone(),
+                    event: "phx_close".into(),
+                    payload: Payload::Json(json!({})),
+                });
+            }
+            let Some(username) = json.get("username").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
+                out.push(Message::reply(
+                    Some(join_ref),
+                    reference,
+                    &topic,
+                    "error",
+                    json!({ "reason": "username is required" }),
+                ));
+                return out;
+            };
+            if username.len() > limits.max_name_length || topic.len() > limits.max_name_length {
+                out.push(Message::reply(
+                    Some(join_ref),
+                    reference,
+                    &topic,
+                    "error",
+                    json!({ "reason": format!("topic and username are limited to {} bytes", limits.max_name_length) }),
+                ));
+                return out;
+            }
+            if joined.len() >= MAX_CHANNELS {
+                out.push(Message::reply(
+                    Some(join_ref),
+                    reference,
+                    &topic,
+                    "error",
+                    json!({ "reason": "too many channels joined" }),
+                ));
+                return out;
+            }
+            let meta = json!({ "typing": false, "username": username, "phx_ref": rooms.phx_ref() });
+            let member = Member { conn, username: username.to_owned(), meta, outlet: self.outlet.clone() };
+            // Hub pushes the state before tracking, so the joiner's own join arrives as a diff.
+            let Some(before) = rooms.join(&topic, member, limits.max_room_members) else {
+                out.push(Message::reply(
+                    Some(join_ref),
+                    reference,
+                    &topic,
+                    "error",
+                    json!({ "reason": format!("room is full: at most {} members", limits.max_room_members) }),
+                ));
+                return out;
+            };
+            joined.insert(topic.clone(), join_ref.clone());
+            // The reply goes before the state, though the member is tracked already: both are
+            // written in order by this socket's task, before anything the room queued for it.
+            out.push(Message::reply(Some(join_ref.clone()), reference, &topic, "ok", json!({})));
+            out.push(Message {
+                join_ref: Some(join_ref),
+                reference: None,
+                topic,
+                event: "presence_state".into(),
+                payload: Payload::Json(before),
+            });
             return out;
         }
-        joined.insert(topic.clone(), join_ref.clone());
-        out.push(Message::reply(Some(join_ref.clone()), reference, &topic, "ok", json!({})));
-        let meta = json!({ "typing": false, "username": username, "phx_ref": rooms.phx_ref() });
-        let member = Member { conn, username: username.to_owned(), meta, queue: queue.clone() };
-        // Hub pushes the state before tracking, so the joiner's own join arrives as a diff.
-        let before = rooms.join(&topic, member);
-        out.push(Message {
-            join_ref: Some(join_ref),
-            reference: None,
-            topic,
-            event: "presence_state".into(),
-            payload: Payload::Json(before),
-        });
-        return out;
-    }
-    let Some(current) = joined.get(&topic).cloned() else {
-        if event == "phx_leave" {
-            return vec![Message::reply(join_ref, reference, &topic, "ok", json!({}))];
+        let Some(current) = joined.get(&topic).cloned() else {
+            if event == "phx_leave" {
+                return vec![Message::reply(join_ref, reference, &topic, "ok", json!({}))];
+            }
+            return vec![Message::reply(None, reference, &topic, "error", json!({ "reason": "unmatched topic" }))];
+        };
+        if join_ref.as_ref().is_some_and(|jr| *jr != current) {
+            tracing::debug!(%topic, "ignoring a message for a previous join");
+            return Vec::new();
         }
-        return vec![Message::reply(None, reference, &topic, "error", json!({ "reason": "unmatched topic" }))];
-    };
-    if join_ref.as_ref().is_some_and(|jr| *jr != current) {
-        tracing::debug!(%topic, "ignoring a message for a previous join");
-        return Vec::new();
-    }
-    let jr = Some(current.clone());
-    match event.as_str() {
-        "phx_leave" => {
-            joined.remove(&topic);
-            rooms.leave(&topic, conn);
-            vec![
-                Message::reply(jr.clone(), reference, &topic, "ok", json!({})),
-                Message {
+        let jr = Some(current.clone());
+        if matches!(event.as_str(), "shout" | "user:typing") {
+            if size > limits.max_payload {
+                let reason = format!("message too large: at most {} bytes", limits.max_payload);
+                return vec![Message::reply(jr, reference, &topic, "error", json!({ "reason": reason }))];
+            }
+            if !self.window.admit(limits.rate) {
+                let reason = format!("too many messages: at most {} per second", limits.rate);
+                return vec![Message::reply(jr, reference, &topic, "error", json!({ "reason": reason }))];
+            }
+        }
+        match event.as_str() {
+            "phx_leave" => {
+                joined.remove(&topic);
+                rooms.leave(&topic, conn);
+                vec![
+                    Message::reply(jr.clone(), reference, &topic, "ok", json!({})),
+                    Message {
+                        join_ref: jr.clone(),
+                        reference: jr,
+                        topic,
+                        event: "phx_close".into(),
+                        payload: Payload::Json(json!({})),
+                    },
+                ]
+            }
+            "shout" => {
+                rooms.shout(&topic, payload);
+                Vec::new()
+            }
+            "user:typing" => {
+                let typing = json.get("typing").and_then(Value::as_bool).unwrap_or(false);
+                rooms.update_typing(&topic, conn, typing);
+                vec![Message::reply(jr, reference, &topic, "ok", json!({}))]
+            }
+            "ping" => match payload {
+                // A binary ping gets a binary reply, as Phoenix's `{:reply, {:ok, {:binary, data}}}`.
+                Payload::Binary(bytes) => vec![Message {
+                    join_ref: jr,
+                    reference,
+                    topic,
+                    event: "phx_reply".into(),
+                    payload: Payload::BinaryReply { status: "ok".into(), response: bytes },
+                }],
+                _ => vec![Message::reply(jr, reference, &topic, "ok", json)],
+            },
+            // Hub's RoomChannel has no clause for other events, so its process crashes: the
+            // member is untracked and the client gets phx_error (and rejoins), as with Phoenix.
+            other => {
+                tracing::debug!(%topic, event = other, "unhandled event: the room channel crashes, as Hub's does");
+                joined.remove(&topic);
+                rooms.leave(&topic, conn);
+                vec![Message {
                     join_ref: jr.clone(),
                     reference: jr,
                     topic,
-                    event: "phx_close".into(),
-                    payload: Payload::Json(json!({})),
-                },
-            ]
+                    event: "phx_error".into(),
+                    payload: Payload::Json(json!({ "reason": "channel_crash" })),
+                }]
+            }
         }
-        "shout" => {
-            rooms.shout(&topic, payload);
-            Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// Frames encoded on this thread.
+        pub(super) static ENCODED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn member(conn: u64, vsn: Vsn) -> (Member, mpsc::Receiver<WsMessage>) {
+        let (queue, rx) = mpsc::channel(4);
+        let outlet = Arc::new(Outlet { vsn, queue, too_slow: AtomicBool::new(false), too_slow_notify: Notify::new() });
+        (Member { conn, username: format!("u{conn}"), meta: json!({}), outlet }, rx)
+    }
+
+    #[test]
+    fn a_broadcast_is_encoded_once_per_serializer_present() {
+        let shout = |payload| Message {
+            join_ref: None,
+            reference: None,
+            topic: "room:a".into(),
+            event: "shout".into(),
+            payload,
+        };
+        let mut room = HashMap::new();
+        let mut receivers = Vec::new();
+        for conn in 0..3 {
+            let (m, rx) = member(conn, Vsn::V2);
+            room.insert(conn, m);
+            receivers.push(rx);
         }
-        "user:typing" => {
-            let typing = json.get("typing").and_then(Value::as_bool).unwrap_or(false);
-            rooms.update_typing(&topic, conn, typing);
-            vec![Message::reply(jr, reference, &topic, "ok", json!({}))]
+        ENCODED.with(|n| n.set(0));
+        Rooms::broadcast(&room, &shout(Payload::Json(json!({"body": "hi"}))));
+        assert_eq!(ENCODED.with(|n| n.get()), 1, "three V2 members, one encoding");
+        let (m, rx) = member(9, Vsn::V1);
+        room.insert(9, m);
+        receivers.push(rx);
+        ENCODED.with(|n| n.set(0));
+        Rooms::broadcast(&room, &shout(Payload::Json(json!({"body": "hi"}))));
+        assert_eq!(ENCODED.with(|n| n.get()), 2, "a V1 member adds one");
+        for (i, rx) in receivers.iter_mut().enumerate() {
+            let frames = if i < 3 { 2 } else { 1 }; // the V1 member joined for the second
+            for _ in 0..frames {
+                assert_eq!(rx.try_recv().map(|f| f.is_text()).ok(), Some(true), "member {i}");
+            }
         }
-        "ping" => match payload {
-            // A binary ping gets a binary reply, as Phoenix's `{:reply, {:ok, {:binary, data}}}`.
-            Payload::Binary(bytes) => vec![Message {
-                join_ref: jr,
-                reference,
-                topic,
-                event: "phx_reply".into(),
-                payload: Payload::BinaryReply { status: "ok".into(), response: bytes },
-            }],
-            _ => vec![Message::reply(jr, reference, &topic, "ok", json)],
-        },
-        // Hub's RoomChannel has no clause for other events, so its process crashes: the
-        // member is untracked and the client gets phx_error (and rejoins), as with Phoenix.
-        other => {
-            tracing::debug!(%topic, event = other, "unhandled event: the room channel crashes, as Hub's does");
-            joined.remove(&topic);
-            rooms.leave(&topic, conn);
-            vec![Message {
-                join_ref: jr.clone(),
-                reference: jr,
-                topic,
-                event: "phx_error".into(),
-                payload: Payload::Json(json!({ "reason": "channel_crash" })),
-            }]
+        // A binary push reaches the V2 members only.
+        Rooms::broadcast(&room, &shout(Payload::Binary(vec![1])));
+        for (i, rx) in receivers.iter_mut().enumerate() {
+            assert_eq!(rx.try_recv().is_ok(), i < 3, "member {i}");
         }
+    }
+
+    #[test]
+    fn a_full_queue_marks_the_member_too_slow_once() {
+        let (m, _rx) = member(1, Vsn::V2);
+        for _ in 0..4 {
+            m.outlet.push(WsMessage::text("x"));
+        }
+        assert!(!m.outlet.too_slow.load(Ordering::Acquire), "room for four");
+        m.outlet.push(WsMessage::text("x"));
+        m.outlet.push(WsMessage::text("x"));
+        assert!(m.outlet.too_slow.load(Ordering::Acquire));
     }
 }

@@ -94,6 +94,12 @@ pub(crate) async fn phoenix_websocket(
     if *server.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
     }
+    // The server-wide quota covers every protocol's sockets. Phoenix has no error frame
+    // for it, so it is refused before the upgrade (phoenix.js retries with its backoff).
+    if !server.try_add_connection() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "over capacity: the server is at its connection limit")
+            .into_response();
+    }
     let wants_phoenix_protocol = req
         .headers()
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -102,7 +108,10 @@ pub(crate) async fn phoenix_websocket(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let state = server.clone();
     server.tasks.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            state.release_connection();
+            return;
+        };
         let ws = ServerBuilder::new()
             .limits(Limits::default().max_payload_len(Some(MIN_TRANSPORT_LIMIT)))
             .serve(TokioIo::new(upgraded));

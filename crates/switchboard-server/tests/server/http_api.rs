@@ -260,3 +260,21 @@ async fn absurd_timestamps_are_401_not_a_crash() {
     assert_eq!(api.get("/apps/1000/channels", &[]).await.0, 200);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_query_with_too_many_parameters_is_refused_before_it_is_verified() {
+    let server = start_default().await;
+    let api = Api::new(&server);
+    // Unsigned, 3,000 distinct array parameters (the old parse compared each with all before).
+    let flood: Vec<String> = (0..3_000).map(|i| format!("k{i}%5B%5D=v")).collect();
+    let url = format!("{}/apps/1000/channels?{}", api.base(), flood.join("&"));
+    let (status, body) = api.send(api.raw().get(url)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "too many query parameters: at most 64");
+    // At the cap, a signed request still verifies (60 parameters + the four auth_*).
+    let extra: Vec<(String, String)> = (0..60).map(|i| (format!("x{i}"), "1".to_owned())).collect();
+    let params: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, body) = api.get("/apps/1000/channels", &params).await;
+    assert_eq!(status, 200, "{body}");
+    server.shutdown().await;
+}

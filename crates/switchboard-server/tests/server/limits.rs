@@ -1,6 +1,8 @@
 //! Limits and refusals: message size, connection quotas, unknown keys — each with its
 //! code, and the server keeps serving everyone else.
 
+use std::time::Duration;
+
 use serde_json::json;
 use switchboard_server::ServerConfig;
 
@@ -159,5 +161,66 @@ async fn channels_per_connection_are_capped() {
     assert_eq!((data["type"].as_str(), data["status"].as_u64()), (Some("LimitReached"), Some(4301)));
     c.send_json(json!({"event":"pusher:unsubscribe","data":{"channel":"a"}})).await;
     c.subscribe("d").await;
+    server.shutdown().await;
+}
+
+/// Read from `stream` until the server closes it (EOF or a reset); panics after WAIT.
+async fn expect_closed_by_server(stream: &mut tokio::net::TcpStream, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // a response before the close (keep-alive)
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "{what}: still open after {WAIT:?}");
+}
+
+#[tokio::test]
+async fn silent_trickling_and_idle_http_connections_are_reaped_and_capped() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let cfg = ServerConfig { http_header_timeout: 1, max_pending_connections: 4, ..config_with(app()) };
+    let server = start(cfg).await;
+    let addr = server.local_addr();
+    // Four silent connections fill the cap; the fifth is closed at once, and counted.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    eventually(|| server.metrics().pending_connections.get() == 4).await;
+    let mut fifth = TcpStream::connect(addr).await.expect("connect");
+    expect_closed_by_server(&mut fifth, "a connection past max_pending_connections").await;
+    assert_eq!(server.metrics().pending_connections_refused.get(), 1);
+    // The silent ones never send a header: closed after the header timeout.
+    for (i, stream) in silent.iter_mut().enumerate() {
+        expect_closed_by_server(stream, &format!("silent connection {i}")).await;
+    }
+    eventually(|| server.metrics().pending_connections.get() == 0).await;
+    // A client that trickles its headers a byte at a time never finishes them in time.
+    let mut trickler = TcpStream::connect(addr).await.expect("connect");
+    trickler.write_all(b"GET /up HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let trickle = async {
+        for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter().cycle().take(50) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if trickler.write_all(&[*byte]).await.is_err() {
+                return true; // the server closed it
+            }
+        }
+        false
+    };
+    assert!(tokio::time::timeout(WAIT * 2, trickle).await.unwrap_or(false), "the trickler was closed");
+    // A kept-alive connection that goes idle after a request is closed too.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    expect_closed_by_server(&mut idle, "an idle kept-alive connection").await;
+    // And the server serves as before.
+    let (status, _) = Api::new(&server).get("/apps/1000/channels", &[]).await;
+    assert_eq!(status, 200);
+    Client::connect(&server).await.assert_alive().await;
     server.shutdown().await;
 }

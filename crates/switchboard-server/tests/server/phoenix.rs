@@ -286,3 +286,142 @@ async fn a_silent_socket_is_closed_after_the_idle_timeout_and_heartbeats_keep_it
     talker.expect("phx_reply").await;
     server.shutdown().await;
 }
+
+/// A config with the Phoenix limits given (the rest default).
+fn phoenix_config(edit: impl FnOnce(&mut switchboard_server::ServerConfig)) -> switchboard_server::ServerConfig {
+    let mut cfg = config_with(app());
+    edit(&mut cfg);
+    cfg
+}
+
+#[tokio::test]
+async fn shouts_over_the_size_or_rate_limit_get_error_replies_and_are_not_broadcast() {
+    let server = start(phoenix_config(|c| {
+        c.phoenix_max_payload = 1_000;
+        c.phoenix_message_rate = 5;
+    }))
+    .await;
+    let mut a = Phx::connect(&server, Vsn::V2).await;
+    let mut b = Phx::connect(&server, Vsn::V2).await;
+    let (a_join, _) = a.join("room:limits", "ada").await;
+    b.join("room:limits", "bob").await;
+    // Too large: an error reply to the sender, nothing to the room.
+    let big = a.push(Some(&a_join), "room:limits", "shout", json!({ "body": "x".repeat(1_500) })).await;
+    let reply = a.expect_past_presence("phx_reply").await;
+    assert_eq!(reply.reference.as_deref(), Some(big.as_str()));
+    assert_eq!(json_of(&reply)["status"], "error");
+    assert_eq!(json_of(&reply)["response"]["reason"], "message too large: at most 1000 bytes");
+    // Twenty in a burst: past five per second each gets an error reply instead of a broadcast.
+    for n in 0..20 {
+        a.push(Some(&a_join), "room:limits", "shout", json!({ "n": n })).await;
+    }
+    let (mut delivered, mut refused) = (Vec::new(), 0);
+    while delivered.len() + refused < 20 {
+        let m = a.next().await;
+        match m.event.as_str() {
+            "presence_diff" => {}
+            "shout" => delivered.push(json_of(&m)["n"].clone()),
+            "phx_reply" => {
+                assert_eq!(json_of(&m)["response"]["reason"], "too many messages: at most 5 per second", "{m:?}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {m:?}"),
+        }
+    }
+    assert!(refused >= 1 && delivered.len() >= 5, "{refused} refused, {delivered:?}");
+    // Bob got exactly the shouts that were admitted, in order, and not the big one.
+    for n in &delivered {
+        let m = b.expect_past_presence("shout").await;
+        assert_eq!(&json_of(&m)["n"], n);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn joins_past_the_room_limit_or_with_long_names_get_error_replies() {
+    let server = start(phoenix_config(|c| {
+        c.phoenix_max_room_members = 2;
+        c.phoenix_max_name_length = 20;
+    }))
+    .await;
+    let mut a = Phx::connect(&server, Vsn::V2).await;
+    let mut b = Phx::connect(&server, Vsn::V2).await;
+    let mut c = Phx::connect(&server, Vsn::V2).await;
+    let (a_join, _) = a.join("room:full", "ada").await;
+    b.join("room:full", "bob").await;
+    let refused = |m: &Message| json_of(m)["response"]["reason"].as_str().unwrap_or_default().to_owned();
+    c.push(None, "room:full", "phx_join", json!({ "username": "cy" })).await;
+    assert_eq!(refused(&c.expect("phx_reply").await), "room is full: at most 2 members");
+    c.push(None, &format!("room:{}", "t".repeat(20)), "phx_join", json!({ "username": "cy" })).await;
+    assert_eq!(refused(&c.expect("phx_reply").await), "topic and username are limited to 20 bytes");
+    c.push(None, "room:other", "phx_join", json!({ "username": "c".repeat(21) })).await;
+    assert_eq!(refused(&c.expect("phx_reply").await), "topic and username are limited to 20 bytes");
+    assert_eq!(server.phoenix_rooms().usernames("room:full"), ["ada", "bob"]);
+    // A member leaves: there is room again.
+    a.push(Some(&a_join), "room:full", "phx_leave", json!({})).await;
+    eventually(|| server.phoenix_rooms().usernames("room:full") == ["bob"]).await;
+    c.join("room:full", "cy").await;
+    assert_eq!(server.phoenix_rooms().usernames("room:full"), ["bob", "cy"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn phoenix_sockets_count_against_the_server_connection_limit() {
+    let server = start(phoenix_config(|c| c.max_connections = 2)).await;
+    let first = Phx::connect(&server, Vsn::V2).await;
+    let _pusher = Client::connect(&server).await; // the limit is server-wide, across protocols
+    let url = format!("ws://{}/socket/websocket?vsn=2.0.0", server.local_addr());
+    let refused = ClientBuilder::new().uri(&url).expect("uri").connect().await;
+    match refused {
+        Err(tokio_websockets::Error::Upgrade(e)) => assert!(e.to_string().contains("503"), "{e}"),
+        other => panic!("expected HTTP 503, got {:?}", other.map(|_| ())),
+    }
+    // A slot freed by a closing socket is reused.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if ClientBuilder::new().uri(&url).expect("uri").connect().await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_member_that_stops_reading_is_closed_and_counted_while_the_room_goes_on() {
+    let server = start(phoenix_config(|c| {
+        c.max_queued_messages = 8;
+        c.phoenix_max_payload = 70_000;
+        c.phoenix_message_rate = 100_000;
+    }))
+    .await;
+    // The sleeper joins, then never reads again; a small receive buffer fills fast.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4_096).expect("rcvbuf");
+    let stream = socket.connect(server.local_addr()).await.expect("connect");
+    let url = format!("ws://{}/socket/websocket?vsn=2.0.0", server.local_addr());
+    let (ws, _) =
+        ClientBuilder::new().uri(&url).expect("uri").connect_on(MaybeTlsStream::Plain(stream)).await.expect("ws");
+    let mut sleeper = Phx { ws, vsn: Vsn::V2, next_ref: 0 };
+    sleeper.join("room:flood", "sleepy").await;
+    let mut shouter = Phx::connect(&server, Vsn::V2).await;
+    let (join_ref, _) = shouter.join("room:flood", "loud").await;
+    // Shout 60 KB messages, reading each echo, until the server gives up on the sleeper.
+    let body = "x".repeat(60_000);
+    let mut sent = 0;
+    while server.metrics().slow_consumer_disconnects.get() == 0 {
+        assert!(sent < 2_000, "the sleeper was never closed");
+        shouter.push(Some(&join_ref), "room:flood", "shout", json!({ "n": sent, "body": body })).await;
+        let echo = shouter.expect_past_presence("shout").await;
+        assert_eq!(json_of(&echo)["n"], sent, "the shouter gets every shout, in order");
+        sent += 1;
+    }
+    // The sleeper left the room (its leave was broadcast), and the room goes on.
+    eventually(|| server.phoenix_rooms().usernames("room:flood") == ["loud"]).await;
+    shouter.push(Some(&join_ref), "room:flood", "shout", json!({ "n": sent, "body": "after" })).await;
+    assert_eq!(json_of(&shouter.expect_past_presence("shout").await)["n"], sent);
+    assert!(server.metrics().render().contains("switchboard_slow_consumer_disconnects_total 1"));
+    server.shutdown().await;
+}
