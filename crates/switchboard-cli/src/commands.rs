@@ -41,14 +41,18 @@ async fn subscribe_forever(client: &Client, channel: &str) -> Result<(), Failure
     }
 }
 
+/// Who `command` joins presence channels as when it signs locally (an auth endpoint brings
+/// its own identity): `switchboard-<command>-<4 hex digits>`.
+fn identity(command: &str) -> PresenceUser {
+    PresenceUser::new(
+        format!("switchboard-{command}-{:04x}", rand::random::<u16>()),
+        json!({ "name": format!("switchboard {command}") }),
+    )
+}
+
 /// `listen CHANNEL... [--event NAME]`: one JSON line per event, forever.
 pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<String>) -> Result<ExitCode, Failure> {
-    // Presence channels need an identity when signing locally; an auth endpoint brings its own.
-    let me = PresenceUser::new(
-        format!("switchboard-listen-{:04x}", rand::random::<u16>()),
-        json!({ "name": "switchboard listen" }),
-    );
-    let client = Client::new(settings.client_options(Some(me))?);
+    let client = Client::new(settings.client_options(Some(identity("listen")))?);
     client.on_state_change(|_, now| eprintln!("switchboard listen: {}", describe_state(now)));
     let mut events = client.events();
     for channel in &channels {
@@ -80,7 +84,12 @@ pub async fn listen(settings: Settings, channels: Vec<String>, only: Option<Stri
                     let data = event.data().map(|text| {
                         serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
                     });
-                    let line = json!({ "channel": event.channel(), "event": name, "data": data, "at": rfc3339_now() });
+                    let mut line =
+                        json!({ "channel": event.channel(), "event": name, "data": data, "at": rfc3339_now() });
+                    // Who sent a client event on a presence channel (as pusher-js passes it).
+                    if let Some(user_id) = event.user_id() {
+                        line["user_id"] = json!(user_id);
+                    }
                     if let Err(e) = writeln!(out, "{line}") {
                         return output_closed(e);
                     }
@@ -145,7 +154,8 @@ pub async fn trigger(
     };
     let value = serde_json::from_str::<Value>(text.trim()).unwrap_or(Value::String(text));
     if client_event {
-        let client = Client::connect(settings.client_options(None)?).await?;
+        // A presence channel is joined as `listen` joins it.
+        let client = Client::connect(settings.client_options(Some(identity("trigger")))?).await?;
         let channel = client.subscribe(&channel).await?;
         channel.trigger(&event, &value).await?;
         client.disconnect().await;

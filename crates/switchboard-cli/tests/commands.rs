@@ -134,6 +134,17 @@ async fn listen_trigger_channels_and_users_end_to_end() {
     let line = line_with(&mut listen.out, "client-typing").await;
     assert_eq!(serde_json::from_str::<serde_json::Value>(&line).expect("json")["data"]["on"], true);
 
+    // On a presence channel, trigger --client joins as listen does (it exited 1 before).
+    let out = command(&["trigger", "presence-watch", "wave", r#"{"hand":"left"}"#, "--client", "--port", &port])
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = line_with(&mut listen.out, "client-wave").await;
+    let wave: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(wave["data"]["hand"], "left");
+    assert!(wave["user_id"].as_str().is_some_and(|id| id.starts_with("switchboard-trigger-")), "{wave}");
+
     let out = command(&["channels", "--port", &port]).output().await.expect("run");
     let channels: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(channels["channels"]["news"]["subscription_count"], 1);

@@ -391,7 +391,8 @@ impl App {
     ) -> Result<Subscribed, SubscribeRefused> {
         let result = {
             let mut state = self.state();
-            let is_presence = joining.is_some();
+            // An anonymous presence subscriber (no user_id) gets the roster too.
+            let is_presence = joining.is_some() || channel.starts_with("presence-");
             if let (Some(join), Some(existing)) = (&joining, state.channels.get(channel)) {
                 let roster_full = existing
                     .roster
@@ -435,6 +436,7 @@ impl App {
             }
             let data = match (&entry.roster, is_presence) {
                 (Some(roster), true) => roster.subscription_data(),
+                (None, true) => PresenceRoster::default().subscription_data(),
                 _ => "{}".to_owned(),
             };
             let cached = is_cache.then(|| {

@@ -340,24 +340,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     let msg = invalid_signature(&channel_string_to_sign(socket_id, channel, Some(channel_data)));
                     return self.subscription_error(channel, "AuthError", 401, &msg).await;
                 }
-                let parsed: Result<ChannelData, _> = serde_json::from_str(channel_data);
-                let Some((user_id, info)) = parsed.ok().and_then(|d| Some((d.user_id()?, d.user_info))) else {
+                // A JSON object; without a user_id (RevPy sends {"key": …}) it joins as an
+                // anonymous subscriber, as Reverb accepts it: it receives the channel's events
+                // and the roster, but is no member (no member_added, no roster entry, its
+                // channel_data is never shown to others).
+                let object: Option<serde_json::Map<String, serde_json::Value>> =
+                    serde_json::from_str(channel_data).ok();
+                let Some(object) = object else {
                     return self
-                        .subscription_error(
-                            channel,
-                            "AuthError",
-                            401,
-                            "channel_data must be a JSON object with a user_id",
-                        )
+                        .subscription_error(channel, "AuthError", 401, "channel_data must be a JSON object")
                         .await;
                 };
-                let user_info = info.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned());
-                let max = self.app.config.max_presence_member_size;
-                if user_info.len() > max {
-                    let msg = format!("user_info of {} bytes exceeds the limit of {max} bytes", user_info.len());
-                    return self.subscription_error(channel, "LimitReached", 4301, &msg).await;
+                let identified = object
+                    .contains_key("user_id")
+                    .then(|| serde_json::from_str::<ChannelData>(channel_data).ok())
+                    .flatten()
+                    .and_then(|d| Some((d.user_id()?, d.user_info)));
+                if let Some((user_id, info)) = identified {
+                    let user_info = info.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned());
+                    let max = self.app.config.max_presence_member_size;
+                    if user_info.len() > max {
+                        let msg = format!("user_info of {} bytes exceeds the limit of {max} bytes", user_info.len());
+                        return self.subscription_error(channel, "LimitReached", 4301, &msg).await;
+                    }
+                    joining = Some(Joining { user_id, user_info });
+                } else {
+                    tracing::debug!(channel, "a presence subscription without a user_id joins anonymously");
                 }
-                joining = Some(Joining { user_id, user_info });
             }
             ChannelKind::ServerToUser => {
                 if self.user_id.as_deref() != name.server_to_user_id() {
@@ -517,6 +526,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let user_id = member.cloned().flatten();
         let text = match &frame.data {
+            // A string holding a JSON object or array is relayed as that JSON, as Reverb
+            // 1.6.1+ decodes it (python-reverb sends its data so); any other string as is.
+            Data::String(s) if is_json_container(s) => {
+                encode_json_data_frame(&frame.event, Some(channel), Some(s.trim()), user_id.as_deref())
+            }
             Data::String(s) => encode_server_frame(&frame.event, Some(channel), Some(s), user_id.as_deref()),
             Data::Json(raw) => encode_json_data_frame(&frame.event, Some(channel), Some(raw), user_id.as_deref()),
             Data::Absent => encode_json_data_frame(&frame.event, Some(channel), None, user_id.as_deref()),
@@ -586,6 +600,13 @@ async fn guarded<T>(
         },
         () = tokio::time::sleep(WRITE_TIMEOUT) => Err(End::Gone),
     }
+}
+
+/// True if `text` is a JSON object or array.
+fn is_json_container(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 fn invalid_signature(string_to_sign: &str) -> String {

@@ -600,3 +600,64 @@ async fn signing_in_as_another_user_leaves_the_old_users_channel() {
     assert_eq!(server.app(APP_ID).expect("app").channel_counts("#server-to-user-a").subscription_count, 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_presence_subscription_without_user_id_joins_anonymously_as_reverb_accepts_it() {
+    let server = start_default().await;
+    let mut member = Client::connect(&server).await;
+    member.join("presence-lobby", "7", json!({"name": "ada"})).await;
+    // RevPy's channel_data: {"key": APP_KEY}, signed, no user_id.
+    let mut revpy = Client::connect(&server).await;
+    let channel_data = json!({"key": "base64:secret-app-key"}).to_string();
+    let auth = sign_channel(KEY, SECRET, &revpy.socket_id, "presence-lobby", Some(&channel_data));
+    revpy
+        .send_json(json!({"event":"pusher:subscribe","data":{"channel":"presence-lobby","auth":auth,"channel_data":channel_data}}))
+        .await;
+    let ok = revpy.expect("pusher_internal:subscription_succeeded").await;
+    let data: Value = serde_json::from_str(ok.data.as_text().expect("string data")).expect("json");
+    assert_eq!(data["presence"]["ids"], json!(["7"]), "it sees the roster: {data}");
+    // It is no member: nobody is told it joined, and its channel_data (the key) is never shown.
+    member.expect_silence(200).await;
+    let (_, users) = Api::new(&server).get("/apps/1000/channels/presence-lobby/users", &[]).await;
+    assert_eq!(users, json!({"users": [{"id": "7"}]}));
+    // It receives the channel's events, and its client events carry no user_id.
+    member.send_json(json!({"event":"client-hi","channel":"presence-lobby","data":{"n":1}})).await;
+    assert_eq!(revpy.expect("client-hi").await.user_id.as_deref(), Some("7"));
+    revpy.send_json(json!({"event":"client-hi","channel":"presence-lobby","data":{"n":2}})).await;
+    assert_eq!(member.expect("client-hi").await.user_id, None);
+    // Leaving announces nothing either.
+    drop(revpy);
+    member.expect_silence(300).await;
+    // Signed channel_data that is not a JSON object is still refused.
+    let mut bad = Client::connect(&server).await;
+    let auth = sign_channel(KEY, SECRET, &bad.socket_id, "presence-lobby", Some("[1]"));
+    bad.send_json(
+        json!({"event":"pusher:subscribe","data":{"channel":"presence-lobby","auth":auth,"channel_data":"[1]"}}),
+    )
+    .await;
+    let refused = bad.expect("pusher:subscription_error").await;
+    assert!(refused.data.as_text().is_some_and(|t| t.contains("must be a JSON object")), "{refused:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_event_data_sent_as_a_json_string_is_relayed_as_json_as_reverb_does() {
+    let server = start_default().await;
+    let mut a = Client::connect(&server).await;
+    let mut b = Client::connect(&server).await;
+    a.subscribe("private-chat").await;
+    b.subscribe("private-chat").await;
+    // python-reverb's way: data is the JSON text of an object.
+    a.send_json(json!({"event":"client-msg","channel":"private-chat","data":"{\"text\":\"hi\"}"})).await;
+    let raw = b.next_message().await.expect("a frame");
+    let relayed: Value = serde_json::from_str(raw.as_text().expect("text")).expect("json");
+    assert_eq!(relayed["data"], json!({"text": "hi"}), "{relayed}");
+    // A string that is not a JSON object or array stays a string.
+    for plain in ["just text", "42", "{not json"] {
+        a.send_json(json!({"event":"client-msg","channel":"private-chat","data": plain})).await;
+        let raw = b.next_message().await.expect("a frame");
+        let relayed: Value = serde_json::from_str(raw.as_text().expect("text")).expect("json");
+        assert_eq!(relayed["data"], plain, "{relayed}");
+    }
+    server.shutdown().await;
+}
