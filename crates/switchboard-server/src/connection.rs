@@ -152,10 +152,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 inbound = self.ws.next() => match inbound {
                     None => return End::Gone,
                     Some(Err(e)) => {
-                        // Protocol errors and oversized frames have a close frame queued
-                        // (1002, 1009): flush it so the client learns why.
                         tracing::debug!(socket_id = %self.handle.socket_id, "socket error: {e}");
-                        let _ = tokio::time::timeout(CLOSE_LINGER, self.ws.flush()).await;
+                        close_after_read_error(&mut self.ws, &e).await;
                         return End::Gone;
                     }
                     Some(Ok(message)) => {
@@ -581,6 +579,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.app.remove_connection();
         self.server.release_connection();
     }
+}
+
+/// After a read error, tell the client why: protocol errors and oversized frames have a
+/// close frame (1002, 1009) queued by tokio-websockets, which is flushed; a message over the
+/// limit only once its fragments are put together has none, so 1009 is sent here. Every
+/// protocol's socket task ends this way.
+pub(crate) async fn close_after_read_error<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    error: &tokio_websockets::Error,
+) {
+    if let tokio_websockets::Error::PayloadTooLong { max_len, .. } = error {
+        // Refused (AlreadyClosed) when a single frame was too long: its close is queued.
+        let close = Message::close(Some(CloseCode::MESSAGE_TOO_BIG), &format!("max length: {max_len}"));
+        if tokio::time::timeout(CLOSE_LINGER, ws.send(close)).await.is_ok_and(|sent| sent.is_ok()) {
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, ws.flush()).await;
 }
 
 /// Run one write, but give up when it stalls: after `WRITE_TIMEOUT`, or `CLOSE_LINGER`

@@ -77,7 +77,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message as WsMessage, WebSocketStream};
 
-use crate::connection::{CLOSE_LINGER, WRITE_TIMEOUT};
+use crate::connection::{CLOSE_LINGER, WRITE_TIMEOUT, close_after_read_error};
 use crate::state::ServerState;
 
 /// Rooms one connection may join (Phoenix's `max_channels_per_transport`).
@@ -404,7 +404,12 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             inbound = ws.next() => {
                 let message = match inbound {
                     Some(Ok(message)) => message,
-                    _ => break None,
+                    Some(Err(e)) => {
+                        tracing::debug!("Phoenix socket error: {e}");
+                        close_after_read_error(&mut ws, &e).await;
+                        break None;
+                    }
+                    None => break None,
                 };
                 last_inbound = Instant::now();
                 let size = message.as_payload().len();

@@ -408,7 +408,12 @@ impl ConnectionTask {
             opts.tls = self.tls;
             opts.url()
         };
-        let attempt = open(url.clone(), self.options.headers.clone(), self.options.connect_timeout);
+        let attempt = open(
+            url.clone(),
+            self.options.headers.clone(),
+            self.options.connect_timeout,
+            self.options.max_message_size,
+        );
         tokio::pin!(attempt);
         let (mut ws, established) = loop {
             tokio::select! {
@@ -621,8 +626,13 @@ impl ConnectionTask {
                 Err(Ended::Lost { code, reason: describe_close(code, "the server closed the connection") })
             }
             Some(Err(e)) => {
+                let reason = crate::transport::close_after_read_error(ws, &e).await;
+                if matches!(e, tokio_websockets::Error::PayloadTooLong { .. }) {
+                    tracing::warn!("{reason}");
+                    return Err(Ended::Lost { code: Some(1009), reason });
+                }
                 let code = close_code.or(self.last_error_code);
-                Err(Ended::Lost { code, reason: describe_close(code, &format!("socket error: {e}")) })
+                Err(Ended::Lost { code, reason: describe_close(code, &reason) })
             }
             Some(Ok(message)) => {
                 if let Some((code, _)) = message.as_close() {
@@ -1220,9 +1230,13 @@ impl ConnectionTask {
         sub.confirmed_before = true;
         sub.shared.subscribed.store(true, Ordering::Release);
         let mut changes = (Vec::new(), Vec::new());
+        let mut capped = false;
         if sub.shared.kind == ChannelKind::Presence {
             let data: Value = frame.data.parse().unwrap_or(Value::Null);
-            changes = sub.shared.members().replace(&data["presence"]);
+            let mut members = sub.shared.members();
+            members.set_cap(self.options.max_presence_members);
+            changes = members.replace(&data["presence"]);
+            capped = members.take_capped_report();
         }
         let shared = sub.shared.clone();
         let data = frame.data.as_text().map(str::to_owned);
@@ -1232,6 +1246,10 @@ impl ConnectionTask {
         // waiters are answered, so no listener can attach in between.
         if !resubscribed && !shared.listeners.is_active() {
             shared.listeners.open_hold(self.options.event_queue);
+        }
+        // Held like the events behind the confirmation, for the listener attached next.
+        if capped {
+            self.report_members_capped(&shared, channel);
         }
         if let Some(sub) = self.subs.get_mut(channel) {
             for waiter in sub.waiters.drain(..) {
@@ -1269,11 +1287,23 @@ impl ConnectionTask {
         } else {
             sub.shared.members().remove(&id)
         };
+        let capped = sub.shared.members().take_capped_report();
+        let shared = sub.shared.clone();
         if let Some(member) = member {
             let name = if added { "pusher:member_added" } else { "pusher:member_removed" };
-            let shared = sub.shared.clone();
             self.deliver(&shared, Event::internal(Some(channel), name, Some(member_data(&member))));
         }
+        if capped {
+            self.report_members_capped(&shared, channel);
+        }
+    }
+
+    /// The roster reached `max_presence_members` and left a member out: say so, once.
+    fn report_members_capped(&mut self, shared: &Arc<ChannelShared>, channel: &str) {
+        let limit = self.options.max_presence_members;
+        tracing::warn!(channel, limit, "presence roster capped at max_presence_members; later members are not tracked");
+        let data = format!("{{\"limit\":{limit}}}");
+        self.deliver(shared, Event::internal(Some(channel), crate::event::MEMBERS_CAPPED_EVENT, Some(data)));
     }
 }
 
@@ -1288,6 +1318,7 @@ async fn open(
     url: String,
     headers: Vec<(String, String)>,
     timeout: Duration,
+    max_message_size: usize,
 ) -> Result<(Ws, ConnectionEstablished), Ended> {
     let lost = |reason: String| Ended::Lost { code: None, reason };
     let attempt = async {
@@ -1299,7 +1330,7 @@ async fn open(
                 http::HeaderValue::try_from(value.as_str()).map_err(|e| lost(format!("invalid header value: {e}")))?;
             builder = builder.add_header(name, value).map_err(|e| lost(format!("header not allowed: {e}")))?;
         }
-        let mut ws = crate::transport::connect(builder, &url).await.map_err(lost)?;
+        let mut ws = crate::transport::connect(builder, &url, max_message_size).await.map_err(lost)?;
         loop {
             let message = match ws.next().await {
                 None => return Err(lost("the server closed the connection during the handshake".into())),

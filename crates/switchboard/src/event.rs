@@ -63,6 +63,18 @@ pub const DECRYPTION_ERROR_EVENT: &str = "switchboard:decryption_error";
 /// # Ok(()) }
 /// ```
 pub const GAP_EVENT: &str = "switchboard:gap";
+/// Name of the event a presence channel receives once when its roster reached the client's
+/// `max_presence_members` and members were left out (data `{"limit": N}`); `members()` then
+/// holds the first N and says it is not complete.
+///
+/// ```no_run
+/// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+/// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+/// let stadium = client.subscribe_presence("presence-stadium", me).await?;
+/// stadium.bind(switchboard::MEMBERS_CAPPED_EVENT, |e| eprintln!("roster capped: {:?}", e.data()));
+/// # Ok(()) }
+/// ```
+pub const MEMBERS_CAPPED_EVENT: &str = "switchboard:members_capped";
 
 /// One event as delivered to listeners.
 ///

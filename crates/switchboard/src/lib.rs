@@ -50,7 +50,7 @@ pub use client::Client;
 pub use delivery::{SlowConsumer, StallAction};
 pub use echo::{Echo, EchoChannel};
 pub use error::{Error, ErrorKind, Result};
-pub use event::{DECRYPTION_ERROR_EVENT, Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT};
+pub use event::{DECRYPTION_ERROR_EVENT, Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT, MEMBERS_CAPPED_EVENT};
 pub use options::{ClientOptions, ClientOptionsBuilder};
 pub use presence::{Member, Members};
 pub use publisher::Publisher;

@@ -47,6 +47,8 @@ pub struct ClientOptions {
     pub(crate) event_queue: usize,
     pub(crate) slow_consumer: SlowConsumer,
     pub(crate) client_event_rate: u32,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_presence_members: usize,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -92,6 +94,8 @@ impl ClientOptions {
                 event_queue: 1024,
                 slow_consumer: SlowConsumer::default(),
                 client_event_rate: 10,
+                max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
+                max_presence_members: crate::presence::DEFAULT_MAX_MEMBERS,
             },
             port_set: false,
             error: None,
@@ -596,6 +600,35 @@ impl ClientOptionsBuilder {
     /// ```
     pub fn client_event_rate(mut self, per_second: u32) -> Self {
         self.options.client_event_rate = per_second.max(1);
+        self
+    }
+
+    /// The largest message accepted from the server (16 MiB). A larger one closes the
+    /// connection with 1009 and a clear reason; the client reconnects and each channel gets
+    /// `switchboard:gap`, so the loss is reported.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").max_message_size(1024 * 1024).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.max_message_size = bytes.max(1024);
+        self
+    }
+
+    /// The most members a presence channel's roster keeps (50,000). Past it the others are
+    /// not tracked, and the channel gets `switchboard:members_capped` once.
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::builder("k").max_presence_members(1_000).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn max_presence_members(mut self, members: usize) -> Self {
+        self.options.max_presence_members = members.max(1);
         self
     }
 

@@ -43,9 +43,55 @@ pub struct Members {
     order: Vec<String>,
     by_id: HashMap<String, Value>,
     me: Option<String>,
+    /// The most members kept (0: [`DEFAULT_MAX_MEMBERS`]).
+    cap: usize,
+    /// Members were left untracked because of the cap.
+    capped: bool,
+    /// ... and the channel has not been told yet.
+    capped_unreported: bool,
 }
 
+/// The most members a roster keeps unless configured otherwise: 200,000 members cost the
+/// client 60 MB before there was a cap.
+pub(crate) const DEFAULT_MAX_MEMBERS: usize = 50_000;
+
 impl Members {
+    /// False if the roster hit the client's `max_presence_members` and left members out
+    /// (the channel got `switchboard:members_capped`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let me = switchboard::PresenceUser::new("42", serde_json::json!({"name": "Ada"}));
+    /// let room = client.subscribe_presence("presence-stadium", me).await?;
+    /// if !room.members().is_complete() {
+    ///     eprintln!("only the first {} members are tracked", room.members().count());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_complete(&self) -> bool {
+        !self.capped
+    }
+
+    pub(crate) fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
+    }
+
+    fn limit(&self) -> usize {
+        if self.cap == 0 { DEFAULT_MAX_MEMBERS } else { self.cap }
+    }
+
+    fn note_capped(&mut self) {
+        if !self.capped {
+            self.capped_unreported = true;
+        }
+        self.capped = true;
+    }
+
+    /// True once after the roster first left a member out: the channel is then told.
+    pub(crate) fn take_capped_report(&mut self) -> bool {
+        std::mem::take(&mut self.capped_unreported)
+    }
+
     /// Number of members.
     ///
     /// ```no_run
@@ -111,9 +157,15 @@ impl Members {
         let mut order = Vec::new();
         let mut by_id = HashMap::new();
         let hash = snapshot.get("hash");
+        let limit = self.limit();
+        let mut capped = false;
         if let Some(ids) = snapshot.get("ids").and_then(Value::as_array) {
             for id in ids {
                 let Some(id) = id_string(id) else { continue };
+                if order.len() >= limit {
+                    capped = true;
+                    break;
+                }
                 let info = hash.and_then(|h| h.get(&id)).cloned().unwrap_or(Value::Null);
                 if by_id.insert(id.clone(), info).is_none() {
                     order.push(id);
@@ -128,12 +180,20 @@ impl Members {
             .collect();
         self.order = order;
         self.by_id = by_id;
+        self.capped = false; // a fresh snapshot: capped again only if it is over the cap too
+        if capped {
+            self.note_capped();
+        }
         (added, removed)
     }
 
     /// Add a member; false if already present.
     pub(crate) fn add(&mut self, id: String, info: Value) -> bool {
         if self.by_id.contains_key(&id) {
+            return false;
+        }
+        if self.order.len() >= self.limit() {
+            self.note_capped();
             return false;
         }
         self.by_id.insert(id.clone(), info);
@@ -174,5 +234,22 @@ mod tests {
         assert_eq!(m.iter().map(|m| m.id).collect::<Vec<_>>(), vec!["2", "3"]);
         assert!(!m.add("2".into(), Value::Null));
         assert!(m.remove("9").is_none());
+    }
+
+    #[test]
+    fn the_roster_keeps_at_most_its_cap_and_reports_once() {
+        let mut m = Members::default();
+        m.set_cap(2);
+        m.replace(&json!({"ids":["1","2","3"],"hash":{},"count":3}));
+        assert_eq!((m.count(), m.is_complete()), (2, false));
+        assert!(m.take_capped_report());
+        assert!(!m.add("4".into(), Value::Null), "full");
+        assert!(!m.take_capped_report(), "reported once");
+        // Room again after a removal, and a snapshot under the cap is complete again.
+        m.remove("1");
+        assert!(m.add("4".into(), Value::Null));
+        m.replace(&json!({"ids":["1"],"hash":{},"count":1}));
+        assert!(m.is_complete());
+        assert!(!m.take_capped_report());
     }
 }

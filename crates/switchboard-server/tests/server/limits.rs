@@ -224,3 +224,29 @@ async fn silent_trickling_and_idle_http_connections_are_reaped_and_capped() {
     Client::connect(&server).await.assert_alive().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_fragmented_message_over_the_transport_limit_gets_1009_on_both_endpoints() {
+    let server = start_default().await;
+    let mut bystander = Client::connect(&server).await;
+    // Sent in 16 KiB frames, so no single frame is over the limit; the message is.
+    let fragmenting = |url: &str| {
+        tokio_websockets::ClientBuilder::new()
+            .uri(url)
+            .expect("uri")
+            .config(tokio_websockets::Config::default().frame_size(16 * 1024))
+    };
+    let huge = format!(r#"{{"event":"client-x","channel":"private-a","data":"{}"}}"#, "y".repeat(300 * 1024));
+    let (ws, _) = fragmenting(&ws_url(&server, KEY)).connect().await.expect("connect");
+    let mut pusher = Client { ws, socket_id: String::new() };
+    pusher.expect("pusher:connection_established").await;
+    pusher.send_text(&huge).await;
+    assert_eq!(pusher.expect_close().await, Some(1009));
+    let url = format!("ws://{}/socket/websocket?vsn=2.0.0", server.local_addr());
+    let (ws, _) = fragmenting(&url).connect().await.expect("connect");
+    let mut phoenix = Client { ws, socket_id: String::new() };
+    phoenix.send_text(&format!(r#"[null,"1","room:a","shout",{{"b":"{}"}}]"#, "y".repeat(300 * 1024))).await;
+    assert_eq!(phoenix.expect_close().await, Some(1009));
+    bystander.assert_alive().await;
+    server.shutdown().await;
+}

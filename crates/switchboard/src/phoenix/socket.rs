@@ -51,6 +51,7 @@ pub struct SocketOptions {
     event_queue: usize,
     slow_consumer: SlowConsumer,
     healthy_after: Duration,
+    max_message_size: usize,
 }
 
 impl std::fmt::Debug for SocketOptions {
@@ -82,7 +83,21 @@ impl SocketOptions {
             event_queue: 1024,
             slow_consumer: SlowConsumer::default(),
             healthy_after: crate::backoff::HEALTHY_AFTER,
+            max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
         }
+    }
+
+    /// The largest message accepted from the server (16 MiB). A larger one closes the socket
+    /// with 1009 and a clear reason; the socket reconnects and rejoins its channels.
+    ///
+    /// ```
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").max_message_size(1024 * 1024);
+    /// # let _ = options;
+    /// ```
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.max(1024);
+        self
     }
 
     /// Static connect params (sent in the query string).
@@ -877,7 +892,12 @@ impl Task {
                 .map_err(|e| e.to_string())?;
             builder = builder.add_header(http::header::SEC_WEBSOCKET_PROTOCOL, value).map_err(|e| e.to_string())?;
         }
-        match tokio::time::timeout(self.options.timeout, crate::transport::connect(builder, url)).await {
+        match tokio::time::timeout(
+            self.options.timeout,
+            crate::transport::connect(builder, url, self.options.max_message_size),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(format!("no answer from {url} within {:?}", self.options.timeout)),
         }
@@ -1164,7 +1184,13 @@ impl Task {
     ) -> std::result::Result<(), Flow> {
         let frame = match inbound {
             None => return Err(Flow::Reconnect("the server closed the connection".into())),
-            Some(Err(e)) => return Err(Flow::Reconnect(format!("socket error: {e}"))),
+            Some(Err(e)) => {
+                let reason = crate::transport::close_after_read_error(ws, &e).await;
+                if matches!(e, tokio_websockets::Error::PayloadTooLong { .. }) {
+                    tracing::warn!("{reason}");
+                }
+                return Err(Flow::Reconnect(reason));
+            }
             Some(Ok(frame)) => frame,
         };
         if let Some(text) = frame.as_text() {

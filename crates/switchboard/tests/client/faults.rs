@@ -486,3 +486,59 @@ async fn after_a_good_pong_the_next_ping_comes_an_activity_timeout_later() {
         assert!(ping.is_ok_and(|p| p.is_some()), "ping #{n} came within 10 s");
     }
 }
+
+#[tokio::test]
+async fn an_oversized_message_closes_with_1009_then_the_client_reconnects_and_reports_the_gap() {
+    use futures_util::StreamExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (close_tx, mut close_rx) = tokio::sync::mpsc::unbounded_channel::<Option<u16>>();
+    tokio::spawn(async move {
+        let mut accepted = 0;
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted += 1;
+            let first = accepted == 1;
+            let close_tx = close_tx.clone();
+            tokio::spawn(async move {
+                // 64 KiB frames: the message is over the client's limit only once assembled.
+                let config = tokio_websockets::Config::default().frame_size(64 * 1024);
+                let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().config(config).accept(stream).await else {
+                    return;
+                };
+                if !send_hello(&mut ws, 120).await || !await_subscribe(&mut ws).await {
+                    return;
+                }
+                send_frames(
+                    &mut ws,
+                    &[r#"{"event":"pusher_internal:subscription_succeeded","channel":"big","data":"{}"}"#],
+                )
+                .await;
+                if first {
+                    let huge = format!(r#"{{"event":"blob","channel":"big","data":"{}"}}"#, "x".repeat(2 << 20));
+                    send_frames(&mut ws, &[&huge]).await;
+                    let code = loop {
+                        match ws.next().await {
+                            Some(Ok(m)) if m.is_close() => break m.as_close().map(|(code, _)| u16::from(code)),
+                            Some(Ok(_)) => {}
+                            _ => break None,
+                        }
+                    };
+                    let _ = close_tx.send(code);
+                } else {
+                    send_frames(&mut ws, &[r#"{"event":"after","channel":"big","data":"{}"}"#]).await;
+                    while ws.next().await.is_some() {}
+                }
+            });
+        }
+    });
+    let options = options_for(addr).max_message_size(1 << 20).build().expect("options");
+    let client = tokio::time::timeout(WAIT, Client::connect(options)).await.expect("in time").expect("connects");
+    let channel = client.subscribe("big").await.expect("subscribed");
+    let mut events = channel.events();
+    let code = tokio::time::timeout(WAIT, close_rx.recv()).await.expect("the client closed in time");
+    assert_eq!(code, Some(Some(1009)), "the client says why");
+    // It reconnects, the channel is told what it missed, and events flow again.
+    next_named(&mut events, GAP_EVENT).await;
+    next_named(&mut events, "after").await;
+    client.disconnect().await;
+}

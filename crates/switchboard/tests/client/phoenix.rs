@@ -269,3 +269,43 @@ async fn messages_for_an_earlier_join_are_dropped() {
     assert_eq!((which(&first), which(&second)), (json!("current"), json!("broadcast")), "the stale one was dropped");
     socket.disconnect().await;
 }
+
+#[tokio::test]
+async fn a_message_over_max_message_size_reconnects_and_rejoins() {
+    let mut config = config(0, app());
+    config.phoenix_max_payload = 200_000;
+    let server = Server::start(config).await.expect("server");
+    let ada = Socket::connect(options(server.local_addr()).max_message_size(16 * 1024)).await.expect("ada");
+    // Every state ada goes through, from here on.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut states = ada.state_changes();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while states.changed().await.is_ok() {
+            let state = states.borrow_and_update().clone();
+            log.lock().expect("lock").push(state);
+        }
+    });
+    let bob = Socket::connect(options(server.local_addr())).await.expect("bob");
+    let room_a = ada.channel("room:big", json!({"username": "ada"}));
+    let mut a_events = room_a.events();
+    room_a.join().await.expect("ada joins");
+    let room_b = bob.channel("room:big", json!({"username": "bob"}));
+    let mut b_events = room_b.events();
+    room_b.join().await.expect("bob joins");
+    let _ = room_b.push("shout", json!({"body": "x".repeat(40_000)})).await; // no reply: times out
+    next_named(&mut b_events, "shout").await; // bob takes it
+    // Ada's socket refused it (1009), reconnected and rejoined; then the room goes on.
+    let reconnected = |states: &[switchboard::ConnectionState]| {
+        let dropped = states.iter().position(|s| !matches!(s, switchboard::ConnectionState::Connected { .. }));
+        dropped
+            .is_some_and(|at| states[at..].iter().any(|s| matches!(s, switchboard::ConnectionState::Connected { .. })))
+    };
+    eventually(WAIT, || reconnected(&seen.lock().expect("lock"))).await;
+    next_named(&mut a_events, "presence_state").await; // the first join's
+    next_named(&mut a_events, "presence_state").await; // the rejoin's
+    let _ = room_b.push("shout", json!({"body": "after"})).await;
+    let after = next_named(&mut a_events, "shout").await;
+    assert_eq!(after.json::<serde_json::Value>().expect("json")["body"], "after");
+    server.shutdown().await;
+}

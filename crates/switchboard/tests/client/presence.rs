@@ -71,3 +71,27 @@ async fn presence_without_an_identity_is_a_clear_error() {
     assert_eq!(room.members().me().expect("me").info["bot"], true);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_roster_past_max_presence_members_keeps_the_first_and_says_so_once() {
+    let server = server().await;
+    let mut others = Vec::new();
+    for id in ["1", "2", "3"] {
+        let c = connect(&server).await;
+        c.subscribe_presence("presence-big", PresenceUser::new(id, json!({}))).await.expect("joins");
+        others.push(c);
+    }
+    let options = options_for(server.local_addr()).secret(SECRET).max_presence_members(2).build().expect("options");
+    let me = Client::connect(options).await.expect("connects");
+    let room = me.subscribe_presence("presence-big", PresenceUser::new("me", json!({}))).await.expect("joins");
+    let mut events = room.events();
+    let capped = next_named(&mut events, switchboard::MEMBERS_CAPPED_EVENT).await;
+    assert_eq!(capped.json::<serde_json::Value>().expect("json"), json!({"limit": 2}));
+    assert_eq!((room.members().count(), room.members().is_complete()), (2, false));
+    // A later member is not tracked and not reported again.
+    let late = connect(&server).await;
+    late.subscribe_presence("presence-big", PresenceUser::new("5", json!({}))).await.expect("joins");
+    none_named(&mut events, switchboard::MEMBERS_CAPPED_EVENT, 300).await;
+    assert_eq!(room.members().count(), 2);
+    drop((others, late));
+}
