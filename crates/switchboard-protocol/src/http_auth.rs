@@ -57,6 +57,12 @@ pub enum HttpAuthError {
     /// `body_md5` does not match the body.
     #[error("body_md5 does not match the request body")]
     BodyMd5Mismatch,
+    /// The query has more than [`MAX_QUERY_PARAMS`] parameters.
+    #[error("too many query parameters: at most {max}")]
+    TooManyParams {
+        /// The cap.
+        max: usize,
+    },
     /// The signature does not match.
     #[error("invalid auth_signature (expected HMAC-SHA256 hex of \"{string_to_sign}\")")]
     BadSignature {
@@ -74,6 +80,55 @@ pub enum HttpAuthError {
 /// ```
 pub fn body_md5(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
+}
+
+/// Query parameters one request may carry. The SDKs send at most seven (the four `auth_*`,
+/// `body_md5`, `info`, `filter_by_prefix`); the cap is checked before anything is decoded,
+/// so an unsigned request with thousands of parameters costs one scan of its query string.
+pub const MAX_QUERY_PARAMS: usize = 64;
+
+/// Decode a query string into parameters. Array parameters as the PHP SDK sends them
+/// (`info[]=a` or `info[0]=a&info[1]=b`) are joined into one `info=a,b`, which is what it
+/// signs (as Reverb joins them before verifying). Linear in the query's length; more than
+/// [`MAX_QUERY_PARAMS`] parameters are refused.
+///
+/// ```
+/// use switchboard_protocol::http_auth::{parse_query, HttpAuthError, MAX_QUERY_PARAMS};
+/// let params = parse_query("auth_key=k&info%5B0%5D=user_count&info%5B1%5D=subscription_count")?;
+/// assert_eq!(params[1], ("info".to_string(), "user_count,subscription_count".to_string()));
+/// let flood = vec!["a=1"; MAX_QUERY_PARAMS + 1].join("&");
+/// assert_eq!(parse_query(&flood), Err(HttpAuthError::TooManyParams { max: MAX_QUERY_PARAMS }));
+/// # Ok::<(), HttpAuthError>(())
+/// ```
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, HttpAuthError> {
+    if query.split('&').filter(|p| !p.is_empty()).nth(MAX_QUERY_PARAMS).is_some() {
+        return Err(HttpAuthError::TooManyParams { max: MAX_QUERY_PARAMS });
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    // The first parameter of each name, which array elements of that name are joined into.
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let base = match key.find('[') {
+            Some(i) if key.ends_with(']') && i > 0 => &key[..i],
+            _ => {
+                first.entry(key.to_string()).or_insert(out.len());
+                out.push((key.into_owned(), value.into_owned()));
+                continue;
+            }
+        };
+        match first.get(base) {
+            Some(&at) => {
+                let joined = &mut out[at].1;
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            None => {
+                first.insert(base.to_owned(), out.len());
+                out.push((base.to_owned(), value.into_owned()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Build the `METHOD\npath\nsorted-query` string. `params` must not contain `auth_signature`.

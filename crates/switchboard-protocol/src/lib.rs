@@ -21,6 +21,7 @@ pub mod codes;
 pub mod encryption;
 pub mod error;
 pub mod frame;
+pub mod fuzz;
 pub mod http_auth;
 pub mod messages;
 pub mod packed;

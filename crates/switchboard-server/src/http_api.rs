@@ -42,7 +42,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,7 +51,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use switchboard_protocol::frame::encode_server_frame;
-use switchboard_protocol::http_auth::{RequestToVerify, verify_request};
+use switchboard_protocol::http_auth::{RequestToVerify, parse_query, verify_request};
 use switchboard_protocol::messages::{BatchRequest, TriggerRequest};
 use switchboard_protocol::{ChannelKind, ChannelName};
 
@@ -184,45 +183,9 @@ fn authorize(
     Ok(app)
 }
 
-/// Query parameters one request may carry. The SDKs send at most seven (the four `auth_*`,
-/// `body_md5`, `info`, `filter_by_prefix`); the cap is checked before anything is decoded,
-/// so an unsigned request with thousands of parameters costs a scan of its query string.
-pub const MAX_QUERY_PARAMS: usize = 64;
-
-/// The decoded query parameters. Array parameters as the PHP SDK sends them (`info[]=a` or
-/// `info[0]=a&info[1]=b`) are joined into one `info=a,b`, which is what it signs (as Reverb
-/// joins them before verifying). Linear in the query's length (at most
-/// [`MAX_QUERY_PARAMS`] parameters; the rest of the request is refused).
+/// The decoded query parameters (see [`parse_query`]); too many is a 400.
 fn query_params(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
-    let query = uri.query().unwrap_or("");
-    if query.split('&').filter(|p| !p.is_empty()).nth(MAX_QUERY_PARAMS).is_some() {
-        return Err(ApiError::bad_request(format!("too many query parameters: at most {MAX_QUERY_PARAMS}")));
-    }
-    let mut out: Vec<(String, String)> = Vec::new();
-    // The first parameter of each name, which array elements of that name are joined into.
-    let mut first: HashMap<String, usize> = HashMap::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let base = match key.find('[') {
-            Some(i) if key.ends_with(']') && i > 0 => &key[..i],
-            _ => {
-                first.entry(key.to_string()).or_insert(out.len());
-                out.push((key.into_owned(), value.into_owned()));
-                continue;
-            }
-        };
-        match first.get(base) {
-            Some(&at) => {
-                let joined = &mut out[at].1;
-                joined.push(',');
-                joined.push_str(&value);
-            }
-            None => {
-                first.insert(base.to_owned(), out.len());
-                out.push((base.to_owned(), value.into_owned()));
-            }
-        }
-    }
-    Ok(out)
+    parse_query(uri.query().unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {

@@ -1,0 +1,85 @@
+//! Fuzz entry points: one per decoder that reads bytes from the network, each checking the
+//! properties that decoder must keep, not only that it does not panic.
+//!
+//! The same functions run in two places: the `cargo fuzz` targets in `fuzz/` (coverage
+//! guided, on nightly, `scripts/fuzz`), and the test suite, which replays every file of
+//! `fuzz/corpus/<target>/` and seeded mutations of them on stable
+//! (`tests/fuzz_corpus.rs`). A crash the fuzzer finds becomes a corpus file, so the suite
+//! keeps it fixed.
+//!
+//! ```
+//! // Any bytes at all: a decoder refuses them or decodes them, and never panics.
+//! switchboard_protocol::fuzz::pusher_frame(br#"{"event":"tick","channel":"c","data":"{}"}"#);
+//! switchboard_protocol::fuzz::pusher_frame(&[0xff, b'{', 0]);
+//! ```
+
+use crate::http_auth::{MAX_QUERY_PARAMS, RequestToVerify, parse_query, verify_request};
+use crate::packed::PackedFrame;
+use crate::phoenix::{Message, RawMessage, Vsn};
+use crate::{ChannelName, Frame};
+
+/// A Pusher frame: the one-pass decoder (the client's) and the serde decoder (the
+/// server's) accept and refuse the same texts, and agree on what they decode.
+///
+/// ```
+/// switchboard_protocol::fuzz::pusher_frame(br#"{"event":"pusher:ping","data":{}}"#);
+/// ```
+pub fn pusher_frame(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let packed = PackedFrame::decode(text);
+    let frame = Frame::decode(text);
+    assert_eq!(packed.is_ok(), frame.is_ok(), "the decoders disagree on {text:?}");
+    if let (Ok(packed), Ok(frame)) = (packed, frame) {
+        assert_eq!(packed.event(), frame.event);
+        assert_eq!(packed.channel(), frame.channel.as_deref());
+        let _ = ChannelName::parse(packed.channel().unwrap_or(""));
+    }
+}
+
+/// A Phoenix text frame, V1 and V2: what [`Message::decode_text`] accepts encodes back to
+/// a frame that decodes to the same message (V1 as a server writes it, without the join
+/// ref, as Phoenix's V1 serializer does); [`RawMessage::decode`] never panics.
+///
+/// ```
+/// switchboard_protocol::fuzz::phoenix_text(br#"[null,"1","room:a","shout",{"b":1}]"#);
+/// ```
+pub fn phoenix_text(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for vsn in [Vsn::V1, Vsn::V2] {
+        let _ = RawMessage::decode(text, vsn);
+        if let Ok(mut message) = Message::decode_text(text, vsn) {
+            let again = Message::decode_text(&message.encode_text(vsn), vsn);
+            if vsn == Vsn::V1 {
+                message.join_ref = None;
+            }
+            assert_eq!(again.as_ref().ok(), Some(&message), "{vsn:?} round trip of {text:?}");
+        }
+    }
+}
+
+/// A Phoenix V2 binary frame, as a server or a client sends it: decoded or refused.
+///
+/// ```
+/// switchboard_protocol::fuzz::phoenix_binary(&[0, 1, 1, 1, b'1', b'r', b'e', 0xff]);
+/// ```
+pub fn phoenix_binary(data: &[u8]) {
+    for from_server in [true, false] {
+        let _ = Message::decode_binary(data, from_server);
+    }
+}
+
+/// An HTTP API query string and its signature check: at most [`MAX_QUERY_PARAMS`]
+/// parameters come out, and verifying them never panics (any timestamp, any signature).
+///
+/// ```
+/// switchboard_protocol::fuzz::http_query(b"auth_key=k&auth_timestamp=1&auth_version=1.0&auth_signature=00");
+/// ```
+pub fn http_query(data: &[u8]) {
+    let Ok(query) = std::str::from_utf8(data) else { return };
+    let Ok(params) = parse_query(query) else { return };
+    assert!(params.len() <= MAX_QUERY_PARAMS);
+    for (method, body) in [("GET", &b""[..]), ("POST", &b"{}"[..])] {
+        let request = RequestToVerify { method, path: "/apps/1/events", params: &params, body };
+        let _ = verify_request(&request, "k", "s", 1_000, 600);
+    }
+}
