@@ -6,9 +6,11 @@
 //! - `recv`: receive from the stream server with the switchboard client, or with a bare
 //!   read-and-parse loop (the floor), reporting events/s, CPU seconds and peak RSS.
 //! - `idle-clients`: hold N switchboard clients subscribed in one process; memory each.
+//! - `soak`: N connections with churn for minutes; the server's RSS and descriptors sampled.
 
 mod client_bench;
 mod fanout;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,8 @@ enum Command {
     Recv(client_bench::RecvArgs),
     /// Hold N idle subscribed clients and report memory per client.
     IdleClients(client_bench::IdleArgs),
+    /// Hold N connections with churn for minutes, sampling the server's RSS and descriptors.
+    Soak(soak::Args),
 }
 
 fn main() {
@@ -53,6 +57,7 @@ async fn run(command: Command) {
         Command::StreamServer(args) => client_bench::stream_server(args).await,
         Command::Recv(args) => client_bench::recv(args).await,
         Command::IdleClients(args) => client_bench::idle_clients(args).await,
+        Command::Soak(args) => soak::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("switchboard-bench: {e}");

@@ -101,8 +101,20 @@ pub const MAX_QUERY_PARAMS: usize = 64;
 /// # Ok::<(), HttpAuthError>(())
 /// ```
 pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, HttpAuthError> {
-    if query.split('&').filter(|p| !p.is_empty()).nth(MAX_QUERY_PARAMS).is_some() {
-        return Err(HttpAuthError::TooManyParams { max: MAX_QUERY_PARAMS });
+    parse_query_limited(query, MAX_QUERY_PARAMS)
+}
+
+/// [`parse_query`] with a cap of `max` parameters (a server's setting).
+///
+/// ```
+/// use switchboard_protocol::http_auth::{parse_query_limited, HttpAuthError};
+/// assert_eq!(parse_query_limited("a=1&b=2", 1), Err(HttpAuthError::TooManyParams { max: 1 }));
+/// assert_eq!(parse_query_limited("a=1&b=2", 2)?.len(), 2);
+/// # Ok::<(), HttpAuthError>(())
+/// ```
+pub fn parse_query_limited(query: &str, max: usize) -> Result<Vec<(String, String)>, HttpAuthError> {
+    if query.split('&').filter(|p| !p.is_empty()).nth(max).is_some() {
+        return Err(HttpAuthError::TooManyParams { max });
     }
     let mut out: Vec<(String, String)> = Vec::new();
     // The first parameter of each name, which array elements of that name are joined into.

@@ -302,6 +302,12 @@ pub struct ServerConfig {
     /// once, so idle or trickling clients cannot take every descriptor. Lowered at start to a
     /// quarter of the process's descriptor limit.
     pub max_pending_connections: usize,
+    /// Query parameters one HTTP API request may carry (the SDKs send at most seven); more
+    /// is a 400, checked before the query is decoded.
+    pub http_max_query_params: usize,
+    /// Rooms one Phoenix socket may join (Phoenix's `max_channels_per_transport`); past it a
+    /// join gets an error reply.
+    pub phoenix_max_channels: usize,
     /// The apps.
     pub apps: Vec<AppConfig>,
 }
@@ -323,6 +329,8 @@ impl Default for ServerConfig {
             phoenix_message_rate: 50,
             http_header_timeout: 10,
             max_pending_connections: 1_024,
+            http_max_query_params: switchboard_protocol::http_auth::MAX_QUERY_PARAMS,
+            phoenix_max_channels: 100,
             apps: vec![AppConfig::default()],
         }
     }

@@ -51,7 +51,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use switchboard_protocol::frame::encode_server_frame;
-use switchboard_protocol::http_auth::{RequestToVerify, parse_query, verify_request};
+use switchboard_protocol::http_auth::{RequestToVerify, parse_query_limited, verify_request};
 use switchboard_protocol::messages::{BatchRequest, TriggerRequest};
 use switchboard_protocol::{ChannelKind, ChannelName};
 
@@ -175,7 +175,7 @@ fn authorize(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No app with id {app_id:?}")))?;
     let raw_path = uri.path().strip_prefix(server.config.path.as_str()).unwrap_or(uri.path());
     let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    let params = query_params(uri)?;
+    let params = query_params(uri, server.config.http_max_query_params)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let req = RequestToVerify { method: method.as_str(), path: &path, params: &params, body };
     verify_request(&req, &app.config.key, &app.config.secret, now, server.config.timestamp_window)
@@ -183,13 +183,14 @@ fn authorize(
     Ok(app)
 }
 
-/// The decoded query parameters (see [`parse_query`]); too many is a 400.
-fn query_params(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
-    parse_query(uri.query().unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))
+/// The decoded query parameters (see [`parse_query_limited`]); more than `max` is a 400.
+fn query_params(uri: &Uri, max: usize) -> Result<Vec<(String, String)>, ApiError> {
+    parse_query_limited(uri.query().unwrap_or(""), max).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    query_params(uri).ok()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    // Only after `authorize`, which applied the cap.
+    query_params(uri, usize::MAX).ok()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 fn info_fields(info: Option<&str>) -> Vec<String> {

@@ -80,9 +80,6 @@ use tokio_websockets::{CloseCode, Message as WsMessage, WebSocketStream};
 use crate::connection::{CLOSE_LINGER, WRITE_TIMEOUT, close_after_read_error};
 use crate::state::ServerState;
 
-/// Rooms one connection may join (Phoenix's `max_channels_per_transport`).
-const MAX_CHANNELS: usize = 100;
-
 /// Where a room sends one socket's frames: its queue, its serializer, and the flag that
 /// closes it when it reads too slowly (the Pusher side's policy: a full queue closes the
 /// socket, which then reconnects, instead of losing frames silently or buffering without
@@ -306,6 +303,8 @@ struct Limits {
     max_payload: usize,
     /// `shout` and `user:typing` messages one socket may send per second.
     rate: u32,
+    /// Rooms one socket may join.
+    max_channels: usize,
 }
 
 impl Limits {
@@ -315,6 +314,7 @@ impl Limits {
             max_room_members: config.phoenix_max_room_members,
             max_payload: config.phoenix_max_payload,
             rate: config.phoenix_message_rate,
+            max_channels: config.phoenix_max_channels,
         }
     }
 }
@@ -527,7 +527,7 @@ impl Socket {
                 ));
                 return out;
             }
-            if joined.len() >= MAX_CHANNELS {
+            if joined.len() >= limits.max_channels {
                 out.push(Message::reply(
                     Some(join_ref),
                     reference,

@@ -425,3 +425,17 @@ async fn a_member_that_stops_reading_is_closed_and_counted_while_the_room_goes_o
     assert!(server.metrics().render().contains("switchboard_slow_consumer_disconnects_total 1"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_socket_joins_at_most_phoenix_max_channels_rooms() {
+    let server = start(phoenix_config(|c| c.phoenix_max_channels = 2)).await;
+    let mut a = Phx::connect(&server, Vsn::V2).await;
+    a.join("room:one", "ada").await;
+    a.expect("presence_diff").await; // its own join
+    a.join("room:two", "ada").await;
+    a.push(None, "room:three", "phx_join", json!({ "username": "ada" })).await;
+    let reply = a.expect_past_presence("phx_reply").await;
+    assert_eq!(json_of(&reply)["response"]["reason"], "too many channels joined");
+    assert!(server.phoenix_rooms().usernames("room:three").is_empty());
+    server.shutdown().await;
+}
