@@ -2,8 +2,10 @@
 //! typing as client events) or Phoenix (a Hub-style `room:{room}`: shouts, typing in the
 //! presence metas), behind one session type. With nothing configured it starts the embedded server on
 //! 127.0.0.1:8080 unless one already listens there, so a second `switchboard chat` joins the
-//! same room. A terminal gets the TUI (`tui.rs`); pipes get line mode.
+//! same room; when the chat that hosts it goes away, another takes over ([`EmbeddedHost`]).
+//! A terminal gets the TUI (`tui.rs`); pipes get line mode.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,8 +20,8 @@ use crate::settings::{Protocol, Settings};
 /// Something the chat UI shows.
 #[derive(Debug, Clone)]
 pub enum ChatEvent {
-    /// A chat message.
-    Message { name: String, text: String },
+    /// A chat message (`user_id`: the sender's member id, to clear its typing mark).
+    Message { user_id: String, name: String, text: String },
     /// Someone started or stopped typing.
     Typing { user_id: String, name: String, typing: bool },
     /// A member joined.
@@ -28,6 +30,8 @@ pub enum ChatEvent {
     Left(Member),
     /// The connection state changed.
     State(ConnectionState),
+    /// Something to tell the user about the room itself (e.g. this chat now hosts it).
+    Notice(String),
 }
 
 /// One chat participant's session over either protocol: the same messages, members, typing
@@ -51,23 +55,102 @@ pub fn member_name(member: &Member) -> String {
     member.info["name"].as_str().map_or_else(|| member.id.clone(), str::to_owned)
 }
 
-/// Start the embedded server when the target is the local development app and nothing
-/// listens there (127.0.0.1:8080 unless `--port` says otherwise). Returns it (keep it alive).
-pub async fn embedded_server(settings: &Settings) -> Result<Option<RunningServer>, Failure> {
-    if !settings.server_is_default {
-        return Ok(None);
+/// The embedded server behind a chat on the local default (127.0.0.1:8080 unless `--port`
+/// says otherwise), and its handover.
+///
+/// Every local chat watches its own connection. When it cannot reach the server and nothing
+/// listens on the address any more (the hosting chat quit, or was killed), it starts a server
+/// there itself. Binding the address is the election: exactly one chat can bind it, the
+/// others find it listening and reconnect to it, and as long as one chat runs, one of them
+/// keeps trying, so the room ends with one server, never two or none. A configured server is
+/// never replaced.
+pub struct EmbeddedHost {
+    port: u16,
+    addr: String,
+    server: Arc<tokio::sync::Mutex<Option<RunningServer>>>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EmbeddedHost {
+    /// For the local default only (`None` otherwise): start the server unless one listens.
+    pub async fn start(settings: &Settings) -> Result<Option<Self>, Failure> {
+        if !settings.server_is_default {
+            return Ok(None);
+        }
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let server = if listening(&addr).await {
+            None // someone (another chat, or switchboard serve) is there already
+        } else {
+            match start_embedded(settings.port).await {
+                Ok(server) => Some(server),
+                // Another chat bound it a moment ago: join it.
+                Err(_) if listening(&addr).await => None,
+                Err(e) => return Err(Failure(format!("cannot start the embedded server: {e}"), 1)),
+            }
+        };
+        Ok(Some(Self {
+            port: settings.port,
+            addr,
+            server: Arc::new(tokio::sync::Mutex::new(server)),
+            supervisor: None,
+        }))
     }
-    let addr = format!("{}:{}", settings.host, settings.port);
-    if tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr))
-        .await
-        .is_ok_and(|r| r.is_ok())
-    {
-        return Ok(None); // someone (another chat, or switchboard serve) is there already
+
+    /// The address, if this chat hosts the server now.
+    pub async fn hosting(&self) -> Option<std::net::SocketAddr> {
+        self.server.lock().await.as_ref().map(RunningServer::local_addr)
     }
-    let config = ServerConfig { port: settings.port, ..ServerConfig::default() };
-    let server =
-        Server::start(config).await.map_err(|e| Failure(format!("cannot start the embedded server: {e}"), 1))?;
-    Ok(Some(server))
+
+    /// Take over the server when it goes away: `connected` says whether this chat's own
+    /// connection is up; `events` hears when this chat starts hosting.
+    pub fn keep_the_room(
+        &mut self,
+        connected: impl Fn() -> bool + Send + Sync + 'static,
+        events: mpsc::UnboundedSender<ChatEvent>,
+    ) {
+        let (port, addr, server) = (self.port, self.addr.clone(), self.server.clone());
+        self.supervisor = Some(tokio::spawn(async move {
+            loop {
+                // Jitter, so chats that lost the server together do not all bind at once
+                // (one would win anyway; the others' attempts are wasted work).
+                tokio::time::sleep(Duration::from_millis(150 + u64::from(rand::random::<u8>()))).await;
+                if connected() || server.lock().await.is_some() || listening(&addr).await {
+                    continue;
+                }
+                let mut slot = server.lock().await;
+                if slot.is_none()
+                    && let Ok(started) = start_embedded(port).await
+                {
+                    let at = started.local_addr();
+                    *slot = Some(started);
+                    let _ = events.send(ChatEvent::Notice(format!(
+                        "the server of the room went away: this chat hosts it now, on {at}"
+                    )));
+                }
+            }
+        }));
+    }
+
+    /// Stop watching, and if this chat hosts the server, stop it once our own leave went
+    /// through (so the others see us leave; then one of them takes over).
+    pub async fn stop(mut self, whereabouts: &(Protocol, String, Option<String>)) {
+        if let Some(supervisor) = self.supervisor.take() {
+            supervisor.abort();
+        }
+        if let Some(server) = self.server.lock().await.take() {
+            wait_until_left(&server, whereabouts).await;
+            server.shutdown().await;
+        }
+    }
+}
+
+/// True if something accepts connections on `addr`.
+async fn listening(addr: &str) -> bool {
+    tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await.is_ok_and(|r| r.is_ok())
+}
+
+async fn start_embedded(port: u16) -> Result<RunningServer, switchboard_server::ServerError> {
+    Server::start(ServerConfig { port, ..ServerConfig::default() }).await
 }
 
 impl ChatSession {
@@ -114,6 +197,26 @@ impl ChatSession {
         };
         let _ = events.send(ChatEvent::State(current));
         Ok((Self { backend, room: room.to_owned(), name: name.to_owned(), events }, rx))
+    }
+
+    /// A probe of whether this session's connection is up now (for [`EmbeddedHost`]).
+    pub fn connected_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let backend = match &self.backend {
+            Backend::Pusher { client, .. } => Ok(client.clone()),
+            Backend::Phoenix { socket, .. } => Err(socket.clone()),
+        };
+        move || {
+            let state = match &backend {
+                Ok(client) => client.state(),
+                Err(socket) => socket.state(),
+            };
+            matches!(state, ConnectionState::Connected { .. })
+        }
+    }
+
+    /// A sender of chat events to this session's feed (for notices from outside it).
+    pub fn feed(&self) -> mpsc::UnboundedSender<ChatEvent> {
+        self.events.clone()
     }
 
     /// The room name.
@@ -223,7 +326,7 @@ async fn join_phoenix(
         let sender = data["name"].as_str().unwrap_or("?").to_owned();
         if sender != me {
             let text = data["body"].as_str().unwrap_or_default().to_owned();
-            let _ = feed.send(ChatEvent::Message { name: sender, text });
+            let _ = feed.send(ChatEvent::Message { user_id: sender.clone(), name: sender, text });
         }
     });
     let (me, feed) = (name.to_owned(), events.clone());
@@ -265,7 +368,8 @@ async fn join(
         let data: serde_json::Value = event.json().unwrap_or_default();
         let name = data["name"].as_str().unwrap_or("?").to_owned();
         let text = data["text"].as_str().unwrap_or_default().to_owned();
-        let _ = feed.send(ChatEvent::Message { name, text });
+        let user_id = event.user_id().map(str::to_owned).unwrap_or_default();
+        let _ = feed.send(ChatEvent::Message { user_id, name, text });
     });
     let feed = events.clone();
     channel.bind("client-typing", move |event| {
@@ -303,6 +407,9 @@ pub async fn line_mode(
         eprintln!("switchboard chat: started the embedded server on {addr}");
     }
     eprintln!("switchboard chat: {} in room {} ({} members)", session.name, session.room, session.members().len());
+    // Who is here, on stdout, so a script sees it without asking (/who prints the same).
+    print_members(&session);
+    let mut last_state = String::new();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
@@ -314,13 +421,11 @@ pub async fn line_mode(
                     }
                     match line.split_once(' ').map_or((line.as_str(), ""), |(c, r)| (c, r.trim())) {
                         ("/quit", _) => break,
-                        ("/who", _) => {
-                            let names: Vec<String> = session.members().iter().map(member_name).collect();
-                            println!("* members of {}: {}", session.room, names.join(", "));
-                        }
+                        ("/who", _) => print_members(&session),
                         ("/room", room) if !room.is_empty() => {
                             session.switch_room(room).await?;
                             eprintln!("switchboard chat: now in room {room}");
+                            print_members(&session);
                         }
                         _ => {
                             session.typing(true).await?;
@@ -336,7 +441,7 @@ pub async fn line_mode(
                 }
             },
             Some(event) = events.recv() => match event {
-                ChatEvent::Message { name, text } => println!("{name}: {text}"),
+                ChatEvent::Message { name, text, .. } => println!("{name}: {text}"),
                 ChatEvent::Joined(member) => println!("* {} joined", member_name(&member)),
                 ChatEvent::Left(member) => println!("* {} left", member_name(&member)),
                 ChatEvent::Typing { name, typing, .. } => {
@@ -344,13 +449,27 @@ pub async fn line_mode(
                         eprintln!("~ {name} is typing");
                     }
                 }
-                ChatEvent::State(state) => eprintln!("switchboard chat: {}", describe_state(&state)),
+                ChatEvent::State(state) => {
+                    // The state as of joining and the change that led to it can be the same.
+                    let now = describe_state(&state);
+                    if now != last_state {
+                        eprintln!("switchboard chat: {now}");
+                        last_state = now;
+                    }
+                }
+                ChatEvent::Notice(text) => eprintln!("switchboard chat: {text}"),
             },
         }
     }
     let whereabouts = session.whereabouts();
     session.quit().await;
     Ok(whereabouts)
+}
+
+/// `* members of ROOM: a, b` on stdout.
+fn print_members(session: &ChatSession) {
+    let names: Vec<String> = session.members().iter().map(member_name).collect();
+    println!("* members of {}: {}", session.room, names.join(", "));
 }
 
 /// Before stopping the embedded server, wait (at most 2 s) until it has processed our own

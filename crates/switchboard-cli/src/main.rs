@@ -173,17 +173,22 @@ async fn client_command(connect: settings::ConnectArgs, command: Command) -> Exi
 async fn chat(settings: settings::Settings, room: String, name: Option<String>) -> Result<ExitCode, commands::Failure> {
     use std::io::IsTerminal;
     let name = name.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "guest".into());
-    let server = chat::embedded_server(&settings).await?;
-    let embedded = server.as_ref().map(|s| s.local_addr());
+    let mut host = chat::EmbeddedHost::start(&settings).await?;
+    let embedded = match &host {
+        Some(host) => host.hosting().await,
+        None => None,
+    };
     let (session, events) = chat::ChatSession::start(&settings, &room, &name).await?;
+    if let Some(host) = &mut host {
+        host.keep_the_room(session.connected_probe(), session.feed());
+    }
     let whereabouts = if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         tui::run(session, events, embedded).await?
     } else {
         chat::line_mode(session, events, embedded).await?
     };
-    if let Some(server) = server {
-        chat::wait_until_left(&server, &whereabouts).await;
-        server.shutdown().await;
+    if let Some(host) = host {
+        host.stop(&whereabouts).await;
     }
     Ok(ExitCode::SUCCESS)
 }

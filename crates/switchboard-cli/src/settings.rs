@@ -3,6 +3,7 @@
 //! 127.0.0.1:8080). A missing or wrong setting is one line naming it (exit code 2).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use switchboard::{ClientOptions, ClientOptionsBuilder, HttpAuthorizer, PresenceUser, Publisher, SecretAuthorizer};
 use switchboard_server::config::{DEFAULT_PORT, DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET};
@@ -213,6 +214,11 @@ impl Settings {
             .tls(self.tls)
             .path_prefix(&self.prefix)
             .client_name("switchboard-cli", env!("CARGO_PKG_VERSION"));
+        if self.server_is_default {
+            // The local development server: when it goes (a chat that hosted it quit, and
+            // another takes over) come back within a couple of seconds, not the 30 s cap.
+            builder = builder.reconnect_delay(Duration::from_millis(100), Duration::from_secs(2));
+        }
         if let Some(endpoint) = &self.auth_endpoint {
             let mut auth = HttpAuthorizer::new(endpoint);
             if let Some(token) = &self.token {

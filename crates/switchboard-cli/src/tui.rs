@@ -149,7 +149,9 @@ async fn handle_line(session: &mut ChatSession, ui: &mut Ui, line: &str) -> Resu
 
 fn on_event(ui: &mut Ui, event: ChatEvent) {
     match event {
-        ChatEvent::Message { name, text } => {
+        ChatEvent::Message { user_id, name, text } => {
+            // Their message is what they were typing.
+            ui.typing.remove(&user_id);
             ui.push(Line::from(vec![
                 Span::styled(format!("{name}: "), Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD)),
                 Span::raw(text),
@@ -171,6 +173,7 @@ fn on_event(ui: &mut Ui, event: ChatEvent) {
             ui.state = state;
             ui.state_at = Instant::now();
         }
+        ChatEvent::Notice(text) => ui.info(format!("* {text}")),
     }
 }
 
@@ -223,4 +226,29 @@ fn draw(frame: &mut ratatui::Frame<'_>, ui: &Ui, session: &ChatSession) {
     };
     let line = if ui.status_note.is_empty() { state } else { format!("{state} · {}", ui.status_note) };
     frame.render_widget(Paragraph::new(line).style(Style::default().fg(Color::Black).bg(Color::Gray)), status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_message_clears_its_typing_mark() {
+        let mut ui = Ui {
+            lines: Vec::new(),
+            input: String::new(),
+            typing: HashMap::new(),
+            state: ConnectionState::Connecting,
+            state_at: Instant::now(),
+            status_note: String::new(),
+            i_am_typing: None,
+        };
+        on_event(&mut ui, ChatEvent::Typing { user_id: "ada-1".into(), name: "ada".into(), typing: true });
+        on_event(&mut ui, ChatEvent::Typing { user_id: "bob-2".into(), name: "bob".into(), typing: true });
+        on_event(&mut ui, ChatEvent::Message { user_id: "ada-1".into(), name: "ada".into(), text: "hi".into() });
+        assert!(!ui.typing.contains_key("ada-1"), "ada's message is what she was typing");
+        assert!(ui.typing.contains_key("bob-2"), "bob is still typing");
+        on_event(&mut ui, ChatEvent::Notice("this chat hosts it now".into()));
+        assert_eq!(ui.lines.len(), 2);
+    }
 }

@@ -493,3 +493,52 @@ async fn listen_prints_only_the_channels_it_subscribed_to() {
     let second = tokio::time::timeout(WAIT, listen.out.next_line()).await.expect("in time").expect("read");
     assert!(second.as_deref().is_some_and(|l| l.contains("after")), "the forged event was skipped: {second:?}");
 }
+
+/// Three line-mode chats on the embedded default: ada hosts, bob joins; ada goes (`leave`),
+/// bob takes the server over, and carol, who joins after the handover, talks with bob.
+async fn the_room_outlives_its_host(leave: impl AsyncFnOnce(Proc)) {
+    let port = free_port().to_string();
+    let mut ada = spawn(&["chat", "--port", &port, "--name", "ada"]);
+    line_with(&mut ada.err, "started the embedded server").await;
+    line_with(&mut ada.out, "* members of lobby: ada").await;
+    let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
+    assert_eq!(line_with(&mut bob.out, "* members").await, "* members of lobby: ada, bob", "the member line on join");
+    line_with(&mut ada.out, "* bob joined").await;
+    leave(ada).await;
+    // Bob hosts the server now, and is connected to it again (in either order).
+    line_with(&mut bob.err, "disconnected").await;
+    let (mut hosting, mut reconnected) = (false, false);
+    while !(hosting && reconnected) {
+        let line = line_with(&mut bob.err, "").await;
+        hosting |= line.contains("this chat hosts it now");
+        reconnected |= line.contains("connected (socket");
+    }
+    line_with(&mut bob.out, "* ada left").await;
+    let mut carol = spawn(&["chat", "--port", &port, "--name", "carol"]);
+    assert_eq!(line_with(&mut carol.out, "* members").await, "* members of lobby: bob, carol");
+    line_with(&mut bob.out, "* carol joined").await;
+    bob.say("still here after the handover").await;
+    assert_eq!(line_with(&mut carol.out, "still here").await, "bob: still here after the handover");
+    carol.say("hi bob").await;
+    assert_eq!(line_with(&mut bob.out, "hi bob").await, "carol: hi bob");
+    assert_eq!(carol.exit_code().await, 0);
+    assert_eq!(bob.exit_code().await, 0);
+}
+
+#[tokio::test]
+async fn the_room_outlives_a_host_that_quits() {
+    the_room_outlives_its_host(async |mut ada: Proc| {
+        ada.say("/quit").await;
+        assert_eq!(ada.exit_code().await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_room_outlives_a_host_that_is_killed() {
+    the_room_outlives_its_host(async |mut ada: Proc| {
+        ada.child.start_kill().expect("SIGKILL");
+        let _ = tokio::time::timeout(WAIT, ada.child.wait()).await.expect("killed in time");
+    })
+    .await;
+}
