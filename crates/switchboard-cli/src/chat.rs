@@ -214,6 +214,19 @@ impl ChatSession {
         }
     }
 
+    /// Wait (at most 2 s) until the roster holds this participant: a Phoenix join is
+    /// answered before the presence state that lists the members arrives.
+    pub async fn settle_roster(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline {
+            let me = self.my_id();
+            if self.members().iter().any(|m| Some(&m.id) == me.as_ref()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A sender of chat events to this session's feed (for notices from outside it).
     pub fn feed(&self) -> mpsc::UnboundedSender<ChatEvent> {
         self.events.clone()
@@ -408,6 +421,7 @@ pub async fn line_mode(
     }
     eprintln!("switchboard chat: {} in room {} ({} members)", session.name, session.room, session.members().len());
     // Who is here, on stdout, so a script sees it without asking (/who prints the same).
+    session.settle_roster().await;
     print_members(&session);
     let mut last_state = String::new();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -425,6 +439,7 @@ pub async fn line_mode(
                         ("/room", room) if !room.is_empty() => {
                             session.switch_room(room).await?;
                             eprintln!("switchboard chat: now in room {room}");
+                            session.settle_roster().await;
                             print_members(&session);
                         }
                         _ => {

@@ -46,6 +46,11 @@ enum Command {
         /// Your display name (default: $USER).
         #[arg(long)]
         name: Option<String>,
+        /// Where log lines go while the TUI is up, so none is drawn over it (default:
+        /// $XDG_STATE_HOME/switchboard/chat.log, else ~/.local/state/switchboard/chat.log).
+        /// In line mode they go to stderr.
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<std::path::PathBuf>,
     },
     /// Print one JSON line per event of the channels, reconnecting forever.
     #[command(
@@ -121,7 +126,13 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let log_file = match &cli.command {
+        Command::Chat { log_file, .. } if chat_has_a_terminal() => {
+            Some(log_file.clone().unwrap_or_else(default_chat_log))
+        }
+        _ => None,
+    };
+    init_tracing(cli.verbose, log_file.as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -152,7 +163,7 @@ async fn client_command(connect: settings::ConnectArgs, command: Command) -> Exi
         }
     };
     let result = match command {
-        Command::Chat { room, name } => chat(settings, room, name).await,
+        Command::Chat { room, name, .. } => chat(settings, room, name).await,
         Command::Listen { channels, event } => commands::listen(settings, channels, event).await,
         Command::Trigger { channel, event, data, client } => {
             commands::trigger(settings, channel, event, data, client).await
@@ -171,7 +182,6 @@ async fn client_command(connect: settings::ConnectArgs, command: Command) -> Exi
 }
 
 async fn chat(settings: settings::Settings, room: String, name: Option<String>) -> Result<ExitCode, commands::Failure> {
-    use std::io::IsTerminal;
     let name = name.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "guest".into());
     let mut host = chat::EmbeddedHost::start(&settings).await?;
     let embedded = match &host {
@@ -182,7 +192,7 @@ async fn chat(settings: settings::Settings, room: String, name: Option<String>) 
     if let Some(host) = &mut host {
         host.keep_the_room(session.connected_probe(), session.feed());
     }
-    let whereabouts = if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+    let whereabouts = if chat_has_a_terminal() {
         tui::run(session, events, embedded).await?
     } else {
         chat::line_mode(session, events, embedded).await?
@@ -193,7 +203,27 @@ async fn chat(settings: settings::Settings, room: String, name: Option<String>) 
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing(verbose: u8) {
+/// The chat draws its TUI when both ends are a terminal (else: line mode).
+fn chat_has_a_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// `$XDG_STATE_HOME/switchboard/chat.log`, else `~/.local/state/switchboard/chat.log`.
+fn default_chat_log() -> std::path::PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+            home.join(".local/state")
+        });
+    state.join("switchboard/chat.log")
+}
+
+/// Logs to stderr, or appended to `file` (the TUI's terminal must not get them). A file that
+/// cannot be opened means no logs, said once on stderr before the TUI starts.
+fn init_tracing(verbose: u8, file: Option<&std::path::Path>) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
@@ -201,7 +231,22 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let Some(path) = file else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        return;
+    };
+    let opened = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(path));
+    match opened {
+        Ok(file) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init(),
+        Err(e) => eprintln!("switchboard chat: no log file ({}: {e}); logs are off", path.display()),
+    }
 }
 
 /// Environment lookup: the process environment, then `.env` in the working directory.

@@ -81,6 +81,7 @@ async fn line_mode_chat_between_two_processes_through_the_embedded_server() {
     line_with(&mut bob.err, "in room lobby").await;
     let mut alice = spawn(&["chat", "--port", &port, "--name", "alice"]);
     line_with(&mut alice.err, "alice in room lobby (2 members)").await;
+    assert_eq!(line_with(&mut alice.out, "* members").await, "* members of lobby: bob, alice", "on joining");
     line_with(&mut bob.out, "* alice joined").await;
 
     alice.say("hello from alice").await;
@@ -238,6 +239,7 @@ async fn line_mode_chat_over_phoenix_through_the_embedded_server() {
     let url = format!("ws://127.0.0.1:{port}/socket");
     let mut alice = spawn(&["chat", "--url", &url, "--name", "alice"]);
     line_with(&mut alice.err, "alice in room lobby").await;
+    assert_eq!(line_with(&mut alice.out, "* members").await, "* members of lobby: alice, bob", "on joining");
     line_with(&mut bob.out, "* alice joined").await;
     alice.say("hello over phoenix").await;
     assert_eq!(line_with(&mut bob.out, "hello").await, "alice: hello over phoenix");
@@ -541,4 +543,77 @@ async fn the_room_outlives_a_host_that_is_killed() {
         let _ = tokio::time::timeout(WAIT, ada.child.wait()).await.expect("killed in time");
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_tui_takes_the_room_over_and_keeps_log_lines_off_the_screen() {
+    if std::process::Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is required for the TUI tests (.ci/run installs it)");
+    }
+    let port = free_port().to_string();
+    let socket = format!("switchboard-handover-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .env("TERM", "xterm-256color")
+            .arg("-L")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen = || tmux(&["capture-pane", "-p", "-t", "ada"]);
+    let wait_for_screen = async |needle: &str| {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = screen();
+            if now.contains(needle) {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the screen never showed {needle:?}:\n{now}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // Bob (line mode) hosts; ada's TUI joins, logging to a file of its own.
+    let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
+    line_with(&mut bob.err, "started the embedded server").await;
+    let log = std::env::temp_dir().join(format!("switchboard-chat-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let cmd = format!(
+        "env -u REVERB_PORT -u REVERB_HOST RUST_LOG=info {BIN} chat --port {port} --name ada --log-file {}",
+        log.display()
+    );
+    tmux(&["new-session", "-d", "-s", "ada", "-x", "110", "-y", "24", &cmd]);
+    wait_for_screen("ada (you)").await;
+    line_with(&mut bob.out, "* ada joined").await;
+    // The host quits: ada's TUI takes the server over, says so in the room, logs nothing on screen.
+    bob.say("/quit").await;
+    assert_eq!(bob.exit_code().await, 0);
+    let now = wait_for_screen("this chat hosts it now").await;
+    for log_text in ["WARN", "INFO", "switchboard::", "4200"] {
+        assert!(!now.contains(log_text), "log text {log_text:?} on the screen:\n{now}");
+    }
+    let logged = std::fs::read_to_string(&log).expect("the log file");
+    assert!(logged.contains("shutting down"), "the 4200 warning went to the log file:\n{logged}");
+    // Ada is back in the room on the server she now hosts.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let out = command(&["users", "presence-chat.lobby", "--port", &port]).output().await.expect("users");
+        if String::from_utf8_lossy(&out.stdout).contains("ada-") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ada never rejoined:\n{}", screen());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Carol joins after the handover and hears ada.
+    let mut carol = spawn(&["chat", "--port", &port, "--name", "carol"]);
+    assert_eq!(line_with(&mut carol.out, "* members").await, "* members of lobby: ada, carol");
+    wait_for_screen("* carol joined").await;
+    tmux(&["send-keys", "-t", "ada", "after the handover", "Enter"]);
+    assert_eq!(line_with(&mut carol.out, "after the handover").await, "ada: after the handover");
+    tmux(&["send-keys", "-t", "ada", "/quit", "Enter"]);
+    line_with(&mut carol.out, "* ada left").await;
+    tmux(&["kill-server"]);
+    let _ = carol.exit_code().await;
+    let _ = std::fs::remove_file(&log);
 }

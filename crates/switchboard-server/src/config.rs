@@ -297,6 +297,9 @@ pub struct ServerConfig {
     /// Seconds a connection may take to send its HTTP request headers, and may stay idle
     /// between requests when kept alive, before it is closed.
     pub http_header_timeout: u64,
+    /// Seconds an HTTP request may take from its headers to its response (reading the body
+    /// included); past it the answer is 408.
+    pub http_request_timeout: u64,
     /// Connections that have not (yet) become WebSockets, at most: reading a request, or kept
     /// alive between HTTP API calls (0 = unlimited). Past it a new connection is closed at
     /// once, so idle or trickling clients cannot take every descriptor. Lowered at start to a
@@ -328,6 +331,7 @@ impl Default for ServerConfig {
             phoenix_max_payload: 10_000,
             phoenix_message_rate: 50,
             http_header_timeout: 10,
+            http_request_timeout: 30,
             max_pending_connections: 1_024,
             http_max_query_params: switchboard_protocol::http_auth::MAX_QUERY_PARAMS,
             phoenix_max_channels: 100,

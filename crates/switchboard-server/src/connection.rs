@@ -349,11 +349,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         .subscription_error(channel, "AuthError", 401, "channel_data must be a JSON object")
                         .await;
                 };
-                let identified = object
-                    .contains_key("user_id")
-                    .then(|| serde_json::from_str::<ChannelData>(channel_data).ok())
-                    .flatten()
-                    .and_then(|d| Some((d.user_id()?, d.user_info)));
+                // A user_id that is there must be usable (a string or a number, not empty):
+                // `null` for a signed-out user is refused, not taken as anonymous.
+                let identified = if object.contains_key("user_id") {
+                    let parsed = serde_json::from_str::<ChannelData>(channel_data).ok();
+                    let Some(identified) = parsed.and_then(|d| Some((d.user_id()?, d.user_info))) else {
+                        return self
+                            .subscription_error(channel, "AuthError", 401, "channel_data has an unusable user_id")
+                            .await;
+                    };
+                    Some(identified)
+                } else {
+                    None
+                };
                 if let Some((user_id, info)) = identified {
                     let user_info = info.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned());
                     let max = self.app.config.max_presence_member_size;
@@ -372,8 +380,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-        if let (Some(old), Some(new)) = (self.subscriptions.get(channel), &joining)
-            && old.as_deref() != Some(new.user_id.as_str())
+        if let Some(old) = self.subscriptions.get(channel)
+            && old.as_deref() != joining.as_ref().map(|j| j.user_id.as_str())
         {
             // A socket is one member: re-joining as another user means leaving first.
             self.app.unsubscribe(self.handle.id, channel);

@@ -8,17 +8,109 @@
 //! stays idle that long between requests, is closed; and at most `max_pending_connections`
 //! connections may be in that state at once (past it a new one is closed on accept, and
 //! counted). An upgraded WebSocket leaves the cap: its own quotas and timers govern it.
+//!
+//! The header timer does not run while a request body is read or a response written, so a
+//! client could still hold its slot by trickling a body or never reading the answer: every
+//! request must complete within `http_request_timeout` (else 408, see [`request_deadline`]),
+//! and a write that makes no progress for `WRITE_TIMEOUT` fails ([`StallGuard`]).
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_util::task::TaskTracker;
 
+use crate::connection::WRITE_TIMEOUT;
 use crate::metrics::Metrics;
+use crate::state::ServerState;
+
+/// Middleware: a request (its body read and its handler) that takes longer than
+/// `http_request_timeout` gets 408, so a trickled body cannot hold a connection slot.
+pub(crate) async fn request_deadline(State(server): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(server.config.http_request_timeout.max(1));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let body = serde_json::json!({ "error": format!("the request took longer than {limit:?}"), "code": 408 });
+            (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// A stream whose writes fail when they make no progress for `stall`: a client that
+/// never reads its responses (or, once upgraded, its WebSocket frames) is let go.
+pub(crate) struct StallGuard<T> {
+    inner: T,
+    stall: Duration,
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    pub(crate) fn new(inner: T, stall: Duration) -> Self {
+        Self { inner, stall, stalled_since: None }
+    }
+
+    /// `poll` made no progress: fail once it has made none for `stall`.
+    fn check<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled_since = None;
+            return poll;
+        }
+        let stall = self.stall;
+        let timer = self.stalled_since.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
+    }
+}
 
 /// Settings of the accept loop.
 pub(crate) struct HttpLimits {
@@ -54,8 +146,8 @@ fn descriptor_limit() -> Option<usize> {
     (ok && limit.rlim_cur != libc::RLIM_INFINITY).then(|| usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
 }
 
-/// Accept and serve connections until `stop` turns true; then stop accepting and let the
-/// connections in flight finish their current request.
+/// Accept and serve connections until `stop` turns true; then stop accepting, let the
+/// connections in flight finish their current request, and return when they have.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
@@ -67,6 +159,7 @@ pub(crate) async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let builder = Arc::new(builder);
+    let connections = TaskTracker::new();
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -78,7 +171,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            () = async { let _ = stop.wait_for(|stop| *stop).await.is_ok(); } => return,
+            () = async { let _ = stop.wait_for(|stop| *stop).await.is_ok(); } => break,
         };
         let permit = match &pending {
             None => None,
@@ -96,9 +189,10 @@ pub(crate) async fn serve(
         let builder = builder.clone();
         let metrics = metrics.clone();
         let mut stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             metrics.pending_connections.inc();
-            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let io = TokioIo::new(StallGuard::new(stream, WRITE_TIMEOUT));
+            let connection = builder.serve_connection(io, service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
             // The connection future ends when the client goes, a timer fires, or the socket is
             // handed to a WebSocket task (an upgrade): each frees its pending slot.
@@ -116,4 +210,7 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
+    // The caller bounds this wait (the shutdown grace).
+    connections.close();
+    connections.wait().await;
 }

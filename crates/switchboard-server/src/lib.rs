@@ -191,7 +191,8 @@ fn router(state: Arc<ServerState>) -> Router {
         .route("/up", get(http_api::up))
         .route("/metrics", get(http_api::metrics))
         .fallback(http_api::not_found)
-        .layer(DefaultBodyLimit::max(MAX_HTTP_BODY));
+        .layer(DefaultBodyLimit::max(MAX_HTTP_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http_server::request_deadline));
     let prefix = state.config.path.clone();
     let routes = routes.with_state(state);
     if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(http_api::not_found) }

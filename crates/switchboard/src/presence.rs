@@ -162,9 +162,11 @@ impl Members {
         if let Some(ids) = snapshot.get("ids").and_then(Value::as_array) {
             for id in ids {
                 let Some(id) = id_string(id) else { continue };
-                if order.len() >= limit {
+                // Past the cap only this client itself is kept (servers list the newest
+                // member, often this one, last).
+                if order.len() >= limit && self.me.as_deref() != Some(id.as_str()) {
                     capped = true;
-                    break;
+                    continue;
                 }
                 let info = hash.and_then(|h| h.get(&id)).cloned().unwrap_or(Value::Null);
                 if by_id.insert(id.clone(), info).is_none() {
@@ -251,5 +253,10 @@ mod tests {
         m.replace(&json!({"ids":["1"],"hash":{},"count":1}));
         assert!(m.is_complete());
         assert!(!m.take_capped_report());
+        // The client itself is kept even past the cap.
+        m.set_me(Some("me".into()));
+        m.replace(&json!({"ids":["1","2","3","me"],"hash":{},"count":4}));
+        assert_eq!(m.iter().map(|m| m.id).collect::<Vec<_>>(), vec!["1", "2", "me"]);
+        assert!(m.me().is_some() && !m.is_complete());
     }
 }

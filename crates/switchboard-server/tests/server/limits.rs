@@ -184,7 +184,12 @@ async fn expect_closed_by_server(stream: &mut tokio::net::TcpStream, what: &str)
 async fn silent_trickling_and_idle_http_connections_are_reaped_and_capped() {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpStream;
-    let cfg = ServerConfig { http_header_timeout: 1, max_pending_connections: 4, ..config_with(app()) };
+    let cfg = ServerConfig {
+        http_header_timeout: 1,
+        http_request_timeout: 1,
+        max_pending_connections: 4,
+        ..config_with(app())
+    };
     let server = start(cfg).await;
     let addr = server.local_addr();
     // Four silent connections fill the cap; the fifth is closed at once, and counted.
@@ -214,6 +219,30 @@ async fn silent_trickling_and_idle_http_connections_are_reaped_and_capped() {
         false
     };
     assert!(tokio::time::timeout(WAIT * 2, trickle).await.unwrap_or(false), "the trickler was closed");
+    // Complete headers, then a body trickled a byte at a time: 408 once the request timeout
+    // passes (the header timer no longer runs).
+    let mut slow_body = TcpStream::connect(addr).await.expect("connect");
+    slow_body
+        .write_all(b"POST /apps/1000/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .expect("write");
+    let answer = async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                read = slow_body.read(&mut buf) => return match read {
+                    Ok(n) if n > 0 => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    _ => String::new(),
+                },
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let _ = slow_body.write_all(b" ").await;
+                }
+            }
+        }
+    };
+    let answer = tokio::time::timeout(WAIT, answer).await.expect("answered in time");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // A kept-alive connection that goes idle after a request is closed too.
     let mut idle = TcpStream::connect(addr).await.expect("connect");
     idle.write_all(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");

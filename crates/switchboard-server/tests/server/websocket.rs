@@ -251,6 +251,16 @@ async fn presence_refuses_bad_channel_data() {
     )
     .await;
     c.expect("pusher_internal:subscription_succeeded").await;
+    // a user_id that is there but unusable is refused, not taken as anonymous
+    for channel_data in [r#"{"user_id":null}"#, r#"{"user_id":""}"#, r#"{"user_id":{"id":1}}"#] {
+        let auth = sign_channel(KEY, SECRET, &c.socket_id, "presence-x", Some(channel_data));
+        c.send_json(
+            json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":auth,"channel_data":channel_data}}),
+        )
+        .await;
+        let refused = c.expect("pusher:subscription_error").await;
+        assert!(refused.data.as_text().is_some_and(|t| t.contains("unusable user_id")), "{channel_data}: {refused:?}");
+    }
     // no channel_data at all
     let auth = sign_channel(KEY, SECRET, &c.socket_id, "presence-x", None);
     c.send_json(json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":auth}})).await;

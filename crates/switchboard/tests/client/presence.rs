@@ -87,11 +87,13 @@ async fn a_roster_past_max_presence_members_keeps_the_first_and_says_so_once() {
     let mut events = room.events();
     let capped = next_named(&mut events, switchboard::MEMBERS_CAPPED_EVENT).await;
     assert_eq!(capped.json::<serde_json::Value>().expect("json"), json!({"limit": 2}));
-    assert_eq!((room.members().count(), room.members().is_complete()), (2, false));
+    // The first two, and this client itself, which is always kept.
+    assert_eq!((room.members().count(), room.members().is_complete()), (3, false));
+    assert_eq!(room.members().me().map(|m| m.id).as_deref(), Some("me"));
     // A later member is not tracked and not reported again.
     let late = connect(&server).await;
     late.subscribe_presence("presence-big", PresenceUser::new("5", json!({}))).await.expect("joins");
     none_named(&mut events, switchboard::MEMBERS_CAPPED_EVENT, 300).await;
-    assert_eq!(room.members().count(), 2);
+    assert_eq!(room.members().count(), 3);
     drop((others, late));
 }
