@@ -41,6 +41,22 @@ pub struct ChatSession {
     room: String,
     name: String,
     events: mpsc::UnboundedSender<ChatEvent>,
+    /// Messages typed while the connection was down, oldest first (at most [`MAX_PENDING`]).
+    pending: std::collections::VecDeque<String>,
+}
+
+/// Messages kept while offline; past it a message is refused (and the UI keeps its text).
+pub const MAX_PENDING: usize = 100;
+
+/// What became of a message given to [`ChatSession::say`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Said {
+    /// Sent.
+    Sent,
+    /// Kept, to be sent in order once the chat is connected again; `n` wait now.
+    Pending(usize),
+    /// Not kept: [`MAX_PENDING`] messages wait already.
+    Refused,
 }
 
 enum Backend {
@@ -196,7 +212,8 @@ impl ChatSession {
             Backend::Phoenix { socket, .. } => socket.state(),
         };
         let _ = events.send(ChatEvent::State(current));
-        Ok((Self { backend, room: room.to_owned(), name: name.to_owned(), events }, rx))
+        let pending = std::collections::VecDeque::new();
+        Ok((Self { backend, room: room.to_owned(), name: name.to_owned(), events, pending }, rx))
     }
 
     /// A probe of whether this session's connection is up now (for [`EmbeddedHost`]).
@@ -253,6 +270,47 @@ impl ChatSession {
             Backend::Pusher { channel, .. } => channel.members().me().map(|m| m.id),
             Backend::Phoenix { .. } => Some(self.name.clone()),
         }
+    }
+
+    /// Whether the connection is up now.
+    pub fn is_connected(&self) -> bool {
+        let state = match &self.backend {
+            Backend::Pusher { client, .. } => client.state(),
+            Backend::Phoenix { socket, .. } => socket.state(),
+        };
+        matches!(state, ConnectionState::Connected { .. })
+    }
+
+    /// Send a message, or keep it while the chat is offline (behind any already kept, so
+    /// the order holds). A message that fails to go out is kept too.
+    pub async fn say(&mut self, text: &str) -> Said {
+        if self.pending.is_empty() && self.is_connected() && self.send(text).await.is_ok() {
+            return Said::Sent;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Said::Refused;
+        }
+        self.pending.push_back(text.to_owned());
+        Said::Pending(self.pending.len())
+    }
+
+    /// Send the kept messages in order, while connected; returns how many went out. One
+    /// that fails stays first in line for the next try.
+    pub async fn flush_pending(&mut self) -> usize {
+        let mut sent = 0;
+        while let Some(text) = self.pending.front().cloned() {
+            if !self.is_connected() || self.send(&text).await.is_err() {
+                break;
+            }
+            self.pending.pop_front();
+            sent += 1;
+        }
+        sent
+    }
+
+    /// The messages still kept (not sent).
+    pub fn pending(&self) -> impl Iterator<Item = &str> {
+        self.pending.iter().map(String::as_str)
     }
 
     /// Send a message.
@@ -424,6 +482,8 @@ pub async fn line_mode(
     session.settle_roster().await;
     print_members(&session);
     let mut last_state = String::new();
+    // Kept messages are retried on this tick (and at once when the state turns connected).
+    let mut retry = tokio::time::interval(Duration::from_millis(250));
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
@@ -443,18 +503,30 @@ pub async fn line_mode(
                             print_members(&session);
                         }
                         _ => {
-                            session.typing(true).await?;
-                            session.send(&line).await?;
-                            session.typing(false).await?;
+                            // Typing marks are best effort: offline they are not worth keeping.
+                            let _ = session.typing(true).await;
+                            match session.say(&line).await {
+                                Said::Sent => {}
+                                Said::Pending(n) => eprintln!("switchboard chat: offline: kept to send on reconnect ({n} waiting): {line}"),
+                                Said::Refused => eprintln!("switchboard chat: offline with {MAX_PENDING} messages waiting: NOT SENT: {line}"),
+                            }
+                            let _ = session.typing(false).await;
                         }
                     }
                 }
-                // End of input: give the last messages a moment to arrive, then leave.
+                // End of input: send what is kept (waiting up to 10 s for the connection),
+                // give the last messages a moment to arrive, then leave.
                 Ok(None) | Err(_) => {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                    while session.pending().next().is_some() && tokio::time::Instant::now() < deadline {
+                        report_flushed(session.flush_pending().await);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     break;
                 }
             },
+            _ = retry.tick(), if session.pending().next().is_some() => report_flushed(session.flush_pending().await),
             Some(event) = events.recv() => match event {
                 ChatEvent::Message { name, text, .. } => println!("{name}: {text}"),
                 ChatEvent::Joined(member) => println!("* {} joined", member_name(&member)),
@@ -471,14 +543,26 @@ pub async fn line_mode(
                         eprintln!("switchboard chat: {now}");
                         last_state = now;
                     }
+                    if matches!(state, ConnectionState::Connected { .. }) {
+                        report_flushed(session.flush_pending().await);
+                    }
                 }
                 ChatEvent::Notice(text) => eprintln!("switchboard chat: {text}"),
             },
         }
     }
+    for text in session.pending() {
+        eprintln!("switchboard chat: still offline, NOT SENT: {text}");
+    }
     let whereabouts = session.whereabouts();
     session.quit().await;
     Ok(whereabouts)
+}
+
+fn report_flushed(sent: usize) {
+    if sent > 0 {
+        eprintln!("switchboard chat: sent {sent} message(s) kept while offline");
+    }
 }
 
 /// `* members of ROOM: a, b` on stdout.

@@ -14,7 +14,7 @@ use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph};
 use switchboard::ConnectionState;
 use tokio::sync::mpsc;
 
-use crate::chat::{ChatEvent, ChatSession, member_name};
+use crate::chat::{ChatEvent, ChatSession, MAX_PENDING, Said, member_name};
 use crate::commands::Failure;
 use crate::settings::Protocol;
 
@@ -101,8 +101,15 @@ pub async fn run(
                     _ => {}
                 }
             }
-            Some(event) = events.recv() => on_event(&mut ui, event),
+            Some(event) = events.recv() => {
+                let connected = matches!(event, ChatEvent::State(ConnectionState::Connected { .. }));
+                on_event(&mut ui, event);
+                if connected {
+                    flush_pending(&mut session, &mut ui).await;
+                }
+            }
             _ = tick.tick() => {
+                flush_pending(&mut session, &mut ui).await;
                 ui.typing.retain(|_, since| since.elapsed() < TYPING_TTL);
                 if ui.i_am_typing.is_some_and(|at| at.elapsed() > TYPING_IDLE) {
                     ui.i_am_typing = None;
@@ -112,9 +119,24 @@ pub async fn run(
         }
     };
     ratatui::restore();
+    // Never dropped silently: what could not be sent is printed once the terminal is back.
+    for text in session.pending() {
+        eprintln!("switchboard chat: still offline, NOT SENT: {text}");
+    }
     let whereabouts = session.whereabouts();
     session.quit().await;
     result.map(|()| whereabouts)
+}
+
+/// Send what was kept while offline, and say so.
+async fn flush_pending(session: &mut ChatSession, ui: &mut Ui) {
+    if session.pending().next().is_none() {
+        return;
+    }
+    let sent = session.flush_pending().await;
+    if sent > 0 {
+        ui.info(format!("* sent {sent} message(s) kept while offline"));
+    }
 }
 
 /// Returns true to quit.
@@ -134,14 +156,27 @@ async fn handle_line(session: &mut ChatSession, ui: &mut Ui, line: &str) -> Resu
             ui.info(format!("* now in room {room}"));
         }
         _ => {
-            session.send(line).await?;
+            let said = session.say(line).await;
             if ui.i_am_typing.take().is_some() {
-                session.typing(false).await?;
+                let _ = session.typing(false).await;
             }
-            ui.push(Line::from(vec![
-                Span::styled("me: ", Style::default().add_modifier(Modifier::BOLD)),
-                Span::raw(line.to_owned()),
-            ]));
+            match said {
+                Said::Sent => ui.push(Line::from(vec![
+                    Span::styled("me: ", Style::default().add_modifier(Modifier::BOLD)),
+                    Span::raw(line.to_owned()),
+                ])),
+                Said::Pending(n) => ui.push(Line::from(vec![
+                    Span::styled("me (pending): ", Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+                    Span::raw(format!("{line}   [offline: sent on reconnect, {n} waiting]")),
+                ])),
+                Said::Refused => {
+                    // Kept in the input line: nothing typed is thrown away.
+                    ui.input = line.to_owned();
+                    ui.info(format!(
+                        "! offline with {MAX_PENDING} messages waiting: not sent; your text stays in the input line"
+                    ));
+                }
+            }
         }
     }
     Ok(false)

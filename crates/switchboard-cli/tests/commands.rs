@@ -617,3 +617,114 @@ async fn the_tui_takes_the_room_over_and_keeps_log_lines_off_the_screen() {
     let _ = carol.exit_code().await;
     let _ = std::fs::remove_file(&log);
 }
+
+/// A TCP relay from `port` (0: a free one) to `backend`; dropping the returned task set cuts
+/// every relayed connection and stops listening. Returns the port and the tasks.
+async fn relay(port: u16, backend: std::net::SocketAddr) -> (u16, tokio::task::JoinSet<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("relay binds");
+    let port = listener.local_addr().expect("addr").port();
+    let mut tasks = tokio::task::JoinSet::new();
+    let connections = std::sync::Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+    tasks.spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let mut connections = connections.lock().await;
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (port, tasks)
+}
+
+#[tokio::test]
+async fn a_message_typed_during_an_outage_is_sent_after_the_reconnect() {
+    use switchboard_server::{AppConfig, Server, ServerConfig};
+    // A configured server (not the local default, so no chat takes it over); bob reaches it
+    // through a relay that goes away for a while, ada directly.
+    let app = AppConfig { key: "outage-key".into(), secret: "outage-secret".into(), ..AppConfig::default() };
+    let server =
+        Server::start(ServerConfig { port: 0, apps: vec![app], ..ServerConfig::default() }).await.expect("server");
+    let (relay_port, relay_tasks) = relay(0, server.local_addr()).await;
+    let chat = |port: u16, name: &str| {
+        let url = format!("ws://127.0.0.1:{port}/app/outage-key");
+        spawn(&["chat", "--url", &url, "--secret", "outage-secret", "--name", name])
+    };
+    let mut ada = chat(server.local_addr().port(), "ada");
+    line_with(&mut ada.out, "* members of lobby: ada").await;
+    let mut bob = chat(relay_port, "bob");
+    line_with(&mut bob.out, "* members of lobby: ada, bob").await;
+    line_with(&mut ada.out, "* bob joined").await;
+    drop(relay_tasks); // bob's connection is cut, and nothing listens on its port
+    line_with(&mut bob.err, "disconnected").await;
+    // Typed while offline: kept, said so, in order.
+    bob.say("first while offline").await;
+    line_with(&mut bob.err, "kept to send on reconnect (1 waiting): first while offline").await;
+    bob.say("second while offline").await;
+    line_with(&mut bob.err, "(2 waiting)").await;
+    // The way back opens: both arrive, in order, once bob is in the room again.
+    let (_, _relay_tasks) = relay(relay_port, server.local_addr()).await;
+    line_with(&mut bob.err, "sent 2 message(s) kept while offline").await;
+    assert_eq!(line_with(&mut ada.out, "while offline").await, "bob: first while offline");
+    assert_eq!(line_with(&mut ada.out, "while offline").await, "bob: second while offline");
+    assert_eq!(bob.exit_code().await, 0);
+    assert_eq!(ada.exit_code().await, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_tui_shows_a_message_typed_offline_as_pending_and_sends_it_on_reconnect() {
+    use switchboard_server::{AppConfig, Server, ServerConfig};
+    let app = AppConfig { key: "outage-key".into(), secret: "outage-secret".into(), ..AppConfig::default() };
+    let server =
+        Server::start(ServerConfig { port: 0, apps: vec![app], ..ServerConfig::default() }).await.expect("server");
+    let (relay_port, relay_tasks) = relay(0, server.local_addr()).await;
+    let socket = format!("switchboard-outage-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .env("TERM", "xterm-256color")
+            .arg("-L")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen = || tmux(&["capture-pane", "-p", "-t", "ada"]);
+    let wait_for_screen = async |needle: &str| {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = screen();
+            if now.contains(needle) {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the screen never showed {needle:?}:\n{now}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let log = std::env::temp_dir().join(format!("switchboard-outage-{}.log", std::process::id()));
+    let cmd = format!(
+        "{BIN} chat --url ws://127.0.0.1:{relay_port}/app/outage-key --secret outage-secret --name ada --log-file {}",
+        log.display()
+    );
+    tmux(&["new-session", "-d", "-s", "ada", "-x", "120", "-y", "24", &cmd]);
+    wait_for_screen("ada (you)").await;
+    let url = format!("ws://127.0.0.1:{}/app/outage-key", server.local_addr().port());
+    let mut bob = spawn(&["chat", "--url", &url, "--secret", "outage-secret", "--name", "bob"]);
+    line_with(&mut bob.out, "* members of lobby: ada, bob").await;
+    wait_for_screen("* bob joined").await;
+    drop(relay_tasks); // ada's way to the server goes away
+    line_with(&mut bob.out, "* ada left").await;
+    tmux(&["send-keys", "-t", "ada", "typed while offline", "Enter"]);
+    wait_for_screen("me (pending): typed while offline").await;
+    let (_, _relay_tasks) = relay(relay_port, server.local_addr()).await;
+    assert_eq!(line_with(&mut bob.out, "typed while offline").await, "ada: typed while offline");
+    wait_for_screen("sent 1 message(s) kept while offline").await;
+    tmux(&["send-keys", "-t", "ada", "/quit", "Enter"]);
+    line_with(&mut bob.out, "* ada left").await;
+    tmux(&["kill-server"]);
+    assert_eq!(bob.exit_code().await, 0);
+    server.shutdown().await;
+    let _ = std::fs::remove_file(&log);
+}
