@@ -496,6 +496,44 @@ async fn listen_prints_only_the_channels_it_subscribed_to() {
     assert!(second.as_deref().is_some_and(|l| l.contains("after")), "the forged event was skipped: {second:?}");
 }
 
+#[tokio::test]
+async fn exactly_one_of_the_remaining_chats_takes_the_server_over() {
+    let port = free_port().to_string();
+    let mut ada = spawn(&["chat", "--port", &port, "--name", "ada"]);
+    line_with(&mut ada.err, "started the embedded server").await;
+    let mut others = Vec::new();
+    for name in ["bob", "carol", "dave"] {
+        let mut chat = spawn(&["chat", "--port", &port, "--name", name]);
+        line_with(&mut chat.out, "* members of lobby").await;
+        others.push(chat);
+    }
+    ada.child.start_kill().expect("SIGKILL");
+    let _ = tokio::time::timeout(WAIT, ada.child.wait()).await.expect("killed in time");
+    // Each remaining chat reconnects; count who says it hosts the server now.
+    let mut hosts = 0;
+    for chat in &mut others {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            match tokio::time::timeout_at(deadline, chat.err.next_line()).await {
+                Ok(Ok(Some(line))) if line.contains("this chat hosts it now") => {
+                    hosts += 1;
+                    break;
+                }
+                Ok(Ok(Some(_))) => {}
+                _ => break, // 3 s of reconnecting without taking over
+            }
+        }
+    }
+    assert_eq!(hosts, 1, "exactly one chat took the server over");
+    // And all three are in the room on it.
+    let out = command(&["users", "presence-chat.lobby", "--port", &port]).output().await.expect("users");
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(3), "{users}");
+    for chat in others {
+        assert_eq!(chat.exit_code().await, 0);
+    }
+}
+
 /// Three line-mode chats on the embedded default: ada hosts, bob joins; ada goes (`leave`),
 /// bob takes the server over, and carol, who joins after the handover, talks with bob.
 async fn the_room_outlives_its_host(leave: impl AsyncFnOnce(Proc)) {
@@ -546,12 +584,31 @@ async fn the_room_outlives_a_host_that_is_killed() {
 }
 
 #[tokio::test]
-async fn the_tui_takes_the_room_over_and_keeps_log_lines_off_the_screen() {
+async fn the_tui_takes_the_room_over_from_a_host_that_quits_and_keeps_log_lines_off_the_screen() {
+    the_tui_takes_the_room_over("quit", async |mut bob: Proc| {
+        bob.say("/quit").await;
+        assert_eq!(bob.exit_code().await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_tui_takes_the_room_over_from_a_host_that_is_killed() {
+    the_tui_takes_the_room_over("kill", async |mut bob: Proc| {
+        bob.child.start_kill().expect("SIGKILL");
+        let _ = tokio::time::timeout(WAIT, bob.child.wait()).await.expect("killed in time");
+    })
+    .await;
+}
+
+/// Bob (line mode) hosts; ada's TUI joins; bob goes (`leave`); ada takes the server over,
+/// with no log text on her screen, and carol, who joins after, hears her.
+async fn the_tui_takes_the_room_over(case: &str, leave: impl AsyncFnOnce(Proc)) {
     if std::process::Command::new("tmux").arg("-V").output().is_err() {
         panic!("tmux is required for the TUI tests (.ci/run installs it)");
     }
     let port = free_port().to_string();
-    let socket = format!("switchboard-handover-{}", std::process::id());
+    let socket = format!("switchboard-handover-{case}-{}", std::process::id());
     let tmux = |args: &[&str]| {
         let out = std::process::Command::new("tmux")
             .env("TERM", "xterm-256color")
@@ -577,7 +634,7 @@ async fn the_tui_takes_the_room_over_and_keeps_log_lines_off_the_screen() {
     // Bob (line mode) hosts; ada's TUI joins, logging to a file of its own.
     let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
     line_with(&mut bob.err, "started the embedded server").await;
-    let log = std::env::temp_dir().join(format!("switchboard-chat-{}.log", std::process::id()));
+    let log = std::env::temp_dir().join(format!("switchboard-chat-{case}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let cmd = format!(
         "env -u REVERB_PORT -u REVERB_HOST RUST_LOG=info {BIN} chat --port {port} --name ada --log-file {}",
@@ -586,15 +643,16 @@ async fn the_tui_takes_the_room_over_and_keeps_log_lines_off_the_screen() {
     tmux(&["new-session", "-d", "-s", "ada", "-x", "110", "-y", "24", &cmd]);
     wait_for_screen("ada (you)").await;
     line_with(&mut bob.out, "* ada joined").await;
-    // The host quits: ada's TUI takes the server over, says so in the room, logs nothing on screen.
-    bob.say("/quit").await;
-    assert_eq!(bob.exit_code().await, 0);
+    // The host goes: ada's TUI takes the server over, says so in the room, logs nothing on screen.
+    leave(bob).await;
     let now = wait_for_screen("this chat hosts it now").await;
-    for log_text in ["WARN", "INFO", "switchboard::", "4200"] {
+    for log_text in ["WARN", "INFO", "switchboard::", "4200", "reset by peer"] {
         assert!(!now.contains(log_text), "log text {log_text:?} on the screen:\n{now}");
     }
     let logged = std::fs::read_to_string(&log).expect("the log file");
-    assert!(logged.contains("shutting down"), "the 4200 warning went to the log file:\n{logged}");
+    if case == "quit" {
+        assert!(logged.contains("shutting down"), "the 4200 warning went to the log file:\n{logged}");
+    }
     // Ada is back in the room on the server she now hosts.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
