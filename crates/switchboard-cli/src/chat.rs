@@ -484,6 +484,8 @@ pub async fn line_mode(
     let mut last_state = String::new();
     // Kept messages are retried on this tick (and at once when the state turns connected).
     let mut retry = tokio::time::interval(Duration::from_millis(250));
+    let terminated = terminated();
+    tokio::pin!(terminated);
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
@@ -527,6 +529,10 @@ pub async fn line_mode(
                 }
             },
             _ = retry.tick(), if session.pending().next().is_some() => report_flushed(session.flush_pending().await),
+            () = &mut terminated => {
+                eprintln!("switchboard chat: terminated: leaving the room");
+                break;
+            }
             Some(event) = events.recv() => match event {
                 ChatEvent::Message { name, text, .. } => println!("{name}: {text}"),
                 ChatEvent::Joined(member) => println!("* {} joined", member_name(&member)),
@@ -562,6 +568,22 @@ pub async fn line_mode(
 fn report_flushed(sent: usize) {
     if sent > 0 {
         eprintln!("switchboard chat: sent {sent} message(s) kept while offline");
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGTERM, as `kill` or systemd send it): the
+/// chat then leaves as `/quit` does, so the others see it leave, its server is handed over,
+/// and the TUI gives the terminal back. Never resolves where that signal cannot be watched.
+pub fn terminated() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut signal) = signal {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
     }
 }
 

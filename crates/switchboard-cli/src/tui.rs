@@ -66,12 +66,15 @@ pub async fn run(
     };
     ui.info(format!("joined {} — type a message, /who, /room NAME, /quit", session.room()));
     let mut keys = EventStream::new();
+    let terminated = crate::chat::terminated();
+    tokio::pin!(terminated);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let result = loop {
         if let Err(e) = terminal.draw(|frame| draw(frame, &ui, &session)) {
             break Err(Failure(format!("terminal: {e}"), 1));
         }
         tokio::select! {
+            () = &mut terminated => break Ok(()), // SIGTERM: leave as /quit does
             key = keys.next() => {
                 let Some(Ok(TermEvent::Key(key))) = key else { continue };
                 if key.kind != KeyEventKind::Press {

@@ -786,3 +786,15 @@ async fn the_tui_shows_a_message_typed_offline_as_pending_and_sends_it_on_reconn
     server.shutdown().await;
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test]
+async fn the_room_outlives_a_host_that_is_terminated() {
+    the_room_outlives_its_host(async |mut ada: Proc| {
+        let pid = ada.child.id().expect("pid").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success());
+        line_with(&mut ada.err, "terminated: leaving the room").await;
+        assert_eq!(ada.exit_code().await, 0, "SIGTERM leaves as /quit does");
+    })
+    .await;
+}

@@ -347,15 +347,23 @@ enum WriteFailed {
 }
 
 /// Write one frame, giving up after `WRITE_TIMEOUT`, or `CLOSE_LINGER` once the socket was
-/// found too slow (its queue overflowed while this write was blocked).
+/// found too slow (its queue overflowed while this write was blocked) or the server is
+/// shutting down (so a client that stopped reading cannot hold up the shutdown).
 async fn write<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     frame: WsMessage,
     outlet: &Outlet,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), WriteFailed> {
     let mut send = std::pin::pin!(ws.send(frame));
     tokio::select! {
         result = &mut send => result.map_err(|_| WriteFailed::Gone),
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await.is_ok(); } => {
+            match tokio::time::timeout(CLOSE_LINGER, send).await {
+                Ok(result) => result.map_err(|_| WriteFailed::Gone),
+                Err(_) => Err(WriteFailed::Stalled),
+            }
+        }
         () = outlet.too_slow_notify.notified() => {
             // Seen again at the top of the loop, which closes the socket.
             outlet.too_slow.store(true, Ordering::Release);
@@ -428,7 +436,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let mut failed = false;
                 for reply in replies {
                     let Some(frame) = encode(&reply, vsn) else { continue };
-                    if write(&mut ws, frame, &outlet).await.is_err() {
+                    if write(&mut ws, frame, &outlet, &mut shutdown).await.is_err() {
                         failed = true;
                         break;
                     }
@@ -438,7 +446,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Some(frame) = outbound.recv() => {
-                if write(&mut ws, frame, &outlet).await.is_err() {
+                if write(&mut ws, frame, &outlet, &mut shutdown).await.is_err() {
                     break None;
                 }
             }
