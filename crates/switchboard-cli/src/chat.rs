@@ -48,6 +48,10 @@ pub struct ChatSession {
 /// Messages kept while offline; past it a message is refused (and the UI keeps its text).
 pub const MAX_PENDING: usize = 100;
 
+/// Kept messages sent per [`ChatSession::flush_pending`] call (under Pusher's 10 client
+/// events per second, about what goes out in one tick).
+pub const FLUSH_BATCH: usize = 4;
+
 /// What became of a message given to [`ChatSession::say`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Said {
@@ -294,11 +298,14 @@ impl ChatSession {
         Said::Pending(self.pending.len())
     }
 
-    /// Send the kept messages in order, while connected; returns how many went out. One
-    /// that fails stays first in line for the next try.
+    /// Send the kept messages in order, while connected, at most [`FLUSH_BATCH`] per call
+    /// (the UI calls again on its next tick, so a long queue under the client-event rate does
+    /// not freeze it); returns how many went out. One that fails stays first in line.
     pub async fn flush_pending(&mut self) -> usize {
         let mut sent = 0;
-        while let Some(text) = self.pending.front().cloned() {
+        while sent < FLUSH_BATCH
+            && let Some(text) = self.pending.front().cloned()
+        {
             if !self.is_connected() || self.send(&text).await.is_err() {
                 break;
             }
@@ -319,13 +326,10 @@ impl ChatSession {
             Backend::Pusher { channel, .. } => {
                 channel.trigger("message", &json!({ "name": self.name, "text": text })).await.map_err(Into::into)
             }
-            Backend::Phoenix { channel, .. } => {
-                // A shout has no reply: do not wait for one.
-                let (channel, payload) =
-                    (channel.clone(), json!({ "body": text, "channel": self.room, "name": self.name }));
-                tokio::spawn(async move { channel.push("shout", payload).await });
-                Ok(())
-            }
+            // A shout has no reply: queued in order, sent once the channel is joined.
+            Backend::Phoenix { channel, .. } => channel
+                .cast("shout", json!({ "body": text, "channel": self.room, "name": self.name }))
+                .map_err(Into::into),
         }
     }
 
@@ -335,16 +339,18 @@ impl ChatSession {
             Backend::Pusher { channel, .. } => {
                 channel.trigger("typing", &json!({ "name": self.name, "typing": typing })).await.map_err(Into::into)
             }
-            Backend::Phoenix { channel, .. } => channel
-                .push("user:typing", json!({ "username": self.name, "typing": typing }))
-                .await
-                .map(|_| ())
-                .map_err(Into::into),
+            // Not waited for: a typing mark is not worth holding up the UI (offline, the
+            // reply would take the push timeout).
+            Backend::Phoenix { channel, .. } => {
+                channel.cast("user:typing", json!({ "username": self.name, "typing": typing })).map_err(Into::into)
+            }
         }
     }
 
-    /// Leave this room and join `room`.
-    pub async fn switch_room(&mut self, room: &str) -> Result<(), Failure> {
+    /// Leave this room and join `room`. Messages still kept for the old room are not sent
+    /// to the new one: they are returned, for the UI to show as not sent.
+    pub async fn switch_room(&mut self, room: &str) -> Result<Vec<String>, Failure> {
+        let unsent: Vec<String> = self.pending.drain(..).collect();
         match &mut self.backend {
             Backend::Pusher { client, channel } => {
                 let id = channel.members().me().map_or_else(|| sanitize(&self.name), |m| m.id);
@@ -359,7 +365,7 @@ impl ChatSession {
             }
         }
         self.room = room.to_owned();
-        Ok(())
+        Ok(unsent)
     }
 
     /// The channel this session is in and the member id it has there, for waiting until the
@@ -477,9 +483,9 @@ pub async fn line_mode(
     if let Some(addr) = embedded {
         eprintln!("switchboard chat: started the embedded server on {addr}");
     }
-    eprintln!("switchboard chat: {} in room {} ({} members)", session.name, session.room, session.members().len());
     // Who is here, on stdout, so a script sees it without asking (/who prints the same).
     session.settle_roster().await;
+    eprintln!("switchboard chat: {} in room {} ({} members)", session.name, session.room, session.members().len());
     print_members(&session);
     let mut last_state = String::new();
     // Kept messages are retried on this tick (and at once when the state turns connected).
@@ -499,10 +505,18 @@ pub async fn line_mode(
                         ("/quit", _) => break,
                         ("/who", _) => print_members(&session),
                         ("/room", room) if !room.is_empty() => {
-                            session.switch_room(room).await?;
-                            eprintln!("switchboard chat: now in room {room}");
-                            session.settle_roster().await;
-                            print_members(&session);
+                            let left = session.room.clone();
+                            match session.switch_room(room).await {
+                                Ok(unsent) => {
+                                    for text in unsent {
+                                        eprintln!("switchboard chat: left {left} offline, NOT SENT: {text}");
+                                    }
+                                    eprintln!("switchboard chat: now in room {room}");
+                                    session.settle_roster().await;
+                                    print_members(&session);
+                                }
+                                Err(Failure(message, _)) => eprintln!("switchboard chat: cannot join {room}: {message}"),
+                            }
                         }
                         _ => {
                             // Typing marks are best effort: offline they are not worth keeping.

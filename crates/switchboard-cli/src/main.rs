@@ -192,15 +192,17 @@ async fn chat(settings: settings::Settings, room: String, name: Option<String>) 
     if let Some(host) = &mut host {
         host.keep_the_room(session.connected_probe(), session.feed());
     }
-    let whereabouts = if chat_has_a_terminal() {
-        tui::run(session, events, embedded).await?
+    let ended = if chat_has_a_terminal() {
+        tui::run(session, events, embedded).await
     } else {
-        chat::line_mode(session, events, embedded).await?
+        chat::line_mode(session, events, embedded).await
     };
+    // Also after a failure: a hosted server is handed over cleanly, not dropped.
     if let Some(host) = host {
-        host.stop(&whereabouts).await;
+        let nowhere = (settings.protocol, String::new(), None);
+        host.stop(ended.as_ref().unwrap_or(&nowhere)).await;
     }
-    Ok(ExitCode::SUCCESS)
+    ended.map(|_| ExitCode::SUCCESS)
 }
 
 /// The chat draws its TUI when both ends are a terminal (else: line mode).

@@ -154,7 +154,11 @@ async fn handle_line(session: &mut ChatSession, ui: &mut Ui, line: &str) -> Resu
             ui.info(format!("* members: {}", names.join(", ")));
         }
         ("/room", room) if !room.is_empty() => {
-            session.switch_room(room).await?;
+            let left = session.room().to_owned();
+            let unsent = session.switch_room(room).await?;
+            for text in unsent {
+                ui.info(format!("! left {left} offline, not sent: {text}"));
+            }
             ui.typing.clear();
             ui.info(format!("* now in room {room}"));
         }

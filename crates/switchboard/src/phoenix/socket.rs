@@ -557,6 +557,26 @@ impl PhxChannel {
             .await
     }
 
+    /// Push `event` without waiting for a reply, for events the server does not answer (a
+    /// Hub-style `shout`): queued at once, so casts and pushes go out in the order they were
+    /// made; made before the join (or while the socket is down), they are sent after it.
+    /// Fails only if the socket is gone.
+    ///
+    /// ```no_run
+    /// # async fn run(socket: switchboard::phoenix::Socket) -> Result<(), switchboard::Error> {
+    /// let room = socket.channel("room:lobby", serde_json::json!({"username": "ada"}));
+    /// room.join().await?;
+    /// room.cast("shout", serde_json::json!({"body": "first"}))?;
+    /// room.cast("shout", serde_json::json!({"body": "second"}))?; // after the first
+    /// # Ok(()) }
+    /// ```
+    pub fn cast(&self, event: &str, payload: Value) -> Result<()> {
+        // Nobody waits on the reply: its receiver is dropped at once.
+        let (reply, _) = oneshot::channel();
+        let command = Command::Push { topic: self.topic.clone(), event: event.to_owned(), payload, reply };
+        self.socket.shared.commands.send(command).map_err(|_| Error::closed())
+    }
+
     /// Push `event` with a binary payload (a V2 binary frame); resolves to the binary reply
     /// (a JSON reply comes back as its text). The channel must be joined.
     ///
