@@ -585,16 +585,24 @@ fn report_flushed(sent: usize) {
     }
 }
 
-/// Resolves when the process is asked to stop (SIGTERM, as `kill` or systemd send it): the
-/// chat then leaves as `/quit` does, so the others see it leave, its server is handed over,
-/// and the TUI gives the terminal back. Never resolves where that signal cannot be watched.
+/// Resolves when the process is asked to stop (SIGTERM, as `kill` or systemd send it;
+/// SIGINT, Ctrl-C in line mode; SIGHUP, its terminal closed): the chat then leaves as
+/// `/quit` does, so the others see it leave, its server is handed over, unsent messages are
+/// listed, and the TUI gives the terminal back. Never resolves where no signal can be watched.
 pub fn terminated() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let signals: Vec<tokio::signal::unix::Signal> = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [SignalKind::terminate(), SignalKind::interrupt(), SignalKind::hangup()]
+            .into_iter()
+            .filter_map(|kind| signal(kind).ok())
+            .collect()
+    };
     async move {
         #[cfg(unix)]
-        if let Some(mut signal) = signal {
-            signal.recv().await;
+        if !signals.is_empty() {
+            let waits = signals.into_iter().map(|mut s| Box::pin(async move { s.recv().await }));
+            let _ = futures_util::future::select_all(waits).await;
             return;
         }
         std::future::pending::<()>().await;

@@ -814,3 +814,15 @@ async fn the_room_outlives_a_host_that_is_terminated() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_room_outlives_a_host_interrupted_with_ctrl_c_in_line_mode() {
+    the_room_outlives_its_host(async |mut ada: Proc| {
+        let pid = ada.child.id().expect("pid").to_string();
+        let sent = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+        assert!(sent.success());
+        line_with(&mut ada.err, "terminated: leaving the room").await;
+        assert_eq!(ada.exit_code().await, 0, "SIGINT leaves as /quit does");
+    })
+    .await;
+}
