@@ -23,7 +23,8 @@ for payload in 100 1000; do
     "$HARNESS" recv --mode phoenix-bare --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode phoenix-main --addr "$addr" --events "$EVENTS" --payload "$payload"
     "$HARNESS" recv --mode phoenix --addr "$addr" --events "$EVENTS" --payload "$payload"
-    "$HARNESS" recv --mode phoenix --runtime current --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode phoenix-main --io caller --addr "$addr" --events "$EVENTS" --payload "$payload"
+    "$HARNESS" recv --mode phoenix --runtime current --io caller --addr "$addr" --events "$EVENTS" --payload "$payload"
     node interop/bench-phoenix-recv.mjs "$addr" "$SLOW_EVENTS" "$payload"
   done | tee -a "$work/runs.txt"
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true

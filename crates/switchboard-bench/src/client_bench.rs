@@ -175,12 +175,31 @@ pub struct RecvArgs {
     /// Stream queue capacity (default: the client's default, 1,024), to measure its effect.
     #[arg(long)]
     event_queue: Option<usize>,
+    /// Where the client's connection task runs: `dedicated` (the library's I/O thread, the
+    /// default) or `caller` (this runtime, as before the I/O thread existed).
+    #[arg(long, default_value = "dedicated")]
+    io: String,
 }
 
 impl RecvArgs {
     /// True if this receiver runs on a current-thread runtime.
     pub fn current_thread(&self) -> bool {
         self.runtime == "current"
+    }
+
+    fn io_runtime(&self) -> switchboard::IoRuntime {
+        if self.io == "caller" { switchboard::IoRuntime::Caller } else { switchboard::IoRuntime::Dedicated }
+    }
+
+    /// The report label: `base`, with how it runs.
+    fn label(&self, base: &str, spawned: bool) -> String {
+        let how = match (spawned, self.current_thread()) {
+            (true, false) => "task",
+            (false, false) => "main",
+            (_, true) => "1 thread",
+        };
+        let io = if self.io == "caller" { ", caller rt" } else { "" };
+        format!("{base} ({how}{io})")
     }
 }
 
@@ -287,7 +306,7 @@ async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
     if let Some(capacity) = args.event_queue {
         options = options.event_queue(capacity);
     }
-    let options = options.build().map_err(|e| e.to_string())?;
+    let options = options.io_runtime(args.io_runtime()).build().map_err(|e| e.to_string())?;
     let client = Client::connect(options).await.map_err(|e| e.to_string())?;
     let channel = client.subscribe("bench").await.map_err(|e| e.to_string())?;
     let mut stream = channel.events_named("tick");
@@ -306,12 +325,7 @@ async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
         received += 1;
     }
     std::hint::black_box(bytes);
-    let label = match (spawned, args.current_thread()) {
-        (true, false) => "switchboard (task)",
-        (false, false) => "switchboard (main)",
-        (_, true) => "switchboard (1 thread)",
-    };
-    report(label, args.payload, received, started, cpu);
+    report(&args.label("switchboard", spawned), args.payload, received, started, cpu);
     if dropped > 0 {
         println!("  (events were dropped: {dropped}, reported and not counted)");
     }
@@ -326,6 +340,7 @@ async fn recv_phoenix(args: RecvArgs, spawned: bool) -> Result<(), String> {
     if let Some(capacity) = args.event_queue {
         options = options.event_queue(capacity);
     }
+    options = options.io_runtime(args.io_runtime());
     let socket = switchboard::phoenix::Socket::connect(options).await.map_err(|e| e.to_string())?;
     let channel = socket.channel("room:bench", json!({}));
     channel.join().await.map_err(|e| e.to_string())?;
@@ -347,12 +362,7 @@ async fn recv_phoenix(args: RecvArgs, spawned: bool) -> Result<(), String> {
         }
     }
     let (started, cpu) = clock.ok_or("no events")?;
-    let label = match (spawned, args.current_thread()) {
-        (true, false) => "switchboard phoenix (task)",
-        (false, false) => "switchboard phoenix (main)",
-        (_, true) => "switchboard phoenix (1 thread)",
-    };
-    report(label, args.payload, received, started, cpu);
+    report(&args.label("switchboard phoenix", spawned), args.payload, received, started, cpu);
     if dropped > 0 {
         println!("  (events were dropped: {dropped}, reported and not counted)");
     }

@@ -246,7 +246,8 @@ pub(crate) fn spawn(
         user,
         pong_due: false,
     };
-    tokio::spawn(task.run(commands, auth_rx));
+    let runtime = task.options.io_runtime;
+    crate::io_thread::spawn(runtime, task.run(commands, auth_rx));
     (commands_tx, state_rx)
 }
 

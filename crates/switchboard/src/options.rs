@@ -49,6 +49,7 @@ pub struct ClientOptions {
     pub(crate) client_event_rate: u32,
     pub(crate) max_message_size: usize,
     pub(crate) max_presence_members: usize,
+    pub(crate) io_runtime: crate::IoRuntime,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -96,6 +97,7 @@ impl ClientOptions {
                 client_event_rate: 10,
                 max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
                 max_presence_members: crate::presence::DEFAULT_MAX_MEMBERS,
+                io_runtime: crate::IoRuntime::default(),
             },
             port_set: false,
             error: None,
@@ -629,6 +631,21 @@ impl ClientOptionsBuilder {
     /// ```
     pub fn max_presence_members(mut self, members: usize) -> Self {
         self.options.max_presence_members = members.max(1);
+        self
+    }
+
+    /// Which runtime runs the connection task: the library's I/O thread (the default: the
+    /// socket is read on a thread of its own, whatever runtime the application uses), or the
+    /// caller's, e.g. for a test that pauses time (see [`crate::io_thread`]).
+    ///
+    /// ```
+    /// use switchboard::{ClientOptions, IoRuntime};
+    /// let opts = ClientOptions::builder("k").io_runtime(IoRuntime::Caller).build()?;
+    /// # let _ = opts;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn io_runtime(mut self, runtime: crate::IoRuntime) -> Self {
+        self.options.io_runtime = runtime;
         self
     }
 

@@ -52,6 +52,7 @@ pub struct SocketOptions {
     slow_consumer: SlowConsumer,
     healthy_after: Duration,
     max_message_size: usize,
+    io_runtime: crate::IoRuntime,
 }
 
 impl std::fmt::Debug for SocketOptions {
@@ -84,7 +85,22 @@ impl SocketOptions {
             slow_consumer: SlowConsumer::default(),
             healthy_after: crate::backoff::HEALTHY_AFTER,
             max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
+            io_runtime: crate::IoRuntime::default(),
         }
+    }
+
+    /// Which runtime runs the socket's task: the library's I/O thread (the default), or the
+    /// caller's (see [`crate::io_thread`]).
+    ///
+    /// ```
+    /// use switchboard::IoRuntime;
+    /// use switchboard::phoenix::SocketOptions;
+    /// let options = SocketOptions::new("ws://h/socket").io_runtime(IoRuntime::Caller);
+    /// # let _ = options;
+    /// ```
+    pub fn io_runtime(mut self, runtime: crate::IoRuntime) -> Self {
+        self.io_runtime = runtime;
+        self
     }
 
     /// The largest message accepted from the server (16 MiB). A larger one closes the socket
@@ -369,7 +385,7 @@ impl Socket {
             heartbeat_ref: None,
             tries: 0,
         };
-        tokio::spawn(task.run(rx));
+        crate::io_thread::spawn(options.io_runtime, task.run(rx));
         Socket { shared: Arc::new(Shared { options, dispatcher, commands, state }) }
     }
 
