@@ -6,9 +6,10 @@
 //! that arrived while the reader held the socket woke that idle worker (`perf`: 12 % of the
 //! reader in `sock_def_readable → try_to_wake_up`, 8 % more in switching it in). On the
 //! library's own thread nobody else waits on the socket's readiness. Measured on 2 cores,
-//! consumer in `main`, default options (BENCHMARKS.md): 1.62M → 2.2–2.4M events/s at 100 B,
-//! 1.02M → 1.42M at 1 KB, CPU per event down by a third. The thread is shared by every
-//! client and socket in the process and parks when they are idle.
+//! consumer in `main`, default options, A/B against one stream server (BENCHMARKS.md):
+//! 1.79M / 2.09M → 2.23M / 2.44M events/s at 100 B, 1.13M / 1.20M → 1.42M / 1.44M at 1 KB,
+//! CPU per event down by about a fifth. The thread is shared by every client and socket
+//! in the process and parks when they are idle.
 //!
 //! Handlers and streams still run where the application runs them: only the socket work
 //! (reads, decoding, pings, writes, auth requests) is on this thread. [`IoRuntime::Caller`]

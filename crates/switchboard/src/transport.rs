@@ -78,6 +78,18 @@ pub(crate) async fn close_after_read_error(ws: &mut ClientSocket, error: &tokio_
         if !tokio::time::timeout(timeout, ws.send(close)).await.is_ok_and(|sent| sent.is_ok()) {
             let _ = tokio::time::timeout(timeout, ws.flush()).await;
         }
+        // Read on (discarding) until the server answers the close or the socket ends: a
+        // socket dropped with unread data in it is reset, and the reset can overtake the
+        // close frame, so the server would never learn why.
+        let _ = tokio::time::timeout(timeout, async {
+            use futures_util::StreamExt;
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
         return format!(
             "the server sent a message of at least {len} bytes, over max_message_size ({max_len} bytes); closed with 1009"
         );

@@ -514,8 +514,12 @@ async fn an_oversized_message_closes_with_1009_then_the_client_reconnects_and_re
                 )
                 .await;
                 if first {
+                    // Written from its own task: the client stops reading halfway, so the write
+                    // may not finish, and the close it sends must still be read here.
+                    use futures_util::SinkExt;
                     let huge = format!(r#"{{"event":"blob","channel":"big","data":"{}"}}"#, "x".repeat(2 << 20));
-                    send_frames(&mut ws, &[&huge]).await;
+                    let (mut sink, mut ws) = ws.split();
+                    tokio::spawn(async move { sink.send(tokio_websockets::Message::text(huge)).await });
                     let code = loop {
                         match ws.next().await {
                             Some(Ok(m)) if m.is_close() => break m.as_close().map(|(code, _)| u16::from(code)),

@@ -34,7 +34,8 @@ async fn join_presence_typing_shout_between_v2_and_v1_clients() {
 
     eventually(WAIT, || room_a.presence().list().contains_key("bob") && room_b.presence().list().contains_key("ada"))
         .await;
-    assert!(joins.lock().expect("lock").contains(&"bob".to_string()));
+    // Handlers run on the application's runtime, after the roster changed on the I/O thread.
+    eventually(WAIT, || joins.lock().expect("lock").contains(&"bob".to_string())).await;
 
     let reply = room_b.push("user:typing", json!({"username": "bob", "typing": true})).await.expect("typing ok");
     assert_eq!(reply, json!({}));
