@@ -80,12 +80,15 @@ pub(crate) async fn close_after_read_error(ws: &mut ClientSocket, error: &tokio_
         }
         // Read on (discarding) until the server answers the close or the socket ends: a
         // socket dropped with unread data in it is reset, and the reset can overtake the
-        // close frame, so the server would never learn why.
+        // close frame, so the server would never learn why. The rest of the oversized
+        // message arrives as more "too long" errors: skip those too.
         let _ = tokio::time::timeout(timeout, async {
             use futures_util::StreamExt;
-            while let Some(Ok(message)) = ws.next().await {
-                if message.is_close() {
-                    break;
+            loop {
+                match ws.next().await {
+                    Some(Ok(message)) if message.is_close() => break,
+                    Some(Ok(_) | Err(tokio_websockets::Error::PayloadTooLong { .. })) => {}
+                    _ => break,
                 }
             }
         })
