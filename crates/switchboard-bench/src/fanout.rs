@@ -17,27 +17,34 @@ use switchboard_protocol::http_auth::sign_request;
 use tokio::sync::Semaphore;
 use tokio_websockets::{ClientBuilder, Message};
 
+/// The server a benchmark runs against, and the app it uses (shared by `fanout` and `soak`).
+#[derive(Debug, clap::Args)]
+pub struct Server {
+    /// host:port of the server (WebSocket and HTTP API on the same port).
+    #[arg(long)]
+    pub addr: String,
+    /// App id for the HTTP API.
+    #[arg(long)]
+    pub app_id: String,
+    /// App key.
+    #[arg(long)]
+    pub key: String,
+    /// App secret (signs HTTP API calls and presence subscriptions).
+    #[arg(long)]
+    pub secret: String,
+    /// PID of the server, to read its RSS (and descriptors).
+    #[arg(long)]
+    pub server_pid: u32,
+}
+
 /// Fan-out benchmark against a Pusher-protocol server.
 #[derive(Debug, Parser)]
 pub struct Args {
     /// Name printed with the results.
     #[arg(long)]
     label: String,
-    /// host:port of the server (WebSocket and HTTP API on the same port).
-    #[arg(long)]
-    addr: String,
-    /// App id for the HTTP API.
-    #[arg(long)]
-    app_id: String,
-    /// App key.
-    #[arg(long)]
-    key: String,
-    /// App secret.
-    #[arg(long)]
-    secret: String,
-    /// PID of the server, to read its RSS.
-    #[arg(long)]
-    server_pid: u32,
+    #[command(flatten)]
+    server: Server,
     /// Subscribers of the channel.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -152,8 +159,9 @@ async fn subscriber(
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
-    let url = format!("ws://{}/app/{}?protocol=7&client=switchboard-bench&version=0.1", args.addr, args.key);
-    let rss_before = rss_kib(args.server_pid);
+    let url =
+        format!("ws://{}/app/{}?protocol=7&client=switchboard-bench&version=0.1", args.server.addr, args.server.key);
+    let rss_before = rss_kib(args.server.server_pid);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let subscribed = Arc::new(Semaphore::new(0));
     // Connect in waves so the accept backlog never overflows; a slot frees once subscribed.
@@ -177,11 +185,11 @@ pub async fn run(args: Args) -> Result<(), String> {
         .forget();
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await; // let the server settle before measuring
-    let rss_idle = rss_kib(args.server_pid);
+    let rss_idle = rss_kib(args.server.server_pid);
     let per_conn_kib = (rss_idle.saturating_sub(rss_before)) as f64 / args.subscribers as f64;
 
     let http = reqwest::Client::new();
-    let path = format!("/apps/{}/events", args.app_id);
+    let path = format!("/apps/{}/events", args.server.app_id);
     let padding = "x".repeat(args.payload);
     let publish_start = Instant::now();
     let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(args.rate)));
@@ -194,10 +202,10 @@ pub async fn run(args: Args) -> Result<(), String> {
         switchboard_protocol::frame::push_json_string(&mut body, &data);
         body.push('}');
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let params = sign_request(&args.key, &args.secret, "POST", &path, &[], Some(body.as_bytes()), ts);
+        let params = sign_request(&args.server.key, &args.server.secret, "POST", &path, &[], Some(body.as_bytes()), ts);
         let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
         let response = http
-            .post(format!("http://{}{path}?{query}", args.addr))
+            .post(format!("http://{}{path}?{query}", args.server.addr))
             .header("content-type", "application/json")
             .body(body)
             .send()

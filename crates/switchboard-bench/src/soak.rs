@@ -25,21 +25,8 @@ use crate::fanout::rss_kib;
 /// Soak benchmark against a Pusher-protocol server.
 #[derive(Debug, Parser)]
 pub struct Args {
-    /// host:port of the server (WebSocket and HTTP API on the same port).
-    #[arg(long)]
-    addr: String,
-    /// App id for the HTTP API.
-    #[arg(long)]
-    app_id: String,
-    /// App key.
-    #[arg(long)]
-    key: String,
-    /// App secret (presence subscriptions are signed with it).
-    #[arg(long)]
-    secret: String,
-    /// PID of the server, to read its RSS and descriptors.
-    #[arg(long)]
-    server_pid: u32,
+    #[command(flatten)]
+    server: crate::fanout::Server,
     /// Connections held at once.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
@@ -75,7 +62,7 @@ enum Leave {
 
 /// Hold one connection until told to leave.
 async fn connection(args: Arc<Args>, n: u64, counts: Arc<Counts>, leave: oneshot::Receiver<Leave>) {
-    let url = format!("ws://{}/app/{}?protocol=7", args.addr, args.key);
+    let url = format!("ws://{}/app/{}?protocol=7", args.server.addr, args.server.key);
     let Ok(builder) = ClientBuilder::new().uri(&url) else { return };
     let Ok(Ok((mut ws, _))) = tokio::time::timeout(Duration::from_secs(10), builder.connect()).await else {
         counts.failed.fetch_add(1, Ordering::Relaxed);
@@ -100,7 +87,7 @@ async fn connection(args: Arc<Args>, n: u64, counts: Arc<Counts>, leave: oneshot
     let subscribe = if n.is_multiple_of(10) {
         let channel = format!("presence-soak-{}", n % 7);
         let channel_data = format!(r#"{{"user_id":"u{n}","user_info":{{"n":{n}}}}}"#);
-        let auth = sign_channel(&args.key, &args.secret, &socket_id, &channel, Some(&channel_data));
+        let auth = sign_channel(&args.server.key, &args.server.secret, &socket_id, &channel, Some(&channel_data));
         serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth,"channel_data":channel_data}})
     } else {
         serde_json::json!({"event":"pusher:subscribe","data":{"channel":format!("soak-{}", n % 100)}})
@@ -145,7 +132,7 @@ fn descriptors(pid: u32) -> usize {
 /// Publish `rate` events per second until `until`, round-robin over the public channels.
 async fn publish(args: Arc<Args>, until: Instant) -> u64 {
     let http = reqwest::Client::new();
-    let path = format!("/apps/{}/events", args.app_id);
+    let path = format!("/apps/{}/events", args.server.app_id);
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.publish_rate.max(1)));
     let mut published = 0u64;
     let mut next = tokio::time::Instant::now();
@@ -155,10 +142,10 @@ async fn publish(args: Arc<Args>, until: Instant) -> u64 {
         let body = serde_json::json!({"name":"soak","channel":format!("soak-{}", published % 100),"data":"{\"n\":1}"})
             .to_string();
         let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let params = sign_request(&args.key, &args.secret, "POST", &path, &[], Some(body.as_bytes()), ts);
+        let params = sign_request(&args.server.key, &args.server.secret, "POST", &path, &[], Some(body.as_bytes()), ts);
         let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
         let sent = http
-            .post(format!("http://{}{path}?{query}", args.addr))
+            .post(format!("http://{}{path}?{query}", args.server.addr))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -174,7 +161,7 @@ async fn publish(args: Arc<Args>, until: Instant) -> u64 {
 pub async fn run(args: Args) -> Result<(), String> {
     let args = Arc::new(args);
     let counts = Arc::new(Counts::default());
-    let pid = args.server_pid;
+    let pid = args.server.server_pid;
     let (rss_before, fds_before) = (rss_kib(pid), descriptors(pid));
     println!(
         "soak: {} connections, {} replaced/s for {} s, {} events/s",

@@ -35,6 +35,18 @@ struct Ui {
 }
 
 impl Ui {
+    fn new(status_note: String) -> Self {
+        Self {
+            lines: Vec::new(),
+            input: String::new(),
+            typing: HashMap::new(),
+            state: ConnectionState::Connecting,
+            state_at: Instant::now(),
+            status_note,
+            i_am_typing: None,
+        }
+    }
+
     fn push(&mut self, line: Line<'static>) {
         self.lines.push(line);
         if self.lines.len() > HISTORY {
@@ -55,15 +67,7 @@ pub async fn run(
 ) -> Result<(Protocol, String, Option<String>), Failure> {
     let mut terminal = ratatui::init();
     let status_note = embedded.map(|addr| format!("embedded server on {addr}")).unwrap_or_default();
-    let mut ui = Ui {
-        lines: Vec::new(),
-        input: String::new(),
-        typing: HashMap::new(),
-        state: ConnectionState::Connecting,
-        state_at: Instant::now(),
-        status_note,
-        i_am_typing: None,
-    };
+    let mut ui = Ui::new(status_note);
     ui.info(format!("joined {} — type a message, /who, /room NAME, /quit", session.room()));
     let mut keys = EventStream::new();
     let terminated = crate::chat::terminated();
@@ -276,15 +280,7 @@ mod tests {
 
     #[test]
     fn a_members_message_clears_its_typing_mark() {
-        let mut ui = Ui {
-            lines: Vec::new(),
-            input: String::new(),
-            typing: HashMap::new(),
-            state: ConnectionState::Connecting,
-            state_at: Instant::now(),
-            status_note: String::new(),
-            i_am_typing: None,
-        };
+        let mut ui = Ui::new(String::new());
         on_event(&mut ui, ChatEvent::Typing { user_id: "ada-1".into(), name: "ada".into(), typing: true });
         on_event(&mut ui, ChatEvent::Typing { user_id: "bob-2".into(), name: "bob".into(), typing: true });
         on_event(&mut ui, ChatEvent::Message { user_id: "ada-1".into(), name: "ada".into(), text: "hi".into() });

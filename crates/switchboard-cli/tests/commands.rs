@@ -26,13 +26,61 @@ fn command(args: &[&str]) -> Command {
     cmd
 }
 
-/// Kills a tmux server (by its `-L` socket name) when dropped, so a failed TUI test leaves
-/// no terminal and no chat running behind it.
-struct TmuxServer(String);
+/// A tmux server of a test's own (`-L` socket name) running one session, `ada`, 110x24 or
+/// as given; killed when dropped, so a failed TUI test leaves no terminal or chat behind.
+struct Tmux {
+    socket: String,
+}
 
-impl Drop for TmuxServer {
+impl Tmux {
+    /// Start `cmd` in session `ada`, `width` x `height`, on a server named after `name`.
+    fn start(name: &str, width: u16, height: u16, cmd: &str) -> Tmux {
+        let version = std::process::Command::new("tmux").arg("-V").output();
+        assert!(version.is_ok_and(|o| o.status.success()), "tmux is needed for the TUI tests (.ci/run installs it)");
+        let tmux = Tmux { socket: format!("switchboard-{name}-{}", std::process::id()) };
+        tmux.run(&["new-session", "-d", "-s", "ada", "-x", &width.to_string(), "-y", &height.to_string(), cmd]);
+        tmux
+    }
+
+    /// Run a tmux command on this server; its stdout.
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .env("TERM", "xterm-256color") // CI has no terminal of its own
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Type into the session (`keys` as tmux send-keys takes them).
+    fn keys(&self, keys: &[&str]) {
+        self.run(&[&["send-keys", "-t", "ada"], keys].concat());
+    }
+
+    /// What the session's screen shows now.
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "ada"])
+    }
+
+    /// The screen, once it shows `needle`; panics after WAIT.
+    async fn wait_for(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.screen();
+            if now.contains(needle) {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the screen never showed {needle:?}:\n{now}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux").args(["-L", &self.0, "kill-server"]).output();
+        let _ = self.run(&["kill-server"]);
     }
 }
 
@@ -194,29 +242,14 @@ async fn client_commands_refuse_bad_configuration_with_exit_code_2() {
 
 #[tokio::test]
 async fn the_tui_shows_members_typing_and_messages_in_a_terminal() {
-    let tmux = std::process::Command::new("tmux").arg("-V").output();
-    assert!(tmux.is_ok_and(|o| o.status.success()), "tmux is needed for the TUI test (.ci/run installs it)");
     let port = free_port().to_string();
-    let socket = format!("switchboard-test-{}", std::process::id());
-    let _tmux_server = TmuxServer(socket.clone());
-    let tmux = |args: &[&str]| {
-        let out = std::process::Command::new("tmux")
-            .env("TERM", "xterm-256color") // CI has no terminal of its own
-            .arg("-L")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let screen = || tmux(&["capture-pane", "-p", "-t", "ada"]);
     let log = std::env::temp_dir().join(format!("switchboard-tui-{}.log", std::process::id()));
     let cmd =
         format!("env -u REVERB_PORT -u REVERB_HOST {BIN} chat --port {port} --name ada --log-file {}", log.display());
-    tmux(&["new-session", "-d", "-s", "ada", "-x", "100", "-y", "20", &cmd]);
+    let tmux = Tmux::start("test", 100, 20, &cmd);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !screen().contains("embedded server on") {
-        assert!(tokio::time::Instant::now() < deadline, "the TUI did not start:\n{}", screen());
+    while !tmux.screen().contains("embedded server on") {
+        assert!(tokio::time::Instant::now() < deadline, "the TUI did not start:\n{}", tmux.screen());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
@@ -224,7 +257,7 @@ async fn the_tui_shows_members_typing_and_messages_in_a_terminal() {
     bob.say("hello tui").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let now = screen();
+        let now = tmux.screen();
         if now.contains("bob: hello tui") && now.contains("members (2)") && now.contains("ada (you)") {
             assert!(now.contains("│bob"), "bob in the member list:\n{now}");
             break;
@@ -233,13 +266,13 @@ async fn the_tui_shows_members_typing_and_messages_in_a_terminal() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Typing shows in the other terminal's member list.
-    tmux(&["send-keys", "-t", "ada", "abc"]);
+    tmux.keys(&["abc"]);
     line_with(&mut bob.err, "~ ada is typing").await;
-    tmux(&["send-keys", "-t", "ada", "Enter"]);
+    tmux.keys(&["Enter"]);
     assert_eq!(line_with(&mut bob.out, "abc").await, "ada: abc");
-    tmux(&["send-keys", "-t", "ada", "/quit", "Enter"]);
+    tmux.keys(&["/quit", "Enter"]);
     line_with(&mut bob.out, "* ada left").await;
-    tmux(&["kill-server"]);
+    drop(tmux);
     let _ = bob.exit_code().await;
 }
 
@@ -618,34 +651,7 @@ async fn the_tui_takes_the_room_over_from_a_host_that_is_killed() {
 /// Bob (line mode) hosts; ada's TUI joins; bob goes (`leave`); ada takes the server over,
 /// with no log text on her screen, and carol, who joins after, hears her.
 async fn the_tui_takes_the_room_over(case: &str, leave: impl AsyncFnOnce(Proc)) {
-    if std::process::Command::new("tmux").arg("-V").output().is_err() {
-        panic!("tmux is required for the TUI tests (.ci/run installs it)");
-    }
     let port = free_port().to_string();
-    let socket = format!("switchboard-handover-{case}-{}", std::process::id());
-    let _tmux_server = TmuxServer(socket.clone());
-    let tmux = |args: &[&str]| {
-        let out = std::process::Command::new("tmux")
-            .env("TERM", "xterm-256color")
-            .arg("-L")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let screen = || tmux(&["capture-pane", "-p", "-t", "ada"]);
-    let wait_for_screen = async |needle: &str| {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let now = screen();
-            if now.contains(needle) {
-                return now;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the screen never showed {needle:?}:\n{now}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
     // Bob (line mode) hosts; ada's TUI joins, logging to a file of its own.
     let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
     line_with(&mut bob.err, "started the embedded server").await;
@@ -655,12 +661,12 @@ async fn the_tui_takes_the_room_over(case: &str, leave: impl AsyncFnOnce(Proc)) 
         "env -u REVERB_PORT -u REVERB_HOST RUST_LOG=info {BIN} chat --port {port} --name ada --log-file {}",
         log.display()
     );
-    tmux(&["new-session", "-d", "-s", "ada", "-x", "110", "-y", "24", &cmd]);
-    wait_for_screen("ada (you)").await;
+    let tmux = Tmux::start(&format!("handover-{case}"), 110, 24, &cmd);
+    tmux.wait_for("ada (you)").await;
     line_with(&mut bob.out, "* ada joined").await;
     // The host goes: ada's TUI takes the server over, says so in the room, logs nothing on screen.
     leave(bob).await;
-    let now = wait_for_screen("this chat hosts it now").await;
+    let now = tmux.wait_for("this chat hosts it now").await;
     for log_text in ["WARN", "INFO", "switchboard::", "4200", "reset by peer"] {
         assert!(!now.contains(log_text), "log text {log_text:?} on the screen:\n{now}");
     }
@@ -675,18 +681,18 @@ async fn the_tui_takes_the_room_over(case: &str, leave: impl AsyncFnOnce(Proc)) 
         if String::from_utf8_lossy(&out.stdout).contains("ada-") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "ada never rejoined:\n{}", screen());
+        assert!(tokio::time::Instant::now() < deadline, "ada never rejoined:\n{}", tmux.screen());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Carol joins after the handover and hears ada.
     let mut carol = spawn(&["chat", "--port", &port, "--name", "carol"]);
     assert_eq!(line_with(&mut carol.out, "* members").await, "* members of lobby: ada, carol");
-    wait_for_screen("* carol joined").await;
-    tmux(&["send-keys", "-t", "ada", "after the handover", "Enter"]);
+    tmux.wait_for("* carol joined").await;
+    tmux.keys(&["after the handover", "Enter"]);
     assert_eq!(line_with(&mut carol.out, "after the handover").await, "ada: after the handover");
-    tmux(&["send-keys", "-t", "ada", "/quit", "Enter"]);
+    tmux.keys(&["/quit", "Enter"]);
     line_with(&mut carol.out, "* ada left").await;
-    tmux(&["kill-server"]);
+    drop(tmux);
     let _ = carol.exit_code().await;
     let _ = std::fs::remove_file(&log);
 }
@@ -753,51 +759,27 @@ async fn the_tui_shows_a_message_typed_offline_as_pending_and_sends_it_on_reconn
     let server =
         Server::start(ServerConfig { port: 0, apps: vec![app], ..ServerConfig::default() }).await.expect("server");
     let (relay_port, relay_tasks) = relay(0, server.local_addr()).await;
-    let socket = format!("switchboard-outage-{}", std::process::id());
-    let _tmux_server = TmuxServer(socket.clone());
-    let tmux = |args: &[&str]| {
-        let out = std::process::Command::new("tmux")
-            .env("TERM", "xterm-256color")
-            .arg("-L")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let screen = || tmux(&["capture-pane", "-p", "-t", "ada"]);
-    let wait_for_screen = async |needle: &str| {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let now = screen();
-            if now.contains(needle) {
-                return now;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the screen never showed {needle:?}:\n{now}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
     let log = std::env::temp_dir().join(format!("switchboard-outage-{}.log", std::process::id()));
     let cmd = format!(
         "{BIN} chat --url ws://127.0.0.1:{relay_port}/app/outage-key --secret outage-secret --name ada --log-file {}",
         log.display()
     );
-    tmux(&["new-session", "-d", "-s", "ada", "-x", "120", "-y", "24", &cmd]);
-    wait_for_screen("ada (you)").await;
+    let tmux = Tmux::start("outage", 120, 24, &cmd);
+    tmux.wait_for("ada (you)").await;
     let url = format!("ws://127.0.0.1:{}/app/outage-key", server.local_addr().port());
     let mut bob = spawn(&["chat", "--url", &url, "--secret", "outage-secret", "--name", "bob"]);
     line_with(&mut bob.out, "* members of lobby: ada, bob").await;
-    wait_for_screen("* bob joined").await;
+    tmux.wait_for("* bob joined").await;
     drop(relay_tasks); // ada's way to the server goes away
     line_with(&mut bob.out, "* ada left").await;
-    tmux(&["send-keys", "-t", "ada", "typed while offline", "Enter"]);
-    wait_for_screen("me (pending): typed while offline").await;
+    tmux.keys(&["typed while offline", "Enter"]);
+    tmux.wait_for("me (pending): typed while offline").await;
     let (_, _relay_tasks) = relay(relay_port, server.local_addr()).await;
     assert_eq!(line_with(&mut bob.out, "typed while offline").await, "ada: typed while offline");
-    wait_for_screen("sent 1 message(s) kept while offline").await;
-    tmux(&["send-keys", "-t", "ada", "/quit", "Enter"]);
+    tmux.wait_for("sent 1 message(s) kept while offline").await;
+    tmux.keys(&["/quit", "Enter"]);
     line_with(&mut bob.out, "* ada left").await;
-    tmux(&["kill-server"]);
+    drop(tmux);
     assert_eq!(bob.exit_code().await, 0);
     server.shutdown().await;
     let _ = std::fs::remove_file(&log);

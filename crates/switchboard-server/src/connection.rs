@@ -613,16 +613,34 @@ async fn guarded<T>(
     handle: &ConnectionHandle,
     write: impl Future<Output = Result<T, tokio_websockets::Error>>,
 ) -> Result<T, End> {
+    let mut request = None;
+    let given_up = async {
+        request = Some(handle.close_requested().await);
+    };
+    match write_within(write, given_up).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(End::Gone),
+        // Stalled after a close request: drop the connection without a goodbye.
+        Err(WriteStalled) => Err(request.map_or(End::Gone, End::Abort)),
+    }
+}
+
+/// A write that did not complete in time: the client stopped reading.
+pub(crate) struct WriteStalled;
+
+/// The write rule every socket task of the server follows (Pusher, Phoenix, the protocols to
+/// come): a write may take `WRITE_TIMEOUT`; once `give_up` resolves (a close was requested,
+/// the socket was found too slow, the server is shutting down) it has `CLOSE_LINGER` more.
+/// So a client that stops reading never holds its task, the idle timer or the shutdown.
+pub(crate) async fn write_within<T>(
+    write: impl Future<Output = T>,
+    give_up: impl Future<Output = ()>,
+) -> Result<T, WriteStalled> {
     let mut write = std::pin::pin!(write);
     tokio::select! {
-        result = &mut write => result.map_err(|_| End::Gone),
-        req = handle.close_requested() => match tokio::time::timeout(CLOSE_LINGER, write).await {
-            // The write went through: the main loop sees the close request next.
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::Abort(req)),
-        },
-        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(End::Gone),
+        result = &mut write => Ok(result),
+        () = give_up => tokio::time::timeout(CLOSE_LINGER, write).await.map_err(|_| WriteStalled),
+        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(WriteStalled),
     }
 }
 

@@ -77,7 +77,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message as WsMessage, WebSocketStream};
 
-use crate::connection::{CLOSE_LINGER, WRITE_TIMEOUT, close_after_read_error};
+use crate::connection::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
 use crate::state::ServerState;
 
 /// Where a room sends one socket's frames: its queue, its serializer, and the flag that
@@ -346,33 +346,28 @@ enum WriteFailed {
     Stalled,
 }
 
-/// Write one frame, giving up after `WRITE_TIMEOUT`, or `CLOSE_LINGER` once the socket was
-/// found too slow (its queue overflowed while this write was blocked) or the server is
-/// shutting down (so a client that stopped reading cannot hold up the shutdown).
+/// Write one frame under the server's write rule ([`write_within`]): it gives up early once
+/// the socket was found too slow (its queue overflowed while this write was blocked) or the
+/// server is shutting down, so a client that stopped reading cannot hold up either.
 async fn write<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     frame: WsMessage,
     outlet: &Outlet,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), WriteFailed> {
-    let mut send = std::pin::pin!(ws.send(frame));
-    tokio::select! {
-        result = &mut send => result.map_err(|_| WriteFailed::Gone),
-        () = async { let _ = shutdown.wait_for(|stop| *stop).await.is_ok(); } => {
-            match tokio::time::timeout(CLOSE_LINGER, send).await {
-                Ok(result) => result.map_err(|_| WriteFailed::Gone),
-                Err(_) => Err(WriteFailed::Stalled),
+    let give_up = async {
+        tokio::select! {
+            () = outlet.too_slow_notify.notified() => {
+                // Seen again at the top of the loop, which closes the socket.
+                outlet.too_slow.store(true, Ordering::Release);
             }
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await.is_ok(); } => {}
         }
-        () = outlet.too_slow_notify.notified() => {
-            // Seen again at the top of the loop, which closes the socket.
-            outlet.too_slow.store(true, Ordering::Release);
-            match tokio::time::timeout(CLOSE_LINGER, send).await {
-                Ok(result) => result.map_err(|_| WriteFailed::Gone),
-                Err(_) => Err(WriteFailed::Stalled),
-            }
-        }
-        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(WriteFailed::Stalled),
+    };
+    match write_within(ws.send(frame), give_up).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed::Gone),
+        Err(WriteStalled) => Err(WriteFailed::Stalled),
     }
 }
 
@@ -475,6 +470,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     server.release_connection();
 }
 
+/// The error reply to a refused `phx_join`.
+fn join_refused(join_ref: String, reference: Option<String>, topic: &str, reason: String) -> Message {
+    Message::reply(Some(join_ref), reference, topic, "error", json!({ "reason": reason }))
+}
+
 /// One socket's state: the rooms it joined and its limits.
 struct Socket {
     conn: u64,
@@ -515,47 +515,25 @@ impl Socket {
                     payload: Payload::Json(json!({})),
                 });
             }
-            let Some(username) = json.get("username").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
-                out.push(Message::reply(
-                    Some(join_ref),
-                    reference,
-                    &topic,
-                    "error",
-                    json!({ "reason": "username is required" }),
-                ));
+            let username = json.get("username").and_then(Value::as_str).filter(|u| !u.is_empty());
+            let refusal = match username {
+                None => Some("username is required".to_owned()),
+                Some(u) if u.len() > limits.max_name_length || topic.len() > limits.max_name_length => {
+                    Some(format!("topic and username are limited to {} bytes", limits.max_name_length))
+                }
+                Some(_) if joined.len() >= limits.max_channels => Some("too many channels joined".to_owned()),
+                Some(_) => None,
+            };
+            let (Some(username), None) = (username, refusal.as_ref()) else {
+                out.push(join_refused(join_ref, reference, &topic, refusal.unwrap_or_default()));
                 return out;
             };
-            if username.len() > limits.max_name_length || topic.len() > limits.max_name_length {
-                out.push(Message::reply(
-                    Some(join_ref),
-                    reference,
-                    &topic,
-                    "error",
-                    json!({ "reason": format!("topic and username are limited to {} bytes", limits.max_name_length) }),
-                ));
-                return out;
-            }
-            if joined.len() >= limits.max_channels {
-                out.push(Message::reply(
-                    Some(join_ref),
-                    reference,
-                    &topic,
-                    "error",
-                    json!({ "reason": "too many channels joined" }),
-                ));
-                return out;
-            }
             let meta = json!({ "typing": false, "username": username, "phx_ref": rooms.phx_ref() });
             let member = Member { conn, username: username.to_owned(), meta, outlet: self.outlet.clone() };
             // Hub pushes the state before tracking, so the joiner's own join arrives as a diff.
             let Some(before) = rooms.join(&topic, member, limits.max_room_members) else {
-                out.push(Message::reply(
-                    Some(join_ref),
-                    reference,
-                    &topic,
-                    "error",
-                    json!({ "reason": format!("room is full: at most {} members", limits.max_room_members) }),
-                ));
+                let reason = format!("room is full: at most {} members", limits.max_room_members);
+                out.push(join_refused(join_ref, reference, &topic, reason));
                 return out;
             };
             joined.insert(topic.clone(), join_ref.clone());
