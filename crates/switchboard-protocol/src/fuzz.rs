@@ -38,13 +38,18 @@ pub fn pusher_frame(data: &[u8]) {
 
 /// A Phoenix text frame, V1 and V2: what [`Message::decode_text`] accepts encodes back to
 /// a frame that decodes to the same message (V1 as a server writes it, without the join
-/// ref, as Phoenix's V1 serializer does); [`RawMessage::decode`] never panics.
+/// ref, as Phoenix's V1 serializer does); [`RawMessage::decode`] never panics, and its V2
+/// fast path (the hand-written scanner) accepts only what serde_json accepts, decoding it
+/// alike.
 ///
 /// ```
 /// switchboard_protocol::fuzz::phoenix_text(br#"[null,"1","room:a","shout",{"b":1}]"#);
 /// ```
 pub fn phoenix_text(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Some(plain) = RawMessage::decode_v2_plain(text) {
+        assert_eq!(RawMessage::decode_v2_serde(text).ok(), Some(plain), "the V2 decoders disagree on {text:?}");
+    }
     for vsn in [Vsn::V1, Vsn::V2] {
         let _ = RawMessage::decode(text, vsn);
         if let Ok(mut message) = Message::decode_text(text, vsn) {

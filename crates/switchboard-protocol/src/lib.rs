@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod fuzz;
 pub mod http_auth;
+mod json_scan;
 pub mod messages;
 pub mod packed;
 pub mod phoenix;

@@ -159,8 +159,27 @@ impl PackedFrame {
     /// assert_eq!((f.event(), f.channel(), f.data(), f.user_id()), ("client-typing", Some("presence-room"), Some("{}"), Some("7")));
     /// ```
     pub fn from_parts(event: &str, channel: Option<&str>, data: Option<&str>, user_id: Option<&str>) -> PackedFrame {
+        Self::from_parts_into(String::new(), event, channel, data, user_id)
+    }
+
+    /// [`PackedFrame::from_parts`] into `buffer` (cleared first), for callers that recycle
+    /// buffers instead of allocating one per event.
+    ///
+    /// ```
+    /// use switchboard_protocol::PackedFrame;
+    /// let f = PackedFrame::from_parts_into(String::with_capacity(64), "tick", Some("room:a"), Some("{}"), None);
+    /// assert_eq!((f.event(), f.channel(), f.data(), f.user_id()), ("tick", Some("room:a"), Some("{}"), None));
+    /// ```
+    pub fn from_parts_into(
+        mut text: String,
+        event: &str,
+        channel: Option<&str>,
+        data: Option<&str>,
+        user_id: Option<&str>,
+    ) -> PackedFrame {
         let parts = [Some(event), channel, data, user_id];
-        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        text.clear();
+        text.reserve(parts.iter().flatten().map(|p| p.len()).sum());
         // Members past 4 GiB get no span (reads of them give `None`); frames are far smaller.
         let mut push = |part: Option<&str>| {
             part.and_then(|p| {

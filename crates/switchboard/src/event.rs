@@ -190,6 +190,13 @@ impl Event {
         Self { frame, binary: None }
     }
 
+    /// An event read from a socket whose frames are not packed as they are decoded (Phoenix):
+    /// its buffer comes from this thread's pool, as a Pusher frame's does (see `buffers.rs`).
+    pub(crate) fn received(channel: &str, name: &str, data: &str) -> Self {
+        let buffer = crate::buffers::take(channel.len() + name.len() + data.len());
+        Self::from_frame(PackedFrame::from_parts_into(buffer, name, Some(channel), Some(data), None))
+    }
+
     pub(crate) fn internal(channel: Option<&str>, name: &str, data: Option<String>) -> Self {
         Self::pack(channel, name, data.as_deref(), None)
     }

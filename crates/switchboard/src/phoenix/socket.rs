@@ -1419,7 +1419,7 @@ impl Task {
             if message.join_ref.is_some() && message.join_ref != chan.join_ref {
                 return Ok(()); // for an earlier join of this topic
             }
-            let event = Event::new(Some(&message.topic), &message.event, Some(message.payload.get()));
+            let event = Event::received(&message.topic, &message.event, message.payload);
             self.outbox.deliver(&chan.listeners, event);
             return Ok(());
         }
@@ -1444,7 +1444,7 @@ impl Task {
                 self.channels.remove(&topic);
             }
             "presence_state" => {
-                let state: Presences = serde_json::from_str(message.payload.get()).unwrap_or_default();
+                let state: Presences = serde_json::from_str(message.payload).unwrap_or_default();
                 let events = presence.lock().unwrap_or_else(|p| p.into_inner()).on_state(&join_ref, &state);
                 self.emit_presence(&listeners, &topic, events);
             }
@@ -1461,7 +1461,7 @@ impl Task {
         }
         // The payload goes on as the text it arrived as (no value tree), in one allocation
         // with the topic and name.
-        let event = Event::new(Some(&topic), &message.event, Some(message.payload.get()));
+        let event = Event::received(&topic, &message.event, message.payload);
         self.outbox.deliver(&listeners, event);
         Ok(())
     }
