@@ -418,8 +418,8 @@ async fn listen_into_a_slow_pipe_loses_nothing() {
             .expect("publisher");
     let publishing = tokio::spawn(async move {
         for start in (0..EVENTS).step_by(10) {
-            let batch: Vec<switchboard::publisher::BatchEvent> = (start..start + 10)
-                .map(|n| switchboard::publisher::BatchEvent {
+            let batch: Vec<switchboard::pusher::publisher::BatchEvent> = (start..start + 10)
+                .map(|n| switchboard::pusher::publisher::BatchEvent {
                     channel: "firehose".into(),
                     name: "tick".into(),
                     data: format!(r#"{{"n":{n}}}"#),

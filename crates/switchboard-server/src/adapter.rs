@@ -25,7 +25,7 @@
 use bytes::Bytes;
 use switchboard_protocol::ChannelName;
 
-use crate::app::{App, ChannelCounts};
+use crate::pusher::app::{App, ChannelCounts};
 
 /// Where broadcasts go and where channel state is read from.
 ///
@@ -59,7 +59,7 @@ use crate::app::{App, ChannelCounts};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
 /// use bytes::Bytes;
-/// use switchboard_server::app::ChannelCounts;
+/// use switchboard_server::pusher::app::ChannelCounts;
 /// use switchboard_server::{Adapter, App, LocalAdapter, Server, ServerConfig};
 ///
 /// /// Counts backend publishes, and otherwise behaves as the single-process adapter.

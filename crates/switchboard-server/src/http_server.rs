@@ -31,9 +31,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
-use crate::connection::WRITE_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::state::ServerState;
+use crate::websocket::WRITE_TIMEOUT;
 
 /// Middleware: a request (its body read and its handler) that takes longer than
 /// `http_request_timeout` gets 408, so a trickled body cannot hold a connection slot.

@@ -2,7 +2,16 @@
 //! in development and small production).
 //!
 //! One port serves the WebSocket endpoint `/app/{key}` and the signed HTTP API
-//! `/apps/{id}/…`, both under an optional path prefix, plus `/up` and `/metrics`.
+//! `/apps/{id}/…`, both under an optional path prefix, plus `/up` and `/metrics`, and the
+//! Phoenix endpoint `/socket/websocket`.
+//!
+//! # Layout
+//!
+//! One module per protocol, holding only that protocol's rules: [`pusher`] (the socket task,
+//! channels and presence, the HTTP API, webhooks) and [`phoenix`] (rooms and Presence). The
+//! rest is shared by every protocol: the [`adapter`] all fan-out and queries go through,
+//! [`config`], [`metrics`], the server [`state`], the HTTP accept loop and the WebSocket
+//! write and close rules.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), switchboard_server::ServerError> {
@@ -14,17 +23,14 @@
 //! ```
 
 pub mod adapter;
-pub mod app;
 pub mod config;
-mod connection;
-pub mod connection_handle;
-pub mod http_api;
 mod http_server;
 pub mod metrics;
 pub mod phoenix;
+pub mod pusher;
 pub mod state;
 mod upgrade;
-pub mod webhooks;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,11 +45,11 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 pub use adapter::{Adapter, LocalAdapter};
-pub use app::App;
 pub use config::{AppConfig, ClientEventPolicy, ConfigError, ServerConfig, WebhookConfig};
 pub use metrics::Metrics;
+pub use pusher::app::App;
+use pusher::webhooks::WebhookSender;
 use state::ServerState;
-use webhooks::WebhookSender;
 
 /// Largest HTTP API request body.
 const MAX_HTTP_BODY: usize = 1024 * 1024;
@@ -180,22 +186,22 @@ impl Server {
 
 fn router(state: Arc<ServerState>) -> Router {
     let routes = Router::new()
-        .route("/app/{key}", get(upgrade::websocket))
-        .route("/socket/websocket", get(upgrade::phoenix_websocket))
-        .route("/apps/{app_id}/events", post(http_api::events))
-        .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
-        .route("/apps/{app_id}/channels", get(http_api::channels))
-        .route("/apps/{app_id}/channels/{channel}", get(http_api::channel))
-        .route("/apps/{app_id}/channels/{channel}/users", get(http_api::channel_users))
-        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(http_api::terminate_connections))
-        .route("/up", get(http_api::up))
-        .route("/metrics", get(http_api::metrics))
-        .fallback(http_api::not_found)
+        .route("/app/{key}", get(pusher::upgrade::websocket))
+        .route("/socket/websocket", get(phoenix::upgrade::phoenix_websocket))
+        .route("/apps/{app_id}/events", post(pusher::http_api::events))
+        .route("/apps/{app_id}/batch_events", post(pusher::http_api::batch_events))
+        .route("/apps/{app_id}/channels", get(pusher::http_api::channels))
+        .route("/apps/{app_id}/channels/{channel}", get(pusher::http_api::channel))
+        .route("/apps/{app_id}/channels/{channel}/users", get(pusher::http_api::channel_users))
+        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(pusher::http_api::terminate_connections))
+        .route("/up", get(pusher::http_api::up))
+        .route("/metrics", get(pusher::http_api::metrics))
+        .fallback(pusher::http_api::not_found)
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), http_server::request_deadline));
     let prefix = state.config.path.clone();
     let routes = routes.with_state(state);
-    if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(http_api::not_found) }
+    if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes).fallback(pusher::http_api::not_found) }
 }
 
 /// A server running in the background.

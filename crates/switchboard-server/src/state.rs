@@ -25,9 +25,9 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::adapter::Adapter;
-use crate::app::App;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::pusher::app::App;
 
 /// Everything the handlers and socket tasks share.
 ///

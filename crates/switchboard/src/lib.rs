@@ -22,38 +22,61 @@
 //! # Ok(()) }
 //! ```
 
-pub mod auth;
+//! # Layout
+//!
+//! One module per protocol, each holding only that protocol's rules: [`pusher`] (Pusher
+//! Channels v7: [`Client`], [`Channel`], auth, presence, Echo, the HTTP [`Publisher`]) and
+//! [`phoenix`] (Phoenix Channels). Everything outside them is the machinery they share:
+//! backoff, event queues and backpressure, event buffers, connection state, the TLS
+//! connect, the I/O thread. The items users write most are re-exported here.
+
 pub mod backoff;
 mod buffers;
-pub mod channel;
-pub mod client;
-mod connection;
 mod delivery;
-pub mod echo;
 pub mod error;
 pub mod event;
 pub mod io_thread;
 mod listeners;
-pub mod options;
 pub mod phoenix;
-pub mod presence;
-pub mod publisher;
+pub mod pusher;
 mod queue;
 pub mod state;
 mod transport;
 
-pub use auth::{
-    AuthRequest, Authorizer, ChannelAuth, FnAuthorizer, HttpAuthorizer, PresenceUser, SecretAuthorizer, UserAuth,
-};
+use std::future::Future;
+use std::pin::Pin;
+
 pub use backoff::Backoff;
-pub use channel::Channel;
-pub use client::Client;
 pub use delivery::{SlowConsumer, StallAction};
-pub use echo::{Echo, EchoChannel};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{DECRYPTION_ERROR_EVENT, Event, EventStream, GAP_EVENT, HandlerId, LAGGED_EVENT, MEMBERS_CAPPED_EVENT};
 pub use io_thread::IoRuntime;
-pub use options::{ClientOptions, ClientOptionsBuilder};
-pub use presence::{Member, Members};
-pub use publisher::Publisher;
+pub use pusher::auth::{
+    AuthRequest, Authorizer, ChannelAuth, FnAuthorizer, HttpAuthorizer, PresenceUser, SecretAuthorizer, UserAuth,
+};
+pub use pusher::channel::Channel;
+pub use pusher::client::Client;
+pub use pusher::echo::{Echo, EchoChannel};
+pub use pusher::options::{ClientOptions, ClientOptionsBuilder};
+pub use pusher::presence::{Member, Members};
+pub use pusher::publisher::{BatchEvent, Publisher};
 pub use state::ConnectionState;
+
+/// A boxed future, as authorizers return.
+///
+/// ```
+/// use switchboard::BoxFuture;
+/// use switchboard::{AuthRequest, Authorizer, ChannelAuth, Result};
+/// /// Signs with a key fetched from a vault on every call.
+/// struct VaultSigner;
+/// impl Authorizer for VaultSigner {
+///     fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
+///         Box::pin(async move {
+///             let auth = format!("key:{}", request.socket_id); // stand-in for a real signature
+///             Ok(ChannelAuth { auth, channel_data: None, shared_secret: None })
+///         })
+///     }
+/// }
+/// # let _ = VaultSigner;
+/// ```
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-use crate::auth::BoxFuture;
+use crate::BoxFuture;
 use crate::event::{Event, HandlerId, LAGGED_EVENT};
 use crate::queue::{PushError, QueueReceiver, QueueSender, Room, Wakes, queue};
 

@@ -597,8 +597,8 @@ async fn a_subscribe_awaited_while_another_stream_is_full_completes() {
     let mut unread = client.subscribe("firehose").await.expect("subscribed").events();
     let publisher = crate::common::publisher(&server);
     for start in (0..500).step_by(10) {
-        let batch: Vec<switchboard::publisher::BatchEvent> = (start..start + 10)
-            .map(|n| switchboard::publisher::BatchEvent {
+        let batch: Vec<switchboard::pusher::publisher::BatchEvent> = (start..start + 10)
+            .map(|n| switchboard::pusher::publisher::BatchEvent {
                 channel: "firehose".into(),
                 name: "tick".into(),
                 data: format!(r#"{{"n":{n}}}"#),

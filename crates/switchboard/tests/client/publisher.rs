@@ -1,7 +1,7 @@
 //! The HTTP API client: triggers, batches, queries, terminate, webhooks.
 
 use serde_json::json;
-use switchboard::publisher::BatchEvent;
+use switchboard::pusher::publisher::BatchEvent;
 use switchboard::{ConnectionState, ErrorKind, PresenceUser, Publisher};
 
 use crate::common::*;

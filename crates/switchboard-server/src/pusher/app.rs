@@ -64,9 +64,9 @@ use switchboard_protocol::frame::encode_server_frame;
 use switchboard_protocol::presence::{member_added_data, member_removed_data};
 
 use crate::config::AppConfig;
-use crate::connection_handle::ConnectionHandle;
 use crate::metrics::Metrics;
-use crate::webhooks::{WebhookEvent, WebhookSender};
+use crate::pusher::connection_handle::ConnectionHandle;
+use crate::pusher::webhooks::{WebhookEvent, WebhookSender};
 
 /// How long a cache channel remembers its last event (Soketi's TTL).
 const CACHE_TTL: Duration = Duration::from_secs(3600);
@@ -99,7 +99,7 @@ struct AppState {
 ///
 /// ```
 /// use switchboard_protocol::messages::ChannelData;
-/// use switchboard_server::app::Joining;
+/// use switchboard_server::pusher::app::Joining;
 /// // A presence subscription's channel_data becomes the joining member.
 /// let data: ChannelData = serde_json::from_str(r#"{"user_id":42,"user_info":{"name":"Ada"}}"#)?;
 /// let joining = Joining {
@@ -122,7 +122,7 @@ pub struct Joining {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use switchboard_server::app::Subscribed;
+/// use switchboard_server::pusher::app::Subscribed;
 /// // What the connection sends after `pusher_internal:subscription_succeeded`.
 /// let follow_up = |s: &Subscribed| match &s.cached {
 ///     Some(Some(frame)) => Some(String::from_utf8_lossy(frame).into_owned()),
@@ -221,7 +221,7 @@ pub enum SubscribeRefused {
 /// Counts for one channel, as the HTTP API reports them.
 ///
 /// ```
-/// use switchboard_server::app::ChannelCounts;
+/// use switchboard_server::pusher::app::ChannelCounts;
 /// // A channel nobody is subscribed to; `user_count` is only `Some` for presence channels.
 /// let empty = ChannelCounts::default();
 /// assert_eq!((empty.subscription_count, empty.user_count), (0, None));
@@ -607,7 +607,7 @@ impl App {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
-    /// use switchboard_server::app::ChannelCounts;
+    /// use switchboard_server::pusher::app::ChannelCounts;
     /// use switchboard_server::{Server, ServerConfig};
     ///
     /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;

@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use switchboard_protocol::{ChannelKind, ChannelName};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::auth::PresenceUser;
-use crate::channel::{Channel, ChannelShared};
-use crate::connection::{self, Command};
 use crate::delivery::Dispatcher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventStream, HandlerId};
 use crate::listeners::Listeners;
-use crate::options::ClientOptions;
+use crate::pusher::auth::PresenceUser;
+use crate::pusher::channel::{Channel, ChannelShared};
+use crate::pusher::connection::{self, Command};
+use crate::pusher::options::ClientOptions;
 use crate::state::ConnectionState;
 
 /// Handlers queued for the handler task before events are dropped (and counted).

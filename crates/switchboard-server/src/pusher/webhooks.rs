@@ -3,7 +3,7 @@
 //! `X-Pusher-Signature` (HMAC-SHA256 of the body), retried with exponential backoff.
 //!
 //! ```
-//! use switchboard_server::webhooks::WebhookEvent;
+//! use switchboard_server::pusher::webhooks::WebhookEvent;
 //! // Pusher's batch format: {"time_ms": ..., "events": [...]}
 //! let events =
 //!     [WebhookEvent::channel("news", "channel_occupied"), WebhookEvent::member("presence-a", "member_added", "7")];
@@ -35,7 +35,7 @@ const ATTEMPTS: u32 = 5;
 /// One webhook event, as Pusher sends it inside `{"time_ms", "events": [...]}`.
 ///
 /// ```
-/// use switchboard_server::webhooks::WebhookEvent;
+/// use switchboard_server::pusher::webhooks::WebhookEvent;
 /// let event = WebhookEvent {
 ///     event: Some("client-typing".into()),
 ///     data: Some("{}".into()),
@@ -78,7 +78,7 @@ impl WebhookEvent {
     /// A channel-level event (`channel_occupied`, `channel_vacated`, `cache_miss`).
     ///
     /// ```
-    /// use switchboard_server::webhooks::WebhookEvent;
+    /// use switchboard_server::pusher::webhooks::WebhookEvent;
     /// let event = WebhookEvent::channel("news", "channel_occupied");
     /// assert_eq!(serde_json::to_string(&event)?, r#"{"name":"channel_occupied","channel":"news"}"#);
     /// # Ok::<(), serde_json::Error>(())
@@ -90,7 +90,7 @@ impl WebhookEvent {
     /// A member event.
     ///
     /// ```
-    /// use switchboard_server::webhooks::WebhookEvent;
+    /// use switchboard_server::pusher::webhooks::WebhookEvent;
     /// let event = WebhookEvent::member("presence-room", "member_added", "42");
     /// assert_eq!(
     ///     serde_json::to_string(&event)?,

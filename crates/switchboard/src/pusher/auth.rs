@@ -15,7 +15,6 @@
 //! ```
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,24 +24,7 @@ use switchboard_protocol::signature::{sign_channel, sign_user};
 use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 
-/// A boxed future, as authorizers return.
-///
-/// ```
-/// use switchboard::auth::BoxFuture;
-/// use switchboard::{AuthRequest, Authorizer, ChannelAuth, Result};
-/// /// Signs with a key fetched from a vault on every call.
-/// struct VaultSigner;
-/// impl Authorizer for VaultSigner {
-///     fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
-///         Box::pin(async move {
-///             let auth = format!("key:{}", request.socket_id); // stand-in for a real signature
-///             Ok(ChannelAuth { auth, channel_data: None, shared_secret: None })
-///         })
-///     }
-/// }
-/// # let _ = VaultSigner;
-/// ```
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::BoxFuture;
 
 /// A presence member's identity: `user_id` and optional `user_info` (raw JSON).
 ///

@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// ```no_run
 /// # async fn run() -> Result<(), switchboard::Error> {
 /// let publisher = switchboard::Publisher::new("http://127.0.0.1:8080", "1000", "switchboard-key", "switchboard-secret")?;
-/// use switchboard::publisher::BatchEvent;
+/// use switchboard::pusher::publisher::BatchEvent;
 /// let events = vec![
 ///     BatchEvent { channel: "orders".into(), name: "created".into(), data: r#"{"id":1}"#.into(), socket_id: None },
 ///     BatchEvent { channel: "orders".into(), name: "created".into(), data: r#"{"id":2}"#.into(), socket_id: None },
@@ -68,7 +68,7 @@ pub struct Publisher {
 /// # async fn run() -> Result<(), switchboard::Error> {
 /// let publisher = switchboard::Publisher::new("http://127.0.0.1:8080", "1000", "switchboard-key", "switchboard-secret")?;
 /// let channels: Vec<String> = (0..250).map(|i| format!("device-{i}")).collect();
-/// for chunk in channels.chunks(switchboard::publisher::MAX_CHANNELS) {
+/// for chunk in channels.chunks(switchboard::pusher::publisher::MAX_CHANNELS) {
 ///     let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
 ///     publisher.trigger(&names, "reboot", &serde_json::json!({}), None).await?;
 /// }
@@ -229,7 +229,7 @@ impl Publisher {
     ///
     /// ```no_run
     /// # async fn run(publisher: switchboard::Publisher) -> Result<(), switchboard::Error> {
-    /// use switchboard::publisher::BatchEvent;
+    /// use switchboard::pusher::publisher::BatchEvent;
     /// let events = vec![BatchEvent { channel: "orders".into(), name: "created".into(), data: "{}".into(), socket_id: None }];
     /// publisher.trigger_batch(&events).await?;
     /// # Ok(()) }
@@ -288,7 +288,12 @@ impl Publisher {
     /// ```
     pub async fn users(&self, name: &str) -> Result<Vec<String>> {
         let v = self.call("GET", &format!("/channels/{name}/users"), &[], None).await?;
-        Ok(v["users"].as_array().into_iter().flatten().filter_map(|u| crate::presence::id_string(&u["id"])).collect())
+        Ok(v["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| crate::pusher::presence::id_string(&u["id"]))
+            .collect())
     }
 
     /// Close every connection of `user_id`.

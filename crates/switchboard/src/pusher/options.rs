@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Authorizer, SecretAuthorizer};
 use crate::delivery::SlowConsumer;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pusher::auth::{Authorizer, SecretAuthorizer};
 
 /// Everything a [`crate::Client`] needs to connect. Build it with [`ClientOptions::builder`],
 /// [`ClientOptions::from_url`] or [`ClientOptions::from_env`].
@@ -96,7 +96,7 @@ impl ClientOptions {
                 slow_consumer: SlowConsumer::default(),
                 client_event_rate: 10,
                 max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
-                max_presence_members: crate::presence::DEFAULT_MAX_MEMBERS,
+                max_presence_members: crate::pusher::presence::DEFAULT_MAX_MEMBERS,
                 io_runtime: crate::IoRuntime::default(),
             },
             port_set: false,

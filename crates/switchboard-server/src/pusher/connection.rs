@@ -20,19 +20,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
-use crate::app::{App, Joining, SubscribeRefused};
+use super::app::{App, Joining, SubscribeRefused};
 use crate::config::ClientEventPolicy;
-use crate::connection_handle::{CloseRequest, ConnectionHandle};
+use crate::pusher::connection_handle::{CloseRequest, ConnectionHandle};
+use crate::pusher::webhooks::WebhookEvent;
 use crate::state::ServerState;
-use crate::webhooks::WebhookEvent;
+use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
 
 /// Frames written per wake-up before flushing, so a burst becomes few syscalls.
 const WRITE_BATCH: usize = 64;
-/// How long to wait for the client's close frame after ours, and how long a pending write
-/// may still finish once a close was requested.
-pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
-/// A single write that cannot complete for this long means the client stopped reading.
-pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the socket loop ended.
 enum End {
@@ -589,24 +585,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
-/// After a read error, tell the client why: protocol errors and oversized frames have a
-/// close frame (1002, 1009) queued by tokio-websockets, which is flushed; a message over the
-/// limit only once its fragments are put together has none, so 1009 is sent here. Every
-/// protocol's socket task ends this way.
-pub(crate) async fn close_after_read_error<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
-    error: &tokio_websockets::Error,
-) {
-    if let tokio_websockets::Error::PayloadTooLong { max_len, .. } = error {
-        // Refused (AlreadyClosed) when a single frame was too long: its close is queued.
-        let close = Message::close(Some(CloseCode::MESSAGE_TOO_BIG), &format!("max length: {max_len}"));
-        if tokio::time::timeout(CLOSE_LINGER, ws.send(close)).await.is_ok_and(|sent| sent.is_ok()) {
-            return;
-        }
-    }
-    let _ = tokio::time::timeout(CLOSE_LINGER, ws.flush()).await;
-}
-
 /// Run one write, but give up when it stalls: after `WRITE_TIMEOUT`, or `CLOSE_LINGER`
 /// after a close was requested (a slow consumer's queue overflowed, or a terminate).
 async fn guarded<T>(
@@ -622,25 +600,6 @@ async fn guarded<T>(
         Ok(Err(_)) => Err(End::Gone),
         // Stalled after a close request: drop the connection without a goodbye.
         Err(WriteStalled) => Err(request.map_or(End::Gone, End::Abort)),
-    }
-}
-
-/// A write that did not complete in time: the client stopped reading.
-pub(crate) struct WriteStalled;
-
-/// The write rule every socket task of the server follows (Pusher, Phoenix, the protocols to
-/// come): a write may take `WRITE_TIMEOUT`; once `give_up` resolves (a close was requested,
-/// the socket was found too slow, the server is shutting down) it has `CLOSE_LINGER` more.
-/// So a client that stops reading never holds its task, the idle timer or the shutdown.
-pub(crate) async fn write_within<T>(
-    write: impl Future<Output = T>,
-    give_up: impl Future<Output = ()>,
-) -> Result<T, WriteStalled> {
-    let mut write = std::pin::pin!(write);
-    tokio::select! {
-        result = &mut write => Ok(result),
-        () = give_up => tokio::time::timeout(CLOSE_LINGER, write).await.map_err(|_| WriteStalled),
-        () = tokio::time::sleep(WRITE_TIMEOUT) => Err(WriteStalled),
     }
 }
 

@@ -63,6 +63,8 @@
 //! # }
 //! ```
 
+pub(crate) mod upgrade;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,8 +79,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message as WsMessage, WebSocketStream};
 
-use crate::connection::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
 use crate::state::ServerState;
+use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
 
 /// Where a room sends one socket's frames: its queue, its serializer, and the flag that
 /// closes it when it reads too slowly (the Pusher side's policy: a full queue closes the

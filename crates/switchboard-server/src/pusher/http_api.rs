@@ -55,8 +55,8 @@ use switchboard_protocol::http_auth::{RequestToVerify, parse_query_limited, veri
 use switchboard_protocol::messages::{BatchRequest, TriggerRequest};
 use switchboard_protocol::{ChannelKind, ChannelName};
 
-use crate::app::App;
 use crate::metrics::HttpLabels;
+use crate::pusher::app::App;
 use crate::state::ServerState;
 
 /// Most channels one trigger may name.
@@ -87,7 +87,7 @@ use crate::state::ServerState;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
-/// use switchboard_server::http_api::MAX_TRIGGER_CHANNELS;
+/// use switchboard_server::pusher::http_api::MAX_TRIGGER_CHANNELS;
 /// use switchboard_server::{Server, ServerConfig};
 ///
 /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;

@@ -4,7 +4,7 @@
 //! `Arc<ConnectionHandle>` and only ever does non-blocking things with it.
 //!
 //! ```
-//! use switchboard_server::connection_handle::CloseRequest;
+//! use switchboard_server::pusher::connection_handle::CloseRequest;
 //! // The first close requested for a socket is the one it performs, e.g. a slow consumer's:
 //! let request = CloseRequest { code: 4100, message: "Too many unsent messages".into() };
 //! assert!((4100..4200).contains(&request.code), "4100-4199: reconnect after a backoff");
@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 ///
 /// ```
 /// use switchboard_protocol::{CloseAction, ErrorCode};
-/// use switchboard_server::connection_handle::CloseRequest;
+/// use switchboard_server::pusher::connection_handle::CloseRequest;
 /// let slow = CloseRequest { code: 4100, message: "Too many unsent messages".into() };
 /// let kicked = CloseRequest { code: 4009, message: "You got disconnected by the app.".into() };
 /// // The code tells the client what to do next.

@@ -7,23 +7,23 @@
 //! turned into `\`, so `listen("OrderShipped")` binds `App\Events\OrderShipped`.
 //!
 //! ```
-//! use switchboard::echo::format_event_name;
+//! use switchboard::pusher::echo::format_event_name;
 //! assert_eq!(format_event_name("App.Events", "OrderShipped"), r"App\Events\OrderShipped");
 //! ```
 
 use serde::Serialize;
 
-use crate::auth::PresenceUser;
-use crate::channel::Channel;
-use crate::client::Client;
 use crate::error::Result;
 use crate::event::{Event, HandlerId};
-use crate::presence::Member;
+use crate::pusher::auth::PresenceUser;
+use crate::pusher::channel::Channel;
+use crate::pusher::client::Client;
+use crate::pusher::presence::Member;
 
 /// Echo's default namespace.
 ///
 /// ```
-/// use switchboard::echo::{DEFAULT_NAMESPACE, format_event_name};
+/// use switchboard::pusher::echo::{DEFAULT_NAMESPACE, format_event_name};
 /// assert_eq!(format_event_name(DEFAULT_NAMESPACE, "UserJoined"), r"App\Events\UserJoined");
 /// ```
 pub const DEFAULT_NAMESPACE: &str = "App.Events";
@@ -31,7 +31,7 @@ pub const DEFAULT_NAMESPACE: &str = "App.Events";
 /// The full event name Echo binds for `event` in `namespace`.
 ///
 /// ```
-/// use switchboard::echo::format_event_name;
+/// use switchboard::pusher::echo::format_event_name;
 /// assert_eq!(format_event_name("App.Events", "OrderShipped"), r"App\Events\OrderShipped");
 /// assert_eq!(format_event_name("App.Events", "Orders.Shipped"), r"App\Events\Orders\Shipped");
 /// assert_eq!(format_event_name("App.Events", ".order.shipped"), "order.shipped");
@@ -49,7 +49,7 @@ pub fn format_event_name(namespace: &str, event: &str) -> String {
 ///
 /// ```no_run
 /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
-/// let echo = switchboard::echo::Echo::new(client);
+/// let echo = switchboard::pusher::echo::Echo::new(client);
 /// let orders = echo.private("orders.1").await?;          // private-orders.1
 /// orders.listen("OrderShipped", |e| println!("{:?}", e.data())); // App\Events\OrderShipped
 /// orders.whisper("typing", &serde_json::json!({"name": "Ada"})).await?;
@@ -349,6 +349,6 @@ impl EchoChannel {
 
 fn member_of(event: &Event) -> Option<Member> {
     let data: serde_json::Value = event.json().ok()?;
-    let id = crate::presence::id_string(&data["user_id"])?;
+    let id = crate::pusher::presence::id_string(&data["user_id"])?;
     Some(Member { id, info: data.get("user_info").cloned().unwrap_or(serde_json::Value::Null) })
 }

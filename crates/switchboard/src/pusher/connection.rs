@@ -20,15 +20,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_websockets::{ClientBuilder, Message};
 
-use crate::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
 use crate::backoff::Backoff;
-use crate::channel::ChannelShared;
 use crate::delivery::{Dispatcher, Outbox, Stall};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{DECRYPTION_ERROR_EVENT, Event, GAP_EVENT};
 use crate::listeners::Listeners;
-use crate::options::ClientOptions;
-use crate::presence::{Member, id_string};
+use crate::pusher::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
+use crate::pusher::channel::ChannelShared;
+use crate::pusher::options::ClientOptions;
+use crate::pusher::presence::{Member, id_string};
 use crate::queue::Burst;
 use crate::state::ConnectionState;
 

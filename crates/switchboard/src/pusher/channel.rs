@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use switchboard_protocol::ChannelKind;
 
-use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventStream, HandlerId};
 use crate::listeners::Listeners;
-use crate::presence::Members;
+use crate::pusher::client::Client;
+use crate::pusher::presence::Members;
 
 /// State shared between a channel's handles and the connection task.
 pub(crate) struct ChannelShared {
