@@ -29,6 +29,9 @@ pub enum ProtocolError {
         /// Which rule it broke.
         reason: &'static str,
     },
+    /// The frame's type is not one the protocol has (the gateway's `type`).
+    #[error("unknown frame type {0:?}")]
+    UnknownFrameType(String),
     /// An `auth` string is not of the form `key:hexsignature`.
     #[error("malformed auth string: expected \"<app key>:<hex signature>\"")]
     MalformedAuth,

@@ -88,3 +88,34 @@ pub fn http_query(data: &[u8]) {
         let _ = verify_request(&request, "k", "s", 1_000, 600);
     }
 }
+
+/// A gateway frame, either direction, and an access token: what [`ClientFrame::decode`]
+/// accepts encodes back to a frame that decodes alike; a server frame's accessors and
+/// [`jwt::verify`] refuse or accept, never panic.
+///
+/// ```
+/// switchboard_protocol::fuzz::gateway_frame(br#"{"type":"publish","data":{"topic":"t","payload":[1]}}"#);
+/// ```
+///
+/// [`ClientFrame::decode`]: crate::gateway::ClientFrame::decode
+/// [`jwt::verify`]: crate::gateway::jwt::verify
+pub fn gateway_frame(data: &[u8]) {
+    use crate::gateway::{ClientFrame, ServerFrame, event_matches, glob_matches, jwt};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(frame) = ClientFrame::decode(text) {
+        let encoded = frame.encode();
+        assert_eq!(ClientFrame::decode(&encoded).ok(), Some(frame), "round trip of {text:?}");
+    }
+    if let Ok(frame) = ServerFrame::decode(text) {
+        let _ = (frame.event_name(), frame.connection_info(), frame.ack_id(), frame.delivery());
+        let _ = (frame.response(), frame.presence());
+    }
+    let _ = jwt::verify(text, b"key", 0);
+    // Patterns and names from the input's halves: bounded work, no panic.
+    let mut middle = text.len() / 2;
+    while !text.is_char_boundary(middle) {
+        middle -= 1;
+    }
+    let (left, right) = text.split_at(middle);
+    let _ = (event_matches(left, right), glob_matches(left, right));
+}

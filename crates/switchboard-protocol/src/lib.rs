@@ -22,6 +22,7 @@ pub mod encryption;
 pub mod error;
 pub mod frame;
 pub mod fuzz;
+pub mod gateway;
 pub mod http_auth;
 mod json_scan;
 pub mod messages;

@@ -85,3 +85,8 @@ fn phoenix_binary_frames() {
 fn http_queries() {
     replay("http_query", fuzz::http_query);
 }
+
+#[test]
+fn gateway_frames() {
+    replay("gateway_frame", fuzz::gateway_frame);
+}

@@ -25,6 +25,7 @@
 use bytes::Bytes;
 use switchboard_protocol::ChannelName;
 
+use crate::gateway::Outgoing;
 use crate::pusher::app::{App, ChannelCounts};
 
 /// Where broadcasts go and where channel state is read from.
@@ -59,6 +60,7 @@ use crate::pusher::app::{App, ChannelCounts};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
 /// use bytes::Bytes;
+/// use switchboard_server::gateway::Outgoing;
 /// use switchboard_server::pusher::app::ChannelCounts;
 /// use switchboard_server::{Adapter, App, LocalAdapter, Server, ServerConfig};
 ///
@@ -82,6 +84,15 @@ use crate::pusher::app::{App, ChannelCounts};
 ///     }
 ///     fn presence_users(&self, app: &App, channel: &str) -> Vec<String> {
 ///         LocalAdapter.presence_users(app, channel)
+///     }
+///     fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {
+///         LocalAdapter.gateway_publish(app, topic, frame)
+///     }
+///     fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize {
+///         LocalAdapter.gateway_close(app, connection_id, code, reason)
+///     }
+///     fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize {
+///         LocalAdapter.gateway_unsubscribe(app, subject, patterns)
 ///     }
 /// }
 ///
@@ -111,6 +122,15 @@ pub trait Adapter: Send + Sync + 'static {
     fn occupied_channels(&self, app: &App, prefix: &str) -> Vec<(String, ChannelCounts)>;
     /// Presence member ids of `channel`.
     fn presence_users(&self, app: &App, channel: &str) -> Vec<String>;
+    /// Gateway protocol: queue `frame` for every subscriber of `topic` (the sender included
+    /// if subscribed). Returns how many local sockets it was queued for.
+    fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize;
+    /// Gateway protocol: close one connection (by its connection id) or all of the app's.
+    /// Returns how many.
+    fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize;
+    /// Gateway protocol: unsubscribe `subject`'s connections from topics matching `patterns`.
+    /// Returns how many subscriptions ended.
+    fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize;
 }
 
 /// The single-process adapter: state lives in each [`App`].
@@ -188,5 +208,17 @@ impl Adapter for LocalAdapter {
 
     fn presence_users(&self, app: &App, channel: &str) -> Vec<String> {
         app.presence_users(channel)
+    }
+
+    fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {
+        app.gateway.publish(topic, frame)
+    }
+
+    fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize {
+        app.gateway.close(connection_id, code, reason)
+    }
+
+    fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize {
+        app.gateway.unsubscribe_subject(subject, patterns)
     }
 }

@@ -217,6 +217,25 @@ pub struct AppConfig {
     pub max_channels_per_connection: usize,
     /// Webhook endpoints.
     pub webhooks: Vec<WebhookConfig>,
+    /// Gateway protocol (`/apps/{id}`): the HS256/384/512 key client tokens are verified
+    /// with; the app secret when unset (local development).
+    pub gateway_client_key: Option<String>,
+    /// Gateway protocol: the key admin tokens of its HTTP API (`/api/…`) are verified with;
+    /// the app secret when unset.
+    pub gateway_admin_key: Option<String>,
+    /// Gateway protocol: ack every publish and message that carries an `id` (the hosted
+    /// gateway's "WebSocket Inbound ACK" setting; on, since SDK callers wait for acks).
+    pub gateway_inbound_ack: bool,
+    /// Gateway protocol: the largest inbound frame, in bytes; larger → close 1009.
+    pub gateway_max_message_size: usize,
+    /// Gateway protocol: the most topics one connection subscribes to (its `main` and
+    /// `priv/<id>` not counted); one more → close 1008.
+    pub gateway_max_topics: usize,
+    /// Gateway protocol: publishes and messages per second per connection; more → close 1008.
+    pub gateway_message_rate: u32,
+    /// Gateway protocol: seconds of client silence before the server pings it; a socket
+    /// silent for twice this is closed as dead (a `disconnected` presence event).
+    pub gateway_ping_interval: u64,
 }
 
 impl Default for AppConfig {
@@ -237,6 +256,13 @@ impl Default for AppConfig {
             max_batch_size: 10,
             max_channels_per_connection: 10_000,
             webhooks: Vec::new(),
+            gateway_client_key: None,
+            gateway_admin_key: None,
+            gateway_inbound_ack: true,
+            gateway_max_message_size: 64 * 1024,
+            gateway_max_topics: 100,
+            gateway_message_rate: 100,
+            gateway_ping_interval: 30,
         }
     }
 }

@@ -25,7 +25,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -161,7 +160,7 @@ pub(crate) async fn serve(
     let builder = Arc::new(builder);
     let connections = TaskTracker::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -185,7 +184,13 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that need the client's address (the gateway's welcome) read it from the
+        // request's extensions, as axum's `ConnectInfo` extractor does.
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower_service::Service::call(&mut router.clone(), request)
+        });
         let builder = builder.clone();
         let metrics = metrics.clone();
         let mut stop = stop.clone();

@@ -3,15 +3,17 @@
 //!
 //! One port serves the WebSocket endpoint `/app/{key}` and the signed HTTP API
 //! `/apps/{id}/…`, both under an optional path prefix, plus `/up` and `/metrics`, and the
-//! Phoenix endpoint `/socket/websocket`.
+//! Phoenix endpoint `/socket/websocket`, and the Realtime Pub/Sub gateway's `/apps/{id}`
+//! (a token in `access_token`) with its admin API under `/api/`.
 //!
 //! # Layout
 //!
-//! One module per protocol, holding only that protocol's rules: [`pusher`] (the socket task,
-//! channels and presence, the HTTP API, webhooks) and [`phoenix`] (rooms and Presence). The
-//! rest is shared by every protocol: the [`adapter`] all fan-out and queries go through,
-//! [`config`], [`metrics`], the server [`state`], the HTTP accept loop and the WebSocket
-//! write and close rules.
+//! One module per protocol, holding only that protocol's rules: [`pusher`] (the socket
+//! task, channels and presence, the HTTP API, webhooks), [`phoenix`] (rooms and Presence)
+//! and [`gateway`] (topics, acks, replies, its admin API). The rest is shared by every
+//! protocol: the [`adapter`] all fan-out and queries go through, [`config`], [`metrics`], the
+//! server [`state`], the [`connection_handle`] other tasks hold for a socket, the HTTP accept
+//! loop, and the WebSocket upgrade, write and close rules.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), switchboard_server::ServerError> {
@@ -24,6 +26,8 @@
 
 pub mod adapter;
 pub mod config;
+pub mod connection_handle;
+pub mod gateway;
 mod http_server;
 pub mod metrics;
 pub mod phoenix;
@@ -38,7 +42,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -188,6 +192,11 @@ fn router(state: Arc<ServerState>) -> Router {
     let routes = Router::new()
         .route("/app/{key}", get(pusher::upgrade::websocket))
         .route("/socket/websocket", get(phoenix::upgrade::phoenix_websocket))
+        .route("/apps/{app_id}", get(gateway::upgrade::websocket))
+        .route("/api/topics/{app_id}/publish", post(gateway::http_api::publish))
+        .route("/api/topics/{app_id}/unsubscribe", post(gateway::http_api::unsubscribe))
+        .route("/api/connections/{app_id}", delete(gateway::http_api::close_all))
+        .route("/api/connections/{app_id}/{connection_id}", delete(gateway::http_api::close_one))
         .route("/apps/{app_id}/events", post(pusher::http_api::events))
         .route("/apps/{app_id}/batch_events", post(pusher::http_api::batch_events))
         .route("/apps/{app_id}/channels", get(pusher::http_api::channels))

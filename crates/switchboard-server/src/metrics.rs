@@ -69,6 +69,16 @@ pub struct Metrics {
     pub pending_connections: Gauge,
     /// TCP connections closed at once because `max_pending_connections` were open.
     pub pending_connections_refused: Counter,
+    /// Open gateway sockets (`/apps/{id}`).
+    pub gateway_connections: Gauge,
+    /// Gateway publishes and messages accepted.
+    pub gateway_messages: Counter,
+    /// Gateway frames queued for subscribers (one per subscriber and message).
+    pub gateway_deliveries: Counter,
+    /// Gateway upgrades refused before the 101 (bad or expired token, unknown app).
+    pub gateway_refused_tokens: Counter,
+    /// Gateway sockets closed for breaking a rule (forbidden topic, bad frame, a limit).
+    pub gateway_policy_closes: Counter,
 }
 
 impl Metrics {
@@ -109,6 +119,23 @@ impl Metrics {
             "pending_connections_refused",
             "TCP connections closed at once at max_pending_connections",
             self.pending_connections_refused.clone(),
+        );
+        registry.register("gateway_connections", "Open gateway sockets", self.gateway_connections.clone());
+        registry.register("gateway_messages", "Gateway publishes and messages accepted", self.gateway_messages.clone());
+        registry.register(
+            "gateway_deliveries",
+            "Gateway frames queued for subscribers",
+            self.gateway_deliveries.clone(),
+        );
+        registry.register(
+            "gateway_refused_tokens",
+            "Gateway upgrades refused for a bad token",
+            self.gateway_refused_tokens.clone(),
+        );
+        registry.register(
+            "gateway_policy_closes",
+            "Gateway sockets closed for breaking a rule",
+            self.gateway_policy_closes.clone(),
         );
         let mut out = String::new();
         // Writing into a String cannot fail.

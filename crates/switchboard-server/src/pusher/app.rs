@@ -64,8 +64,8 @@ use switchboard_protocol::frame::encode_server_frame;
 use switchboard_protocol::presence::{member_added_data, member_removed_data};
 
 use crate::config::AppConfig;
+use crate::connection_handle::ConnectionHandle;
 use crate::metrics::Metrics;
-use crate::pusher::connection_handle::ConnectionHandle;
 use crate::pusher::webhooks::{WebhookEvent, WebhookSender};
 
 /// How long a cache channel remembers its last event (Soketi's TTL).
@@ -292,6 +292,8 @@ pub struct App {
     connections: AtomicUsize,
     webhooks: Option<WebhookSender>,
     metrics: Arc<Metrics>,
+    /// The app's gateway topics and connections (`/apps/{id}`), apart from its channels.
+    pub gateway: crate::gateway::Registry,
 }
 
 impl std::fmt::Debug for App {
@@ -302,7 +304,14 @@ impl std::fmt::Debug for App {
 
 impl App {
     pub(crate) fn new(config: AppConfig, webhooks: Option<WebhookSender>, metrics: Arc<Metrics>) -> Self {
-        Self { config, state: Mutex::default(), connections: AtomicUsize::new(0), webhooks, metrics }
+        Self {
+            config,
+            state: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            webhooks,
+            metrics,
+            gateway: crate::gateway::Registry::default(),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, AppState> {

@@ -22,7 +22,7 @@ use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
 use super::app::{App, Joining, SubscribeRefused};
 use crate::config::ClientEventPolicy;
-use crate::pusher::connection_handle::{CloseRequest, ConnectionHandle};
+use crate::connection_handle::{CloseRequest, ConnectionHandle};
 use crate::pusher::webhooks::WebhookEvent;
 use crate::state::ServerState;
 use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};

@@ -4,20 +4,18 @@
 //!
 //! - [`app`]: one app's channels, subscribers, presence rosters and cache channels;
 //! - `connection`: the task that owns one Pusher WebSocket;
-//! - [`connection_handle`]: what other tasks use to queue frames for a socket or close it;
 //! - [`http_api`]: the signed HTTP API;
 //! - `upgrade`: the `/app/{key}` upgrade;
 //! - [`webhooks`]: batched, signed webhooks.
 //!
 //! ```
-//! use switchboard_server::pusher::connection_handle::CloseRequest;
-//! let request = CloseRequest { code: 4200, message: "Server is shutting down".into() };
-//! assert_eq!(request.code / 100, 42, "4200-4299: reconnect at once");
+//! use switchboard_server::pusher::app::ChannelCounts;
+//! // What the HTTP API reports for a channel nobody is on.
+//! assert_eq!(ChannelCounts::default().subscription_count, 0);
 //! ```
 
 pub mod app;
 pub(crate) mod connection;
-pub mod connection_handle;
 pub mod http_api;
 pub(crate) mod upgrade;
 pub mod webhooks;

@@ -2,6 +2,7 @@
 //! real server on 127.0.0.1 with real WebSocket and HTTP clients.
 
 mod common;
+mod gateway;
 mod http_api;
 mod interop;
 mod limits;

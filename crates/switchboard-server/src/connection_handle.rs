@@ -4,7 +4,7 @@
 //! `Arc<ConnectionHandle>` and only ever does non-blocking things with it.
 //!
 //! ```
-//! use switchboard_server::pusher::connection_handle::CloseRequest;
+//! use switchboard_server::connection_handle::CloseRequest;
 //! // The first close requested for a socket is the one it performs, e.g. a slow consumer's:
 //! let request = CloseRequest { code: 4100, message: "Too many unsent messages".into() };
 //! assert!((4100..4200).contains(&request.code), "4100-4199: reconnect after a backoff");
@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc};
 ///
 /// ```
 /// use switchboard_protocol::{CloseAction, ErrorCode};
-/// use switchboard_server::pusher::connection_handle::CloseRequest;
+/// use switchboard_server::connection_handle::CloseRequest;
 /// let slow = CloseRequest { code: 4100, message: "Too many unsent messages".into() };
 /// let kicked = CloseRequest { code: 4009, message: "You got disconnected by the app.".into() };
 /// // The code tells the client what to do next.
@@ -88,19 +88,43 @@ pub struct CloseRequest {
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct ConnectionHandle {
+pub struct ConnectionHandle<F = Bytes> {
     /// Process-unique id.
     pub id: u64,
     /// The Pusher socket id, `\d+\.\d+`.
     pub socket_id: Box<str>,
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<F>,
     close: Mutex<Option<CloseRequest>>,
     close_notify: Notify,
+    /// The close a full queue asks for (Pusher: 4100; the gateway: 1013).
+    slow_close: (u16, &'static str),
 }
+
+/// What a full Pusher queue closes with.
+const PUSHER_SLOW_CLOSE: (u16, &str) = (4100, "Too many unsent messages: the client reads slower than events arrive");
 
 impl ConnectionHandle {
     pub(crate) fn new(id: u64, socket_id: String, queue: mpsc::Sender<Bytes>) -> Self {
-        Self { id, socket_id: socket_id.into_boxed_str(), queue, close: Mutex::new(None), close_notify: Notify::new() }
+        Self::with_slow_close(id, socket_id, queue, PUSHER_SLOW_CLOSE)
+    }
+}
+
+impl<F: Clone> ConnectionHandle<F> {
+    /// A handle whose full queue asks for the close `slow_close` (code, reason).
+    pub(crate) fn with_slow_close(
+        id: u64,
+        socket_id: String,
+        queue: mpsc::Sender<F>,
+        slow_close: (u16, &'static str),
+    ) -> Self {
+        Self {
+            id,
+            socket_id: socket_id.into_boxed_str(),
+            queue,
+            close: Mutex::new(None),
+            close_notify: Notify::new(),
+            slow_close,
+        }
     }
 
     /// Queue an encoded frame. A full queue means the client reads slower than events
@@ -158,11 +182,11 @@ impl ConnectionHandle {
     /// # }).await?
     /// # }
     /// ```
-    pub fn send(&self, frame: &Bytes) -> bool {
+    pub fn send(&self, frame: &F) -> bool {
         match self.queue.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.terminate(4100, "Too many unsent messages: the client reads slower than events arrive");
+                self.terminate(self.slow_close.0, self.slow_close.1);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

@@ -1,0 +1,259 @@
+//! One app's gateway state: which connection is on which topic, and who each connection is.
+//!
+//! One mutex, held only for map updates and `try_send`s of ready frames (never across an
+//! await), as `App` does for Pusher channels. The topic sets live here only, so the socket
+//! task, the admin API and the adapter all see the same subscriptions.
+//!
+//! ```
+//! use switchboard_server::gateway::{Outgoing, Registry};
+//! let registry = Registry::default();
+//! // Nobody is subscribed yet: a publish reaches no one.
+//! assert_eq!(registry.publish("chat", &Outgoing::text("{}")), 0);
+//! assert_eq!(registry.connection_count(), 0);
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use switchboard_protocol::gateway::glob_matches;
+
+use super::GatewayHandle;
+
+/// A frame ready for a gateway socket: text, or binary when the publisher asked for
+/// `compress` (the same UTF-8 JSON; clients flag it as compressed).
+///
+/// ```
+/// use switchboard_server::gateway::Outgoing;
+/// assert!(!Outgoing::text("{}").binary);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The encoded frame.
+    pub frame: Bytes,
+    /// Send as a binary WebSocket frame.
+    pub binary: bool,
+}
+
+impl Outgoing {
+    /// A text frame.
+    pub fn text(frame: impl Into<Bytes>) -> Self {
+        Self { frame: frame.into(), binary: false }
+    }
+}
+
+struct Member {
+    handle: Arc<GatewayHandle>,
+    subject: Option<String>,
+    topics: HashSet<String>,
+    /// `main` and `priv/<id>`: subscribed by the server, not counted against the limit.
+    automatic: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    topics: HashMap<String, HashMap<u64, Arc<GatewayHandle>>>,
+    members: HashMap<u64, Member>,
+}
+
+/// Topics and connections of one app (see the module doc).
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("connections", &self.connection_count()).finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a connection, subscribed to `automatic` topics (`main`, `priv/<id>`).
+    pub(crate) fn join(&self, handle: Arc<GatewayHandle>, subject: Option<String>, automatic: &[String]) {
+        let mut inner = self.lock();
+        let id = handle.id;
+        for topic in automatic {
+            inner.topics.entry(topic.clone()).or_default().insert(id, handle.clone());
+        }
+        let topics = automatic.iter().cloned().collect();
+        inner.members.insert(id, Member { handle, subject, topics, automatic: automatic.len() });
+    }
+
+    /// Remove a connection from every topic.
+    pub(crate) fn leave(&self, id: u64) {
+        let mut inner = self.lock();
+        let Some(member) = inner.members.remove(&id) else { return };
+        for topic in member.topics {
+            remove_from_topic(&mut inner, &topic, id);
+        }
+    }
+
+    /// Subscribe connection `id` to `topic`, unless it already has `limit` topics of its own.
+    /// `Ok(true)` if it was new, `Ok(false)` if already subscribed, `Err(())` over the limit.
+    #[allow(clippy::result_unit_err)]
+    pub(crate) fn subscribe(&self, id: u64, topic: &str, limit: usize) -> Result<bool, ()> {
+        let mut inner = self.lock();
+        let Some(member) = inner.members.get_mut(&id) else { return Ok(false) };
+        if member.topics.contains(topic) {
+            return Ok(false);
+        }
+        if member.topics.len() - member.automatic.min(member.topics.len()) >= limit {
+            return Err(());
+        }
+        member.topics.insert(topic.to_owned());
+        let handle = member.handle.clone();
+        inner.topics.entry(topic.to_owned()).or_default().insert(id, handle);
+        Ok(true)
+    }
+
+    /// Unsubscribe connection `id` from `topic`; true if it was subscribed.
+    pub(crate) fn unsubscribe(&self, id: u64, topic: &str) -> bool {
+        let mut inner = self.lock();
+        let removed = inner.members.get_mut(&id).is_some_and(|m| m.topics.remove(topic));
+        if removed {
+            remove_from_topic(&mut inner, topic, id);
+        }
+        removed
+    }
+
+    /// Queue `frame` for every subscriber of `topic`. Returns how many it was queued for.
+    ///
+    /// ```
+    /// # use switchboard_server::gateway::{Outgoing, Registry};
+    /// assert_eq!(Registry::default().publish("main", &Outgoing::text("{}")), 0);
+    /// ```
+    pub fn publish(&self, topic: &str, frame: &Outgoing) -> usize {
+        let inner = self.lock();
+        let Some(subscribers) = inner.topics.get(topic) else { return 0 };
+        // A full queue asks its socket to close (1013) and counts as not delivered.
+        subscribers.values().filter(|handle| handle.send(frame)).count()
+    }
+
+    /// Ask connections to close with `code` and `reason`: the one whose connection id is
+    /// `connection_id`, or all of them. Returns how many.
+    ///
+    /// ```
+    /// # use switchboard_server::gateway::Registry;
+    /// assert_eq!(Registry::default().close(None, 1008, "Connection terminated"), 0);
+    /// ```
+    pub fn close(&self, connection_id: Option<&str>, code: u16, reason: &str) -> usize {
+        let inner = self.lock();
+        let mut closed = 0;
+        for member in inner.members.values() {
+            if connection_id.is_none_or(|id| *member.handle.socket_id == *id) {
+                member.handle.terminate(code, reason);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Unsubscribe every connection of `subject` from the topics matching any of `patterns`
+    /// (`*` globs). Returns how many subscriptions ended.
+    ///
+    /// ```
+    /// # use switchboard_server::gateway::Registry;
+    /// assert_eq!(Registry::default().unsubscribe_subject("ada", &["chat/*".into()]), 0);
+    /// ```
+    pub fn unsubscribe_subject(&self, subject: &str, patterns: &[String]) -> usize {
+        let mut inner = self.lock();
+        let mut ended = Vec::new();
+        for (id, member) in inner.members.iter_mut() {
+            if member.subject.as_deref() != Some(subject) {
+                continue;
+            }
+            member.topics.retain(|topic| {
+                let matched = patterns.iter().any(|p| glob_matches(p, topic));
+                if matched {
+                    ended.push((*id, topic.clone()));
+                }
+                !matched
+            });
+        }
+        for (id, topic) in &ended {
+            remove_from_topic(&mut inner, topic, *id);
+        }
+        ended.len()
+    }
+
+    /// Open gateway connections of this app.
+    pub fn connection_count(&self) -> usize {
+        self.lock().members.len()
+    }
+
+    /// Connections subscribed to `topic`.
+    ///
+    /// ```
+    /// # use switchboard_server::gateway::Registry;
+    /// assert_eq!(Registry::default().subscriber_count("main"), 0);
+    /// ```
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.lock().topics.get(topic).map_or(0, HashMap::len)
+    }
+}
+
+fn remove_from_topic(inner: &mut Inner, topic: &str, id: u64) {
+    if let Some(subscribers) = inner.topics.get_mut(topic) {
+        subscribers.remove(&id);
+        if subscribers.is_empty() {
+            inner.topics.remove(topic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn member(registry: &Registry, id: u64, subject: &str) -> mpsc::Receiver<Outgoing> {
+        let (tx, rx) = mpsc::channel(4);
+        let handle = Arc::new(GatewayHandle::with_slow_close(id, format!("c{id}"), tx, (1013, "slow")));
+        registry.join(handle, Some(subject.into()), &["main".into(), format!("priv/c{id}")]);
+        rx
+    }
+
+    #[test]
+    fn topics_limits_and_leaving() {
+        let registry = Registry::default();
+        let mut a = member(&registry, 1, "ada");
+        let mut b = member(&registry, 2, "bob");
+        assert_eq!(registry.subscribe(1, "chat", 2), Ok(true));
+        assert_eq!(registry.subscribe(1, "chat", 2), Ok(false), "idempotent");
+        assert_eq!(registry.subscribe(1, "news", 2), Ok(true));
+        assert_eq!(registry.subscribe(1, "more", 2), Err(()), "main and priv are not counted, the rest is");
+        assert_eq!(registry.publish("main", &Outgoing::text("m")), 2);
+        assert_eq!(registry.publish("chat", &Outgoing::text("c")), 1);
+        assert_eq!(a.try_recv().map(|o| o.frame), Ok(Bytes::from("m")));
+        assert_eq!(a.try_recv().map(|o| o.frame), Ok(Bytes::from("c")));
+        assert_eq!(b.try_recv().map(|o| o.frame), Ok(Bytes::from("m")));
+        assert!(b.try_recv().is_err());
+        assert!(registry.unsubscribe(1, "chat") && !registry.unsubscribe(1, "chat"));
+        registry.leave(1);
+        assert_eq!(
+            (registry.connection_count(), registry.subscriber_count("main"), registry.subscriber_count("news")),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn admin_unsubscribe_and_close_reach_the_right_connections() {
+        let registry = Registry::default();
+        let _a = member(&registry, 1, "ada");
+        let _b = member(&registry, 2, "bob");
+        for topic in ["chat/1", "chat/2", "news"] {
+            registry.subscribe(1, topic, 10).expect("room");
+            registry.subscribe(2, topic, 10).expect("room");
+        }
+        assert_eq!(registry.unsubscribe_subject("ada", &["chat/*".into()]), 2);
+        assert_eq!((registry.subscriber_count("chat/1"), registry.subscriber_count("news")), (1, 2));
+        assert_eq!(registry.close(Some("c2"), 1008, "Connection terminated"), 1);
+        assert_eq!(registry.close(Some("nobody"), 1008, "x"), 0);
+        assert_eq!(registry.close(None, 1008, "x"), 2);
+    }
+}
