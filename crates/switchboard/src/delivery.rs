@@ -120,6 +120,20 @@ impl Dispatcher {
     pub(crate) fn channel_listeners(&self) -> Arc<Listeners> {
         Arc::new(Listeners::for_channel(self.tx.clone()))
     }
+
+    /// The gateway client's listeners: names are the SDKs' wildcard patterns over
+    /// `"{topic}.{messageType}"` (the event's channel and name).
+    pub(crate) fn gateway_listeners(&self) -> Arc<Listeners> {
+        fn matches(pattern: &str, event: &Event) -> bool {
+            match event.channel() {
+                Some(topic) => {
+                    switchboard_protocol::gateway::wildcard::event_matches_parts(pattern, topic, event.name())
+                }
+                None => switchboard_protocol::gateway::event_matches(pattern, event.name()),
+            }
+        }
+        Arc::new(Listeners::with_matcher(self.tx.clone(), matches))
+    }
 }
 
 /// An event waiting for a listener with room.

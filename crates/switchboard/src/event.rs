@@ -90,9 +90,17 @@ pub const MEMBERS_CAPPED_EVENT: &str = "switchboard:members_capped";
 #[derive(Clone)]
 pub struct Event {
     frame: PackedFrame,
-    /// The payload of a Phoenix V2 binary frame (then there is no text payload). Boxed:
-    /// it is rare, and events are moved through queues by value, so size matters.
-    binary: Option<Box<bytes::Bytes>>,
+    /// What few events carry: a Phoenix V2 binary payload, or the gateway's compressed
+    /// flag. Boxed: rare, and events are moved through queues by value, so size matters.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Extra {
+    /// The payload of a Phoenix V2 binary frame (then there is no text payload).
+    binary: Option<bytes::Bytes>,
+    /// The gateway delivered it as a binary frame (the publisher's `compress`).
+    compressed: bool,
 }
 
 impl Event {
@@ -115,7 +123,7 @@ impl Event {
     /// ```
     pub fn with_user_id(self, user_id: &str) -> Self {
         let mut event = Self::pack(self.channel(), self.name(), self.data(), Some(user_id));
-        event.binary.clone_from(&self.binary);
+        event.extra.clone_from(&self.extra);
         event
     }
 
@@ -167,7 +175,27 @@ impl Event {
     /// assert!(ev.binary().is_none()); // only Phoenix V2 binary pushes carry bytes
     /// ```
     pub fn binary(&self) -> Option<&bytes::Bytes> {
-        self.binary.as_deref()
+        self.extra.as_ref().and_then(|e| e.binary.as_ref())
+    }
+
+    /// True if the gateway delivered this event as a binary frame: the publisher asked for
+    /// `compress` (the JSON is the same; the SDKs call it `compression`).
+    ///
+    /// ```
+    /// assert!(!switchboard::Event::new(Some("chat"), "text", Some("{}")).compressed());
+    /// ```
+    pub fn compressed(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.compressed)
+    }
+
+    /// A gateway frame's event: the topic as its channel, the messageType as its name, the
+    /// frame's `data` as its data; the buffer from this thread's pool.
+    pub(crate) fn gateway(topic: &str, message_type: &str, data: &str, compressed: bool) -> Self {
+        let mut event = Self::received(topic, message_type, data);
+        if compressed {
+            event.extra = Some(Box::new(Extra { binary: None, compressed }));
+        }
+        event
     }
 
     /// Deserialize the payload.
@@ -187,7 +215,7 @@ impl Event {
 
     /// A received frame, adopting its buffer without copying.
     pub(crate) fn from_frame(frame: PackedFrame) -> Self {
-        Self { frame, binary: None }
+        Self { frame, extra: None }
     }
 
     /// An event read from a socket whose frames are not packed as they are decoded (Phoenix):
@@ -203,7 +231,7 @@ impl Event {
 
     pub(crate) fn binary_payload(channel: &str, name: &str, payload: bytes::Bytes) -> Self {
         let mut event = Self::pack(Some(channel), name, None, None);
-        event.binary = Some(Box::new(payload));
+        event.extra = Some(Box::new(Extra { binary: Some(payload), compressed: false }));
         event
     }
 
@@ -225,8 +253,8 @@ impl Drop for Event {
 
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
-        (self.channel(), self.name(), self.data(), self.user_id(), &self.binary)
-            == (other.channel(), other.name(), other.data(), other.user_id(), &other.binary)
+        (self.channel(), self.name(), self.data(), self.user_id(), self.binary(), self.compressed())
+            == (other.channel(), other.name(), other.data(), other.user_id(), other.binary(), other.compressed())
     }
 }
 
@@ -239,7 +267,7 @@ impl std::fmt::Debug for Event {
         if let Some(user_id) = self.user_id() {
             out.field("user_id", &user_id);
         }
-        if let Some(binary) = &self.binary {
+        if let Some(binary) = self.binary() {
             out.field("binary", binary);
         }
         out.finish()

@@ -25,8 +25,8 @@
 //! # Layout
 //!
 //! One module per protocol, each holding only that protocol's rules: [`pusher`] (Pusher
-//! Channels v7: [`Client`], [`Channel`], auth, presence, Echo, the HTTP [`Publisher`]) and
-//! [`phoenix`] (Phoenix Channels). Everything outside them is the machinery they share:
+//! Channels v7: [`Client`], [`Channel`], auth, presence, Echo, the HTTP [`Publisher`]),
+//! [`phoenix`] (Phoenix Channels) and [`gateway`] (the Realtime Pub/Sub gateway). Everything outside them is the machinery they share:
 //! backoff, event queues and backpressure, event buffers, connection state, the TLS
 //! connect, the I/O thread. The items users write most are re-exported here.
 
@@ -35,6 +35,7 @@ mod buffers;
 mod delivery;
 pub mod error;
 pub mod event;
+pub mod gateway;
 pub mod io_thread;
 mod listeners;
 pub mod phoenix;

@@ -57,8 +57,8 @@ struct HandlerSlot {
 }
 
 impl HandlerSlot {
-    fn wants(&self, name: &str, seq: u64) -> bool {
-        (self.event == name || self.event == "*") && seq > self.replayed_until
+    fn wants(&self, event: &Event, seq: u64, matcher: Matcher) -> bool {
+        matcher(&self.event, event) && seq > self.replayed_until
     }
 }
 
@@ -76,8 +76,8 @@ struct StreamSlot {
 }
 
 impl StreamSlot {
-    fn wants(&self, name: &str, seq: u64) -> bool {
-        self.filter.as_deref().is_none_or(|f| f == name) && seq > self.replayed_until
+    fn wants(&self, event: &Event, seq: u64, matcher: Matcher) -> bool {
+        self.filter.as_deref().is_none_or(|f| matcher(f, event)) && seq > self.replayed_until
     }
 
     fn drop_one(&mut self, channel: Option<&str>, wakes: &Wakes) {
@@ -142,15 +142,14 @@ impl Registry {
     }
 
     /// Copies of the held events `wanted` takes.
-    fn held_for(&mut self, wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
+    fn held_for(&mut self, wanted: impl Fn(&Event) -> bool) -> Vec<(u64, Event)> {
         let Some(hold) = self.hold.as_mut() else { return Vec::new() };
         hold.claimed = true;
-        hold.events.iter().filter(|h| wanted(h.event.name())).map(|h| (h.seq, h.event.clone())).collect()
+        hold.events.iter().filter(|h| wanted(&h.event)).map(|h| (h.seq, h.event.clone())).collect()
     }
 }
 
 /// The listeners of one channel, or the client's global listeners.
-#[derive(Default)]
 pub(crate) struct Listeners {
     registry: Mutex<Registry>,
     /// Streams plus handlers, so a set nobody listens to is skipped without locking.
@@ -163,6 +162,32 @@ pub(crate) struct Listeners {
     attached: tokio::sync::Notify,
     /// The connection ended for good: streams end (after what they hold), new ones at once.
     closed: AtomicBool,
+    /// Which events a listener's name or pattern takes (see [`Matcher`]).
+    matcher: Matcher,
+}
+
+/// Whether a listener bound to `pattern` takes `event`. Pusher and Phoenix: the event's name,
+/// or `*` for all ([`exact_or_star`]); the gateway: the SDKs' wildcards on
+/// `"{topic}.{messageType}"`.
+pub(crate) type Matcher = fn(&str, &Event) -> bool;
+
+/// The Pusher and Phoenix rule: `*`, or the exact event name.
+pub(crate) fn exact_or_star(pattern: &str, event: &Event) -> bool {
+    pattern == "*" || pattern == event.name()
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self {
+            registry: Mutex::default(),
+            active: AtomicUsize::new(0),
+            holding: AtomicBool::new(false),
+            handler_queue: None,
+            attached: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+            matcher: exact_or_star,
+        }
+    }
 }
 
 /// A registry guard that republishes the listener count when it is dropped.
@@ -281,6 +306,11 @@ impl Listeners {
         Self { handler_queue: Some(handler_queue), ..Self::default() }
     }
 
+    /// A listener set whose names are patterns read by `matcher` (the gateway's wildcards).
+    pub(crate) fn with_matcher(handler_queue: QueueSender<Dispatch>, matcher: Matcher) -> Self {
+        Self { handler_queue: Some(handler_queue), matcher, ..Self::default() }
+    }
+
     fn lock(&self) -> RegistryGuard<'_> {
         RegistryGuard { guard: self.registry.lock().unwrap_or_else(|p| p.into_inner()), active: &self.active }
     }
@@ -382,7 +412,8 @@ impl Listeners {
         // are not among them then reach this set (and wait for its lock).
         reg.publish();
         let expired = reg.expire_hold(&self.holding);
-        let held = replay_source(&mut reg, channels, |name| event == "*" || name == event);
+        let matcher = self.matcher;
+        let held = replay_source(&mut reg, channels, |held| matcher(event, held));
         // A lag report goes to a handler of every event, not to one bound to a name.
         let unreported = if event == "*" { std::mem::take(&mut reg.unreported) } else { 0 };
         if let Some(queue) = &self.handler_queue {
@@ -457,8 +488,8 @@ impl Listeners {
             return EventStream { rx, owner: Arc::downgrade(self), id, lag };
         }
         let wanted = {
-            let filter = filter.clone();
-            move |name: &str| filter.as_deref().is_none_or(|f| f == name)
+            let (filter, matcher) = (filter.clone(), self.matcher);
+            move |event: &Event| filter.as_deref().is_none_or(|f| matcher(f, event))
         };
         // Published before any hold is read (see `replay_source`); the reader cannot offer to
         // this set meanwhile, its lock is held.
@@ -487,13 +518,13 @@ impl Listeners {
         }
         let mut reg = self.lock();
         let expired = reg.expire_hold(&self.holding);
-        let name = event.name();
         let seq = cx.seq;
-        let wants_handlers = reg.handlers.iter().any(|h| h.wants(name, seq));
+        let matcher = self.matcher;
+        let wants_handlers = reg.handlers.iter().any(|h| h.wants(&event, seq, matcher));
         let handlers_lagging = cx.handlers_lagging.load(Ordering::Relaxed);
         if cx.wait {
             for (id, slot) in &reg.streams {
-                if slot.wants(name, seq) && !slot.lagging && !slot.tx.room().has_room() {
+                if slot.wants(&event, seq, matcher) && !slot.lagging && !slot.tx.room().has_room() {
                     let room = slot.tx.room().clone();
                     return Offer::Blocked(event, Blocker::Stream { listeners: self.clone(), id: *id, room });
                 }
@@ -502,7 +533,7 @@ impl Listeners {
                 return Offer::Blocked(event, Blocker::Handlers(cx.handlers.room().clone()));
             }
         }
-        let takers = reg.streams.iter().filter(|(_, slot)| slot.wants(name, seq)).count();
+        let takers = reg.streams.iter().filter(|(_, slot)| slot.wants(&event, seq, matcher)).count();
         let listened = !reg.streams.is_empty() || !reg.handlers.is_empty();
         // Decided under this lock: a global listener attaching publishes itself before it
         // reads this set's hold (see `attach_stream`), so the event is in the hold it reads,
@@ -539,7 +570,7 @@ impl Listeners {
         let mut seen = 0;
         reg.streams.retain_mut(|(_, slot)| {
             let Some(current) = event.as_ref() else { return true };
-            if !slot.wants(current.name(), seq) {
+            if !slot.wants(current, seq, matcher) {
                 return true;
             }
             seen += 1;
@@ -601,11 +632,11 @@ impl Listeners {
 
     /// The handlers to run for a dispatch: the one it was replayed to, or every bound
     /// handler that wants it and was not given it by a replay.
-    fn handlers_for(&self, name: &str, seq: u64, only: Option<u64>) -> Vec<Handler> {
+    fn handlers_for(&self, event: &Event, seq: u64, only: Option<u64>) -> Vec<Handler> {
         let reg = self.lock();
         let chosen = reg.handlers.iter().filter(|h| match only {
             Some(id) => h.id == id,
-            None => h.wants(name, seq),
+            None => h.wants(event, seq, self.matcher),
         });
         chosen.map(|h| h.handler.clone()).collect()
     }
@@ -619,12 +650,16 @@ impl Listeners {
 /// global set) the holds of `channels`. The caller has already published itself as a
 /// listener (global attach) or holds the only lock the reader would take (own hold), so an
 /// event is either among these or offered to the new listener afterwards, by number.
-fn replay_source(reg: &mut Registry, channels: &[Arc<Listeners>], wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
+fn replay_source(
+    reg: &mut Registry,
+    channels: &[Arc<Listeners>],
+    wanted: impl Fn(&Event) -> bool,
+) -> Vec<(u64, Event)> {
     if channels.is_empty() { reg.held_for(wanted) } else { collect_held(channels, wanted) }
 }
 
 /// Copies of the events `channels` hold that `wanted` takes, merged by delivery number.
-fn collect_held(channels: &[Arc<Listeners>], wanted: impl Fn(&str) -> bool) -> Vec<(u64, Event)> {
+fn collect_held(channels: &[Arc<Listeners>], wanted: impl Fn(&Event) -> bool) -> Vec<(u64, Event)> {
     let mut held = Vec::new();
     for channel in channels.iter().filter(|c| c.holding.load(Ordering::Acquire)) {
         held.extend(channel.lock().held_for(&wanted));
@@ -727,7 +762,7 @@ pub(crate) struct Dispatch {
 /// caught and logged.
 pub(crate) async fn run_handlers(mut rx: QueueReceiver<Dispatch>) {
     while let Some(Dispatch { listeners, event, seq, only }) = rx.recv().await {
-        for handler in listeners.handlers_for(event.name(), seq, only) {
+        for handler in listeners.handlers_for(&event, seq, only) {
             let outcome = match handler {
                 Handler::Sync(f) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&event))),
                 Handler::Async(f) => AssertUnwindSafe(f(event.clone())).catch_unwind().await,

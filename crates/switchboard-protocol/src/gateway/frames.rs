@@ -351,6 +351,22 @@ fn ok() -> String {
     "ok".into()
 }
 
+/// A reply's payload, `{"data", "status", "id"}` in the SDKs' key order.
+///
+/// ```
+/// use switchboard_protocol::gateway::frames::response_payload;
+/// assert_eq!(response_payload(&serde_json::json!(1), "ok", Some("m1")).get(), r#"{"data":1,"status":"ok","id":"m1"}"#);
+/// ```
+pub fn response_payload(data: &Value, status: &str, in_reply_to: Option<&str>) -> Box<RawValue> {
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        data: &'a Value,
+        status: &'a str,
+        id: Option<&'a str>,
+    }
+    serde_json::value::to_raw_value(&Answer { data, status, id: in_reply_to }).unwrap_or_else(|_| null())
+}
+
 /// The frame a responder sends to answer `incoming` (the SDKs' `reply`): a publish of
 /// `{data, status, id: incoming id}` to `priv/<sender>`, with messageType `response`.
 ///
@@ -368,15 +384,7 @@ pub fn reply_frame(
     compress: bool,
     id: &str,
 ) -> ClientFrame {
-    // The SDKs' key order: data, status, id.
-    #[derive(Serialize)]
-    struct Answer<'a> {
-        data: &'a Value,
-        status: &'a str,
-        id: Option<&'a str>,
-    }
-    let answer = Answer { data, status, id: in_reply_to };
-    let payload = serde_json::value::to_raw_value(&answer).unwrap_or_else(|_| null());
+    let payload = response_payload(data, status, in_reply_to);
     ClientFrame::Publish(Publish {
         topic: private_topic(to_connection),
         message_type: Some("response".into()),

@@ -29,6 +29,20 @@ pub fn event_matches(pattern: &str, event: &str) -> bool {
     segments_match(&pattern, &event)
 }
 
+/// [`event_matches`] for the listener key `"{topic}.{message_type}"`, without building it.
+///
+/// ```
+/// use switchboard_protocol::gateway::wildcard::event_matches_parts;
+/// assert!(event_matches_parts("test.topic.*", "test.topic", "update"));
+/// assert!(!event_matches_parts("test.*", "test.topic", "update"));
+/// assert!(event_matches_parts("session.started", "session", "started"));
+/// ```
+pub fn event_matches_parts(pattern: &str, topic: &str, message_type: &str) -> bool {
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let event: Vec<&str> = topic.split('.').chain(message_type.split('.')).collect();
+    segments_match(&pattern, &event)
+}
+
 /// The SDKs' `match_segments`, step for step (its recursion is bounded by the pattern's
 /// `**` count, and each level tries at most every suffix of the event).
 fn segments_match(pattern: &[&str], event: &[&str]) -> bool {

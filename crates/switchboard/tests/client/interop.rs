@@ -58,3 +58,81 @@ async fn pusher_js_and_switchboard_meet_on_a_presence_channel() {
     assert!(stdout.contains("\"rust\""), "pusher-js listed rust among the members at subscribe: {stdout}");
     server.shutdown().await;
 }
+
+/// The official Realtime Pub/Sub JS client and ours, RPC both ways through our server: we
+/// request and the JS client replies; the JS client publishes a question and we reply.
+#[tokio::test]
+async fn realtime_pubsub_js_client_and_ours_answer_each_other() {
+    use switchboard::gateway::{GatewayClient, GatewayOptions, Incoming, PublishOptions};
+    use switchboard_protocol::gateway::jwt::{self, Algorithm};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    assert!(
+        std::path::Path::new(&format!("{root}/interop/node_modules/realtime-pubsub-client")).exists(),
+        "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
+    );
+    let server = server().await;
+    let addr = server.local_addr();
+    let claims = json!({"sub": "rust", "permissions": ["realtime:publisher:write:topic:*"]});
+    let url =
+        format!("ws://{addr}/apps/{APP_ID}?access_token={}", jwt::sign(&claims, SECRET.as_bytes(), Algorithm::Hs512));
+    let client = GatewayClient::connect(GatewayOptions::new(url)).await.expect("session");
+    let topic = "interop-rpc";
+    client.subscribe(topic).expect("subscribe");
+    let replier = client.clone();
+    client.on(&format!("{topic}.js-asks"), move |event| {
+        let incoming = Incoming::from_event(event).expect("delivery");
+        replier.reply(&incoming, &json!({"from": "rust", "got": incoming.payload}), "ok").expect("reply");
+    });
+    let mut node = tokio::process::Command::new("node")
+        .arg("interop/gateway-peer.mjs")
+        .current_dir(root)
+        .env("SWITCHBOARD_HOST", addr.ip().to_string())
+        .env("SWITCHBOARD_PORT", addr.port().to_string())
+        .env("SWITCHBOARD_APP_ID", APP_ID)
+        .env("SWITCHBOARD_APP_SECRET", SECRET)
+        .env("SWITCHBOARD_TOPIC", topic)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let mut output = String::new();
+    let ready = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+            if line == "READY" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the JS peer did not get ready:\n{output}");
+    let answer = client
+        .request(&json!({"question": "and you?"}), PublishOptions::new().message_type("rust-asks"))
+        .expect("request")
+        .reply()
+        .await
+        .expect("the JS client replied");
+    assert_eq!(answer.data, json!({"from": "js", "got": {"question": "and you?"}}));
+    let rest = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+        }
+        node.wait().await
+    })
+    .await
+    .expect("node finishes")
+    .expect("status");
+    assert!(rest.success(), "the JS peer failed:\n{output}");
+    assert!(
+        output.contains(r#"OK: {"data":{"from":"rust","got":{"question":"who are you?"}},"status":"ok""#),
+        "{output}"
+    );
+    client.disconnect().await;
+    server.shutdown().await;
+}

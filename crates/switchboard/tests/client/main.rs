@@ -6,6 +6,7 @@ mod common;
 mod echo;
 mod extras;
 mod faults;
+mod gateway;
 mod interop;
 mod lossless;
 mod phoenix;

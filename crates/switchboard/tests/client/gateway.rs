@@ -1,0 +1,282 @@
+//! The gateway client against `switchboard serve`'s gateway endpoint: sessions, topics,
+//! acks and replies (and their races), wildcards, compressed frames, the offline queue,
+//! and the faults: a server restart, a frozen server, a forbidden topic, a missing ack.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard::gateway::{GatewayClient, GatewayOptions, Incoming, PublishOptions, SUBSCRIPTION_ERROR_EVENT};
+use switchboard::{Backoff, ConnectionState, ErrorKind, Event, EventStream};
+use switchboard_protocol::gateway::jwt::{self, Algorithm};
+use switchboard_server::{AppConfig, RunningServer, Server};
+
+use crate::common::{APP_ID, Proxy, SECRET, WAIT, app, config, eventually};
+
+const ALL: &str = "realtime:publisher:write:topic:*";
+const INBOUND: &str = "realtime:subscriber:read:topic:secure/inbound";
+
+fn token(claims: &Value) -> String {
+    jwt::sign(claims, SECRET.as_bytes(), Algorithm::Hs256)
+}
+
+fn options(addr: std::net::SocketAddr, claims: Value) -> GatewayOptions {
+    GatewayOptions::with_sync_url_provider(move || {
+        Ok(format!("ws://{addr}/apps/{APP_ID}?access_token={}", token(&claims)))
+    })
+    .backoff(Backoff::new(Duration::from_millis(50), Duration::from_millis(300)))
+}
+
+async fn connect(server: &RunningServer, claims: Value) -> GatewayClient {
+    GatewayClient::connect(options(server.local_addr(), claims)).await.expect("gateway session")
+}
+
+async fn next(stream: &mut EventStream) -> Event {
+    tokio::time::timeout(WAIT, stream.recv()).await.expect("an event in time").expect("stream open")
+}
+
+/// The next event whose name is not `ack` (acks reach listeners too, as in the SDKs).
+async fn next_message(stream: &mut EventStream) -> Incoming {
+    loop {
+        let event = next(stream).await;
+        if event.name() != "ack" {
+            return Incoming::from_event(&event).expect("a delivery");
+        }
+    }
+}
+
+/// Give the server time to apply subscribes (the protocol confirms none).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn session_topics_publish_ack_and_wildcards() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    let publisher = connect(&server, json!({"sub": "ada", "permissions": [ALL]})).await;
+    let reader = connect(&server, json!({"sub": "bob"})).await;
+    let info = publisher.connection_info().expect("info");
+    assert!(info.id.len() == 12 && info.app_id == APP_ID, "{info:?}");
+    let mut on_reader = reader.events("chat.*");
+    let mut echo = publisher.events("chat.**");
+    publisher.subscribe("chat").expect("subscribe");
+    reader.subscribe("chat").expect("subscribe");
+    settle().await;
+    let mut pending =
+        publisher.publish("chat", &json!({"text": "hi"}), PublishOptions::new().message_type("text")).expect("publish");
+    pending.ack().await.expect("acked");
+    let got = next_message(&mut on_reader).await;
+    assert_eq!((got.topic.as_str(), got.message_type.as_str(), got.subject.as_deref()), ("chat", "text", Some("ada")));
+    assert_eq!(
+        (got.payload.clone(), got.id.as_deref(), got.compressed),
+        (json!({"text": "hi"}), Some(pending.id()), false)
+    );
+    assert_eq!(got.connection_id.as_deref(), Some(info.id.as_str()));
+    assert_eq!(next_message(&mut echo).await.payload, json!({"text": "hi"}), "the sender gets its own message");
+    // Compressed: a binary frame, flagged.
+    publisher.publish("chat", &json!(1), PublishOptions::new().compress(true)).expect("publish");
+    let zipped = next_message(&mut on_reader).await;
+    assert!(zipped.compressed && zipped.message_type == "broadcast");
+    // Unsubscribed: nothing more.
+    reader.unsubscribe("chat").expect("unsubscribe");
+    settle().await;
+    publisher.publish("chat", &json!(2), PublishOptions::new()).expect("publish").ack().await.expect("acked");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), on_reader.recv()).await.is_err(),
+        "nothing after unsubscribe"
+    );
+    publisher.disconnect().await;
+    reader.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_and_reply_between_two_clients_and_answers_that_come_before_the_await() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    let backend =
+        connect(&server, json!({"sub": "backend", "permissions": [INBOUND, "realtime:publisher:write:topic:priv/*"]}))
+            .await;
+    backend.subscribe("secure/inbound").expect("subscribe");
+    settle().await;
+    let replier = backend.clone();
+    backend.on("secure/inbound.gettime", move |event| {
+        let incoming = Incoming::from_event(event).expect("delivery");
+        replier.reply(&incoming, &json!({"time": "12:00", "asked": incoming.payload}), "ok").expect("reply");
+    });
+    let caller = connect(&server, json!({"sub": "caller"})).await;
+    let mut pending =
+        caller.request(&json!({"tz": "UTC"}), PublishOptions::new().message_type("gettime")).expect("request");
+    // The ack and the reply both arrive before either is awaited: the waiters were
+    // registered before the frame went out, so neither is lost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pending.ack().await.expect("acked");
+    let answer = pending.reply().await.expect("replied");
+    assert_eq!((answer.status.as_str(), answer.data.clone()), ("ok", json!({"time": "12:00", "asked": {"tz": "UTC"}})));
+    // A reply to a wildcard listener: `*.response` sees it too.
+    let mut responses = caller.events("*.response");
+    caller
+        .request(&json!({}), PublishOptions::new().message_type("gettime"))
+        .expect("request")
+        .reply()
+        .await
+        .expect("reply");
+    let seen = Incoming::from_event(&next(&mut responses).await).expect("delivery");
+    assert_eq!(seen.topic, format!("priv/{}", caller.connection_info().expect("info").id));
+    caller.disconnect().await;
+    backend.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_ack_times_out_naming_the_setting_and_dropping_a_pending_cancels_it() {
+    let server = Server::start(config(0, AppConfig { gateway_inbound_ack: false, ..app() })).await.expect("server");
+    let client = GatewayClient::connect(
+        options(server.local_addr(), json!({"permissions": [ALL]})).ack_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("session");
+    let error =
+        client.publish("t", &json!(1), PublishOptions::new()).expect("publish").ack().await.expect_err("no ack");
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert!(error.to_string().contains("gateway_inbound_ack"), "{error}");
+    // Fire and forget: dropping the Pending at once is fine, and many of them leave nothing.
+    for n in 0..100 {
+        drop(client.publish("t", &json!(n), PublishOptions::new()).expect("publish"));
+    }
+    let error = client.send(&json!(1), PublishOptions::new()).expect("send").reply().await.expect_err("no reply asked");
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest);
+    client.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_reruns_the_url_provider_resubscribes_fails_waiters_and_sends_what_waited() {
+    let first = Server::start(config(0, app())).await.expect("server");
+    let addr = first.local_addr();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let options = GatewayOptions::with_url_provider(move || {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let claims = json!({"sub": format!("attempt-{n}"), "permissions": [ALL]});
+            Ok(format!("ws://{addr}/apps/{APP_ID}?access_token={}", token(&claims)))
+        }
+    })
+    .backoff(Backoff::new(Duration::from_millis(50), Duration::from_millis(200)));
+    let client = GatewayClient::connect(options).await.expect("session");
+    // Listeners see what arrives once they exist: the first session started before this one.
+    let mut started = client.events("session.started");
+    let old_id = client.connection_info().expect("info").id;
+    client.subscribe("news").expect("subscribe");
+    let mut news = client.events("news.*");
+    settle().await;
+    first.shutdown().await;
+    eventually(WAIT, || !matches!(client.state(), ConnectionState::Connected { .. })).await;
+    // Published while offline: kept, and sent after the next welcome.
+    let mut offline = client.publish("news", &json!("while offline"), PublishOptions::new()).expect("queued");
+    let second = Server::start(config(addr.port(), app())).await.expect("restarted on the same port");
+    let event = next(&mut started).await;
+    let info: Value = serde_json::from_str(event.data().expect("data")).expect("info");
+    assert_ne!(info["id"].as_str(), Some(old_id.as_str()), "a new connection id");
+    assert!(calls.load(Ordering::SeqCst) >= 2, "the URL provider ran again");
+    offline.ack().await.expect("the queued publish went out after the welcome, and was acked");
+    // `news` was resubscribed without asking: the queued publish came back to us.
+    let got = next_message(&mut news).await;
+    assert_eq!(got.payload, json!("while offline"));
+    assert!(got.subject.as_deref().is_some_and(|s| s != "attempt-0"), "a fresh token: {:?}", got.subject);
+    client.disconnect().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_frozen_server_is_detected_and_waiters_fail_instead_of_hanging() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    let proxy = Proxy::start(server.local_addr()).await;
+    let options = options(proxy.addr, json!({"permissions": [ALL]}))
+        .ping_interval(Duration::from_millis(300))
+        .pong_timeout(Duration::from_millis(300))
+        .ack_timeout(Duration::from_secs(30));
+    let client = GatewayClient::connect(options).await.expect("session");
+    proxy.freeze(true);
+    tokio::time::sleep(Duration::from_millis(50)).await; // the proxy's reads in flight end
+    let mut pending = client.publish("t", &json!(1), PublishOptions::new()).expect("publish");
+    let error =
+        tokio::time::timeout(WAIT, pending.ack()).await.expect("fails well before the ack timeout").expect_err("lost");
+    assert_eq!(error.kind(), ErrorKind::Connection);
+    assert!(error.to_string().contains("not re-sent"), "{error}");
+    eventually(WAIT, || matches!(client.state(), ConnectionState::Unavailable { .. } | ConnectionState::Connecting))
+        .await;
+    proxy.freeze(false);
+    eventually(Duration::from_secs(10), || matches!(client.state(), ConnectionState::Connected { .. })).await;
+    client.publish("t", &json!(2), PublishOptions::new()).expect("publish").ack().await.expect("acked after the thaw");
+    client.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_topic_is_reported_on_it_dropped_and_the_rest_survives() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    let client = connect(&server, json!({"sub": "x", "permissions": [ALL]})).await;
+    client.subscribe("open").expect("subscribe");
+    let mut open = client.events("open.*");
+    let mut refused = client.events(&format!("secure/tasks.{SUBSCRIPTION_ERROR_EVENT}"));
+    let mut started = client.events("session.started");
+    client.subscribe("secure/tasks").expect("subscribe");
+    let report = next(&mut refused).await;
+    let data: Value = serde_json::from_str(report.data().expect("data")).expect("json");
+    assert_eq!(
+        (data["code"].as_u64(), data["reason"].as_str()),
+        (Some(1008), Some("Subscription to secure topic is forbidden!"))
+    );
+    next(&mut started).await; // reconnected, without the forbidden topic (else it would loop)
+    settle().await;
+    client.publish("open", &json!("still here"), PublishOptions::new()).expect("publish");
+    assert_eq!(next_message(&mut open).await.payload, json!("still here"));
+    assert!(tokio::time::timeout(Duration::from_millis(300), refused.recv()).await.is_err(), "reported once");
+    client.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_offline_queue_is_bounded_and_disconnect_stays_disconnected() {
+    // Nothing listens: the client never gets a session.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = unused.local_addr().expect("addr");
+    drop(unused);
+    let client = GatewayClient::new(options(addr, json!({})).max_offline(2));
+    let mut first = client.send(&json!(1), PublishOptions::new()).expect("queued");
+    let _second = client.send(&json!(2), PublishOptions::new()).expect("queued");
+    eventually(WAIT, || client.send(&json!(3), PublishOptions::new()).is_err()).await;
+    client.disconnect().await;
+    assert_eq!(client.state(), ConnectionState::Disconnected);
+    assert_eq!(first.ack().await.expect_err("closed").kind(), ErrorKind::Closed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(client.state(), ConnectionState::Disconnected, "no reconnect after disconnect()");
+    assert!(client.subscribe("x").is_err());
+}
+
+#[tokio::test]
+async fn a_burst_to_a_slow_stream_arrives_whole_and_in_order() {
+    let server = Server::start(config(0, AppConfig { gateway_message_rate: 100_000, ..app() })).await.expect("server");
+    let publisher = connect(&server, json!({"permissions": [ALL]})).await;
+    let reader =
+        GatewayClient::connect(options(server.local_addr(), json!({})).event_queue(64)).await.expect("session");
+    reader.subscribe("burst").expect("subscribe");
+    settle().await;
+    let mut stream = reader.events("burst.*");
+    const N: u64 = 5_000;
+    for n in 0..N {
+        drop(publisher.publish("burst", &json!(n), PublishOptions::new()).expect("publish"));
+    }
+    for n in 0..N {
+        let got = next_message(&mut stream).await;
+        assert_eq!(got.payload, json!(n), "in order, none lost");
+        if n % 1_000 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    publisher.disconnect().await;
+    reader.disconnect().await;
+    server.shutdown().await;
+}
