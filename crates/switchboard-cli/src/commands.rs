@@ -125,7 +125,7 @@ pub const EXIT_CONNECTION_ENDED: u8 = 3;
 
 /// stdout failed: a closed pipe (`listen … | head`) ends `listen` quietly with success;
 /// anything else is an error.
-fn output_closed(error: std::io::Error) -> Result<ExitCode, Failure> {
+pub(crate) fn output_closed(error: std::io::Error) -> Result<ExitCode, Failure> {
     if error.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(ExitCode::SUCCESS)
     } else {

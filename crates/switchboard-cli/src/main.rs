@@ -1,5 +1,6 @@
 //! The `switchboard` command: `chat` (the main job), `listen`, `trigger`, `channels`,
-//! `users`, and `serve` (the Pusher-compatible server).
+//! `users`, the gateway's `publish`, `request`, `respond` and `token`, and `serve` (the
+//! server: Pusher, Phoenix and the gateway on one port).
 //!
 //! Configuration precedence: flags > environment (`REVERB_*`) > a `.env` in the working
 //! directory > (`serve` only) the `--config` TOML file > defaults.
@@ -10,6 +11,7 @@
 
 mod chat;
 mod commands;
+mod gateway;
 mod settings;
 mod tui;
 
@@ -57,12 +59,72 @@ enum Command {
         after_help = "Examples:\n  switchboard listen news\n  switchboard listen private-orders.1 --event OrderShipped --url wss://ws.example.com/app/KEY --secret S\nOutput: {\"channel\",\"event\",\"data\",\"at\"} per line on stdout; status on stderr.\nNothing is dropped when stdout reads slowly (a pipe into a slow program): listen waits for\nit, and the wait reaches the server through TCP, so events queue there instead of being\nlost. Ends with exit code 0 when stdout is closed (listen ... | head), and with exit code 3\nwhen the server ends the connection for good (4001 unknown key, 4004 over quota, 4009\nterminated): a supervisor restarts it (systemd Restart=always)."
     )]
     Listen {
-        /// Channels to listen to.
+        /// Channels (gateway: topics) to listen to.
         #[arg(required = true)]
         channels: Vec<String>,
-        /// Only this event name.
+        /// Only this event name (gateway: messageType pattern, `*` and `**` wildcards).
         #[arg(long)]
         event: Option<String>,
+    },
+    /// Gateway: publish a message to a topic.
+    #[command(
+        after_help = "Examples:\n  switchboard --protocol gateway publish chat '{\"text\":\"hi\"}' --type text --wait-ack\n  echo '{\"n\":1}' | switchboard --url ws://127.0.0.1:8080/apps/1000 publish sensors -\nPrints {\"id\"} on stdout. --wait-ack waits for the server's ack (exit 1 if none comes:\nthe app's gateway_inbound_ack must be on)."
+    )]
+    Publish {
+        /// Topic.
+        topic: String,
+        /// Payload (JSON or text), or - to read stdin; default {}.
+        data: Option<String>,
+        /// messageType (default broadcast).
+        #[arg(long = "type")]
+        message_type: Option<String>,
+        /// Ask for delivery as a binary frame.
+        #[arg(long)]
+        compress: bool,
+        /// Wait for the ack.
+        #[arg(long)]
+        wait_ack: bool,
+    },
+    /// Gateway: send a request to the backends (secure/inbound) and print the reply.
+    #[command(
+        after_help = "Examples:\n  switchboard --protocol gateway request '{\"tz\":\"UTC\"}' --type gettime\nPrints {\"status\",\"data\",\"id\"}. Exit code: 0 for status ok, 1 for another status,\n4 when no reply came within --timeout."
+    )]
+    Request {
+        /// Payload (JSON or text), or - to read stdin; default {}.
+        data: Option<String>,
+        /// messageType (default broadcast).
+        #[arg(long = "type")]
+        message_type: Option<String>,
+        /// Seconds to wait for the reply.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Gateway: answer requests on secure/inbound by running a command per request.
+    #[command(
+        after_help = "Examples:\n  switchboard --protocol gateway respond --type gettime -- date -u +'\"%H:%M\"'\n  switchboard --protocol gateway respond -- jq '{echo: .}'\nThe command gets the payload (JSON) on stdin; its stdout (JSON, else text) is the reply,\nwith status ok when it exits 0, error otherwise. Requests are answered one at a time."
+    )]
+    Respond {
+        /// Only requests of this messageType (wildcards allowed; default all).
+        #[arg(long = "type")]
+        message_type: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Gateway: print an access token (JWT) signed with the app secret.
+    #[command(
+        after_help = "Examples:\n  switchboard token --sub ada\n  switchboard token --sub backend --permission realtime:subscriber:read:topic:secure/inbound --permission 'realtime:publisher:write:topic:priv/*'\n  curl -H \"Authorization: Bearer $(switchboard token)\" -d '{\"topic\":\"chat\",\"message\":1}' http://127.0.0.1:8080/api/topics/1000/publish\nWithout --permission the token may do everything (subscribe, publish, admin)."
+    )]
+    Token {
+        /// The subject (`sub`).
+        #[arg(long, default_value = "switchboard-cli")]
+        sub: String,
+        /// A grant, e.g. realtime:publisher:write:topic:chat/* (repeat for more).
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
     },
     /// Publish an event through the signed HTTP API (or as a client event with --client).
     #[command(
@@ -153,8 +215,13 @@ async fn client_command(connect: settings::ConnectArgs, command: Command) -> Exi
         Command::Trigger { .. } => "trigger",
         Command::Channels { .. } => "channels",
         Command::Users { .. } => "users",
+        Command::Publish { .. } => "publish",
+        Command::Request { .. } => "request",
+        Command::Respond { .. } => "respond",
+        Command::Token { .. } => "token",
         Command::Serve(_) => "serve",
     };
+    let gateway_only = matches!(command, Command::Publish { .. } | Command::Request { .. } | Command::Respond { .. });
     let settings = match settings::environment().and_then(|env| settings::Settings::resolve(&connect, &env)) {
         Ok(settings) => settings,
         Err(settings::SettingError(message)) => {
@@ -162,9 +229,28 @@ async fn client_command(connect: settings::ConnectArgs, command: Command) -> Exi
             return ExitCode::from(2);
         }
     };
+    if gateway_only && settings.protocol != settings::Protocol::Gateway {
+        eprintln!(
+            "switchboard {name}: {name} speaks the gateway protocol: add --protocol gateway or a --url ending in /apps/ID"
+        );
+        return ExitCode::from(2);
+    }
     let result = match command {
         Command::Chat { room, name, .. } => chat(settings, room, name).await,
+        Command::Listen { channels, event } if settings.protocol == settings::Protocol::Gateway => {
+            gateway::listen(settings, channels, event).await
+        }
         Command::Listen { channels, event } => commands::listen(settings, channels, event).await,
+        Command::Publish { topic, data, message_type, compress, wait_ack } => {
+            let options = switchboard::gateway::PublishOptions { message_type, compress, ..Default::default() };
+            gateway::publish(settings, topic, data, options, wait_ack).await
+        }
+        Command::Request { data, message_type, timeout } => {
+            let options = switchboard::gateway::PublishOptions { message_type, ..Default::default() };
+            gateway::request(settings, data, options, std::time::Duration::from_secs(timeout.max(1))).await
+        }
+        Command::Respond { message_type, command } => gateway::respond(settings, message_type, command).await,
+        Command::Token { sub, permissions, ttl } => gateway::token(settings, sub, permissions, ttl),
         Command::Trigger { channel, event, data, client } => {
             commands::trigger(settings, channel, event, data, client).await
         }

@@ -38,9 +38,14 @@ pub struct ConnectArgs {
     /// Bearer token for the auth endpoint.
     #[arg(long, global = true)]
     pub token: Option<String>,
-    /// pusher (default) or phoenix; a --url ending in /socket means phoenix.
+    /// pusher (default), phoenix or gateway; a --url ending in /socket means phoenix, one
+    /// with /apps/ID the Realtime Pub/Sub gateway.
     #[arg(long, global = true)]
     pub protocol: Option<String>,
+    /// Gateway: the JWT to connect with (GATEWAY_ACCESS_TOKEN; default: one minted per
+    /// connect with the app secret, allowed everything, when the secret is known).
+    #[arg(long, global = true)]
+    pub access_token: Option<String>,
 }
 
 /// Which protocol a command speaks.
@@ -50,6 +55,8 @@ pub enum Protocol {
     Pusher,
     /// Phoenix Channels (a Hub-style `room:*` channel).
     Phoenix,
+    /// The Realtime Pub/Sub gateway (`/apps/{id}?access_token=JWT`).
+    Gateway,
 }
 
 /// A configuration problem: the message names the setting.
@@ -82,6 +89,8 @@ pub struct Settings {
     pub server_is_default: bool,
     /// The protocol.
     pub protocol: Protocol,
+    /// Gateway: the access token given (else one is minted with the secret).
+    pub access_token: Option<String>,
 }
 
 /// Environment lookup: the process environment, then `.env` in the working directory.
@@ -117,6 +126,7 @@ impl Settings {
             token: None,
             server_is_default: true,
             protocol: Protocol::Pusher,
+            access_token: None,
         };
         let env_key = var("REVERB_APP_KEY");
         if let Some(host) = var("REVERB_HOST") {
@@ -139,13 +149,31 @@ impl Settings {
             .url
             .as_deref()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/socket") || u.contains("/socket/websocket"));
+        let gateway_url = args.url.as_deref().is_some_and(|u| gateway_url_parts(u).is_some());
         s.protocol = match args.protocol.as_deref() {
             None if phoenix_url => Protocol::Phoenix,
+            None if gateway_url => Protocol::Gateway,
             None | Some("pusher") => Protocol::Pusher,
             Some("phoenix") => Protocol::Phoenix,
-            Some(other) => return Err(SettingError(format!("--protocol: {other:?} is not pusher or phoenix"))),
+            Some("gateway") => Protocol::Gateway,
+            Some(other) => {
+                return Err(SettingError(format!("--protocol: {other:?} is not pusher, phoenix or gateway")));
+            }
         };
-        if let (Some(url), Protocol::Phoenix) = (&args.url, s.protocol) {
+        s.access_token = args.access_token.clone().or_else(|| var("GATEWAY_ACCESS_TOKEN"));
+        if let (Some(url), Protocol::Gateway) = (&args.url, s.protocol) {
+            let parts = gateway_url_parts(url).ok_or_else(|| {
+                SettingError(format!("--url: {url:?} is not ws[s]://host[:port][/prefix]/apps/ID[?access_token=JWT]"))
+            })?;
+            s.tls = parts.tls;
+            s.host = parts.host;
+            s.port = parts.port;
+            s.prefix = parts.prefix;
+            s.app_id = Some(parts.app_id);
+            if parts.access_token.is_some() && s.access_token.is_none() {
+                s.access_token = parts.access_token;
+            }
+        } else if let (Some(url), Protocol::Phoenix) = (&args.url, s.protocol) {
             // ws[s]://host[:port]/prefix/socket: the Pusher parser does not apply.
             let (scheme, rest) = url
                 .split_once("://")
@@ -195,8 +223,15 @@ impl Settings {
             s.secret.get_or_insert_with(|| DEV_APP_SECRET.into());
             s.app_id.get_or_insert_with(|| DEV_APP_ID.into());
         }
+        if s.protocol == Protocol::Gateway && s.host == "127.0.0.1" && !s.tls {
+            // The local development app's: its id and secret are known.
+            s.app_id.get_or_insert_with(|| DEV_APP_ID.into());
+            if s.app_id.as_deref() == Some(DEV_APP_ID) {
+                s.secret.get_or_insert_with(|| DEV_APP_SECRET.into());
+            }
+        }
         s.server_is_default = matches!(s.host.as_str(), "127.0.0.1" | "localhost")
-            && (s.key == DEV_APP_KEY || s.protocol == Protocol::Phoenix)
+            && (s.key == DEV_APP_KEY || s.protocol != Protocol::Pusher)
             && !s.tls
             && s.prefix.is_empty()
             && s.auth_endpoint.is_none();
@@ -241,6 +276,15 @@ impl Settings {
         format!("{scheme}://{}:{}{}/socket", self.host, self.port, self.prefix)
     }
 
+    /// The gateway URL without its token: `ws[s]://host:port[/prefix]/apps/{app_id}`.
+    pub fn gateway_base_url(&self) -> Result<String, SettingError> {
+        let app_id = self.app_id.as_deref().ok_or_else(|| {
+            SettingError("the gateway needs the app id: --app-id, REVERB_APP_ID or a /apps/ID --url".into())
+        })?;
+        let scheme = if self.tls { "wss" } else { "ws" };
+        Ok(format!("{scheme}://{}:{}{}/apps/{app_id}", self.host, self.port, self.prefix))
+    }
+
     /// The HTTP API publisher (needs the app id and secret).
     pub fn publisher(&self) -> Result<Publisher, SettingError> {
         let secret = self
@@ -255,6 +299,43 @@ impl Settings {
         let base = format!("{scheme}://{}:{}{}", self.host, self.port, self.prefix);
         Publisher::new(&base, app_id, &self.key, secret).map_err(|e| SettingError(e.message().to_owned()))
     }
+}
+
+/// A gateway URL's parts.
+struct GatewayUrl {
+    tls: bool,
+    host: String,
+    port: u16,
+    prefix: String,
+    app_id: String,
+    access_token: Option<String>,
+}
+
+/// `ws[s]://host[:port][/prefix]/apps/ID[?access_token=JWT]`, or `None`.
+fn gateway_url_parts(url: &str) -> Option<GatewayUrl> {
+    let (scheme, rest) = url.split_once("://")?;
+    let tls = parse_scheme("--url", scheme).ok()?;
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let path = format!("/{}", path.trim_end_matches('/'));
+    let (prefix, app_id) = path.rsplit_once("/apps/")?;
+    if app_id.is_empty() || app_id.contains('/') {
+        return None;
+    }
+    let access_token =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
+    Some(GatewayUrl {
+        tls,
+        host: host.trim_matches(['[', ']']).to_owned(),
+        port,
+        prefix: prefix.to_owned(),
+        app_id: app_id.to_owned(),
+        access_token,
+    })
 }
 
 fn parse_scheme(name: &str, value: &str) -> Result<bool, SettingError> {
@@ -298,6 +379,26 @@ mod tests {
             (s.host.as_str(), s.port, s.tls, s.key.as_str(), s.prefix.as_str()),
             ("127.0.0.1", 6001, false, "flagkey", "/reverb")
         );
+    }
+
+    #[test]
+    fn a_gateway_url_names_its_app_and_token() {
+        let args = ConnectArgs {
+            url: Some("wss://gw.example.com/rt/apps/42?access_token=abc".into()),
+            ..ConnectArgs::default()
+        };
+        let s = Settings::resolve(&args, &vars(&[])).unwrap();
+        assert_eq!(s.protocol, Protocol::Gateway);
+        assert_eq!((s.host.as_str(), s.port, s.tls, s.prefix.as_str()), ("gw.example.com", 443, true, "/rt"));
+        assert_eq!((s.app_id.as_deref(), s.access_token.as_deref()), (Some("42"), Some("abc")));
+        assert_eq!(s.gateway_base_url().unwrap(), "wss://gw.example.com:443/rt/apps/42");
+        // The local development app: its secret is known, so tokens can be minted.
+        let args = ConnectArgs { protocol: Some("gateway".into()), ..ConnectArgs::default() };
+        let s = Settings::resolve(&args, &vars(&[])).unwrap();
+        assert_eq!((s.app_id.as_deref(), s.secret.as_deref()), (Some(DEV_APP_ID), Some(DEV_APP_SECRET)));
+        assert!(s.server_is_default);
+        let args = ConnectArgs { protocol: Some("mqtt".into()), ..ConnectArgs::default() };
+        assert!(Settings::resolve(&args, &vars(&[])).unwrap_err().0.contains("gateway"));
     }
 
     #[test]

@@ -808,3 +808,95 @@ async fn the_room_outlives_a_host_interrupted_with_ctrl_c_in_line_mode() {
     })
     .await;
 }
+
+/// The gateway from a terminal: `listen` with wildcards, `publish --wait-ack`, `respond`
+/// running a command per request, `request` with its exit codes, and `token` for curl and
+/// the seed SDKs.
+#[tokio::test]
+async fn gateway_listen_publish_request_respond_and_token() {
+    let config = switchboard_server::ServerConfig { port: 0, ..switchboard_server::ServerConfig::default() };
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let port = server.local_addr().port().to_string();
+    let gw: Vec<String> = ["--protocol", "gateway", "--port", &port].iter().map(|a| a.to_string()).collect();
+    let with =
+        |args: &[&str]| -> Vec<String> { gw.iter().cloned().chain(args.iter().map(|a| a.to_string())).collect() };
+
+    let mut listen = spawn_owned(with(&["listen", "chat", "alerts", "--event", "text"]));
+    line_with(&mut listen.err, "subscribed to alerts").await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // subscribes are not confirmed
+    let out = command_owned(with(&["publish", "chat", r#"{"text":"hi"}"#, "--type", "text", "--wait-ack"]))
+        .output()
+        .await
+        .expect("publish");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["id"].as_str().expect("id").to_owned();
+    let line = line_with(&mut listen.out, r#""topic":"chat""#).await;
+    let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(
+        (json["topic"].as_str(), json["data"]["text"].as_str(), json["id"].as_str()),
+        (Some("chat"), Some("hi"), Some(id.as_str()))
+    );
+    // Not matching the --event pattern: not printed; the next matching one is.
+    for (kind, data) in [("other", "1"), ("text", "2")] {
+        let out = command_owned(with(&["publish", "alerts", data, "--type", kind, "--wait-ack"]))
+            .output()
+            .await
+            .expect("publish");
+        assert!(out.status.success());
+    }
+    let line = line_with(&mut listen.out, "alerts").await;
+    assert!(line.contains(r#""messageType":"text""#) && line.contains(r#""data":2"#), "{line}");
+
+    // A responder that answers with jq-free shell: the payload comes back wrapped.
+    let mut respond =
+        spawn_owned(with(&["respond", "--type", "echo", "--", "sh", "-c", r#"printf '{"got":%s}' "$(cat)""#]));
+    line_with(&mut respond.err, "answering secure/inbound.echo").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = command_owned(with(&["request", r#"{"n":7}"#, "--type", "echo"])).output().await.expect("request");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((answer["status"].as_str(), &answer["data"]), (Some("ok"), &serde_json::json!({"got": {"n": 7}})));
+    drop(respond);
+    // A failing responder gives status error, and exit code 1.
+    let mut failing = spawn_owned(with(&["respond", "--type", "fail", "--", "sh", "-c", "echo nope; exit 3"]));
+    line_with(&mut failing.err, "answering").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = command_owned(with(&["request", "{}", "--type", "fail"])).output().await.expect("request");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""status":"error""#));
+    drop(failing);
+    // Nobody answers: exit code 4 after the timeout.
+    let out =
+        command_owned(with(&["request", "{}", "--type", "nobody", "--timeout", "1"])).output().await.expect("request");
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // `token`: verifies with the app secret, and works for the admin API as curl would use it.
+    let out = command(&["token", "--sub", "ada", "--permission", "realtime:publisher:write:topic:chat"])
+        .output()
+        .await
+        .expect("token");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let verified = switchboard_protocol::gateway::jwt::verify(
+        &token,
+        switchboard_server::config::DEV_APP_SECRET.as_bytes(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64,
+    )
+    .expect("a valid token");
+    assert_eq!(verified.subject.as_deref(), Some("ada"));
+    assert!(verified.permissions.may_publish("chat") && !verified.permissions.may_publish("other"));
+    // Gateway-only commands say so without a gateway target.
+    let out = command(&["publish", "chat", "{}", "--port", &port]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--protocol gateway"));
+    drop(listen);
+    server.shutdown().await;
+}
+
+fn spawn_owned(args: Vec<String>) -> Proc {
+    spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn command_owned(args: Vec<String>) -> Command {
+    command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
