@@ -7,9 +7,11 @@
 //!   read-and-parse loop (the floor), reporting events/s, CPU seconds and peak RSS.
 //! - `idle-clients`: hold N switchboard clients subscribed in one process; memory each.
 //! - `soak`: N connections with churn for minutes; the server's RSS and descriptors sampled.
+//! - `gateway`: the gateway client's publish-to-receive rate and ack round trip.
 
 mod client_bench;
 mod fanout;
+mod gateway_bench;
 mod soak;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,8 @@ enum Command {
     IdleClients(client_bench::IdleArgs),
     /// Hold N connections with churn for minutes, sampling the server's RSS and descriptors.
     Soak(soak::Args),
+    /// Gateway: publish-to-receive rate and ack round trip of our client against a server.
+    Gateway(gateway_bench::Args),
 }
 
 fn main() {
@@ -58,6 +62,7 @@ async fn run(command: Command) {
         Command::Recv(args) => client_bench::recv(args).await,
         Command::IdleClients(args) => client_bench::idle_clients(args).await,
         Command::Soak(args) => soak::run(args).await,
+        Command::Gateway(args) => gateway_bench::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("switchboard-bench: {e}");

@@ -236,6 +236,9 @@ pub struct AppConfig {
     /// Gateway protocol: seconds of client silence before the server pings it; a socket
     /// silent for twice this is closed as dead (a `disconnected` presence event).
     pub gateway_ping_interval: u64,
+    /// Gateway protocol: the most connections of one token subject (`sub`) at once; one
+    /// more is refused with HTTP 429 before the upgrade (0: no limit).
+    pub gateway_max_connections_per_subject: usize,
 }
 
 impl Default for AppConfig {
@@ -263,6 +266,7 @@ impl Default for AppConfig {
             gateway_max_topics: 100,
             gateway_message_rate: 100,
             gateway_ping_interval: 30,
+            gateway_max_connections_per_subject: 0,
         }
     }
 }

@@ -54,6 +54,8 @@ struct Member {
 struct Inner {
     topics: HashMap<String, HashMap<u64, Arc<GatewayHandle>>>,
     members: HashMap<u64, Member>,
+    /// Connections per token subject, reserved before the upgrade (see `reserve_subject`).
+    subjects: HashMap<String, usize>,
 }
 
 /// Topics and connections of one app (see the module doc).
@@ -84,13 +86,33 @@ impl Registry {
         inner.members.insert(id, Member { handle, subject, topics, automatic: automatic.len() });
     }
 
-    /// Remove a connection from every topic.
+    /// Remove a connection from every topic, and give back its subject's slot.
     pub(crate) fn leave(&self, id: u64) {
         let mut inner = self.lock();
         let Some(member) = inner.members.remove(&id) else { return };
         for topic in member.topics {
             remove_from_topic(&mut inner, &topic, id);
         }
+        release(&mut inner, member.subject.as_deref());
+    }
+
+    /// Take one of `subject`'s connection slots, unless it already has `limit` (0: no
+    /// limit). Checked and taken in one step, so two connections racing cannot both pass.
+    /// The slot is given back by [`Registry::leave`] or [`Registry::release_subject`].
+    pub(crate) fn reserve_subject(&self, subject: Option<&str>, limit: usize) -> bool {
+        let Some(subject) = subject else { return true };
+        let mut inner = self.lock();
+        let count = inner.subjects.entry(subject.to_owned()).or_default();
+        if limit > 0 && *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Give back a slot taken by [`Registry::reserve_subject`] for a socket that never joined.
+    pub(crate) fn release_subject(&self, subject: Option<&str>) {
+        release(&mut self.lock(), subject);
     }
 
     /// Subscribe connection `id` to `topic`, unless it already has `limit` topics of its own.
@@ -197,6 +219,16 @@ impl Registry {
     }
 }
 
+fn release(inner: &mut Inner, subject: Option<&str>) {
+    let Some(subject) = subject else { return };
+    if let Some(count) = inner.subjects.get_mut(subject) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            inner.subjects.remove(subject);
+        }
+    }
+}
+
 fn remove_from_topic(inner: &mut Inner, topic: &str, id: u64) {
     if let Some(subscribers) = inner.topics.get_mut(topic) {
         subscribers.remove(&id);
@@ -239,6 +271,21 @@ mod tests {
             (registry.connection_count(), registry.subscriber_count("main"), registry.subscriber_count("news")),
             (1, 1, 0)
         );
+    }
+
+    #[test]
+    fn subject_slots_are_bounded_and_given_back() {
+        let registry = Registry::default();
+        assert!(registry.reserve_subject(Some("ada"), 2) && registry.reserve_subject(Some("ada"), 2));
+        assert!(!registry.reserve_subject(Some("ada"), 2), "a third is refused");
+        assert!(registry.reserve_subject(Some("bob"), 2) && registry.reserve_subject(None, 2));
+        registry.release_subject(Some("ada"));
+        assert!(registry.reserve_subject(Some("ada"), 2));
+        // A member's leave gives its slot back.
+        let _rx = member(&registry, 9, "ada");
+        registry.leave(9);
+        assert!(registry.reserve_subject(Some("ada"), 2));
+        assert!((0..1000).all(|_| registry.reserve_subject(Some("carol"), 0)), "0: no limit");
     }
 
     #[test]

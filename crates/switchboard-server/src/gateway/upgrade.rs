@@ -1,7 +1,8 @@
 //! `GET /apps/{app_id}?access_token=JWT`: the gateway's upgrade. Everything that can be
 //! refused is refused before the 101, with an HTTP status and a JSON `{"error": …}`: an
 //! unknown app (404), a missing, malformed, wrongly signed, expired or not-yet-valid token
-//! (401), a full server or app (503), a server shutting down (503). ReconnectingWebSocket
+//! (401), a subject over `gateway_max_connections_per_subject` (429), a full server or app
+//! (503), a server shutting down (503). ReconnectingWebSocket
 //! and the SDKs retry, re-running their URL provider, which mints a fresh token.
 
 use std::collections::HashMap;
@@ -64,12 +65,19 @@ pub(crate) async fn websocket(
         server.release_connection();
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "the app is over its connection quota".into());
     }
+    let per_subject = app.config.gateway_max_connections_per_subject;
+    if !app.gateway.reserve_subject(verified.subject.as_deref(), per_subject) {
+        app.remove_connection();
+        server.release_connection();
+        return refuse(StatusCode::TOO_MANY_REQUESTS, format!("the subject already has {per_subject} connections"));
+    }
     let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(String::new, |c| c.0.ip().to_string());
     let limit = app.config.gateway_max_message_size.max(1);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let state = server.clone();
     server.tasks.spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
+            app.gateway.release_subject(verified.subject.as_deref());
             app.remove_connection();
             state.release_connection();
             return;

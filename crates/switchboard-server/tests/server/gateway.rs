@@ -509,3 +509,25 @@ async fn shutdown_closes_gateway_sockets_with_1012() {
     assert_eq!(gw.expect_close().await.0, 1012);
     stopping.await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_subject_over_its_connection_limit_gets_429_and_a_slot_comes_back_when_one_leaves() {
+    let server = start(config_with(AppConfig { gateway_max_connections_per_subject: 2, ..app() })).await;
+    let first = Gw::connect(&server, json!({"sub": "ada"})).await;
+    let _second = Gw::connect(&server, json!({"sub": "ada"})).await;
+    let (status, body) = status_of(&server, &token(json!({"sub": "ada"}))).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("2 connections")), "{body}");
+    let _bob = Gw::connect(&server, json!({"sub": "bob"})).await;
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _) = status_of(&server, &token(json!({"sub": "ada"}))).await;
+        if status != 429 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}
