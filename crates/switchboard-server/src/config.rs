@@ -264,7 +264,7 @@ impl Default for AppConfig {
             gateway_inbound_ack: true,
             gateway_max_message_size: 64 * 1024,
             gateway_max_topics: 100,
-            gateway_message_rate: 100,
+            gateway_message_rate: 1_000,
             gateway_ping_interval: 30,
             gateway_max_connections_per_subject: 0,
         }

@@ -265,17 +265,25 @@ impl<F: Clone> ConnectionHandle<F> {
         let mut close = self.close.lock().unwrap_or_else(|p| p.into_inner());
         if close.is_none() {
             *close = Some(CloseRequest { code, message: message.to_owned() });
-            self.close_notify.notify_one();
+            // Every waiter: the socket task's loop and a write it is stuck in both wait
+            // (with notify_one the loop's could take the wake-up while the write, the one
+            // being polled, kept waiting for its full timeout).
+            self.close_notify.notify_waiters();
         }
     }
 
     /// Wait until someone asked for a close, and return the request.
     pub(crate) async fn close_requested(&self) -> CloseRequest {
         loop {
+            // Registered before the check: `notify_waiters` keeps no permit, so a request
+            // made between the check and the wait must still wake this one.
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(req) = self.close.lock().unwrap_or_else(|p| p.into_inner()).clone() {
                 return req;
             }
-            self.close_notify.notified().await;
+            notified.await;
         }
     }
 }
@@ -283,6 +291,24 @@ impl<F: Clone> ConnectionHandle<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_close_request_wakes_every_waiter() {
+        let (tx, _rx) = mpsc::channel::<Bytes>(1);
+        let handle = std::sync::Arc::new(ConnectionHandle::new(1, "1.1".into(), tx));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.close_requested().await.code })
+            })
+            .collect();
+        tokio::task::yield_now().await; // both are waiting
+        handle.terminate(4009, "bye");
+        for waiter in waiters {
+            let code = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+            assert_eq!(code.expect("woken").expect("joined"), 4009);
+        }
+    }
 
     #[tokio::test]
     async fn a_full_queue_asks_for_a_4100_close_and_never_blocks() {
@@ -294,6 +320,9 @@ mod tests {
         assert!(!handle.send(&frame), "third frame does not fit");
         let req = handle.close_requested().await;
         assert_eq!(req.code, 4100);
+        // Two waiters at once (the socket loop and a stuck write) both wake.
+        let (a, b) = (handle.close_requested(), handle.close_requested());
+        assert_eq!(tokio::join!(a, b).0.code, 4100);
         // The first request wins: a later terminate does not replace it.
         handle.terminate(4009, "later");
         assert_eq!(handle.close_requested().await.code, 4100);

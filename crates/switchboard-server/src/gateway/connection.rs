@@ -11,7 +11,8 @@
 //! grant (1008); `message` needs none. A frame that is not JSON or has a bad `data` closes
 //! with 1007, an unknown `type` with 1003, one over `gateway_max_message_size` with 1009;
 //! more than `gateway_max_topics` topics or `gateway_message_rate` messages a second, 1008.
-//! Each close carries a reason that says which rule.
+//! Each close carries a reason that says which rule, and is preceded by an error frame on
+//! the connection's `priv/<id>` topic naming the refused topic or message id (ours).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,16 @@ pub(crate) const FORBIDDEN_SECURE: &str = "Subscription to secure topic is forbi
 const FORBIDDEN_PRIVATE: &str = "Subscription to another connection's private topic is forbidden!";
 const FORBIDDEN_PUBLISH: &str = "Publishing to topic is forbidden!";
 
+/// What a refusal was about, for its error frame.
+enum Refused<'a> {
+    /// A subscribe to this topic.
+    Topic(&'a str),
+    /// A publish or message (with its id, if it had one).
+    Message(Option<&'a str>),
+    /// A frame that could not be read.
+    Frame,
+}
+
 enum End {
     /// The socket is gone (closed by the client, or an I/O error).
     Gone(Option<u16>),
@@ -66,6 +77,10 @@ struct Connection<S> {
     ping_sent: bool,
     /// Start of the current one-second window, and messages in it.
     rate_window: (Instant, u32),
+    /// The error frame of a refusal, written before its close (see `policy_close`).
+    refusal: Option<String>,
+    /// The client sent a close frame with this code: the echo is flushed before the end.
+    client_closed: Option<Option<u16>>,
 }
 
 /// A fresh connection id: 12 hex digits, as the hosted gateway's look.
@@ -100,13 +115,15 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         last_inbound: Instant::now(),
         ping_sent: false,
         rate_window: (Instant::now(), 0),
+        refusal: None,
+        client_closed: None,
     };
     let info = ConnectionInfo { id: connection_id, app_id: app.config.id.clone(), remote_address };
-    let end = match conn.send(Message::text(welcome_frame(&info))).await {
-        Err(end) => end,
+    let (end, announced) = match conn.send(Message::text(welcome_frame(&info))).await {
+        Err(end) => (end, false),
         Ok(()) => {
             conn.announce(None);
-            conn.run(&mut outbound).await
+            (conn.run(&mut outbound).await, true)
         }
     };
     // Off every topic before the close handshake: a socket on its way out gets no more
@@ -124,7 +141,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             Some(request.code)
         }
     };
-    conn.announce(Some(code.map_or(-1, i64::from)));
+    // Only a connection backends were told of is announced as gone.
+    if announced {
+        // No status (1005) or none at all: -1, as the hosted gateway's samples show.
+        conn.announce(Some(code.filter(|c| *c != 1005).map_or(-1, i64::from)));
+    }
     app.remove_connection();
     server.release_connection();
     server.metrics.gateway_connections.dec();
@@ -148,7 +169,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             tokio::select! {
                 inbound = self.ws.next() => match inbound {
-                    None => return End::Gone(None),
+                    // After the client's close, tokio-websockets wrote the echo and ends here.
+                    None => return End::Gone(self.client_closed.flatten()),
                     Some(Err(e)) => {
                         tracing::debug!(connection = %self.handle.socket_id, "gateway socket error: {e}");
                         close_after_read_error(&mut self.ws, &e).await;
@@ -162,7 +184,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         self.last_inbound = Instant::now();
                         self.ping_sent = false;
                         if message.is_close() {
-                            return End::Gone(message.as_close().map(|(code, _)| u16::from(code)));
+                            // Read on: the echo goes out on the next poll, then the stream ends.
+                            self.client_closed = Some(message.as_close().map(|(code, _)| u16::from(code)));
+                            continue;
                         }
                         if let Err(end) = self.on_message(message) {
                             return end;
@@ -204,14 +228,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.server.metrics.messages_received.inc();
         // Binary frames are accepted as UTF-8 JSON, as the spec says.
         let Ok(text) = std::str::from_utf8(message.as_payload()) else {
-            return Err(self.policy_close(1007, "Invalid frame: binary frames must hold UTF-8 JSON".into()));
+            return Err(self.policy_close(
+                1007,
+                "Invalid frame: binary frames must hold UTF-8 JSON".into(),
+                Refused::Frame,
+            ));
         };
         let frame = match ClientFrame::decode(text) {
             Ok(frame) => frame,
             Err(ProtocolError::UnknownFrameType(kind)) => {
-                return Err(self.policy_close(1003, format!("Unknown frame type {kind:?}")));
+                return Err(self.policy_close(1003, format!("Unknown frame type {kind:?}"), Refused::Frame));
             }
-            Err(e) => return Err(self.policy_close(1007, format!("Invalid frame: {e}"))),
+            Err(e) => return Err(self.policy_close(1007, format!("Invalid frame: {e}"), Refused::Frame)),
         };
         match frame {
             ClientFrame::Subscribe { topic } => self.subscribe(&topic),
@@ -220,16 +248,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(())
             }
             ClientFrame::Publish(publish) => {
-                self.count_message()?;
+                self.count_message(publish.id.as_deref())?;
                 if !self.permissions.may_publish(&publish.topic) {
-                    return Err(self.policy_close(1008, FORBIDDEN_PUBLISH.into()));
+                    return Err(self.policy_close(
+                        1008,
+                        FORBIDDEN_PUBLISH.into(),
+                        Refused::Message(publish.id.as_deref()),
+                    ));
                 }
                 let topic = publish.topic.clone();
                 self.deliver(&topic, publish.message_type(), publish.compress, publish.id.as_deref(), &publish.payload);
                 Ok(())
             }
             ClientFrame::Message(message) => {
-                self.count_message()?;
+                self.count_message(message.id.as_deref())?;
                 self.deliver(
                     INBOUND_TOPIC,
                     message.message_type(),
@@ -244,17 +276,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     fn subscribe(&mut self, topic: &str) -> Result<(), End> {
         if topic.is_empty() {
-            return Err(self.policy_close(1007, "Invalid frame: subscribe: the topic is empty".into()));
+            return Err(self.policy_close(
+                1007,
+                "Invalid frame: subscribe: the topic is empty".into(),
+                Refused::Topic(topic),
+            ));
         }
         if !self.permissions.may_subscribe(topic) {
-            return Err(self.policy_close(1008, FORBIDDEN_SECURE.into()));
+            return Err(self.policy_close(1008, FORBIDDEN_SECURE.into(), Refused::Topic(topic)));
         }
         if topic.starts_with("priv/") && topic != private_topic(&self.handle.socket_id) {
-            return Err(self.policy_close(1008, FORBIDDEN_PRIVATE.into()));
+            return Err(self.policy_close(1008, FORBIDDEN_PRIVATE.into(), Refused::Topic(topic)));
         }
         let limit = self.app.config.gateway_max_topics;
         if self.app.gateway.subscribe(self.handle.id, topic, limit).is_err() {
-            return Err(self.policy_close(1008, format!("Too many topics: at most {limit} per connection")));
+            let reason = format!("Too many topics: at most {limit} per connection");
+            return Err(self.policy_close(1008, reason, Refused::Topic(topic)));
         }
         Ok(())
     }
@@ -278,7 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    fn count_message(&mut self) -> Result<(), End> {
+    fn count_message(&mut self, id: Option<&str>) -> Result<(), End> {
         let now = Instant::now();
         if now.duration_since(self.rate_window.0) >= Duration::from_secs(1) {
             self.rate_window = (now, 0);
@@ -286,13 +323,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.rate_window.1 += 1;
         let limit = self.app.config.gateway_message_rate;
         if self.rate_window.1 > limit {
-            return Err(self.policy_close(1008, format!("Rate limit exceeded: at most {limit} messages per second")));
+            let reason = format!("Rate limit exceeded: at most {limit} messages per second");
+            return Err(self.policy_close(1008, reason, Refused::Message(id)));
         }
         Ok(())
     }
 
-    fn policy_close(&self, code: u16, reason: String) -> End {
+    /// Close for a broken rule. Before the close frame (whose reason the SDKs compare
+    /// verbatim) goes an error frame on the connection's own topic saying what was refused:
+    /// `{"topic":"priv/<id>","messageType":"error","data":{"code","reason","topic"|"id"}}`
+    /// (ours: the protocol has no error frame, and a close reason cannot say which of
+    /// several subscribes in flight was refused). The SDKs emit it as `priv/<id>.error`.
+    fn policy_close(&mut self, code: u16, reason: String, what: Refused<'_>) -> End {
         self.server.metrics.gateway_policy_closes.inc();
+        let mut data = serde_json::json!({"code": code, "reason": reason});
+        match what {
+            Refused::Topic(topic) => data["topic"] = serde_json::json!(topic),
+            Refused::Message(Some(id)) => data["id"] = serde_json::json!(id),
+            Refused::Message(None) | Refused::Frame => {}
+        }
+        let frame =
+            serde_json::json!({"topic": private_topic(&self.handle.socket_id), "messageType": "error", "data": data});
+        self.refusal = Some(frame.to_string());
         End::Close(CloseRequest { code, message: reason })
     }
 
@@ -353,6 +405,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn close(&mut self, request: &CloseRequest) {
+        if let Some(refusal) = self.refusal.take() {
+            let _ = tokio::time::timeout(CLOSE_LINGER, self.ws.send(Message::text(refusal))).await;
+        }
         // Close reasons are limited to 123 bytes; cut on a char boundary.
         let mut end = request.message.len().min(120);
         while !request.message.is_char_boundary(end) {

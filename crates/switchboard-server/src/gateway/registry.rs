@@ -46,8 +46,9 @@ struct Member {
     handle: Arc<GatewayHandle>,
     subject: Option<String>,
     topics: HashSet<String>,
-    /// `main` and `priv/<id>`: subscribed by the server, not counted against the limit.
-    automatic: usize,
+    /// `main` and `priv/<id>`: subscribed by the server, not counted against the limit, and
+    /// kept by an admin unsubscribe (replies to the connection go to its `priv/<id>`).
+    automatic: Vec<String>,
 }
 
 #[derive(Default)]
@@ -83,7 +84,7 @@ impl Registry {
             inner.topics.entry(topic.clone()).or_default().insert(id, handle.clone());
         }
         let topics = automatic.iter().cloned().collect();
-        inner.members.insert(id, Member { handle, subject, topics, automatic: automatic.len() });
+        inner.members.insert(id, Member { handle, subject, topics, automatic: automatic.to_vec() });
     }
 
     /// Remove a connection from every topic, and give back its subject's slot.
@@ -124,7 +125,8 @@ impl Registry {
         if member.topics.contains(topic) {
             return Ok(false);
         }
-        if member.topics.len() - member.automatic.min(member.topics.len()) >= limit {
+        let own = member.topics.iter().filter(|t| !member.automatic.contains(t)).count();
+        if own >= limit {
             return Err(());
         }
         member.topics.insert(topic.to_owned());
@@ -189,8 +191,9 @@ impl Registry {
             if member.subject.as_deref() != Some(subject) {
                 continue;
             }
+            let automatic = &member.automatic;
             member.topics.retain(|topic| {
-                let matched = patterns.iter().any(|p| glob_matches(p, topic));
+                let matched = !automatic.contains(topic) && patterns.iter().any(|p| glob_matches(p, topic));
                 if matched {
                     ended.push((*id, topic.clone()));
                 }
@@ -298,7 +301,13 @@ mod tests {
             registry.subscribe(2, topic, 10).expect("room");
         }
         assert_eq!(registry.unsubscribe_subject("ada", &["chat/*".into()]), 2);
-        assert_eq!((registry.subscriber_count("chat/1"), registry.subscriber_count("news")), (1, 2));
+        assert_eq!(registry.unsubscribe_subject("ada", &["*".into()]), 1, "news; main and priv/c1 stay");
+        assert_eq!((registry.subscriber_count("main"), registry.subscriber_count("priv/c1")), (2, 1));
+        assert_eq!(
+            (registry.subscriber_count("chat/1"), registry.subscriber_count("news")),
+            (1, 1),
+            "news is bob's alone now"
+        );
         assert_eq!(registry.close(Some("c2"), 1008, "Connection terminated"), 1);
         assert_eq!(registry.close(Some("nobody"), 1008, "x"), 0);
         assert_eq!(registry.close(None, 1008, "x"), 2);

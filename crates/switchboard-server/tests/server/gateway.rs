@@ -531,3 +531,49 @@ async fn a_subject_over_its_connection_limit_gets_429_and_a_slot_comes_back_when
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refusal_is_named_in_an_error_frame_on_the_connections_own_topic_before_the_close() {
+    let server = start_default().await;
+    let mut gw = Gw::connect(&server, json!({"permissions": []})).await;
+    gw.subscribe("secure/tasks").await;
+    let error = gw.next().await;
+    assert_eq!(
+        error,
+        json!({"topic": format!("priv/{}", gw.id), "messageType": "error",
+               "data": {"code": 1008, "reason": "Subscription to secure topic is forbidden!", "topic": "secure/tasks"}})
+    );
+    assert_eq!(gw.expect_close().await, (1008, "Subscription to secure topic is forbidden!".into()));
+    let mut gw = Gw::connect(&server, json!({})).await;
+    gw.send(json!({"type": "publish", "data": {"topic": "chat", "payload": 1, "id": "m9"}})).await;
+    assert_eq!(
+        gw.next().await["data"],
+        json!({"code": 1008, "reason": "Publishing to topic is forbidden!", "id": "m9"})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_and_its_code_reaches_backends() {
+    let server = start_default().await;
+    let mut backend =
+        Gw::connect(&server, json!({"permissions": ["realtime:subscriber:read:topic:secure/inbound"]})).await;
+    backend.subscribe("secure/inbound").await;
+    backend.expect_silence(50).await;
+    let mut device = Gw::connect(&server, json!({"sub": "d"})).await;
+    backend.next().await; // connected
+    device.ws.send(Message::close(Some(tokio_websockets::CloseCode::GOING_AWAY), "bye")).await.expect("close");
+    // The server echoes the close (a clean handshake, not a dropped socket).
+    let echoed = tokio::time::timeout(WAIT, async {
+        loop {
+            match device.ws.next().await {
+                Some(Ok(m)) if m.is_close() => return true,
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    });
+    assert_eq!(echoed.await, Ok(true), "no close echo");
+    assert_eq!(backend.next().await["data"]["payload"], json!({"code": 1001, "status": "disconnected"}));
+    server.shutdown().await;
+}

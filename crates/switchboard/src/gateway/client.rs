@@ -184,16 +184,25 @@ impl Incoming {
     }
 }
 
-pub(crate) struct Shared {
-    pub(crate) options: GatewayOptions,
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    pub(crate) state: watch::Receiver<ConnectionState>,
-    pub(crate) info: watch::Receiver<Option<ConnectionInfo>>,
-    pub(crate) listeners: Arc<Listeners>,
-    /// Maintained by the task: whether a session is up, and how many messages wait offline.
-    pub(crate) online: AtomicBool,
-    pub(crate) offline_len: AtomicUsize,
+struct Shared {
+    options: GatewayOptions,
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<ConnectionState>,
+    info: watch::Receiver<Option<ConnectionInfo>>,
+    listeners: Arc<Listeners>,
+    counters: Arc<Counters>,
     next_id: AtomicU64,
+}
+
+/// What the task tells the handles without a round trip. Apart from `Shared` so the task
+/// holds no command sender: once every handle is dropped, its command stream ends and it
+/// stops.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// A session is up.
+    pub(crate) online: AtomicBool,
+    /// Messages waiting to be sent.
+    pub(crate) offline_len: AtomicUsize,
 }
 
 /// A Realtime Pub/Sub gateway client (see the [module doc](super)).
@@ -225,17 +234,17 @@ impl GatewayClient {
         let (info_tx, info) = watch::channel(None);
         let dispatcher = Dispatcher::start(8_192);
         let listeners = dispatcher.gateway_listeners();
+        let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             options: options.clone(),
             commands,
             state,
             info,
             listeners: listeners.clone(),
-            online: AtomicBool::new(false),
-            offline_len: AtomicUsize::new(0),
+            counters: counters.clone(),
             next_id: AtomicU64::new(rand::random::<u32>() as u64),
         });
-        let task = Task::new(options.clone(), dispatcher, listeners, state_tx, info_tx, shared.clone());
+        let task = Task::new(options.clone(), dispatcher, listeners, state_tx, info_tx, counters);
         crate::io_thread::spawn(options.io_runtime, task.run(rx));
         GatewayClient { shared }
     }
@@ -356,8 +365,8 @@ impl GatewayClient {
     }
 
     fn outbound(&self, topic: Option<String>, payload: &impl Serialize, options: PublishOptions) -> Result<Pending> {
-        if !self.shared.online.load(Ordering::Acquire)
-            && self.shared.offline_len.load(Ordering::Acquire) >= self.shared.options.max_offline
+        if !self.shared.counters.online.load(Ordering::Acquire)
+            && self.shared.counters.offline_len.load(Ordering::Acquire) >= self.shared.options.max_offline
         {
             return Err(Error::new(
                 ErrorKind::Connection,

@@ -12,7 +12,8 @@
 //! (reported on its topic, and dropped from the replay). Waiters of a lost connection fail:
 //! an unacked message is never re-sent, so nothing is delivered twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use tokio_websockets::{ClientBuilder, Message};
 
 use super::GatewayOptions;
-use super::client::{PublishOptions, Shared};
+use super::client::{Counters, PublishOptions};
 use crate::delivery::{Dispatcher, Outbox, Stall};
 use crate::listeners::Listeners;
 use crate::queue::Burst;
@@ -37,6 +38,19 @@ use crate::{ConnectionState, Error, ErrorKind, Event, Result};
 const FORBIDDEN_SECURE: &str = "Subscription to secure topic is forbidden!";
 /// The event a refused subscription is reported as, on its topic.
 pub const SUBSCRIPTION_ERROR_EVENT: &str = "switchboard:subscription_error";
+
+/// `now + duration`, or a year from now if that overflows (an option set to `Duration::MAX`
+/// means "never").
+fn later(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration).unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
+fn duplicate_id(id: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidRequest,
+        format!("a message with id {id} is already waiting for its answer: ids must be unique"),
+    )
+}
 
 /// A publish or send, with its waiters.
 #[derive(Debug)]
@@ -101,13 +115,22 @@ pub(crate) struct Task {
     outbox: Outbox,
     state: watch::Sender<ConnectionState>,
     info: watch::Sender<Option<ConnectionInfo>>,
-    shared: Arc<Shared>,
+    counters: Arc<Counters>,
     /// Replayed after every welcome, in the order first subscribed.
     topics: Vec<String>,
     waiters: HashMap<String, Waiter>,
-    offline: VecDeque<Box<Outbound>>,
-    /// The secure topic subscribed last in this session: a forbidden-subscribe close is its.
+    /// Every waiter deadline, earliest first; entries of waiters already answered or
+    /// cancelled are skipped when they come up (cheaper than a scan per loop turn).
+    deadlines: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Sends made while offline, with when they were made.
+    offline: VecDeque<(Instant, Box<Outbound>)>,
+    /// This session's connection id (its `priv/<id>` carries our server's error frames).
+    connection_id: String,
+    /// The secure topic subscribed last in this session: a forbidden-subscribe close names
+    /// no topic, so on a server without error frames it is blamed on this one.
     last_secure: Option<String>,
+    /// The server said what it refused (an error frame) before its close.
+    refusal_seen: bool,
 }
 
 impl Task {
@@ -117,7 +140,7 @@ impl Task {
         listeners: Arc<Listeners>,
         state: watch::Sender<ConnectionState>,
         info: watch::Sender<Option<ConnectionInfo>>,
-        shared: Arc<Shared>,
+        counters: Arc<Counters>,
     ) -> Task {
         let outbox = Outbox::new(dispatcher, options.slow_consumer);
         Task {
@@ -126,11 +149,14 @@ impl Task {
             outbox,
             state,
             info,
-            shared,
+            counters,
             topics: Vec::new(),
             waiters: HashMap::new(),
+            deadlines: BinaryHeap::new(),
             offline: VecDeque::new(),
+            connection_id: String::new(),
             last_secure: None,
+            refusal_seen: false,
         }
     }
 
@@ -230,6 +256,8 @@ impl Task {
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Flow {
         self.last_secure = None;
+        self.refusal_seen = false;
+        self.connection_id = info.id.clone();
         self.state.send_replace(ConnectionState::Connected { socket_id: info.id.clone() });
         self.info.send_replace(Some(info.clone()));
         let data = serde_json::to_string(&info).unwrap_or_default();
@@ -239,9 +267,9 @@ impl Task {
                 return Flow::Reconnect(reason);
             }
         }
-        self.shared.online.store(true, Ordering::Release);
-        while let Some(outbound) = self.offline.pop_front() {
-            self.shared.offline_len.store(self.offline.len(), Ordering::Release);
+        self.counters.online.store(true, Ordering::Release);
+        while let Some((_, outbound)) = self.offline.pop_front() {
+            self.counters.offline_len.store(self.offline.len(), Ordering::Release);
             if let Err(reason) = self.write_outbound(ws, outbound).await {
                 return Flow::Reconnect(reason);
             }
@@ -259,8 +287,8 @@ impl Task {
                 ping_sent = None;
             }
             let liveness = match ping_sent {
-                None => last_inbound + self.options.ping_interval,
-                Some(sent) => sent + self.options.pong_timeout,
+                None => later(last_inbound, self.options.ping_interval),
+                Some(sent) => later(sent, self.options.pong_timeout),
             };
             let wake = liveness.min(self.next_waiter_deadline());
             if timer.deadline() != wake {
@@ -296,10 +324,10 @@ impl Task {
                     let now = Instant::now();
                     self.expire_waiters(now);
                     match ping_sent {
-                        Some(sent) if sent + self.options.pong_timeout <= now => {
+                        Some(sent) if later(sent, self.options.pong_timeout) <= now => {
                             return Flow::Reconnect(format!("no answer to a ping within {:?}: the socket is dead", self.options.pong_timeout));
                         }
-                        None if last_inbound + self.options.ping_interval <= now => {
+                        None if later(last_inbound, self.options.ping_interval) <= now => {
                             if let Err(reason) = send_within(ws, Message::ping(bytes::Bytes::new()), self.options.pong_timeout).await {
                                 return Flow::Reconnect(reason);
                             }
@@ -319,7 +347,7 @@ impl Task {
         ws: &mut ClientSocket,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> std::result::Result<(), Flow> {
-        let mut next_ping = Instant::now() + self.options.ping_interval;
+        let mut next_ping = later(Instant::now(), self.options.ping_interval);
         loop {
             let Some((blocker, stall_at)) = self.outbox.flush() else { return Ok(()) };
             self.outbox.release_held();
@@ -337,7 +365,7 @@ impl Task {
                 inbound = ws.next(), if read_on => self.on_inbound(ws, inbound).await?,
                 () = tokio::time::sleep_until(next_ping) => {
                     send_within(ws, Message::ping(bytes::Bytes::new()), self.options.pong_timeout).await.map_err(Flow::Reconnect)?;
-                    next_ping = Instant::now() + self.options.ping_interval;
+                    next_ping = later(Instant::now(), self.options.ping_interval);
                 }
                 command = commands.recv() => match command {
                     None | Some(Command::Disconnect) => return Err(Flow::Stop),
@@ -363,12 +391,13 @@ impl Task {
         if message.is_close() {
             let (code, reason) =
                 message.as_close().map(|(c, r)| (u16::from(c), r.to_owned())).unwrap_or((1005, String::new()));
+            // A server without error frames (the hosted gateway) names no topic: the
+            // secure topic subscribed last is the best guess.
             if reason == FORBIDDEN_SECURE
+                && !self.refusal_seen
                 && let Some(topic) = self.last_secure.take()
             {
-                self.topics.retain(|t| *t != topic);
-                let data = serde_json::json!({"code": code, "reason": reason}).to_string();
-                self.outbox.deliver(&self.listeners, Event::gateway(&topic, SUBSCRIPTION_ERROR_EVENT, &data, false));
+                self.refuse_topic(&topic, code, &reason);
             }
             return Err(Flow::Reconnect(format!("the server closed the connection: {code} {reason}")));
         }
@@ -387,6 +416,9 @@ impl Task {
                 return Ok(());
             }
         };
+        if frame.message_type.as_deref() == Some("error") && frame.topic == format!("priv/{}", self.connection_id) {
+            self.on_refusal(&frame);
+        }
         if let Some(id) = frame.ack_id() {
             if let Some(waiter) = self.waiters.get_mut(&id)
                 && let Some((ack, _)) = waiter.ack.take()
@@ -410,12 +442,50 @@ impl Task {
         Ok(())
     }
 
+    /// Our server's error frame before a policy close: what exactly was refused.
+    fn on_refusal(&mut self, frame: &ServerFrame) {
+        #[derive(serde::Deserialize)]
+        struct Refusal {
+            #[serde(default)]
+            code: u16,
+            #[serde(default)]
+            reason: String,
+            topic: Option<String>,
+            id: Option<String>,
+        }
+        let Ok(refusal) = serde_json::from_str::<Refusal>(frame.data.get()) else { return };
+        self.refusal_seen = true;
+        if let Some(topic) = &refusal.topic {
+            self.refuse_topic(topic, refusal.code, &refusal.reason);
+        }
+        if let Some(id) = &refusal.id
+            && let Some(waiter) = self.waiters.remove(id)
+        {
+            let refused = || {
+                Error::new(ErrorKind::InvalidRequest, format!("the server refused message {id}: {}", refusal.reason))
+            };
+            if let Some((ack, _)) = waiter.ack {
+                let _ = ack.send(Err(refused()));
+            }
+            if let Some((reply, _)) = waiter.reply {
+                let _ = reply.send(Err(refused()));
+            }
+        }
+    }
+
+    /// The server refused `topic`: report it on the topic, and stop replaying it (else every
+    /// reconnect would be refused again).
+    fn refuse_topic(&mut self, topic: &str, code: u16, reason: &str) {
+        self.topics.retain(|t| t != topic);
+        let data = serde_json::json!({"code": code, "reason": reason}).to_string();
+        self.outbox.deliver(&self.listeners, Event::gateway(topic, SUBSCRIPTION_ERROR_EVENT, &data, false));
+    }
+
     fn forget_if_done(&mut self, id: &str) {
         if self.waiters.get(id).is_some_and(Waiter::is_done) {
             self.waiters.remove(id);
         }
     }
-
     async fn on_command(&mut self, ws: &mut ClientSocket, command: Command) -> std::result::Result<(), String> {
         match command {
             Command::Subscribe { topic } => {
@@ -429,9 +499,9 @@ impl Task {
                 self.write(ws, ClientFrame::Unsubscribe { topic }.encode()).await
             }
             Command::Publish(outbound) => self.write_outbound(ws, outbound).await,
+            // Only the waits end: the message itself still goes (fire and forget).
             Command::Cancel { id } => {
                 self.waiters.remove(&id);
-                self.offline.retain(|o| o.id != id || o.ack.is_closed());
                 Ok(())
             }
             Command::Disconnect => Ok(()),
@@ -448,18 +518,19 @@ impl Task {
             Command::Unsubscribe { topic } => self.topics.retain(|t| *t != topic),
             Command::Publish(outbound) => {
                 if self.offline.len() >= self.options.max_offline {
-                    let _ = outbound.ack.send(Err(Error::new(
-                        ErrorKind::Connection,
-                        format!(
-                            "offline, and {} messages already wait to be sent (max_offline)",
-                            self.options.max_offline
-                        ),
-                    )));
+                    let max = self.options.max_offline;
+                    let full = format!("offline, and {max} messages already wait to be sent (max_offline)");
+                    let _ = outbound.ack.send(Err(Error::new(ErrorKind::Connection, full)));
                     return;
                 }
-                self.offline.push_back(outbound);
-                self.shared.offline_len.store(self.offline.len(), Ordering::Release);
+                if self.id_in_flight(&outbound.id) {
+                    let _ = outbound.ack.send(Err(duplicate_id(&outbound.id)));
+                    return;
+                }
+                self.offline.push_back((Instant::now(), outbound));
+                self.counters.offline_len.store(self.offline.len(), Ordering::Release);
             }
+            // Only the waits end: the message itself still goes (fire and forget).
             Command::Cancel { id } => {
                 self.waiters.remove(&id);
             }
@@ -474,39 +545,53 @@ impl Task {
         self.write(ws, ClientFrame::Subscribe { topic: topic.to_owned() }.encode()).await
     }
 
+    /// A live waiter or a queued message already has this id (caller-chosen ids).
+    fn id_in_flight(&self, id: &str) -> bool {
+        self.waiters.contains_key(id) || self.offline.iter().any(|(_, o)| o.id == id && !o.ack.is_closed())
+    }
+
     /// Register the waiters, then write the frame: an answer cannot overtake its waiter.
     async fn write_outbound(
         &mut self,
         ws: &mut ClientSocket,
         outbound: Box<Outbound>,
     ) -> std::result::Result<(), String> {
+        if self.waiters.contains_key(&outbound.id) {
+            let _ = outbound.ack.send(Err(duplicate_id(&outbound.id)));
+            return Ok(());
+        }
         let frame = outbound.frame();
         let Outbound { id, ack, reply, .. } = *outbound;
         let now = Instant::now();
         let waiter = Waiter {
-            ack: (!ack.is_closed()).then_some((ack, now + self.options.ack_timeout)),
-            reply: reply.filter(|r| !r.is_closed()).map(|r| (r, now + self.options.reply_timeout)),
+            ack: (!ack.is_closed()).then(|| (ack, later(now, self.options.ack_timeout))),
+            reply: reply.filter(|r| !r.is_closed()).map(|r| (r, later(now, self.options.reply_timeout))),
         };
+        let deadlines = waiter.ack.as_ref().map(|(_, d)| *d).into_iter().chain(waiter.reply.as_ref().map(|(_, d)| *d));
+        for deadline in deadlines {
+            self.deadlines.push(Reverse((deadline, id.clone())));
+        }
         if !waiter.is_done() {
             self.waiters.insert(id, waiter);
         }
         self.write(ws, frame).await
     }
-
     async fn write(&mut self, ws: &mut ClientSocket, text: String) -> std::result::Result<(), String> {
         send_within(ws, Message::text(text), self.options.pong_timeout).await
     }
 
+    /// The next deadline: of a waiter, or of a queued message whose sender awaits its ack.
     fn next_waiter_deadline(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        self.waiters
-            .values()
-            .flat_map(|w| [w.ack.as_ref().map(|(_, d)| *d), w.reply.as_ref().map(|(_, d)| *d)])
-            .flatten()
-            .min()
-            .unwrap_or(far)
+        let waiter = self.deadlines.peek().map_or(far, |Reverse((at, _))| *at);
+        // FIFO: the first live one is the earliest (at most max_offline to look at).
+        let queued = self
+            .offline
+            .iter()
+            .find(|(_, o)| !o.ack.is_closed())
+            .map_or(far, |(at, _)| later(*at, self.options.ack_timeout));
+        waiter.min(queued)
     }
-
     async fn expire_waiters_at(&self) {
         tokio::time::sleep_until(self.next_waiter_deadline()).await;
     }
@@ -514,7 +599,36 @@ impl Task {
     fn expire_waiters(&mut self, now: Instant) {
         let ack_timeout = self.options.ack_timeout;
         let reply_timeout = self.options.reply_timeout;
-        for (id, waiter) in self.waiters.iter_mut() {
+        // Queued while offline and still unsent when its ack was due: fail it, and do not
+        // send it later (its sender was told it failed).
+        let mut unsent = Vec::new();
+        self.offline.retain_mut(|(at, outbound)| {
+            let due = !outbound.ack.is_closed() && later(*at, ack_timeout) <= now;
+            if due {
+                unsent.push((
+                    outbound.id.clone(),
+                    std::mem::replace(&mut outbound.ack, oneshot::channel().0),
+                    outbound.reply.take(),
+                ));
+            }
+            !due
+        });
+        for (id, ack, reply) in unsent {
+            let offline = || {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("message {id} was still unsent (offline) after {ack_timeout:?}; it will not be sent"),
+                )
+            };
+            let _ = ack.send(Err(offline()));
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(offline()));
+            }
+        }
+        self.counters.offline_len.store(self.offline.len(), Ordering::Release);
+        while self.deadlines.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+            let Some(Reverse((_, id))) = self.deadlines.pop() else { break };
+            let Some(waiter) = self.waiters.get_mut(&id) else { continue };
             if waiter.ack.as_ref().is_some_and(|(_, d)| *d <= now)
                 && let Some((ack, _)) = waiter.ack.take()
             {
@@ -534,14 +648,11 @@ impl Task {
                     format!("no reply to message {id} within {reply_timeout:?}"),
                 )));
             }
+            self.forget_if_done(&id);
         }
-        self.waiters.retain(|_, w| !w.is_done());
     }
-
-    /// The session ended: its waiters fail (their answers would go to a connection id that
-    /// no longer exists), and sends queue until the next welcome.
     fn end_session(&mut self, flow: &Flow) {
-        self.shared.online.store(false, Ordering::Release);
+        self.counters.online.store(false, Ordering::Release);
         self.info.send_replace(None);
         let reason = match flow {
             Flow::Stop => "the client was disconnected".to_owned(),
@@ -564,7 +675,7 @@ impl Task {
     }
 
     fn finish(&mut self) {
-        for outbound in self.offline.drain(..) {
+        for (_, outbound) in self.offline.drain(..) {
             let _ = outbound.ack.send(Err(Error::closed()));
             if let Some(reply) = outbound.reply {
                 let _ = reply.send(Err(Error::closed()));
@@ -578,7 +689,7 @@ impl Task {
                 let _ = reply.send(Err(Error::closed()));
             }
         }
-        self.shared.offline_len.store(0, Ordering::Release);
+        self.counters.offline_len.store(0, Ordering::Release);
         self.listeners.close();
         self.state.send_replace(ConnectionState::Disconnected);
     }

@@ -86,7 +86,7 @@ impl GatewayOptions {
             // with full jitter so a restarted server is not hit by every client at once.
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
             healthy_after: crate::backoff::HEALTHY_AFTER,
-            max_offline: 1_000,
+            max_offline: 100,
             event_queue: 1_024,
             slow_consumer: SlowConsumer::default(),
             max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
@@ -149,8 +149,10 @@ impl GatewayOptions {
         self
     }
 
-    /// Publishes and sends kept while offline, sent after the next welcome (1,000); more
-    /// are refused at once with an error.
+    /// Publishes and sends kept while offline, sent after the next welcome (100, well under
+    /// the server's per-second rate limit, so the flush is not refused); more are refused at
+    /// once with an error. One whose `Pending` waits for its ack and is still unsent after
+    /// the ack timeout fails with `Timeout` and is not sent.
     pub fn max_offline(mut self, max: usize) -> Self {
         self.max_offline = max;
         self

@@ -280,3 +280,90 @@ async fn a_burst_to_a_slow_stream_arrives_whole_and_in_order() {
     reader.disconnect().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn each_refused_subscribe_is_blamed_on_its_own_topic() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    // May read secure/ok only; asks for secure/no first and secure/ok right after.
+    let claims = json!({"permissions": [ALL, "realtime:subscriber:read:topic:secure/ok"]});
+    let client = connect(&server, claims).await;
+    let mut refused = client.events(&format!("**.{SUBSCRIPTION_ERROR_EVENT}"));
+    let mut ok = client.events("secure/ok.*");
+    let mut started = client.events("session.started");
+    client.subscribe("secure/no").expect("subscribe");
+    client.subscribe("secure/ok").expect("subscribe");
+    client.subscribe("priv/000000000000").expect("subscribe"); // another connection's
+    let first = next(&mut refused).await;
+    assert_eq!(first.channel(), Some("secure/no"), "the refused one, not the last one sent");
+    next(&mut started).await;
+    let second = next(&mut refused).await;
+    assert_eq!(second.channel(), Some("priv/000000000000"));
+    next(&mut started).await;
+    // secure/ok survived both reconnects: it is still subscribed.
+    settle().await;
+    client.publish("secure/ok", &json!("fine"), PublishOptions::new()).expect("publish");
+    assert_eq!(next_message(&mut ok).await.payload, json!("fine"));
+    assert!(tokio::time::timeout(Duration::from_millis(300), refused.recv()).await.is_err(), "no more refusals");
+    client.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_offline_message_whose_ack_is_awaited_times_out_unsent_and_ids_must_be_unique() {
+    let first = Server::start(config(0, app())).await.expect("server");
+    let addr = first.local_addr();
+    let client =
+        GatewayClient::connect(options(addr, json!({"permissions": [ALL]})).ack_timeout(Duration::from_millis(300)))
+            .await
+            .expect("session");
+    client.subscribe("t").expect("subscribe");
+    let mut events = client.events("t.*");
+    settle().await;
+    client.publish("t", &json!(1), PublishOptions::new()).expect("publish").ack().await.expect("acked");
+    assert_eq!(next_message(&mut events).await.payload, json!(1));
+    first.shutdown().await;
+    eventually(WAIT, || !matches!(client.state(), ConnectionState::Connected { .. })).await;
+    let mut awaited = client.publish("t", &json!("awaited"), PublishOptions::new()).expect("queued");
+    // Ids chosen by the caller must be unique while their answers are awaited.
+    let _same = client.publish("t", &json!("same"), PublishOptions::new().id("same")).expect("queued");
+    let mut again = client.publish("t", &json!("again"), PublishOptions::new().id("same")).expect("queued");
+    assert_eq!(again.ack().await.expect_err("duplicate").kind(), ErrorKind::InvalidRequest);
+    drop(client.publish("t", &json!("fire and forget"), PublishOptions::new()).expect("queued"));
+    let error = tokio::time::timeout(WAIT, awaited.ack()).await.expect("in time").expect_err("offline too long");
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert!(error.to_string().contains("will not be sent"), "{error}");
+    // Back online: only the fire-and-forget one is sent (the other was reported failed).
+    let second = Server::start(config(addr.port(), app())).await.expect("restarted");
+    assert_eq!(next_message(&mut events).await.payload, json!("fire and forget"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), events.recv()).await.is_err(),
+        "the failed one is not sent"
+    );
+    client.disconnect().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn huge_timeouts_mean_never_and_do_not_overflow() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    let options = options(server.local_addr(), json!({"permissions": [ALL]}))
+        .ack_timeout(Duration::MAX)
+        .reply_timeout(Duration::MAX)
+        .ping_interval(Duration::MAX)
+        .pong_timeout(Duration::MAX);
+    let client = GatewayClient::connect(options).await.expect("session");
+    client.publish("t", &json!(1), PublishOptions::new()).expect("publish").ack().await.expect("acked");
+    client.disconnect().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_every_handle_stops_the_connection() {
+    let server = Server::start(config(0, app())).await.expect("server");
+    let client = connect(&server, json!({"sub": "ephemeral"})).await;
+    let app = server.app(APP_ID).expect("app");
+    assert_eq!(app.gateway.connection_count(), 1);
+    drop(client);
+    eventually(WAIT, || app.gateway.connection_count() == 0).await;
+    server.shutdown().await;
+}
