@@ -367,3 +367,86 @@ async fn dropping_every_handle_stops_the_connection() {
     eventually(WAIT, || app.gateway.connection_count() == 0).await;
     server.shutdown().await;
 }
+
+/// A stand-in gateway that sends what a real one never would: every connection gets a
+/// welcome, then `frames` (text, or binary when prefixed with `b:`), then stays open.
+fn bad_gateway(listener: tokio::net::TcpListener, frames: Vec<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    let frames = Arc::new(frames);
+    let connections = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (frames, n) = (frames.clone(), connections.fetch_add(1, Ordering::SeqCst));
+            tokio::spawn(async move {
+                let Ok((_, mut ws)) = tokio_websockets::ServerBuilder::new().accept(stream).await else { return };
+                let welcome = format!(
+                    r#"{{"topic":"main","messageType":"welcome","data":{{"connection":{{"id":"00000000000{n}","appId":"1","remoteAddress":""}}}}}}"#
+                );
+                let _ = ws.send(tokio_websockets::Message::text(welcome)).await;
+                for frame in frames.iter() {
+                    let message = match frame.strip_prefix("b:") {
+                        Some(bytes) => tokio_websockets::Message::binary(bytes.as_bytes().to_vec()),
+                        None => tokio_websockets::Message::text(frame.clone()),
+                    };
+                    let _ = ws.send(message).await;
+                }
+                // Bounded: read until the client goes (or a minute passes).
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(60), async { while ws.next().await.is_some() {} }).await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn bad_frames_from_a_server_are_skipped_and_the_good_ones_around_them_delivered() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let good = |n: u32| format!(r#"{{"topic":"t","messageType":"m","data":{{"payload":{n}}}}}"#);
+    bad_gateway(
+        listener,
+        vec![
+            good(1),
+            "not json".into(),
+            r#"{"messageType":"m"}"#.into(),     // no topic
+            "b:\u{ff}\u{fe}".into(),             // binary, not JSON
+            r#"{"topic":"t","data":{}}"#.into(), // no messageType: not for listeners
+            format!("b:{}", good(2)),
+            good(3),
+        ],
+    );
+    let client = GatewayClient::new(GatewayOptions::new(format!("ws://{addr}/apps/1")));
+    let mut events = client.events("t.*");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let incoming = next_message(&mut events).await;
+        got.push((incoming.payload, incoming.compressed));
+    }
+    assert_eq!(got, vec![(json!(1), false), (json!(2), true), (json!(3), false)]);
+    assert!(matches!(client.state(), ConnectionState::Connected { .. }), "the socket was kept");
+    client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_message_over_max_message_size_closes_with_1009_and_reconnects() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let big = format!(r#"{{"topic":"t","messageType":"m","data":{{"payload":"{}"}}}}"#, "x".repeat(4096));
+    bad_gateway(listener, vec![big]);
+    let options = GatewayOptions::new(format!("ws://{addr}/apps/1"))
+        .max_message_size(1024)
+        .backoff(Backoff::new(Duration::from_millis(50), Duration::from_millis(100)));
+    let client = GatewayClient::new(options);
+    let mut started = client.events("session.started");
+    // A later session: the oversized message ended the first (whose start this stream may
+    // or may not have seen).
+    loop {
+        let session = next(&mut started).await;
+        if !session.data().is_some_and(|d| d.contains("000000000000")) {
+            break;
+        }
+    }
+    let lost = client.state_changes().borrow().clone();
+    assert!(matches!(lost, ConnectionState::Connected { .. } | ConnectionState::Unavailable { .. }), "{lost:?}");
+    client.disconnect().await;
+}
