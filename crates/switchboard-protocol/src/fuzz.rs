@@ -119,3 +119,27 @@ pub fn gateway_frame(data: &[u8]) {
     let (left, right) = text.split_at(middle);
     let _ = (event_matches(left, right), glob_matches(left, right));
 }
+
+/// An Engine.IO text frame carrying a Socket.IO packet: both decoders refuse or accept and
+/// never panic, and what the Socket.IO decoder accepts encodes back to a packet that decodes
+/// alike.
+///
+/// ```
+/// switchboard_protocol::fuzz::socketio_packet(br#"42/admin,7["e",{"x":1}]"#);
+/// ```
+pub fn socketio_packet(data: &[u8]) {
+    use crate::{engineio, socketio};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(engineio::Packet::Message(inner)) = engineio::Packet::decode_text(text) {
+        check_socketio(inner);
+    }
+    let _ = engineio::OpenInfo::decode(text);
+    check_socketio(text);
+
+    fn check_socketio(text: &str) {
+        if let Ok(packet) = socketio::Packet::decode(text) {
+            let again = socketio::Packet::decode(&packet.encode());
+            assert_eq!(again.as_ref().ok(), Some(&packet), "round trip of {text:?}");
+        }
+    }
+}

@@ -19,6 +19,7 @@
 pub mod channel;
 pub mod codes;
 pub mod encryption;
+pub mod engineio;
 pub mod error;
 pub mod frame;
 pub mod fuzz;
@@ -31,6 +32,7 @@ pub mod phoenix;
 pub mod phoenix_presence;
 pub mod presence;
 pub mod signature;
+pub mod socketio;
 
 pub use channel::{ChannelKind, ChannelName};
 pub use codes::{CloseAction, ErrorCode};

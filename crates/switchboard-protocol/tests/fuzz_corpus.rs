@@ -90,3 +90,8 @@ fn http_queries() {
 fn gateway_frames() {
     replay("gateway_frame", fuzz::gateway_frame);
 }
+
+#[test]
+fn socketio_packets() {
+    replay("socketio_packet", fuzz::socketio_packet);
+}
