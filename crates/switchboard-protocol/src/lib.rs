@@ -31,6 +31,7 @@ pub mod packed;
 pub mod phoenix;
 pub mod phoenix_presence;
 pub mod presence;
+pub mod realtimex;
 pub mod signature;
 pub mod socketio;
 
