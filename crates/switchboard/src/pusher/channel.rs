@@ -169,7 +169,8 @@ impl Channel {
         self.shared.listeners.stream(None, self.client.options().event_queue)
     }
 
-    /// A stream of one event name on this channel.
+    /// A stream of one event name on this channel (`"*"`: every event, as [`Channel::bind`]
+    /// takes it).
     ///
     /// ```no_run
     /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
