@@ -14,6 +14,8 @@ use futures_util::SinkExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
+use crate::connection_handle::{CloseRequest, ConnectionHandle};
+
 /// How long to wait for the client's close frame after ours, and how long a pending write
 /// may still finish once a close was requested.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -55,4 +57,39 @@ pub(crate) async fn write_within<T>(
         () = give_up => tokio::time::timeout(CLOSE_LINGER, write).await.map_err(|_| WriteStalled),
         () = tokio::time::sleep(WRITE_TIMEOUT) => Err(WriteStalled),
     }
+}
+
+/// How a write under [`write_guarded`] failed.
+pub(crate) enum WriteFailed {
+    /// The socket is gone (an I/O error, or it stalled with no close requested).
+    Gone,
+    /// It stalled after this close was requested: drop the connection without a goodbye.
+    Abort(CloseRequest),
+}
+
+/// One write of a socket task whose other tasks hold `handle`: [`write_within`], giving up
+/// `CLOSE_LINGER` after a close is requested on the handle (a slow consumer, a terminate).
+pub(crate) async fn write_guarded<T, F: Clone>(
+    handle: &ConnectionHandle<F>,
+    write: impl Future<Output = Result<T, tokio_websockets::Error>>,
+) -> Result<T, WriteFailed> {
+    let mut request = None;
+    let given_up = async {
+        request = Some(handle.close_requested().await);
+    };
+    match write_within(write, given_up).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(WriteFailed::Gone),
+        Err(WriteStalled) => Err(request.map_or(WriteFailed::Gone, WriteFailed::Abort)),
+    }
+}
+
+/// A close frame with `code` and `reason`, the reason cut on a char boundary to fit (close
+/// reasons are limited to 123 bytes).
+pub(crate) fn close_frame(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::close(CloseCode::try_from(code).ok(), &reason[..end])
 }

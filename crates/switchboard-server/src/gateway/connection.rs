@@ -30,13 +30,13 @@ use switchboard_protocol::gateway::{ClientFrame, Permissions};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_websockets::{CloseCode, Message, WebSocketStream};
+use tokio_websockets::{Message, WebSocketStream};
 
 use super::{GatewayHandle, Outgoing};
 use crate::connection_handle::CloseRequest;
 use crate::pusher::app::App;
 use crate::state::ServerState;
-use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
+use crate::websocket::{CLOSE_LINGER, WriteFailed, close_after_read_error, close_frame, write_guarded};
 
 /// Frames written per wake-up before flushing.
 const WRITE_BATCH: usize = 64;
@@ -387,33 +387,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
-    /// One write under the shared rule (`websocket::write_within`).
+    /// One write under the shared rule (`websocket::write_guarded`).
     async fn guarded_write<'a, F>(&'a mut self, write: impl FnOnce(&'a mut WebSocketStream<S>) -> F) -> Result<(), End>
     where
         F: Future<Output = Result<(), tokio_websockets::Error>> + 'a,
     {
         let handle = self.handle.clone();
-        let mut request = None;
-        let given_up = async {
-            request = Some(handle.close_requested().await);
-        };
-        match write_within(write(&mut self.ws), given_up).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone(None)),
-            Err(WriteStalled) => Err(request.map_or(End::Gone(None), End::Abort)),
-        }
+        write_guarded(&handle, write(&mut self.ws)).await.map_err(|failed| match failed {
+            WriteFailed::Gone => End::Gone(None),
+            WriteFailed::Abort(request) => End::Abort(request),
+        })
     }
 
     async fn close(&mut self, request: &CloseRequest) {
         if let Some(refusal) = self.refusal.take() {
             let _ = tokio::time::timeout(CLOSE_LINGER, self.ws.send(Message::text(refusal))).await;
         }
-        // Close reasons are limited to 123 bytes; cut on a char boundary.
-        let mut end = request.message.len().min(120);
-        while !request.message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let close = Message::close(CloseCode::try_from(request.code).ok(), &request.message[..end]);
+        let close = close_frame(request.code, &request.message);
         if matches!(tokio::time::timeout(CLOSE_LINGER, self.ws.send(close)).await, Ok(Ok(()))) {
             let _ = tokio::time::timeout(CLOSE_LINGER, async { while self.ws.next().await.is_some() {} }).await;
         }

@@ -18,14 +18,14 @@ use switchboard_protocol::{ChannelKind, ChannelName, Data, ErrorCode, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_websockets::{CloseCode, Message, WebSocketStream};
+use tokio_websockets::{Message, WebSocketStream};
 
 use super::app::{App, Joining, SubscribeRefused};
 use crate::config::ClientEventPolicy;
 use crate::connection_handle::{CloseRequest, ConnectionHandle};
 use crate::pusher::webhooks::WebhookEvent;
 use crate::state::ServerState;
-use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
+use crate::websocket::{CLOSE_LINGER, WriteFailed, close_after_read_error, close_frame, write_guarded};
 
 /// Frames written per wake-up before flushing, so a burst becomes few syscalls.
 const WRITE_BATCH: usize = 64;
@@ -68,7 +68,7 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     message: &str,
 ) {
     let _ = ws.send(Message::text(error_frame(code.0, message))).await;
-    let _ = ws.send(close_message(code.0, message)).await;
+    let _ = ws.send(close_frame(code.0, message)).await;
     let _ = tokio::time::timeout(CLOSE_LINGER, async { while ws.next().await.is_some() {} }).await;
 }
 
@@ -558,7 +558,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn close(&mut self, req: &CloseRequest) {
         let goodbye = async {
             self.ws.send(Message::text(error_frame(req.code, &req.message))).await?;
-            self.ws.send(close_message(req.code, &req.message)).await
+            self.ws.send(close_frame(req.code, &req.message)).await
         };
         let sent = matches!(tokio::time::timeout(CLOSE_LINGER, goodbye).await, Ok(Ok(())));
         self.cleanup();
@@ -585,22 +585,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
-/// Run one write, but give up when it stalls: after `WRITE_TIMEOUT`, or `CLOSE_LINGER`
-/// after a close was requested (a slow consumer's queue overflowed, or a terminate).
+/// Run one write under the shared rule (`websocket::write_guarded`).
 async fn guarded<T>(
     handle: &ConnectionHandle,
     write: impl Future<Output = Result<T, tokio_websockets::Error>>,
 ) -> Result<T, End> {
-    let mut request = None;
-    let given_up = async {
-        request = Some(handle.close_requested().await);
-    };
-    match write_within(write, given_up).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(_)) => Err(End::Gone),
-        // Stalled after a close request: drop the connection without a goodbye.
-        Err(WriteStalled) => Err(request.map_or(End::Gone, End::Abort)),
-    }
+    write_guarded(handle, write).await.map_err(|failed| match failed {
+        WriteFailed::Gone => End::Gone,
+        WriteFailed::Abort(request) => End::Abort(request),
+    })
 }
 
 /// True if `text` is a JSON object or array.
@@ -619,15 +612,6 @@ fn error_frame(code: u16, message: &str) -> String {
     push_json_string(&mut data, message);
     data.push('}');
     encode_server_frame("pusher:error", None, Some(&data), None)
-}
-
-fn close_message(code: u16, reason: &str) -> Message {
-    // Close reasons are limited to 123 bytes; cut on a char boundary.
-    let mut end = reason.len().min(120);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    Message::close(CloseCode::try_from(code).ok(), &reason[..end])
 }
 
 /// A fresh socket id, `\d+\.\d+` as `pusher-http-node validateSocketId` requires.

@@ -16,27 +16,18 @@ async fn pusher_js_and_node_sdk_interop() {
     );
     let server = start_default().await;
     let addr = server.local_addr();
-    let child = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "interop/pusher-js.test.mjs"])
-        .current_dir(root)
-        .env("SWITCHBOARD_HOST", addr.ip().to_string())
-        .env("SWITCHBOARD_PORT", addr.port().to_string())
-        .env("SWITCHBOARD_APP_ID", APP_ID)
-        .env("SWITCHBOARD_APP_KEY", KEY)
-        .env("SWITCHBOARD_APP_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node is installed");
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("interop run finishes within 120 s")
-        .expect("node ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "pusher-js interop failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("ℹ fail 0") && !stdout.contains("ℹ pass 0"), "unexpected node output:\n{stdout}");
+    let stdout = node_test(
+        "interop/pusher-js.test.mjs",
+        &[
+            ("SWITCHBOARD_HOST", addr.ip().to_string()),
+            ("SWITCHBOARD_PORT", addr.port().to_string()),
+            ("SWITCHBOARD_APP_ID", APP_ID.into()),
+            ("SWITCHBOARD_APP_KEY", KEY.into()),
+            ("SWITCHBOARD_APP_SECRET", SECRET.into()),
+        ],
+    )
+    .await;
+    assert!(!stdout.contains("ℹ pass 0"), "unexpected node output:\n{stdout}");
     server.shutdown().await;
 }
 
@@ -58,26 +49,39 @@ async fn realtime_pubsub_js_client_interop() {
         SECRET.as_bytes(),
         Algorithm::Hs384,
     );
-    let child = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "interop/gateway.test.mjs"])
-        .current_dir(root)
-        .env("SWITCHBOARD_HOST", addr.ip().to_string())
-        .env("SWITCHBOARD_PORT", addr.port().to_string())
-        .env("SWITCHBOARD_APP_ID", APP_ID)
-        .env("SWITCHBOARD_APP_SECRET", SECRET)
-        .env("SWITCHBOARD_RUST_TOKEN", minted)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node is installed");
+    let stdout = node_test(
+        "interop/gateway.test.mjs",
+        &[
+            ("SWITCHBOARD_HOST", addr.ip().to_string()),
+            ("SWITCHBOARD_PORT", addr.port().to_string()),
+            ("SWITCHBOARD_APP_ID", APP_ID.into()),
+            ("SWITCHBOARD_APP_SECRET", SECRET.into()),
+            ("SWITCHBOARD_RUST_TOKEN", minted),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("ℹ pass 7"), "unexpected node output:\n{stdout}");
+    server.shutdown().await;
+}
+
+/// Run one node test file (node's test runner) from the repository root with `env`; its
+/// stdout, after asserting that it passed with no failure.
+async fn node_test(file: &str, env: &[(&str, String)]) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut command = tokio::process::Command::new("node");
+    command.args(["--test", "--test-reporter=spec", file]).current_dir(root);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child =
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().expect("node is installed");
     let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("interop run finishes within 120 s")
         .expect("node ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "gateway interop failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("ℹ fail 0") && stdout.contains("ℹ pass 7"), "unexpected node output:\n{stdout}");
-    server.shutdown().await;
+    assert!(output.status.success(), "{file} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ℹ fail 0"), "unexpected node output:\n{stdout}");
+    stdout
 }

@@ -601,19 +601,12 @@ impl Task {
         let reply_timeout = self.options.reply_timeout;
         // Queued while offline and still unsent when its ack was due: fail it, and do not
         // send it later (its sender was told it failed).
-        let mut unsent = Vec::new();
-        self.offline.retain_mut(|(at, outbound)| {
-            let due = !outbound.ack.is_closed() && later(*at, ack_timeout) <= now;
-            if due {
-                unsent.push((
-                    outbound.id.clone(),
-                    std::mem::replace(&mut outbound.ack, oneshot::channel().0),
-                    outbound.reply.take(),
-                ));
-            }
-            !due
-        });
-        for (id, ack, reply) in unsent {
+        let (due, kept) = std::mem::take(&mut self.offline)
+            .into_iter()
+            .partition(|(at, outbound)| !outbound.ack.is_closed() && later(*at, ack_timeout) <= now);
+        self.offline = kept;
+        for (_, outbound) in due {
+            let Outbound { id, ack, reply, .. } = *outbound;
             let offline = || {
                 Error::new(
                     ErrorKind::Timeout,
