@@ -239,6 +239,11 @@ pub struct AppConfig {
     /// Gateway protocol: the most connections of one token subject (`sub`) at once; one
     /// more is refused with HTTP 429 before the upgrade (0: no limit).
     pub gateway_max_connections_per_subject: usize,
+    /// RealtimeX (`/socket.io/`): next to each canonical event, also send the forms the seed
+    /// SDK's README binds to on channels (`presence:member_added|removed`,
+    /// `presence:subscription_succeeded`, and `realtimex_internal:subscription_succeeded` as a
+    /// `server-event`), since that SDK routes only `server-event`s to channels.
+    pub realtimex_mirrors: bool,
 }
 
 impl Default for AppConfig {
@@ -267,6 +272,7 @@ impl Default for AppConfig {
             gateway_message_rate: 1_000,
             gateway_ping_interval: 30,
             gateway_max_connections_per_subject: 0,
+            realtimex_mirrors: true,
         }
     }
 }
@@ -341,6 +347,16 @@ pub struct ServerConfig {
     /// Rooms one Phoenix socket may join (Phoenix's `max_channels_per_transport`); past it a
     /// join gets an error reply.
     pub phoenix_max_channels: usize,
+    /// RealtimeX: the Socket.IO path (socket.io's default `/socket.io`).
+    pub realtimex_path: String,
+    /// RealtimeX: milliseconds between the server's Engine.IO pings (socket.io's 25,000).
+    pub realtimex_ping_interval_ms: u64,
+    /// RealtimeX: milliseconds the server waits for a pong before closing (socket.io's
+    /// 20,000); clients treat interval + timeout without a ping as a dead server.
+    pub realtimex_ping_timeout_ms: u64,
+    /// RealtimeX: milliseconds a socket may take to connect to the namespace (send `40`)
+    /// after the handshake before it is closed (socket.io's 45,000).
+    pub realtimex_connect_timeout_ms: u64,
     /// The apps.
     pub apps: Vec<AppConfig>,
 }
@@ -365,6 +381,10 @@ impl Default for ServerConfig {
             max_pending_connections: 1_024,
             http_max_query_params: switchboard_protocol::http_auth::MAX_QUERY_PARAMS,
             phoenix_max_channels: 100,
+            realtimex_path: "/socket.io".into(),
+            realtimex_ping_interval_ms: 25_000,
+            realtimex_ping_timeout_ms: 20_000,
+            realtimex_connect_timeout_ms: 45_000,
             apps: vec![AppConfig::default()],
         }
     }
@@ -478,6 +498,31 @@ impl ServerConfig {
         }
         if !self.path.is_empty() && (!self.path.starts_with('/') || self.path.ends_with('/')) {
             return Err(invalid("path", "must start with '/' and not end with '/' (e.g. /ws)"));
+        }
+        let path = self.realtimex_path.as_str();
+        let plain = path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b));
+        if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') || path.contains("//") || !plain {
+            return Err(invalid(
+                "realtimex_path",
+                "must start with '/', not end with '/', and hold only letters, digits and /._-~ (e.g. /socket.io)",
+            ));
+        }
+        if ["/app", "/api"].iter().any(|taken| path.starts_with(taken))
+            || ["/up", "/metrics", "/socket/websocket"].contains(&path)
+        {
+            return Err(invalid(
+                "realtimex_path",
+                "is taken by another endpoint (/app…, /api…, /up, /metrics, /socket/websocket)",
+            ));
+        }
+        if self.realtimex_ping_interval_ms == 0
+            || self.realtimex_ping_timeout_ms == 0
+            || self.realtimex_connect_timeout_ms == 0
+        {
+            return Err(invalid(
+                "realtimex_ping_interval_ms",
+                "realtimex_ping_interval_ms, realtimex_ping_timeout_ms and realtimex_connect_timeout_ms must be at least 1",
+            ));
         }
         for (i, app) in self.apps.iter().enumerate() {
             if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {

@@ -98,6 +98,18 @@ pub struct ConnectionHandle<F = Bytes> {
     close_notify: Notify,
     /// The close a full queue asks for (Pusher: 4100; the gateway: 1013).
     slow_close: (u16, &'static str),
+    /// How channel frames are spoken to this socket.
+    pub(crate) wire: Wire,
+}
+
+/// The protocol a channel subscriber speaks: channel frames are encoded the Pusher way and
+/// transcoded, at most once per publish, for subscribers of another wire (`fanout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// Pusher Channels protocol v7.
+    Pusher,
+    /// RealtimeX: Pusher channels as Socket.IO events.
+    RealtimeX,
 }
 
 /// What a full Pusher queue closes with.
@@ -106,6 +118,11 @@ const PUSHER_SLOW_CLOSE: (u16, &str) = (4100, "Too many unsent messages: the cli
 impl ConnectionHandle {
     pub(crate) fn new(id: u64, socket_id: String, queue: mpsc::Sender<Bytes>) -> Self {
         Self::with_slow_close(id, socket_id, queue, PUSHER_SLOW_CLOSE)
+    }
+
+    /// A RealtimeX socket's handle: Pusher channels, Socket.IO frames.
+    pub(crate) fn realtimex(id: u64, socket_id: String, queue: mpsc::Sender<Bytes>) -> Self {
+        Self { wire: Wire::RealtimeX, ..Self::new(id, socket_id, queue) }
     }
 }
 
@@ -124,6 +141,7 @@ impl<F: Clone> ConnectionHandle<F> {
             close: Mutex::new(None),
             close_notify: Notify::new(),
             slow_close,
+            wire: Wire::Pusher,
         }
     }
 

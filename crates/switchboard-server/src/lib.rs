@@ -27,11 +27,13 @@
 pub mod adapter;
 pub mod config;
 pub mod connection_handle;
+mod fanout;
 pub mod gateway;
 mod http_server;
 pub mod metrics;
 pub mod phoenix;
 pub mod pusher;
+pub mod realtimex;
 pub mod state;
 mod upgrade;
 mod websocket;
@@ -189,6 +191,7 @@ impl Server {
 }
 
 fn router(state: Arc<ServerState>) -> Router {
+    let realtimex_path = state.config.realtimex_path.clone();
     let routes = Router::new()
         .route("/app/{key}", get(pusher::upgrade::websocket))
         .route("/socket/websocket", get(phoenix::upgrade::phoenix_websocket))
@@ -203,6 +206,8 @@ fn router(state: Arc<ServerState>) -> Router {
         .route("/apps/{app_id}/channels/{channel}", get(pusher::http_api::channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(pusher::http_api::channel_users))
         .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(pusher::http_api::terminate_connections))
+        .route(&realtimex_path, get(realtimex::upgrade::websocket))
+        .route(&format!("{realtimex_path}/"), get(realtimex::upgrade::websocket))
         .route("/up", get(pusher::http_api::up))
         .route("/metrics", get(pusher::http_api::metrics))
         .fallback(pusher::http_api::not_found)

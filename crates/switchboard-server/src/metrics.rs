@@ -79,6 +79,13 @@ pub struct Metrics {
     pub gateway_refused_tokens: Counter,
     /// Gateway sockets closed for breaking a rule (forbidden topic, bad frame, a limit).
     pub gateway_policy_closes: Counter,
+    /// Open RealtimeX (Socket.IO) sockets.
+    pub realtimex_connections: Gauge,
+    /// RealtimeX sockets closed for a packet the protocol does not allow (bad Engine.IO or
+    /// Socket.IO packet, an event before CONNECT, attachments out of step).
+    pub realtimex_protocol_closes: Counter,
+    /// RealtimeX CONNECTs refused (unknown API key or namespace, app over quota).
+    pub realtimex_connect_errors: Counter,
 }
 
 impl Metrics {
@@ -136,6 +143,17 @@ impl Metrics {
             "gateway_policy_closes",
             "Gateway sockets closed for breaking a rule",
             self.gateway_policy_closes.clone(),
+        );
+        registry.register("realtimex_connections", "Open RealtimeX sockets", self.realtimex_connections.clone());
+        registry.register(
+            "realtimex_protocol_closes",
+            "RealtimeX sockets closed for a packet the protocol does not allow",
+            self.realtimex_protocol_closes.clone(),
+        );
+        registry.register(
+            "realtimex_connect_errors",
+            "RealtimeX namespace connects refused",
+            self.realtimex_connect_errors.clone(),
         );
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -65,6 +65,7 @@ use switchboard_protocol::presence::{member_added_data, member_removed_data};
 
 use crate::config::AppConfig;
 use crate::connection_handle::ConnectionHandle;
+use crate::fanout::ChannelFrame;
 use crate::metrics::Metrics;
 use crate::pusher::webhooks::{WebhookEvent, WebhookSender};
 
@@ -436,8 +437,9 @@ impl App {
                             Some(&data),
                             None,
                         ));
+                        let frame = ChannelFrame::new(&frame, self.config.realtimex_mirrors);
                         for sub in entry.subscribers.values().filter(|s| s.conn.id != conn.id) {
-                            sub.conn.send(&frame);
+                            frame.send_to(&sub.conn);
                         }
                         self.webhook(WebhookEvent::member(channel, "member_added", &join.user_id));
                     }
@@ -481,8 +483,9 @@ impl App {
                     Some(&data),
                     None,
                 ));
+                let frame = ChannelFrame::new(&frame, self.config.realtimex_mirrors);
                 for other in entry.subscribers.values() {
-                    other.conn.send(&frame);
+                    frame.send_to(&other.conn);
                 }
                 self.webhook(WebhookEvent::member(channel, "member_removed", user_id));
             }
@@ -510,12 +513,13 @@ impl App {
         let Some(entry) = state.channels.get(channel) else {
             return 0;
         };
+        let frame = ChannelFrame::new(frame, self.config.realtimex_mirrors);
         let mut delivered = 0;
         for sub in entry.subscribers.values() {
             if except_socket_id.is_some_and(|except| *sub.conn.socket_id == *except) {
                 continue;
             }
-            if sub.conn.send(frame) {
+            if frame.send_to(&sub.conn) {
                 delivered += 1;
             }
         }

@@ -12,18 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::frame::{encode_json_data_frame, encode_server_frame, push_json_string};
-use switchboard_protocol::messages::{ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
-use switchboard_protocol::signature::{channel_string_to_sign, verify_channel, verify_user};
-use switchboard_protocol::{ChannelKind, ChannelName, Data, ErrorCode, Frame};
+use switchboard_protocol::messages::{SigninData, SubscribeData, UnsubscribeData, UserData};
+use switchboard_protocol::signature::verify_user;
+use switchboard_protocol::{Data, ErrorCode, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_websockets::{Message, WebSocketStream};
 
-use super::app::{App, Joining, SubscribeRefused};
-use crate::config::ClientEventPolicy;
+use super::app::App;
+use super::channel_rules::{self, ClientEventGate, Relayed, SubscribeRequest};
 use crate::connection_handle::{CloseRequest, ConnectionHandle};
-use crate::pusher::webhooks::WebhookEvent;
 use crate::state::ServerState;
 use crate::websocket::{CLOSE_LINGER, WriteFailed, close_after_read_error, close_frame, write_guarded};
 
@@ -55,7 +54,7 @@ struct Connection<S> {
     ping_sent: Option<Instant>,
     /// The client has used WebSocket control frames, so it can answer control pings.
     speaks_control_frames: bool,
-    client_events_window: (Instant, u32),
+    client_events: ClientEventGate,
     /// `cleanup` ran (a close runs it before waiting for the client's close frame).
     cleaned_up: bool,
 }
@@ -94,7 +93,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         last_inbound: Instant::now(),
         ping_sent: None,
         speaks_control_frames: false,
-        client_events_window: (Instant::now(), 0),
+        client_events: ClientEventGate::new(),
         cleaned_up: false,
     };
     match conn.run(&mut outbound, &mut shutdown).await {
@@ -296,97 +295,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         let channel = data.channel.as_str();
-        let name = match ChannelName::parse(channel) {
-            Ok(name) => name,
-            Err(e) => {
-                return self.subscription_error(channel, "InvalidChannel", 400, &e.to_string()).await;
-            }
-        };
-        let max = self.app.config.max_channels_per_connection;
-        if self.subscriptions.len() >= max && !self.subscriptions.contains_key(channel) {
-            let msg = format!("A connection may subscribe to at most {max} channels");
-            return self.subscription_error(channel, "LimitReached", 4301, &msg).await;
-        }
-        let auth = data.auth.as_deref().unwrap_or("");
-        let (key, secret) = (self.app.config.key.as_str(), self.app.config.secret.as_str());
-        let socket_id = &*self.handle.socket_id;
-        let mut joining = None;
-        match name.kind() {
-            ChannelKind::Public => {}
-            ChannelKind::Private | ChannelKind::PrivateEncrypted => {
-                if !verify_channel(key, secret, auth, socket_id, channel, None) {
-                    let msg = invalid_signature(&channel_string_to_sign(socket_id, channel, None));
-                    return self.subscription_error(channel, "AuthError", 401, &msg).await;
-                }
-            }
-            ChannelKind::Presence => {
-                let Some(channel_data) = data.channel_data.as_deref() else {
-                    return self
-                        .subscription_error(
-                            channel,
-                            "AuthError",
-                            401,
-                            "Presence channels need channel_data {\"user_id\":…}",
-                        )
-                        .await;
-                };
-                if !verify_channel(key, secret, auth, socket_id, channel, Some(channel_data)) {
-                    let msg = invalid_signature(&channel_string_to_sign(socket_id, channel, Some(channel_data)));
-                    return self.subscription_error(channel, "AuthError", 401, &msg).await;
-                }
-                // A JSON object; without a user_id (RevPy sends {"key": …}) it joins as an
-                // anonymous subscriber, as Reverb accepts it: it receives the channel's events
-                // and the roster, but is no member (no member_added, no roster entry, its
-                // channel_data is never shown to others).
-                let object: Option<serde_json::Map<String, serde_json::Value>> =
-                    serde_json::from_str(channel_data).ok();
-                let Some(object) = object else {
-                    return self
-                        .subscription_error(channel, "AuthError", 401, "channel_data must be a JSON object")
-                        .await;
-                };
-                // A user_id that is there must be usable (a string or a number, not empty):
-                // `null` for a signed-out user is refused, not taken as anonymous.
-                let identified = if object.contains_key("user_id") {
-                    let parsed = serde_json::from_str::<ChannelData>(channel_data).ok();
-                    let Some(identified) = parsed.and_then(|d| Some((d.user_id()?, d.user_info))) else {
-                        return self
-                            .subscription_error(channel, "AuthError", 401, "channel_data has an unusable user_id")
-                            .await;
-                    };
-                    Some(identified)
-                } else {
-                    None
-                };
-                if let Some((user_id, info)) = identified {
-                    let user_info = info.map_or_else(|| "null".to_owned(), |raw| raw.get().to_owned());
-                    let max = self.app.config.max_presence_member_size;
-                    if user_info.len() > max {
-                        let msg = format!("user_info of {} bytes exceeds the limit of {max} bytes", user_info.len());
-                        return self.subscription_error(channel, "LimitReached", 4301, &msg).await;
-                    }
-                    joining = Some(Joining { user_id, user_info });
-                } else {
-                    tracing::debug!(channel, "a presence subscription without a user_id joins anonymously");
-                }
-            }
-            ChannelKind::ServerToUser => {
-                if self.user_id.as_deref() != name.server_to_user_id() {
-                    return self.subscription_error(channel, "AuthError", 4009, "Only the signed-in user may subscribe to its #server-to-user- channel; send pusher:signin first").await;
-                }
-            }
-        }
-        if let Some(old) = self.subscriptions.get(channel)
-            && old.as_deref() != joining.as_ref().map(|j| j.user_id.as_str())
-        {
-            // A socket is one member: re-joining as another user means leaving first.
-            self.app.unsubscribe(self.handle.id, channel);
-            self.subscriptions.remove(channel);
-        }
-        let user_id = joining.as_ref().map(|j| j.user_id.clone());
-        match self.app.subscribe(&self.handle, channel, name.is_cache(), joining) {
+        let request =
+            SubscribeRequest { channel, auth: data.auth.as_deref(), channel_data: data.channel_data.as_deref() };
+        let subscribed = channel_rules::subscribe(
+            &self.app,
+            &self.handle,
+            self.user_id.as_deref(),
+            &mut self.subscriptions,
+            &request,
+            true,
+        );
+        match subscribed {
             Ok(subscribed) => {
-                self.subscriptions.insert(channel.to_owned(), user_id);
                 self.send(encode_server_frame(
                     "pusher_internal:subscription_succeeded",
                     Some(channel),
@@ -400,10 +320,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     None => Ok(()),
                 }
             }
-            Err(SubscribeRefused::PresenceFull(max)) => {
-                let msg = format!("Over capacity: presence channel already has the maximum of {max} members");
-                self.subscription_error(channel, "LimitReached", 4100, &msg).await
-            }
+            Err(refusal) => self.subscription_error(channel, refusal.kind, refusal.status, &refusal.message).await,
         }
     }
 
@@ -469,64 +386,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     async fn on_client_event(&mut self, frame: Frame) -> Result<(), End> {
-        let policy = self.app.config.client_events;
-        if policy == ClientEventPolicy::Off {
-            return self
-                .send_error(ErrorCode::CLIENT_EVENT_REJECTED, "The app does not have client messaging enabled.")
-                .await;
-        }
-        if frame.event.len() > switchboard_protocol::channel::MAX_EVENT_NAME_LEN {
-            return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, "Event names are at most 200 characters").await;
-        }
-        let Some(channel) = frame.channel.as_deref() else {
-            return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, "Client events need a channel").await;
+        let admitted = self.client_events.admit(&self.app, &self.subscriptions, &frame.event, frame.channel.as_deref());
+        let (channel, user_id) = match admitted {
+            Ok(admitted) => admitted,
+            Err(refused) => return self.send_error(refused.code, &refused.message).await,
         };
-        let kind = match ChannelName::parse(channel) {
-            Ok(name) => name.kind(),
-            Err(e) => {
-                return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, &e.to_string()).await;
-            }
-        };
-        // Whatever the policy: a user's own channel only carries the backend's events, and
-        // plaintext on an encrypted channel would defeat its purpose.
-        if matches!(kind, ChannelKind::ServerToUser | ChannelKind::PrivateEncrypted) {
-            return self
-                .send_error(
-                    ErrorCode::CLIENT_EVENT_REJECTED,
-                    "Client events are not allowed on #server-to-user- and encrypted channels",
-                )
-                .await;
-        }
-        let member = self.subscriptions.get(channel);
-        if policy == ClientEventPolicy::Members && !matches!(kind, ChannelKind::Private | ChannelKind::Presence) {
-            return self
-                .send_error(
-                    ErrorCode::CLIENT_EVENT_REJECTED,
-                    "Client events are only allowed on private and presence channels",
-                )
-                .await;
-        }
-        // Under every policy: only a confirmed subscriber speaks on a channel. Otherwise "all"
-        // would let any socket inject events into a private channel it was never authorized for.
-        if member.is_none() {
-            return self
-                .send_error(ErrorCode::UNAUTHORIZED, "The client is not a member of the specified channel.")
-                .await;
-        }
-        let now = Instant::now();
-        let (window_start, count) = &mut self.client_events_window;
-        if now.duration_since(*window_start) >= Duration::from_secs(1) {
-            *window_start = now;
-            *count = 0;
-        }
-        *count += 1;
-        let rate = self.app.config.client_event_rate;
-        if *count > rate {
-            let msg =
-                format!("Client event rate limit exceeded: at most {rate} per second; event {} dropped", frame.event);
-            return self.send_error(ErrorCode::CLIENT_EVENT_REJECTED, &msg).await;
-        }
-        let user_id = member.cloned().flatten();
         let text = match &frame.data {
             // A string holding a JSON object or array is relayed as that JSON, as Reverb
             // 1.6.1+ decodes it (python-reverb sends its data so); any other string as is.
@@ -537,14 +401,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Data::Json(raw) => encode_json_data_frame(&frame.event, Some(channel), Some(raw), user_id.as_deref()),
             Data::Absent => encode_json_data_frame(&frame.event, Some(channel), None, user_id.as_deref()),
         };
-        self.server.adapter.publish(&self.app, channel, Bytes::from(text), Some(&self.handle.socket_id), false);
-        self.app.client_event_webhook(WebhookEvent {
-            event: Some(frame.event),
+        let relayed = Relayed {
+            channel,
+            event: frame.event,
+            frame: Bytes::from(text),
             data: frame.data.as_text().map(str::to_owned),
-            socket_id: Some(self.handle.socket_id.to_string()),
             user_id,
-            ..WebhookEvent::channel(channel, "client_event")
-        });
+        };
+        channel_rules::relay_client_event(&self.server, &self.app, &self.handle.socket_id, relayed);
         Ok(())
     }
 
@@ -603,10 +467,6 @@ fn is_json_container(text: &str) -> bool {
         && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
-fn invalid_signature(string_to_sign: &str) -> String {
-    format!("Invalid signature: expected HMAC-SHA256 hex digest of {string_to_sign:?} keyed with the app secret")
-}
-
 fn error_frame(code: u16, message: &str) -> String {
     let mut data = format!("{{\"code\":{code},\"message\":");
     push_json_string(&mut data, message);
@@ -615,6 +475,6 @@ fn error_frame(code: u16, message: &str) -> String {
 }
 
 /// A fresh socket id, `\d+\.\d+` as `pusher-http-node validateSocketId` requires.
-fn new_socket_id() -> String {
+pub(crate) fn new_socket_id() -> String {
     format!("{}.{}", rand::random_range(1..1_000_000_000u32), rand::random_range(1..1_000_000_000u32))
 }

@@ -3,6 +3,7 @@
 //! write rules are shared with the other protocols (see the crate root).
 //!
 //! - [`app`]: one app's channels, subscribers, presence rosters and cache channels;
+//! - `channel_rules`: who may subscribe and send client events (shared with RealtimeX);
 //! - `connection`: the task that owns one Pusher WebSocket;
 //! - [`http_api`]: the signed HTTP API;
 //! - `upgrade`: the `/app/{key}` upgrade;
@@ -15,6 +16,7 @@
 //! ```
 
 pub mod app;
+pub(crate) mod channel_rules;
 pub(crate) mod connection;
 pub mod http_api;
 pub(crate) mod upgrade;

@@ -85,3 +85,78 @@ async fn node_test(file: &str, env: &[(&str, String)]) -> String {
     assert!(stdout.contains("ℹ fail 0"), "unexpected node output:\n{stdout}");
     stdout
 }
+
+/// The official socket.io-client against the RealtimeX endpoint, with the `pusher` SDK
+/// signing and publishing and pusher-js on a shared presence channel
+/// (`interop/socketio.test.mjs`).
+#[tokio::test]
+async fn socket_io_client_interop() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let modules = format!("{root}/interop/node_modules/socket.io-client");
+    assert!(
+        std::path::Path::new(&modules).exists(),
+        "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
+    );
+    let config = switchboard_server::ServerConfig {
+        realtimex_ping_interval_ms: 300,
+        realtimex_ping_timeout_ms: 400,
+        ..config_with(app())
+    };
+    let server = start(config).await;
+    let addr = server.local_addr();
+    let stdout = node_test(
+        "interop/socketio.test.mjs",
+        &[
+            ("SWITCHBOARD_HOST", addr.ip().to_string()),
+            ("SWITCHBOARD_PORT", addr.port().to_string()),
+            ("SWITCHBOARD_APP_ID", APP_ID.into()),
+            ("SWITCHBOARD_APP_KEY", KEY.into()),
+            ("SWITCHBOARD_APP_SECRET", SECRET.into()),
+            ("SWITCHBOARD_PING_MS", "300".into()),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("ℹ pass 8"), "unexpected node output:\n{stdout}");
+    server.shutdown().await;
+}
+
+/// The official python-socketio client against the RealtimeX endpoint
+/// (`interop/socketio_peer.py`, in the venv scripts/test makes).
+#[tokio::test]
+async fn python_socketio_client_interop() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let python = format!("{root}/interop/.venv/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "interop/.venv is missing: scripts/test makes it (python3 -m venv interop/.venv && interop/.venv/bin/pip install -r interop/requirements.txt)"
+    );
+    let config = switchboard_server::ServerConfig {
+        realtimex_ping_interval_ms: 300,
+        realtimex_ping_timeout_ms: 400,
+        ..config_with(app())
+    };
+    let server = start(config).await;
+    let addr = server.local_addr();
+    let child = tokio::process::Command::new(&python)
+        .arg("interop/socketio_peer.py")
+        .current_dir(root)
+        .env("SWITCHBOARD_HOST", addr.ip().to_string())
+        .env("SWITCHBOARD_PORT", addr.port().to_string())
+        .env("SWITCHBOARD_APP_KEY", KEY)
+        .env("SWITCHBOARD_APP_SECRET", SECRET)
+        .env("SWITCHBOARD_PING_MS", "300")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the venv's python runs");
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the python peer finishes within 120 s")
+        .expect("python ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "socketio_peer.py failed:\n{stdout}\n{stderr}");
+    assert!(stdout.trim_end().ends_with("ok 6"), "unexpected output:\n{stdout}\n{stderr}");
+    server.shutdown().await;
+}

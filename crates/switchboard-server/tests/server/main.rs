@@ -7,5 +7,6 @@ mod http_api;
 mod interop;
 mod limits;
 mod phoenix;
+mod realtimex;
 mod webhooks;
 mod websocket;
