@@ -29,7 +29,8 @@ pub struct StreamServerArgs {
     /// Events to send to each connection, then stop.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// `pusher` (default) or `phoenix` (V2 frames on room:bench after a phx_join).
+    /// `pusher` (default), `phoenix` (V2 frames on room:bench after a phx_join) or
+    /// `realtimex` (Socket.IO `server-event`s on bench after the CONNECT and a subscribe).
     #[arg(long, default_value = "pusher")]
     protocol: String,
 }
@@ -39,6 +40,14 @@ pub fn phoenix_frame(payload: usize) -> String {
     let overhead = r#"{"id":123456,"note":""}"#.len();
     let data = json!({ "id": 123456, "note": "x".repeat(payload.saturating_sub(overhead)) });
     json!([null, null, "room:bench", "tick", data]).to_string()
+}
+
+/// The RealtimeX `server-event` every realtimex stream-server event uses: the same data as
+/// `bench_frame`'s, embedded as JSON (as `switchboard serve` sends a published JSON string).
+pub fn realtimex_frame(payload: usize) -> String {
+    let overhead = r#"{"id":123456,"note":""}"#.len();
+    let data = json!({ "id": 123456, "note": "x".repeat(payload.saturating_sub(overhead)) });
+    format!("42{}", json!(["server-event", { "channel": "bench", "event": "tick", "data": data }]))
 }
 
 /// The frame every stream-server event uses: a JSON-string `data` of about `payload` bytes,
@@ -54,7 +63,12 @@ pub async fn stream_server(args: StreamServerArgs) -> Result<(), String> {
     let listener = TcpListener::bind(&args.listen).await.map_err(|e| e.to_string())?;
     println!("listening on {}", listener.local_addr().map_err(|e| e.to_string())?);
     let phoenix = args.protocol == "phoenix";
-    let frame = Bytes::from(if phoenix { phoenix_frame(args.payload) } else { bench_frame(args.payload) });
+    let realtimex = args.protocol == "realtimex";
+    let frame = Bytes::from(match args.protocol.as_str() {
+        "phoenix" => phoenix_frame(args.payload),
+        "realtimex" => realtimex_frame(args.payload),
+        _ => bench_frame(args.payload),
+    });
     loop {
         let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let frame = frame.clone();
@@ -73,6 +87,33 @@ pub async fn stream_server(args: StreamServerArgs) -> Result<(), String> {
                         if ws.send(Message::text(reply.to_string())).await.is_err() {
                             return;
                         }
+                        break;
+                    }
+                }
+                stream_frames(ws, &frame, events).await;
+                return;
+            }
+            if realtimex {
+                // Open, answer the CONNECT and the subscribe, then stream. Long heartbeat: a
+                // run is over well before the first ping would be due.
+                let open =
+                    r#"0{"sid":"1.1","upgrades":[],"pingInterval":300000,"pingTimeout":20000,"maxPayload":1000000}"#;
+                if ws.send(Message::text(open)).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(message)) = ws.next().await {
+                    let Some(text) = message.as_text() else { continue };
+                    let reply = if text.starts_with("40") {
+                        r#"40{"sid":"1.1"}"#
+                    } else if text.contains("realtimex:subscribe") {
+                        r#"42["realtimex_internal:subscription_succeeded",{"channel":"bench","socket_id":"1.1"}]"#
+                    } else {
+                        continue;
+                    };
+                    if ws.send(Message::text(reply)).await.is_err() {
+                        return;
+                    }
+                    if reply.contains("subscription_succeeded") {
                         break;
                     }
                 }
@@ -247,6 +288,21 @@ pub async fn recv(args: RecvArgs) -> Result<(), String> {
         }
         "switchboard-main" => recv_switchboard(args, false).await?,
         "phoenix" => tokio::spawn(recv_phoenix(args, true)).await.map_err(|e| e.to_string())??,
+        "realtimex" => tokio::spawn(recv_switchboard(args, true)).await.map_err(|e| e.to_string())??,
+        "realtimex-main" => recv_switchboard(args, false).await?,
+        "realtimex-bare" => {
+            // The floor: WebSocket read plus the client's hot-path scan of each server-event
+            // (its spans and event name), no dispatch.
+            let url = format!("ws://{}/socket.io/?api_key=bench&EIO=4&transport=websocket", args.addr);
+            let is_tick = |text: &str| {
+                use switchboard_protocol::realtimex::{ServerEventSpans, json_str};
+                let Some(spans) = ServerEventSpans::scan(text) else { return Ok(false) };
+                Ok(json_str(spans.event).is_some_and(|event| event == "tick"))
+            };
+            let connect = "40";
+            let subscribe = r#"42["realtimex:subscribe",{"channel":"bench"}]"#;
+            realtimex_bare_loop(&url, [connect, subscribe], &args, is_tick).await?;
+        }
         "phoenix-main" => recv_phoenix(args, false).await?,
         "phoenix-bare" => {
             let url = format!("ws://{}/socket/websocket?vsn=2.0.0", args.addr);
@@ -296,13 +352,47 @@ async fn bare_loop(
     Ok(())
 }
 
-/// The switchboard client side of `recv`.
+/// The RealtimeX floor: like `bare_loop`, after sending the CONNECT and the subscribe.
+async fn realtimex_bare_loop(
+    url: &str,
+    first: [&'static str; 2],
+    args: &RecvArgs,
+    is_tick: impl Fn(&str) -> Result<bool, String>,
+) -> Result<(), String> {
+    let (mut ws, _) =
+        ClientBuilder::new().uri(url).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+    for text in first {
+        ws.send(Message::text(text)).await.map_err(|e| e.to_string())?;
+    }
+    let mut received = 0u64;
+    let mut clock = None;
+    while received < args.events {
+        let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
+        let Some(text) = message.as_text() else { continue };
+        if is_tick(text)? {
+            if clock.is_none() {
+                clock = Some((Instant::now(), cpu_seconds()));
+            } else {
+                received += 1;
+            }
+        }
+    }
+    let (started, cpu) = clock.ok_or("no events")?;
+    report("bare realtimex parse", args.payload, received, started, cpu);
+    Ok(())
+}
+
+/// The switchboard client side of `recv` (Pusher, or RealtimeX for the realtimex modes).
 async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
     let (host, port) = args.addr.rsplit_once(':').ok_or("addr must be host:port")?;
     let port: u16 = port.parse().map_err(|e| format!("port: {e}"))?;
     // Default options (the 1,024-event stream queue, backpressure), and the README's order:
     // subscribe, then attach the stream.
     let mut options = ClientOptions::builder("bench").host(host).port(port).tls(false);
+    let realtimex = args.mode.starts_with("realtimex");
+    if realtimex {
+        options = options.protocol(switchboard::Protocol::RealtimeX);
+    }
     if let Some(capacity) = args.event_queue {
         options = options.event_queue(capacity);
     }
@@ -325,7 +415,8 @@ async fn recv_switchboard(args: RecvArgs, spawned: bool) -> Result<(), String> {
         received += 1;
     }
     std::hint::black_box(bytes);
-    report(&args.label("switchboard", spawned), args.payload, received, started, cpu);
+    let base = if realtimex { "switchboard realtimex" } else { "switchboard" };
+    report(&args.label(base, spawned), args.payload, received, started, cpu);
     if dropped > 0 {
         println!("  (events were dropped: {dropped}, reported and not counted)");
     }

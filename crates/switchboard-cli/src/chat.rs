@@ -188,7 +188,8 @@ impl ChatSession {
                     2,
                 ));
             }
-            Protocol::Pusher => {
+            // RealtimeX is the same channels on another wire: one chat for both.
+            Protocol::Pusher | Protocol::RealtimeX => {
                 let user_id = format!("{}-{:04x}", sanitize(name), rand::random::<u16>());
                 let me = PresenceUser::new(user_id, json!({ "name": name }));
                 let client = Client::new(settings.client_options(Some(me.clone()))?);
@@ -626,7 +627,7 @@ fn print_members(session: &ChatSession) {
 pub async fn wait_until_left(server: &RunningServer, (protocol, channel, me): &(Protocol, String, Option<String>)) {
     let Some(me) = me else { return };
     let gone = || match protocol {
-        Protocol::Pusher => server
+        Protocol::Pusher | Protocol::RealtimeX => server
             .app(switchboard_server::config::DEV_APP_ID)
             .is_none_or(|app| !app.presence_users(channel).contains(me)),
         Protocol::Phoenix => !server.phoenix_rooms().usernames(channel).contains(me),

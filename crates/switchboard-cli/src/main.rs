@@ -39,7 +39,7 @@ struct Cli {
 enum Command {
     /// Chat in a presence room (starts a local server when none is configured or running).
     #[command(
-        after_help = "Examples:\n  switchboard chat\n  switchboard chat --room ops --name ada\n  switchboard chat --url wss://ws.example.com/app/KEY --auth-endpoint https://example.com/broadcasting/auth --token T\n  echo hello | switchboard chat --room lobby      (line mode)\n  switchboard chat --url ws://localhost:4000/socket   (a Hub-style Phoenix server)\n  switchboard chat --protocol phoenix              (Phoenix, embedded server)\nIn the chat: /who, /room NAME, /quit"
+        after_help = "Examples:\n  switchboard chat\n  switchboard chat --room ops --name ada\n  switchboard chat --url wss://ws.example.com/app/KEY --auth-endpoint https://example.com/broadcasting/auth --token T\n  echo hello | switchboard chat --room lobby      (line mode)\n  switchboard chat --url ws://localhost:4000/socket   (a Hub-style Phoenix server)\n  switchboard chat --protocol phoenix              (Phoenix, embedded server)\n  switchboard chat --url http://127.0.0.1:8080?api_key=switchboard-key   (RealtimeX over Socket.IO; same rooms as Pusher)\nIn the chat: /who, /room NAME, /quit"
     )]
     Chat {
         /// Room name (channel presence-chat.ROOM).
@@ -56,7 +56,7 @@ enum Command {
     },
     /// Print one JSON line per event of the channels, reconnecting forever.
     #[command(
-        after_help = "Examples:\n  switchboard listen news\n  switchboard listen private-orders.1 --event OrderShipped --url wss://ws.example.com/app/KEY --secret S\nOutput: {\"channel\",\"event\",\"data\",\"at\"} per line on stdout; status on stderr.\nNothing is dropped when stdout reads slowly (a pipe into a slow program): listen waits for\nit, and the wait reaches the server through TCP, so events queue there instead of being\nlost. Ends with exit code 0 when stdout is closed (listen ... | head), and with exit code 3\nwhen the server ends the connection for good (4001 unknown key, 4004 over quota, 4009\nterminated): a supervisor restarts it (systemd Restart=always)."
+        after_help = "Examples:\n  switchboard listen news\n  switchboard listen private-orders.1 --event OrderShipped --url wss://ws.example.com/app/KEY --secret S\n  switchboard listen news --protocol realtimex     (RealtimeX: /socket.io/?api_key=KEY)\nOutput: {\"channel\",\"event\",\"data\",\"at\"} per line on stdout; status on stderr.\nNothing is dropped when stdout reads slowly (a pipe into a slow program): listen waits for\nit, and the wait reaches the server through TCP, so events queue there instead of being\nlost. Ends with exit code 0 when stdout is closed (listen ... | head), and with exit code 3\nwhen the server ends the connection for good (4001 unknown key, 4004 over quota, 4009\nterminated): a supervisor restarts it (systemd Restart=always)."
     )]
     Listen {
         /// Channels (gateway: topics) to listen to.

@@ -38,8 +38,9 @@ pub struct ConnectArgs {
     /// Bearer token for the auth endpoint.
     #[arg(long, global = true)]
     pub token: Option<String>,
-    /// pusher (default), phoenix or gateway; a --url ending in /socket means phoenix, one
-    /// with /apps/ID the Realtime Pub/Sub gateway.
+    /// pusher (default), realtimex, phoenix or gateway; a --url ending in /socket means
+    /// phoenix, one with /apps/ID the Realtime Pub/Sub gateway, one with /socket.io or
+    /// ?api_key= RealtimeX (Pusher channels over Socket.IO).
     #[arg(long, global = true)]
     pub protocol: Option<String>,
     /// Gateway: the JWT to connect with (GATEWAY_ACCESS_TOKEN; default: one minted per
@@ -57,6 +58,8 @@ pub enum Protocol {
     Phoenix,
     /// The Realtime Pub/Sub gateway (`/apps/{id}?access_token=JWT`).
     Gateway,
+    /// RealtimeX: Pusher channels over Socket.IO (`/socket.io/?api_key=KEY`).
+    RealtimeX,
 }
 
 /// A configuration problem: the message names the setting.
@@ -91,6 +94,8 @@ pub struct Settings {
     pub protocol: Protocol,
     /// Gateway: the access token given (else one is minted with the secret).
     pub access_token: Option<String>,
+    /// RealtimeX: the Socket.IO path (`/socket.io`).
+    pub socketio_path: String,
 }
 
 /// Environment lookup: the process environment, then `.env` in the working directory.
@@ -127,6 +132,7 @@ impl Settings {
             server_is_default: true,
             protocol: Protocol::Pusher,
             access_token: None,
+            socketio_path: "/socket.io".into(),
         };
         let env_key = var("REVERB_APP_KEY");
         if let Some(host) = var("REVERB_HOST") {
@@ -150,14 +156,19 @@ impl Settings {
             .as_deref()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/socket") || u.contains("/socket/websocket"));
         let gateway_url = args.url.as_deref().is_some_and(|u| gateway_url_parts(u).is_some());
+        let realtimex_url = args.url.as_deref().is_some_and(|u| u.contains("/socket.io") || u.contains("api_key="));
         s.protocol = match args.protocol.as_deref() {
+            None if realtimex_url => Protocol::RealtimeX,
             None if phoenix_url => Protocol::Phoenix,
             None if gateway_url => Protocol::Gateway,
             None | Some("pusher") => Protocol::Pusher,
+            Some("realtimex") => Protocol::RealtimeX,
             Some("phoenix") => Protocol::Phoenix,
             Some("gateway") => Protocol::Gateway,
             Some(other) => {
-                return Err(SettingError(format!("--protocol: {other:?} is not pusher, phoenix or gateway")));
+                return Err(SettingError(format!(
+                    "--protocol: {other:?} is not pusher, realtimex, phoenix or gateway"
+                )));
             }
         };
         s.access_token = args.access_token.clone().or_else(|| var("GATEWAY_ACCESS_TOKEN"));
@@ -192,11 +203,17 @@ impl Settings {
             let opts = ClientOptions::from_url(url)
                 .and_then(ClientOptionsBuilder::build)
                 .map_err(|e| SettingError(format!("--url: {}", e.message())))?;
+            if s.protocol == Protocol::RealtimeX && opts.protocol() != switchboard::Protocol::RealtimeX {
+                return Err(SettingError(format!(
+                    "--url: {url:?} is not http[s]://host:port[/socket.io]/?api_key=KEY"
+                )));
+            }
             s.host = opts.host().to_owned();
             s.port = opts.port();
             s.tls = opts.tls();
             s.prefix = opts.path_prefix().to_owned();
             s.key = opts.key().to_owned();
+            s.socketio_path = opts.socketio_path().to_owned();
         }
         if let Some(host) = &args.host {
             s.host = host.clone();
@@ -231,9 +248,10 @@ impl Settings {
             }
         }
         s.server_is_default = matches!(s.host.as_str(), "127.0.0.1" | "localhost")
-            && (s.key == DEV_APP_KEY || s.protocol != Protocol::Pusher)
+            && (s.key == DEV_APP_KEY || matches!(s.protocol, Protocol::Phoenix | Protocol::Gateway))
             && !s.tls
             && s.prefix.is_empty()
+            && s.socketio_path == "/socket.io"
             && s.auth_endpoint.is_none();
         if s.token.is_some() && s.auth_endpoint.is_none() {
             return Err(SettingError("--token needs --auth-endpoint (the URL the token is for)".into()));
@@ -249,6 +267,9 @@ impl Settings {
             .tls(self.tls)
             .path_prefix(&self.prefix)
             .client_name("switchboard-cli", env!("CARGO_PKG_VERSION"));
+        if self.protocol == Protocol::RealtimeX {
+            builder = builder.protocol(switchboard::Protocol::RealtimeX).socketio_path(&self.socketio_path);
+        }
         if self.server_is_default {
             // The local development server: when it goes (a chat that hosted it quit, and
             // another takes over) come back within a couple of seconds, not the 30 s cap.
@@ -379,6 +400,32 @@ mod tests {
             (s.host.as_str(), s.port, s.tls, s.key.as_str(), s.prefix.as_str()),
             ("127.0.0.1", 6001, false, "flagkey", "/reverb")
         );
+    }
+
+    #[test]
+    fn a_socket_io_url_or_the_flag_means_realtimex() {
+        for url in
+            ["http://127.0.0.1:8080?api_key=switchboard-key", "ws://127.0.0.1:8080/socket.io/?api_key=switchboard-key"]
+        {
+            let args = ConnectArgs { url: Some(url.into()), ..ConnectArgs::default() };
+            let s = Settings::resolve(&args, &vars(&[])).unwrap();
+            assert_eq!((s.protocol, s.key.as_str(), s.port), (Protocol::RealtimeX, DEV_APP_KEY, 8080), "{url}");
+            assert!(s.server_is_default, "the local development app: chat may host it");
+            let options = s.client_options(None).unwrap();
+            assert_eq!(
+                options.url(),
+                "ws://127.0.0.1:8080/socket.io/?api_key=switchboard-key&EIO=4&transport=websocket"
+            );
+        }
+        let args = ConnectArgs { protocol: Some("realtimex".into()), ..ConnectArgs::default() };
+        let s = Settings::resolve(&args, &vars(&[])).unwrap();
+        assert_eq!(s.client_options(None).unwrap().protocol(), switchboard::Protocol::RealtimeX);
+        let args = ConnectArgs {
+            protocol: Some("realtimex".into()),
+            url: Some("ws://127.0.0.1:8080/app/k".into()),
+            ..ConnectArgs::default()
+        };
+        assert!(Settings::resolve(&args, &vars(&[])).is_err(), "a Pusher URL with --protocol realtimex");
     }
 
     #[test]

@@ -298,6 +298,70 @@ async fn line_mode_chat_over_phoenix_through_the_embedded_server() {
     assert_eq!(bob.exit_code().await, 0);
 }
 
+#[tokio::test]
+async fn a_realtimex_chat_and_a_pusher_chat_share_a_room() {
+    let port = free_port().to_string();
+    let mut bob = spawn(&["chat", "--port", &port, "--name", "bob"]);
+    line_with(&mut bob.err, "started the embedded server").await;
+    line_with(&mut bob.err, "in room lobby").await;
+    // The seed SDK's URL form: the protocol comes from ?api_key=.
+    let url = format!("http://127.0.0.1:{port}?api_key=switchboard-key");
+    let mut alice = spawn(&["chat", "--url", &url, "--name", "alice"]);
+    line_with(&mut alice.err, "alice in room lobby (2 members)").await;
+    assert_eq!(line_with(&mut alice.out, "* members").await, "* members of lobby: bob, alice");
+    line_with(&mut bob.out, "* alice joined").await;
+    alice.say("hello over socket.io").await;
+    assert_eq!(line_with(&mut bob.out, "hello").await, "alice: hello over socket.io");
+    line_with(&mut bob.err, "~ alice is typing").await;
+    bob.say("hi alice").await;
+    assert_eq!(line_with(&mut alice.out, "hi alice").await, "bob: hi alice");
+    alice.say("/quit").await;
+    assert_eq!(alice.exit_code().await, 0);
+    line_with(&mut bob.out, "* alice left").await;
+    assert_eq!(bob.exit_code().await, 0);
+}
+
+#[tokio::test]
+async fn listen_and_trigger_client_over_realtimex() {
+    let config = switchboard_server::ServerConfig { port: 0, ..switchboard_server::ServerConfig::default() };
+    let server = switchboard_server::Server::start(config).await.expect("server");
+    let port = server.local_addr().port().to_string();
+    let mut listen = spawn(&["listen", "news", "private-room", "--protocol", "realtimex", "--port", &port]);
+    line_with(&mut listen.err, "subscribed to private-room").await;
+    // Published over the Pusher HTTP API, received over Socket.IO.
+    let out = command(&["trigger", "news", "headline", r#"{"title":"hi"}"#, "--port", &port])
+        .output()
+        .await
+        .expect("trigger");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = line_with(&mut listen.out, "headline").await;
+    let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(
+        (json["channel"].clone(), json["data"]["title"].clone()),
+        (serde_json::json!("news"), serde_json::json!("hi"))
+    );
+    // A client event sent over RealtimeX too.
+    let out = command(&[
+        "trigger",
+        "private-room",
+        "typing",
+        r#"{"on":true}"#,
+        "--client",
+        "--protocol",
+        "realtimex",
+        "--port",
+        &port,
+    ])
+    .output()
+    .await
+    .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = line_with(&mut listen.out, "client-typing").await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&line).expect("json")["data"]["on"], true);
+    drop(listen);
+    server.shutdown().await;
+}
+
 /// A TLS-terminating proxy in front of `backend`, as Reverb and `switchboard serve` are run
 /// in production (behind nginx or Caddy), with a certificate for 127.0.0.1 signed by a fresh
 /// CA. Returns the proxy's port and the CA's PEM.

@@ -135,6 +135,17 @@ pub fn socketio_packet(data: &[u8]) {
     }
     let _ = engineio::OpenInfo::decode(text);
     check_socketio(text);
+    // The client's hot-path scanner: whatever it accepts, the general decoder reads the same.
+    if let Some(spans) = crate::realtimex::ServerEventSpans::scan(text) {
+        let packet = text.get(1..).and_then(|inner| socketio::Packet::decode(inner).ok());
+        let packet = packet.unwrap_or_else(|| panic!("scanned but not a packet: {text:?}"));
+        let body = packet.args().first().cloned().unwrap_or_default();
+        let raw = |span: Option<&str>| span.map(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+        assert_eq!(crate::realtimex::json_str(spans.channel).as_deref(), body["channel"].as_str(), "{text:?}");
+        assert_eq!(crate::realtimex::json_str(spans.event).as_deref(), body["event"].as_str(), "{text:?}");
+        assert_eq!(raw(spans.data), body.get("data").cloned().map(Some), "{text:?}");
+        assert_eq!(raw(spans.user_id), body.get("user_id").cloned().map(Some), "{text:?}");
+    }
 
     fn check_socketio(text: &str) {
         if let Ok(packet) = socketio::Packet::decode(text) {

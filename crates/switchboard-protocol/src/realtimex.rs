@@ -162,6 +162,130 @@ pub fn server_event(channel: &str, event: &str, data: Value, user_id: Option<&st
     Packet::event("/", SERVER_EVENT, vec![body], None)
 }
 
+/// A `server-event` frame's fields as spans of the frame's text, found without building
+/// anything: the receive hot path of a RealtimeX client (`json_scan`, as the Phoenix V2
+/// decoder uses). Each span is raw JSON (`channel` and `event` are JSON strings, quotes
+/// included; read them with [`json_str`]).
+///
+/// ```
+/// use switchboard_protocol::realtimex::{ServerEventSpans, json_str};
+/// let frame = r#"42["server-event",{"channel":"news","event":"headline","data":{"id":7}}]"#;
+/// let spans = ServerEventSpans::scan(frame).expect("a server-event");
+/// assert_eq!(json_str(spans.channel).as_deref(), Some("news"));
+/// assert_eq!((spans.data, spans.user_id), (Some(r#"{"id":7}"#), None));
+/// assert!(ServerEventSpans::scan(r#"42["tick",{}]"#).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerEventSpans<'a> {
+    /// The channel, a JSON string.
+    pub channel: &'a str,
+    /// The event name, a JSON string.
+    pub event: &'a str,
+    /// The data, any JSON (absent: `None`).
+    pub data: Option<&'a str>,
+    /// The sender's user id on relayed client events, a JSON string or number.
+    pub user_id: Option<&'a str>,
+}
+
+impl<'a> ServerEventSpans<'a> {
+    /// Scan a whole WebSocket text frame, `42["server-event",{…}]`. `None` when it is
+    /// anything else, or not valid JSON, or unusual (an escaped key, a repeated field, a
+    /// namespace or ack id): the caller then reads it the general way
+    /// ([`crate::socketio::Packet::decode`]), so a frame is never read two ways.
+    ///
+    /// ```
+    /// use switchboard_protocol::realtimex::ServerEventSpans;
+    /// let relayed = r#"42["server-event",{"channel":"presence-r","event":"client-t","data":"hi","user_id":7}]"#;
+    /// let spans = ServerEventSpans::scan(relayed).expect("scanned");
+    /// assert_eq!((spans.data, spans.user_id), (Some(r#""hi""#), Some("7")));
+    /// // A repeated field is left to the general decoder.
+    /// assert!(ServerEventSpans::scan(r#"42["server-event",{"channel":"a","channel":"b","event":"x"}]"#).is_none());
+    /// ```
+    pub fn scan(frame: &'a str) -> Option<Self> {
+        use crate::json_scan::{skip_ws, string_end, value_end};
+        let bytes = frame.as_bytes();
+        if !frame.starts_with("42[") {
+            return None;
+        }
+        let mut i = skip_ws(bytes, 3);
+        let name = br#""server-event""#;
+        if !bytes[i..].starts_with(name) {
+            return None;
+        }
+        i = skip_ws(bytes, i + name.len());
+        if bytes.get(i) != Some(&b',') {
+            return None;
+        }
+        i = skip_ws(bytes, i + 1);
+        if bytes.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(bytes, i + 1);
+        let (mut channel, mut event, mut data, mut user_id) = (None, None, None, None);
+        if bytes.get(i) != Some(&b'}') {
+            loop {
+                if bytes.get(i) != Some(&b'"') {
+                    return None;
+                }
+                let (key_end, escaped) = string_end(bytes, i + 1)?;
+                if escaped {
+                    return None;
+                }
+                let key = &frame[i + 1..key_end - 1];
+                i = skip_ws(bytes, key_end);
+                if bytes.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(bytes, i + 1);
+                let end = value_end(bytes, i, 2)?;
+                let value = &frame[i..end];
+                let slot = match key {
+                    "channel" => &mut channel,
+                    "event" => &mut event,
+                    "data" => &mut data,
+                    "user_id" => &mut user_id,
+                    _ => &mut None,
+                };
+                if slot.replace(value).is_some() && matches!(key, "channel" | "event" | "data" | "user_id") {
+                    return None; // repeated: leave it to serde_json's rules
+                }
+                i = skip_ws(bytes, end);
+                match bytes.get(i)? {
+                    b',' => i = skip_ws(bytes, i + 1),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        i = skip_ws(bytes, i + 1);
+        if bytes.get(i) != Some(&b']') || skip_ws(bytes, i + 1) != bytes.len() {
+            return None;
+        }
+        let (channel, event) = (channel?, event?);
+        if !channel.starts_with('"') || !event.starts_with('"') {
+            return None;
+        }
+        Some(ServerEventSpans { channel, event, data, user_id })
+    }
+}
+
+/// The text of a JSON string span (quotes included), borrowed when it has no escapes.
+///
+/// ```
+/// use switchboard_protocol::realtimex::json_str;
+/// assert!(matches!(json_str(r#""news""#), Some(std::borrow::Cow::Borrowed("news"))));
+/// assert_eq!(json_str(r#""caf\u00e9""#).as_deref(), Some("café"));
+/// assert_eq!(json_str("7"), None);
+/// ```
+pub fn json_str(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(std::borrow::Cow::Owned)
+    } else {
+        Some(std::borrow::Cow::Borrowed(inner))
+    }
+}
+
 /// A presence channel's members, as a subscription confirmation carries them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PresenceSummary {
@@ -281,6 +405,43 @@ mod tests {
             let packet = Packet::decode(text).expect(text);
             let err = ClientEvent::from_packet(&packet).expect_err(text);
             assert_eq!(matches!(err, ProtocolError::UnknownFrameType(_)), unknown, "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_server_event_scanner_agrees_with_serde_json() {
+        let cases = [
+            r#"42["server-event",{"channel":"news","event":"headline","data":{"id":7,"t":"a\"b"}}]"#,
+            r#"42["server-event",{"channel":"n","event":"x","data":"plain \u00e9","user_id":7}]"#,
+            r#"42[ "server-event" , { "channel" : "n" , "event" : "x" , "extra" : [1,{"a":null}] } ] "#,
+            r#"42["server-event",{"channel":"n","event":"x","user_id":"u1"}]"#,
+            r#"42["server-event",{"channel":"c\u00e9","event":"e\n"}]"#,
+        ];
+        for frame in cases {
+            let spans = ServerEventSpans::scan(frame).unwrap_or_else(|| panic!("{frame}"));
+            let packet = Packet::decode(&frame[1..]).expect("valid");
+            let body = &packet.args()[0];
+            assert_eq!(json_str(spans.channel).as_deref(), body["channel"].as_str(), "{frame}");
+            assert_eq!(json_str(spans.event).as_deref(), body["event"].as_str(), "{frame}");
+            let parsed = |raw: Option<&str>| raw.map(|r| serde_json::from_str::<Value>(r).expect("raw JSON"));
+            assert_eq!(parsed(spans.data), body.get("data").cloned(), "{frame}");
+            assert_eq!(parsed(spans.user_id), body.get("user_id").cloned(), "{frame}");
+        }
+        for frame in [
+            r#"42["server-event",{"channel":"n"}]"#,
+            r#"42["server-event",{"channel":7,"event":"x"}]"#,
+            r#"42["server-event",{"channel":"n","event":"x","event":"y"}]"#,
+            r#"42["server-event",{"ch\u0061nnel":"n","event":"x"}]"#,
+            r#"42["server-event",{"channel":"n","event":"x"}"#,
+            r#"42["server-event",{"channel":"n","event":"x"}]]"#,
+            r#"42["server-event",{"channel":"n","event":"x",}]"#,
+            r#"421["server-event",{"channel":"n","event":"x"}]"#,
+            r#"42/admin,["server-event",{"channel":"n","event":"x"}]"#,
+            r#"42["tick",{"channel":"n","event":"x"}]"#,
+            "42[",
+            "",
+        ] {
+            assert!(ServerEventSpans::scan(frame).is_none(), "{frame}");
         }
     }
 

@@ -41,6 +41,7 @@ mod listeners;
 pub mod phoenix;
 pub mod pusher;
 mod queue;
+pub mod realtimex;
 pub mod state;
 mod transport;
 
@@ -58,7 +59,7 @@ pub use pusher::auth::{
 pub use pusher::channel::Channel;
 pub use pusher::client::Client;
 pub use pusher::echo::{Echo, EchoChannel};
-pub use pusher::options::{ClientOptions, ClientOptionsBuilder};
+pub use pusher::options::{ClientOptions, ClientOptionsBuilder, Protocol};
 pub use pusher::presence::{Member, Members};
 pub use pusher::publisher::{BatchEvent, Publisher};
 pub use state::ConnectionState;

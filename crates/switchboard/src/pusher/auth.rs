@@ -309,6 +309,8 @@ pub struct HttpAuthorizer {
     http: reqwest::Client,
     timeout: Duration,
     attempts: u32,
+    /// Send a JSON body instead of a form (the seed RealtimeX SDK's style).
+    json: bool,
 }
 
 impl HttpAuthorizer {
@@ -330,7 +332,25 @@ impl HttpAuthorizer {
             http: reqwest::Client::new(),
             timeout: Duration::from_secs(10),
             attempts: 3,
+            json: false,
         }
+    }
+
+    /// Send the request as JSON (`{"socket_id", "channel_name", …params}`, and for presence
+    /// channels `"user_data": {"user_id", "user_info"}`) instead of a form: the style of the
+    /// seed RealtimeX SDK's auth endpoints. The answer is the same `{auth, channel_data?}`.
+    /// Unlike the seed, no API key is sent as a Bearer token unless you add one.
+    ///
+    /// ```
+    /// use switchboard::{HttpAuthorizer, realtimex};
+    /// let auth = HttpAuthorizer::new("https://app.example.com/realtimex/auth").json_body();
+    /// let options = realtimex::options("app-key").authorizer(auth).build()?;
+    /// # let _ = options;
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn json_body(mut self) -> Self {
+        self.json = true;
+        self
     }
 
     /// The user sign-in endpoint (Laravel: `/broadcasting/user-auth`).
@@ -407,12 +427,28 @@ impl HttpAuthorizer {
         self
     }
 
-    async fn post<T: for<'de> Deserialize<'de>>(&self, endpoint: &str, form: Vec<(String, String)>) -> Result<T> {
+    async fn post<T: for<'de> Deserialize<'de>>(
+        &self,
+        endpoint: &str,
+        form: Vec<(String, String)>,
+        user_data: Option<serde_json::Value>,
+    ) -> Result<T> {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
         let mut last_error = None;
+        let json_body = self.json.then(|| {
+            let mut body: serde_json::Map<String, serde_json::Value> =
+                form.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            if let Some(user_data) = &user_data {
+                body.insert("user_data".into(), user_data.clone());
+            }
+            body
+        });
         for attempt in 1..=self.attempts {
-            let mut request =
-                self.http.post(endpoint).timeout(self.timeout).form(&form).header("Accept", "application/json");
+            let request = self.http.post(endpoint).timeout(self.timeout).header("Accept", "application/json");
+            let mut request = match &json_body {
+                Some(body) => request.json(body),
+                None => request.form(&form),
+            };
             for (name, value) in &self.headers {
                 request = request.header(name, value);
             }
@@ -457,10 +493,11 @@ impl HttpAuthorizer {
 impl Authorizer for HttpAuthorizer {
     fn authorize_channel(&self, request: AuthRequest) -> BoxFuture<'_, Result<ChannelAuth>> {
         Box::pin(async move {
+            let user_data = request.presence.as_ref().and_then(|user| serde_json::from_str(&user.channel_data()).ok());
             let mut form =
                 vec![("socket_id".to_owned(), request.socket_id), ("channel_name".to_owned(), request.channel)];
             form.extend(self.params.iter().cloned());
-            self.post(&self.endpoint, form).await
+            self.post(&self.endpoint, form, user_data).await
         })
     }
 
@@ -472,7 +509,7 @@ impl Authorizer for HttpAuthorizer {
                 .ok_or_else(|| Error::new(ErrorKind::Authentication, "sign-in needs HttpAuthorizer::user_endpoint"))?;
             let mut form = vec![("socket_id".to_owned(), socket_id)];
             form.extend(self.params.iter().cloned());
-            self.post(endpoint, form).await
+            self.post(endpoint, form, None).await
         })
     }
 }

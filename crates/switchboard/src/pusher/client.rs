@@ -21,7 +21,7 @@ use crate::event::{Event, EventStream, HandlerId};
 use crate::listeners::Listeners;
 use crate::pusher::auth::PresenceUser;
 use crate::pusher::channel::{Channel, ChannelShared};
-use crate::pusher::connection::{self, Command};
+use crate::pusher::connection::{self, Command, EmitReply};
 use crate::pusher::options::ClientOptions;
 use crate::state::ConnectionState;
 
@@ -457,6 +457,45 @@ impl Client {
         let _ = self.command(Command::Disconnect);
         let mut rx = self.shared.state.clone();
         let _ = rx.wait_for(ConnectionState::is_final).await;
+    }
+
+    /// RealtimeX: send a raw Socket.IO event (`42["event", data]`) and return once it is
+    /// written. For events the server defines beyond channels; channel events go through
+    /// [`crate::Channel::trigger`]. On a Pusher client: [`ErrorKind::InvalidRequest`].
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// client.emit("realtimex:ping", serde_json::json!({})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn emit(&self, event: &str, data: serde_json::Value) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Emit { event: event.to_owned(), args: vec![data], reply: EmitReply::Sent(reply) };
+        self.command(command)?;
+        answer.await.map_err(|_| Error::closed())?
+    }
+
+    /// RealtimeX: send a raw Socket.IO event with an ack id and wait (up to the subscribe
+    /// timeout) for the server's answer; returns its first argument (`null` if none). A
+    /// connection lost first fails it, and it is not re-sent. `switchboard serve` answers
+    /// every RealtimeX event with `{"ok": true, …}` or `{"ok": false, "code", "message"}`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {
+    /// let answer = client.emit_with_ack("realtimex:ping", serde_json::json!({})).await?;
+    /// assert_eq!(answer["ok"], true);
+    /// # Ok(()) }
+    /// ```
+    pub async fn emit_with_ack(&self, event: &str, data: serde_json::Value) -> Result<serde_json::Value> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Emit { event: event.to_owned(), args: vec![data], reply: EmitReply::Ack(reply) };
+        self.command(command)?;
+        let timeout = self.shared.options.subscribe_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result.map(|args| args.into_iter().next().unwrap_or(serde_json::Value::Null)),
+            Ok(Err(_)) => Err(Error::closed()),
+            Err(_) => Err(Error::new(ErrorKind::Timeout, format!("no ack for {event} within {timeout:?}"))),
+        }
     }
 
     pub(crate) async fn trigger(&self, channel: &str, event: String, data: String) -> Result<()> {

@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use switchboard_protocol::frame::{encode_client_frame, push_json_string};
 use switchboard_protocol::messages::{ConnectionEstablished, ErrorData};
+use switchboard_protocol::socketio::Assembler;
 use switchboard_protocol::{ChannelKind, CloseAction, ErrorCode, Frame, PackedFrame};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -27,9 +28,10 @@ use crate::event::{DECRYPTION_ERROR_EVENT, Event, GAP_EVENT};
 use crate::listeners::Listeners;
 use crate::pusher::auth::{AuthRequest, Authorizer, ChannelAuth, PresenceUser, UserAuth};
 use crate::pusher::channel::ChannelShared;
-use crate::pusher::options::ClientOptions;
+use crate::pusher::options::{ClientOptions, Protocol};
 use crate::pusher::presence::{Member, id_string};
 use crate::queue::Burst;
+use crate::realtimex::wire::{self as rtx_wire, Inbound};
 use crate::state::ConnectionState;
 
 type Ws = crate::transport::ClientSocket;
@@ -41,11 +43,39 @@ const MAX_HELD_ENCRYPTED: usize = 100;
 
 /// What the client asks of the task.
 pub(crate) enum Command {
-    Subscribe { channel: Arc<ChannelShared>, presence: Option<PresenceUser>, reply: oneshot::Sender<Result<()>> },
-    Unsubscribe { name: String },
-    Trigger { channel: String, event: String, data: String, reply: oneshot::Sender<Result<()>> },
-    Signin { reply: oneshot::Sender<Result<()>> },
+    Subscribe {
+        channel: Arc<ChannelShared>,
+        presence: Option<PresenceUser>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Unsubscribe {
+        name: String,
+    },
+    Trigger {
+        channel: String,
+        event: String,
+        data: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Signin {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// RealtimeX: a raw Socket.IO event, answered when written or, with `Ack`, when the
+    /// server acks it.
+    Emit {
+        event: String,
+        args: Vec<Value>,
+        reply: EmitReply,
+    },
     Disconnect,
+}
+
+/// Who waits for an emit.
+pub(crate) enum EmitReply {
+    /// Told when the frame is written.
+    Sent(oneshot::Sender<Result<()>>),
+    /// Told the server's ack arguments.
+    Ack(oneshot::Sender<Result<Vec<Value>>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +195,8 @@ const CLIENT_EVENT_WINDOW: Duration = Duration::from_millis(1_100);
 struct ClientEvents {
     rate: usize,
     sent_at: VecDeque<Instant>,
-    queue: VecDeque<(String, oneshot::Sender<Result<()>>)>,
+    /// (channel, encoded frame, reply), in trigger order.
+    queue: VecDeque<(String, String, oneshot::Sender<Result<()>>)>,
 }
 
 impl ClientEvents {
@@ -181,7 +212,7 @@ impl ClientEvents {
     }
 
     fn fail_all(&mut self, error: &Error) {
-        for (_, reply) in self.queue.drain(..) {
+        for (_, _, reply) in self.queue.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
     }
@@ -210,8 +241,21 @@ pub(crate) struct ConnectionTask {
     signin: Signin,
     /// Listeners of the signed-in user's `#server-to-user-{id}` events.
     user: Arc<Listeners>,
-    /// A `pusher:ping` came in this burst: one pong goes out when it ends.
+    /// A `pusher:ping` (RealtimeX: an Engine.IO ping) came in this burst: one pong goes out
+    /// when it ends.
     pong_due: bool,
+    /// The wire (see `crate::realtimex` for what RealtimeX changes).
+    protocol: Protocol,
+    /// RealtimeX: the server pings, so no client pings; the connection is dead after
+    /// `activity` without a frame.
+    server_pings: bool,
+    /// How often to show the server we are alive while a full listener keeps us from reading.
+    keepalive_every: Duration,
+    /// RealtimeX: a binary packet whose attachments are coming.
+    assembling: Option<Assembler>,
+    /// RealtimeX: emits awaiting the server's ack, by ack id (registered before the write).
+    acks: HashMap<u64, oneshot::Sender<Result<Vec<Value>>>>,
+    next_ack_id: u64,
 }
 
 /// Start the task. Returns the command sender and the state receiver.
@@ -245,7 +289,15 @@ pub(crate) fn spawn(
         signin: Signin { wanted: false, status: SigninStatus::Idle, generation: 0, waiters: Vec::new(), user_id: None },
         user,
         pong_due: false,
+        protocol: Protocol::Pusher,
+        server_pings: false,
+        keepalive_every: Duration::from_secs(1),
+        assembling: None,
+        acks: HashMap::new(),
+        next_ack_id: 0,
     };
+    let mut task = task;
+    task.protocol = task.options.protocol;
     let runtime = task.options.io_runtime;
     crate::io_thread::spawn(runtime, task.run(commands, auth_rx));
     (commands_tx, state_rx)
@@ -315,6 +367,9 @@ impl ConnectionTask {
             }
         }
         self.client_events.fail_all(&error);
+        for (_, waiter) in self.acks.drain() {
+            let _ = waiter.send(Err(error.clone()));
+        }
         for waiter in self.signin.waiters.drain(..) {
             let _ = waiter.send(Err(error.clone()));
         }
@@ -356,9 +411,23 @@ impl ConnectionTask {
                     format!("not connected: client event on {channel} not sent"),
                 )));
             }
+            Command::Signin { reply } if self.protocol == Protocol::RealtimeX => {
+                let _ = reply.send(Err(no_signin()));
+            }
             Command::Signin { reply } => {
                 self.signin.wanted = true;
                 self.signin.waiters.push(reply);
+            }
+            Command::Emit { event, reply, .. } => {
+                let error = Error::new(ErrorKind::Connection, format!("not connected: {event} not sent"));
+                match reply {
+                    EmitReply::Sent(reply) => {
+                        let _ = reply.send(Err(error));
+                    }
+                    EmitReply::Ack(reply) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
             }
             Command::Disconnect => {}
         }
@@ -414,6 +483,7 @@ impl ConnectionTask {
             self.options.headers.clone(),
             self.options.connect_timeout,
             self.options.max_message_size,
+            self.protocol,
         );
         tokio::pin!(attempt);
         let (mut ws, established) = loop {
@@ -428,9 +498,18 @@ impl ConnectionTask {
                 },
             }
         };
+        let (established, heartbeat) = established;
         let socket_id = established.socket_id.clone();
         let server_timeout = established.activity_timeout.map_or(self.options.activity_timeout, Duration::from_secs);
-        let activity = self.options.activity_timeout.min(server_timeout).max(Duration::from_secs(1));
+        let mut activity = self.options.activity_timeout.min(server_timeout).max(Duration::from_secs(1));
+        self.keepalive_every = activity;
+        self.server_pings = false;
+        if let Some((interval, timeout)) = heartbeat {
+            // Engine.IO: the server pings every interval and gives up after timeout more.
+            activity = interval + timeout;
+            self.keepalive_every = interval;
+            self.server_pings = true;
+        }
         self.socket_id = Some(socket_id.clone());
         self.last_error_code = None;
         let connected_at = Instant::now();
@@ -438,7 +517,14 @@ impl ConnectionTask {
         tracing::debug!(%url, %socket_id, "connected");
         let ended = self.serve(&mut ws, commands, auth_rx, activity).await;
         if let Ended::User = ended {
-            let _ = tokio::time::timeout(Duration::from_secs(1), ws.send(Message::close(None, ""))).await;
+            let goodbye = async {
+                if self.protocol == Protocol::RealtimeX {
+                    // Leave the namespace, so the server drops our channels at once.
+                    ws.send(Message::text(rtx_wire::DISCONNECT.to_owned())).await?;
+                }
+                ws.send(Message::close(None, "")).await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
         }
         (ended, connected_at.elapsed() >= self.options.healthy_after)
     }
@@ -535,6 +621,12 @@ impl ConnectionTask {
                         ping_timer.as_mut().reset(due); // traffic came since: not idle yet
                         continue;
                     }
+                    if self.server_pings {
+                        return Ended::Lost {
+                            code: Some(ErrorCode::PONG_NOT_RECEIVED.0),
+                            reason: format!("nothing from the server for pingInterval + pingTimeout ({activity:?}): the connection is dead"),
+                        };
+                    }
                     if ping_sent.is_some() {
                         return Ended::Lost {
                             code: Some(ErrorCode::PONG_NOT_RECEIVED.0),
@@ -570,7 +662,8 @@ impl ConnectionTask {
         activity: Duration,
         close_code: &mut Option<u16>,
     ) -> Result<(), Ended> {
-        let mut next_ping = Instant::now() + activity;
+        let _ = activity;
+        let mut next_ping = Instant::now() + self.keepalive_every;
         loop {
             let Some((blocker, stall_at)) = self.outbox.flush() else { return Ok(()) };
             // Consumers must see what is queued for them before the reader waits on them.
@@ -594,8 +687,8 @@ impl ConnectionTask {
                     }
                 }
                 () = tokio::time::sleep_until(next_ping) => {
-                    send(ws, self.options.pong_timeout, r#"{"event":"pusher:ping","data":{}}"#.to_owned()).await?;
-                    next_ping = Instant::now() + activity;
+                    send(ws, self.options.pong_timeout, self.keepalive_text()).await?;
+                    next_ping = Instant::now() + self.keepalive_every;
                 }
                 // Client events waiting for the rate limit still go out.
                 () = tokio::time::sleep_until(event_slot.unwrap_or(far)), if event_slot.is_some() => {
@@ -640,7 +733,12 @@ impl ConnectionTask {
                     *close_code = Some(u16::from(code));
                     Ok(())
                 } else if let Some(text) = message.as_text() {
-                    self.on_text(text, ws).await
+                    match self.protocol {
+                        Protocol::Pusher => self.on_text(text, ws).await,
+                        Protocol::RealtimeX => self.on_realtimex_text(text, ws).await,
+                    }
+                } else if self.protocol == Protocol::RealtimeX && message.is_binary() {
+                    self.on_realtimex_binary(message.into_payload().to_vec(), ws).await
                 } else {
                     Ok(())
                 }
@@ -654,13 +752,50 @@ impl ConnectionTask {
         if !std::mem::take(&mut self.pong_due) {
             return Ok(());
         }
-        send(ws, self.options.pong_timeout, r#"{"event":"pusher:pong","data":{}}"#.to_owned()).await
+        let pong = match self.protocol {
+            Protocol::Pusher => r#"{"event":"pusher:pong","data":{}}"#.to_owned(),
+            Protocol::RealtimeX => rtx_wire::PONG.to_owned(),
+        };
+        send(ws, self.options.pong_timeout, pong).await
+    }
+
+    /// What shows the server we are alive while we do not read: a `pusher:ping`, or an
+    /// unasked Engine.IO pong.
+    fn keepalive_text(&self) -> String {
+        match self.protocol {
+            Protocol::Pusher => r#"{"event":"pusher:ping","data":{}}"#.to_owned(),
+            Protocol::RealtimeX => rtx_wire::PONG.to_owned(),
+        }
+    }
+
+    fn subscribe_text(&self, channel: &str, auth: &str, channel_data: Option<&str>) -> String {
+        match self.protocol {
+            Protocol::Pusher => subscribe_frame(channel, auth, channel_data),
+            Protocol::RealtimeX => rtx_wire::subscribe(channel, auth, channel_data),
+        }
+    }
+
+    fn unsubscribe_text(&self, channel: &str) -> String {
+        match self.protocol {
+            Protocol::Pusher => {
+                let mut frame = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
+                push_json_string(&mut frame, channel);
+                frame.push_str("}}");
+                frame
+            }
+            Protocol::RealtimeX => rtx_wire::unsubscribe(channel),
+        }
     }
 
     /// Forget per-connection state; subscriptions wait for the next connection.
     fn on_connection_end(&mut self) {
         self.socket_id = None;
         self.sent_order.clear();
+        self.assembling = None;
+        // Never re-sent: a message sent twice is worse than one reported failed.
+        for (_, waiter) in self.acks.drain() {
+            let _ = waiter.send(Err(Error::new(ErrorKind::Connection, "connection lost before the server acked")));
+        }
         for sub in self.subs.values_mut() {
             sub.status = SubStatus::Idle;
             sub.shared.subscribed.store(false, Ordering::Release);
@@ -765,7 +900,8 @@ impl ConnectionTask {
         let kind = sub.shared.kind;
         if !matches!(kind, ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence) {
             sub.status = SubStatus::Sent;
-            return send(ws, self.options.pong_timeout, subscribe_frame(name, "", None)).await;
+            let frame = self.subscribe_text(name, "", None);
+            return send(ws, self.options.pong_timeout, frame).await;
         }
         let Some(authorizer) = self.options.authorizer.clone() else {
             let error = Error::new(
@@ -961,7 +1097,8 @@ impl ConnectionTask {
         sub.status = SubStatus::Sent;
         self.sent_order.push_back(Unanswered::Subscribe(channel.clone()));
         let channel_data = if is_presence { auth.channel_data.as_deref() } else { None };
-        send(ws, self.options.pong_timeout, subscribe_frame(&channel, &auth.auth, channel_data)).await
+        let frame = self.subscribe_text(&channel, &auth.auth, channel_data);
+        send(ws, self.options.pong_timeout, frame).await
     }
 
     /// The subscription failed: tell its waiters and listeners, and forget it.
@@ -1022,18 +1159,16 @@ impl ConnectionTask {
                     }
                     // Client events waiting for the rate limit would only earn a 4009 now.
                     let queue = std::mem::take(&mut self.client_events.queue);
-                    for (frame, reply) in queue {
-                        if frame_channel_is(&frame, &name) {
+                    for (channel, frame, reply) in queue {
+                        if channel == name {
                             let _ = reply
                                 .send(Err(Error::new(ErrorKind::InvalidRequest, format!("unsubscribed from {name}"))));
                         } else {
-                            self.client_events.queue.push_back((frame, reply));
+                            self.client_events.queue.push_back((channel, frame, reply));
                         }
                     }
                     if matches!(sub.status, SubStatus::Sent | SubStatus::Subscribed) {
-                        let mut frame = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
-                        push_json_string(&mut frame, &name);
-                        frame.push_str("}}");
+                        let frame = self.unsubscribe_text(&name);
                         send(ws, self.options.pong_timeout, frame).await?;
                     }
                 }
@@ -1053,10 +1188,17 @@ impl ConnectionTask {
                     )));
                     return Ok(());
                 }
-                let frame = encode_client_frame(&event, Some(&channel), Some(&data));
-                self.client_events.queue.push_back((frame, reply));
+                let frame = match self.protocol {
+                    Protocol::Pusher => encode_client_frame(&event, Some(&channel), Some(&data)),
+                    Protocol::RealtimeX => rtx_wire::client_event(&channel, &event, &data),
+                };
+                self.client_events.queue.push_back((channel, frame, reply));
                 self.flush_client_events(ws).await?;
             }
+            Command::Signin { reply } if self.protocol == Protocol::RealtimeX => {
+                let _ = reply.send(Err(no_signin()));
+            }
+            Command::Emit { event, args, reply } => self.emit(event, args, reply, ws).await?,
             Command::Signin { reply } => {
                 self.signin.wanted = true;
                 if self.signin.status == SigninStatus::Done {
@@ -1080,7 +1222,7 @@ impl ConnectionTask {
             if self.client_events.next_slot(now) != Some(now) {
                 return Ok(());
             }
-            let Some((frame, reply)) = self.client_events.queue.pop_front() else { return Ok(()) };
+            let Some((_, frame, reply)) = self.client_events.queue.pop_front() else { return Ok(()) };
             self.client_events.sent_at.push_back(now);
             match send(ws, self.options.pong_timeout, frame).await {
                 Ok(()) => {
@@ -1108,10 +1250,14 @@ impl ConnectionTask {
             self.deliver_app_event(Event::from_frame(packed));
             return Ok(());
         }
+        self.on_control(Frame::from(packed), ws).await
+    }
+
+    /// A control frame (`pusher:…`, `pusher_internal:…`), whichever wire it came on.
+    async fn on_control(&mut self, frame: Frame, ws: &mut Ws) -> Result<(), Ended> {
         // Control frames may make the reader write (a pong, a resubscription): consumers
         // must not wait on that for the events of this burst.
         self.outbox.release_held();
-        let frame = Frame::from(packed);
         let channel = frame.channel.clone();
         match frame.event.as_str() {
             // Answered once per read burst (see `send_pong_if_due`), not once per ping.
@@ -1157,6 +1303,115 @@ impl ConnectionTask {
         Ok(())
     }
 
+    /// RealtimeX: one text frame, read as what it means in the channel model.
+    async fn on_realtimex_text(&mut self, text: &str, ws: &mut Ws) -> Result<(), Ended> {
+        if self.assembling.is_some() {
+            tracing::warn!("a text frame while a binary packet's attachments were due: that packet is dropped");
+            self.assembling = None;
+        }
+        if let Some(event) = rtx_wire::fast_server_event(text) {
+            self.deliver_app_event(event);
+            return Ok(());
+        }
+        let inbound = rtx_wire::decode(text);
+        self.on_realtimex(inbound, ws).await
+    }
+
+    /// RealtimeX: a binary frame, the next attachment of the packet being assembled.
+    async fn on_realtimex_binary(&mut self, payload: Vec<u8>, ws: &mut Ws) -> Result<(), Ended> {
+        let Some(assembler) = self.assembling.as_mut() else {
+            tracing::warn!("ignoring a binary frame that no binary packet announced");
+            return Ok(());
+        };
+        let Some((packet, attachments)) = assembler.push(payload) else { return Ok(()) };
+        self.assembling = None;
+        let inbound = rtx_wire::binary_event(packet, &attachments);
+        self.on_realtimex(inbound, ws).await
+    }
+
+    async fn on_realtimex(&mut self, inbound: Inbound, ws: &mut Ws) -> Result<(), Ended> {
+        match inbound {
+            Inbound::Channel(frame)
+                if frame.event.starts_with("pusher:") || frame.event.starts_with("pusher_internal:") =>
+            {
+                self.on_control(frame, ws).await
+            }
+            Inbound::Channel(frame) => {
+                self.deliver_app_event(Event::from_frame(PackedFrame::from(frame)));
+                Ok(())
+            }
+            Inbound::Ping(payload) => {
+                match payload {
+                    // A probe echoes its payload; plain pings share one pong per burst.
+                    Some(payload) => send(ws, self.options.pong_timeout, format!("3{payload}")).await?,
+                    None => self.pong_due = true,
+                }
+                Ok(())
+            }
+            Inbound::Event { name, data, ack_id } => {
+                self.outbox.deliver(&self.global, Event::internal(None, &name, data));
+                match ack_id {
+                    // Answered once it is queued for the listeners (acks are not retried).
+                    Some(id) => {
+                        self.outbox.release_held();
+                        send(ws, self.options.pong_timeout, rtx_wire::ack(id, vec![serde_json::json!({ "ok": true })]))
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            }
+            Inbound::Binary(packet) => {
+                self.assembling = Some(Assembler::new(packet));
+                Ok(())
+            }
+            Inbound::Ack { id, args } => {
+                if let Some(waiter) = self.acks.remove(&id) {
+                    let _ = waiter.send(Ok(args));
+                }
+                Ok(())
+            }
+            Inbound::Disconnect => Err(Ended::Lost {
+                code: Some(ErrorCode::UNAUTHORIZED.0),
+                reason: "the server disconnected this client (Socket.IO DISCONNECT): not reconnecting".into(),
+            }),
+            Inbound::Close => Err(Ended::Lost { code: None, reason: "the server closed the Engine.IO session".into() }),
+            Inbound::Ignored => Ok(()),
+            Inbound::Invalid(why) => {
+                tracing::warn!("ignoring a malformed packet from the server: {why}");
+                Ok(())
+            }
+        }
+    }
+
+    /// RealtimeX: write a raw event; with `EmitReply::Ack` the waiter is registered first, so
+    /// an answer that comes at once is not missed.
+    async fn emit(&mut self, event: String, args: Vec<Value>, reply: EmitReply, ws: &mut Ws) -> Result<(), Ended> {
+        if self.protocol != Protocol::RealtimeX {
+            let error = Error::new(ErrorKind::InvalidRequest, "emit is RealtimeX's (Socket.IO events); use trigger");
+            match reply {
+                EmitReply::Sent(reply) => drop(reply.send(Err(error))),
+                EmitReply::Ack(reply) => drop(reply.send(Err(error))),
+            }
+            return Ok(());
+        }
+        match reply {
+            EmitReply::Sent(reply) => {
+                let sent = send(ws, self.options.pong_timeout, rtx_wire::emit(&event, args, None)).await;
+                let _ = reply.send(match &sent {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Error::new(ErrorKind::Connection, format!("connection lost while sending {event}"))),
+                });
+                sent
+            }
+            EmitReply::Ack(reply) => {
+                self.next_ack_id += 1;
+                let id = self.next_ack_id;
+                self.acks.insert(id, reply);
+                send(ws, self.options.pong_timeout, rtx_wire::emit(&event, args, Some(id))).await
+            }
+        }
+    }
+
     fn deliver_app_event(&mut self, event: Event) {
         match event.channel().and_then(|c| self.subs.get(c)) {
             Some(sub) if sub.shared.kind == ChannelKind::PrivateEncrypted && !event.name().starts_with("pusher:") => {
@@ -1172,7 +1427,10 @@ impl ConnectionTask {
         let data: Option<ErrorData> = frame.data.parse().ok();
         let code = data.as_ref().and_then(|d| d.code);
         let message = data.as_ref().map_or("unknown error", |d| d.message.as_str()).to_owned();
-        self.last_error_code = code;
+        // A RealtimeX error answers one event; it says nothing about how a later close ends.
+        if self.protocol == Protocol::Pusher {
+            self.last_error_code = code;
+        }
         tracing::warn!(?code, "pusher:error: {message}");
         // Reverb and Sockudo refuse a subscription (or sign-in) with a channel-less 4009: it
         // answers the oldest unanswered request. Reverb answers `pusher:signin`, which it
@@ -1216,9 +1474,7 @@ impl ConnectionTask {
         }
         let Some(sub) = self.subs.get_mut(channel) else {
             // Unsubscribed while pending: the server subscribed us anyway, so leave again.
-            let mut leave = String::from(r#"{"event":"pusher:unsubscribe","data":{"channel":"#);
-            push_json_string(&mut leave, channel);
-            leave.push_str("}}");
+            let leave = self.unsubscribe_text(channel);
             return send(ws, self.options.pong_timeout, leave).await;
         };
         // Only a subscribe in flight is confirmed. A confirmation while Idle or Authorizing
@@ -1315,12 +1571,17 @@ fn deliver_to(outbox: &mut Outbox, global: &Arc<Listeners>, shared: &Arc<Channel
 }
 
 /// Open the socket and read the handshake, within `timeout`.
+/// What a handshake gives: the socket, its id (and Pusher's activity timeout), and for
+/// RealtimeX the server's ping interval and timeout.
+type Opened = (Ws, (ConnectionEstablished, Option<(Duration, Duration)>));
+
 async fn open(
     url: String,
     headers: Vec<(String, String)>,
     timeout: Duration,
     max_message_size: usize,
-) -> Result<(Ws, ConnectionEstablished), Ended> {
+    protocol: Protocol,
+) -> Result<Opened, Ended> {
     let lost = |reason: String| Ended::Lost { code: None, reason };
     let attempt = async {
         let mut builder = ClientBuilder::new().uri(&url).map_err(|e| lost(format!("invalid URL {url}: {e}")))?;
@@ -1332,6 +1593,17 @@ async fn open(
             builder = builder.add_header(name, value).map_err(|e| lost(format!("header not allowed: {e}")))?;
         }
         let mut ws = crate::transport::connect(builder, &url, max_message_size).await.map_err(lost)?;
+        if protocol == Protocol::RealtimeX {
+            return match rtx_wire::handshake(&mut ws).await {
+                Ok(session) => {
+                    let established = ConnectionEstablished { socket_id: session.socket_id, activity_timeout: None };
+                    Ok((ws, (established, Some((session.ping_interval, session.ping_timeout)))))
+                }
+                Err(refused) => {
+                    Err(Ended::Lost { code: refused.code, reason: describe_close(refused.code, &refused.reason) })
+                }
+            };
+        }
         loop {
             let message = match ws.next().await {
                 None => return Err(lost("the server closed the connection during the handshake".into())),
@@ -1350,7 +1622,7 @@ async fn open(
                         .data
                         .parse()
                         .map_err(|e| lost(format!("connection_established without a socket_id: {e}")))?;
-                    return Ok((ws, data));
+                    return Ok((ws, (data, None)));
                 }
                 "pusher:error" => {
                     let data: Option<ErrorData> = frame.data.parse().ok();
@@ -1364,7 +1636,7 @@ async fn open(
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(lost(format!("no connection_established from {url} within {timeout:?}"))),
+        Err(_) => Err(lost(format!("no connection_established (or Socket.IO CONNECT) from {url} within {timeout:?}"))),
     }
 }
 
@@ -1417,7 +1689,6 @@ struct FailedSub {
     waiters: Vec<oneshot::Sender<Result<()>>>,
 }
 
-/// True if the encoded client event `frame` is for `channel`.
-fn frame_channel_is(frame: &str, channel: &str) -> bool {
-    Frame::decode(frame).is_ok_and(|f| f.channel.as_deref() == Some(channel))
+fn no_signin() -> Error {
+    Error::new(ErrorKind::InvalidRequest, "RealtimeX has no user sign-in (pusher:signin is a Pusher protocol feature)")
 }

@@ -50,6 +50,29 @@ pub struct ClientOptions {
     pub(crate) max_message_size: usize,
     pub(crate) max_presence_members: usize,
     pub(crate) io_runtime: crate::IoRuntime,
+    pub(crate) protocol: Protocol,
+    pub(crate) socketio_path: String,
+}
+
+/// The wire a [`crate::Client`] speaks. Both carry the same channels, presence, client
+/// events and auth; only the framing, the heartbeat and the close rules differ.
+///
+/// ```
+/// use switchboard::{ClientOptions, Protocol};
+/// let pusher = ClientOptions::builder("k").build()?;
+/// assert_eq!(pusher.protocol(), Protocol::Pusher);
+/// let realtimex = ClientOptions::builder("k").protocol(Protocol::RealtimeX).host("127.0.0.1").port(8080).tls(false).build()?;
+/// assert_eq!(realtimex.url(), "ws://127.0.0.1:8080/socket.io/?api_key=k&EIO=4&transport=websocket");
+/// # Ok::<(), switchboard::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Pusher Channels protocol v7 (`/app/{key}`): Reverb, Pusher, Soketi, Sockudo.
+    #[default]
+    Pusher,
+    /// RealtimeX: Pusher channels as Socket.IO v5 events over Engine.IO v4
+    /// (`/socket.io/?api_key=…`, WebSocket transport). See [`crate::realtimex`].
+    RealtimeX,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -98,18 +121,25 @@ impl ClientOptions {
                 max_message_size: crate::transport::DEFAULT_MAX_MESSAGE_SIZE,
                 max_presence_members: crate::pusher::presence::DEFAULT_MAX_MEMBERS,
                 io_runtime: crate::IoRuntime::default(),
+                protocol: Protocol::Pusher,
+                socketio_path: "/socket.io".into(),
             },
             port_set: false,
             error: None,
         }
     }
 
-    /// Options from a URL `ws[s]://host[:port][/prefix]/app/{key}`.
+    /// Options from a URL: `ws[s]://host[:port][/prefix]/app/{key}` (Pusher), or
+    /// `http[s]|ws[s]://host[:port][/path]/socket.io/?api_key={key}` (RealtimeX; the seed
+    /// SDK's `http[s]://host:port?api_key={key}` too).
     ///
     /// ```
-    /// use switchboard::ClientOptions;
+    /// use switchboard::{ClientOptions, Protocol};
     /// let opts = ClientOptions::from_url("wss://ws.example.com/reverb/app/my-key")?.build()?;
     /// assert_eq!(opts.url(), "wss://ws.example.com:443/reverb/app/my-key?protocol=7&client=switchboard-rust&version=0.1.0");
+    /// let rtx = ClientOptions::from_url("http://127.0.0.1:8080/socket.io/?api_key=my-key")?.build()?;
+    /// assert_eq!((rtx.protocol(), rtx.key()), (Protocol::RealtimeX, "my-key"));
+    /// assert_eq!(rtx.url(), "ws://127.0.0.1:8080/socket.io/?api_key=my-key&EIO=4&transport=websocket");
     /// # Ok::<(), switchboard::Error>(())
     /// ```
     pub fn from_url(url: &str) -> Result<ClientOptionsBuilder> {
@@ -122,11 +152,24 @@ impl ClientOptions {
         };
         let host = uri.host().ok_or_else(|| bad("no host"))?.trim_matches(['[', ']']).to_owned();
         let path = uri.path();
-        let (prefix, key) = path.rsplit_once("/app/").ok_or_else(|| bad("the path must end in /app/{key}"))?;
-        if key.is_empty() || key.contains('/') {
-            return Err(bad("the path must end in /app/{key}"));
-        }
-        let mut builder = Self::builder(key).host(host).tls(tls).path_prefix(prefix);
+        let api_key = uri.query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "api_key")
+                .map(|(_, key)| key.into_owned())
+        });
+        let mut builder = if let Some(key) = api_key {
+            let socketio_path = path.trim_end_matches('/');
+            let socketio_path = if socketio_path.is_empty() { "/socket.io" } else { socketio_path };
+            Self::builder(key).protocol(Protocol::RealtimeX).socketio_path(socketio_path).host(host).tls(tls)
+        } else {
+            let (prefix, key) = path
+                .rsplit_once("/app/")
+                .ok_or_else(|| bad("the path must end in /app/{key} (or give ?api_key= for RealtimeX)"))?;
+            if key.is_empty() || key.contains('/') {
+                return Err(bad("the path must end in /app/{key}"));
+            }
+            Self::builder(key).host(host).tls(tls).path_prefix(prefix)
+        };
         if let Some(port) = uri.port_u16() {
             builder = builder.port(port);
         }
@@ -234,10 +277,40 @@ impl ClientOptions {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.protocol == Protocol::RealtimeX {
+            let key: String = form_urlencoded::byte_serialize(self.key.as_bytes()).collect();
+            return format!(
+                "{scheme}://{host}:{}{}{}/?api_key={key}&EIO=4&transport=websocket",
+                self.port, self.path_prefix, self.socketio_path
+            );
+        }
         format!(
             "{scheme}://{host}:{}{}/app/{}?protocol=7&client={}&version={}",
             self.port, self.path_prefix, self.key, self.client_name, self.client_version
         )
+    }
+
+    /// The wire this client speaks.
+    ///
+    /// ```
+    /// use switchboard::{ClientOptions, Protocol};
+    /// assert_eq!(ClientOptions::builder("k").build()?.protocol(), Protocol::Pusher);
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// RealtimeX: the Socket.IO path after the prefix (`/socket.io`).
+    ///
+    /// ```
+    /// use switchboard::ClientOptions;
+    /// let opts = ClientOptions::from_url("http://127.0.0.1:8080/rt/?api_key=k")?.build()?;
+    /// assert_eq!(opts.socketio_path(), "/rt");
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn socketio_path(&self) -> &str {
+        &self.socketio_path
     }
 
     /// The app key.
@@ -317,6 +390,32 @@ pub struct ClientOptionsBuilder {
 }
 
 impl ClientOptionsBuilder {
+    /// The wire to speak ([`Protocol::Pusher`] by default).
+    ///
+    /// ```
+    /// use switchboard::{ClientOptions, Protocol};
+    /// let opts = ClientOptions::builder("k").protocol(Protocol::RealtimeX).build()?;
+    /// assert!(opts.url().starts_with("wss://localhost:443/socket.io/?api_key=k"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.options.protocol = protocol;
+        self
+    }
+
+    /// RealtimeX: the Socket.IO path after the path prefix (`/socket.io`, socket.io's default).
+    ///
+    /// ```
+    /// use switchboard::{ClientOptions, Protocol};
+    /// let opts = ClientOptions::builder("k").protocol(Protocol::RealtimeX).socketio_path("/rt").build()?;
+    /// assert!(opts.url().starts_with("wss://localhost:443/rt/?api_key=k"));
+    /// # Ok::<(), switchboard::Error>(())
+    /// ```
+    pub fn socketio_path(mut self, path: impl Into<String>) -> Self {
+        self.options.socketio_path = path.into();
+        self
+    }
+
     /// Server host name or IP address.
     ///
     /// ```
@@ -670,6 +769,12 @@ impl ClientOptionsBuilder {
         }
         if o.host.is_empty() {
             return Err(Error::new(ErrorKind::Config, "host is empty"));
+        }
+        if o.protocol == Protocol::RealtimeX && (!o.socketio_path.starts_with('/') || o.socketio_path.ends_with('/')) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("socketio_path {:?} must start with '/' and not end with '/'", o.socketio_path),
+            ));
         }
         if o.activity_timeout.is_zero() || o.pong_timeout.is_zero() || o.connect_timeout.is_zero() {
             return Err(Error::new(ErrorKind::Config, "activity, pong and connect timeouts must be above zero"));

@@ -136,3 +136,82 @@ async fn realtime_pubsub_js_client_and_ours_answer_each_other() {
     client.disconnect().await;
     server.shutdown().await;
 }
+
+/// Our RealtimeX client against a stand-in written on the official `socket.io` Node server
+/// (`interop/realtimex-standin.mjs`): a Socket.IO server that is not ours. Signatures over
+/// its `socket.id`, presence, a published event, acks both ways, a binary event, the
+/// heartbeat, a CONNECT_ERROR, and a server disconnect that stops the client.
+#[tokio::test]
+async fn our_realtimex_client_against_a_socket_io_server() {
+    use switchboard::{Client, ConnectionState, realtimex};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    assert!(
+        std::path::Path::new(&format!("{root}/interop/node_modules/socket.io")).exists(),
+        "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg("interop/realtimex-standin.mjs")
+        .current_dir(root)
+        .env("SWITCHBOARD_APP_KEY", KEY)
+        .env("SWITCHBOARD_APP_SECRET", SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let stdout = node.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.expect("stand-in starts");
+    let port: u16 = first
+        .expect("read")
+        .and_then(|line| line.strip_prefix("listening ").map(str::to_owned))
+        .and_then(|port| port.parse().ok())
+        .expect("the stand-in prints its port");
+    let options = |key: &str| {
+        realtimex::options(key)
+            .host("127.0.0.1")
+            .port(port)
+            .tls(false)
+            .secret(SECRET)
+            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(400))
+            .subscribe_timeout(WAIT)
+            .build()
+            .expect("options")
+    };
+    let client = Client::new(options(KEY));
+    let mut global = client.events();
+    let private = client.subscribe("private-x").await.expect("signed over socket.io's socket.id");
+    let mut private_events = private.events();
+    let socket_id = client.socket_id().expect("connected");
+    assert!(!socket_id.contains('.'), "socket.io's own id, not a Pusher one: {socket_id}");
+    let room =
+        client.subscribe_presence("presence-r", PresenceUser::new("rust", json!({"n": 1}))).await.expect("joined");
+    assert_eq!(room.members().me().expect("me").id, "rust");
+    assert_eq!(room.members().count(), 1);
+
+    let published = json!({"action": "publish", "channel": "private-x", "event": "hello", "data": {"n": 1}});
+    assert_eq!(client.emit_with_ack("standin:do", published).await.expect("ack"), json!({"ok": true}));
+    assert_eq!(next_named(&mut private_events, "hello").await.data(), Some(r#"{"n":1}"#));
+    // The server asks, our client answers (after queueing the event for the listeners).
+    let asked = client.emit_with_ack("standin:do", json!({"action": "ask", "q": 7})).await.expect("ack");
+    assert_eq!(asked, json!({"ok": true, "reply": {"ok": true}}));
+    assert_eq!(next_named(&mut global, "server-question").await.data(), Some(r#"{"q":7}"#));
+    client.emit_with_ack("standin:do", json!({"action": "binary"})).await.expect("ack");
+    assert_eq!(next_named(&mut global, "file").await.data(), Some(r#"{"body":"AQID","name":"blob"}"#));
+    // Heartbeat 300 + 400 ms: answered, so still connected well past it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(matches!(client.state(), ConnectionState::Connected { .. }));
+
+    let refused = Client::new(options("wrong-key"));
+    let error = tokio::time::timeout(WAIT, refused.connected()).await.expect("in time").expect_err("refused");
+    assert_eq!(error.code(), Some(4001), "{error}");
+
+    let mut states = client.state_changes();
+    client.emit_with_ack("standin:do", json!({"action": "kick"})).await.expect("ack");
+    let state = tokio::time::timeout(WAIT, states.wait_for(ConnectionState::is_final)).await.expect("in time");
+    assert!(matches!(*state.expect("state"), ConnectionState::Failed { code: Some(4009), .. }));
+    drop(node.stdin.take()); // the stand-in exits when stdin closes
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.wait()).await;
+}

@@ -12,3 +12,4 @@ mod lossless;
 mod phoenix;
 mod presence;
 mod publisher;
+mod realtimex;
