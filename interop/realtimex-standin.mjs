@@ -5,8 +5,9 @@
 //
 // The test drives it through one event of its own, `standin:do` {action, …}, answered by
 // ack: `publish` (a server-event to a channel), `ask` (an emitWithAck to the client; the
-// answer is returned), `binary` (an event with a Buffer), `kick` (socket.disconnect(true),
-// a Socket.IO server disconnect).
+// answer is returned), `ask-channel` (the same with a channel's server-event), `binary` (an
+// event with a Buffer), `binary-channel` (a server-event whose data is a Buffer), `kick`
+// (socket.disconnect(true), a Socket.IO server disconnect).
 //
 // Run: SWITCHBOARD_APP_KEY=k SWITCHBOARD_APP_SECRET=s node interop/realtimex-standin.mjs
 // It prints `listening <port>` (127.0.0.1, a free port) and runs until stdin closes.
@@ -77,6 +78,15 @@ io.on('connection', (socket) => {
         const reply = await socket.timeout(2000).emitWithAck('server-question', { q: request.q });
         return answer({ ok: true, reply });
       }
+      case 'ask-channel': {
+        const reply = await socket
+          .timeout(2000)
+          .emitWithAck('server-event', { channel: request.channel, event: 'asked', data: { q: request.q } });
+        return answer({ ok: true, reply });
+      }
+      case 'binary-channel':
+        socket.emit('server-event', { channel: request.channel, event: 'blob', data: Buffer.from([4, 5, 6]) });
+        return answer({ ok: true });
       case 'binary':
         socket.emit('file', { name: 'blob', body: Buffer.from([1, 2, 3]) });
         return answer({ ok: true });

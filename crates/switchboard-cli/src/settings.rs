@@ -156,11 +156,11 @@ impl Settings {
             .as_deref()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/socket") || u.contains("/socket/websocket"));
         let gateway_url = args.url.as_deref().is_some_and(|u| gateway_url_parts(u).is_some());
-        let realtimex_url = args.url.as_deref().is_some_and(|u| u.contains("/socket.io") || u.contains("api_key="));
+        let realtimex_url = args.url.as_deref().is_some_and(is_realtimex_url);
         s.protocol = match args.protocol.as_deref() {
-            None if realtimex_url => Protocol::RealtimeX,
             None if phoenix_url => Protocol::Phoenix,
             None if gateway_url => Protocol::Gateway,
+            None if realtimex_url => Protocol::RealtimeX,
             None | Some("pusher") => Protocol::Pusher,
             Some("realtimex") => Protocol::RealtimeX,
             Some("phoenix") => Protocol::Phoenix,
@@ -322,6 +322,16 @@ impl Settings {
     }
 }
 
+/// A RealtimeX URL: a `/socket.io` path, or an `api_key` query parameter (the seed SDK's
+/// `http[s]://host:port?api_key=KEY`).
+fn is_realtimex_url(url: &str) -> bool {
+    let (before, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = before.split_once("://").map_or(before, |(_, rest)| rest);
+    let path = path.split_once('/').map_or("", |(_, path)| path);
+    path.trim_end_matches('/').ends_with("socket.io")
+        || form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "api_key")
+}
+
 /// A gateway URL's parts.
 struct GatewayUrl {
     tls: bool,
@@ -426,6 +436,14 @@ mod tests {
             ..ConnectArgs::default()
         };
         assert!(Settings::resolve(&args, &vars(&[])).is_err(), "a Pusher URL with --protocol realtimex");
+        // A Phoenix socket with an api_key param stays Phoenix; x_api_key is no api_key.
+        let args = ConnectArgs {
+            url: Some("ws://127.0.0.1:4000/socket/websocket?api_key=T".into()),
+            ..ConnectArgs::default()
+        };
+        assert_eq!(Settings::resolve(&args, &vars(&[])).unwrap().protocol, Protocol::Phoenix);
+        let args = ConnectArgs { url: Some("ws://127.0.0.1:8080/app/k?x_api_key=1".into()), ..ConnectArgs::default() };
+        assert_eq!(Settings::resolve(&args, &vars(&[])).unwrap().protocol, Protocol::Pusher);
     }
 
     #[test]

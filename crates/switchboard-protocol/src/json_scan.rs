@@ -79,14 +79,40 @@ pub(crate) fn string_end(bytes: &[u8], mut i: usize) -> Option<(usize, bool)> {
                 escaped = true;
                 match bytes.get(i + 1)? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
-                    // serde_json, too, checks only the four hex digits when it skips a value.
-                    b'u' if bytes.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
+                    // Stricter than serde_json's skipping (which checks only the hex digits):
+                    // a surrogate must come in a pair, as serde_json requires when it reads
+                    // the string, so whatever is scanned here also parses into a value.
+                    b'u' => {
+                        let unit = hex4(bytes.get(i + 2..i + 6)?)?;
+                        match unit {
+                            0xD800..=0xDBFF => {
+                                if bytes.get(i + 6..i + 8)? != b"\\u" {
+                                    return None;
+                                }
+                                if !(0xDC00..=0xDFFF).contains(&hex4(bytes.get(i + 8..i + 12)?)?) {
+                                    return None;
+                                }
+                                i += 12;
+                            }
+                            0xDC00..=0xDFFF => return None,
+                            _ => i += 6,
+                        }
+                    }
                     _ => return None,
                 }
             }
             _ => return None, // a control byte
         }
     }
+}
+
+/// Four hex digits as a UTF-16 code unit.
+fn hex4(digits: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(digits).ok()?;
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(text, 16).ok()
 }
 
 fn digits_end(bytes: &[u8], mut i: usize) -> usize {
@@ -98,6 +124,7 @@ fn digits_end(bytes: &[u8], mut i: usize) -> usize {
 
 /// A number starting at `i`: the index past it (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
 fn number_end(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let start = i;
     if bytes.get(i) == Some(&b'-') {
         i += 1;
     }
@@ -117,6 +144,12 @@ fn number_end(bytes: &[u8], mut i: usize) -> Option<usize> {
         }
         bytes.get(i).filter(|b| b.is_ascii_digit())?;
         i = digits_end(bytes, i);
+    }
+    // serde_json refuses a number too large for an f64 ("number out of range"): only an
+    // exponent or a very long number can be one, so only those are parsed.
+    let text = std::str::from_utf8(&bytes[start..i]).ok()?;
+    if (text.contains(['e', 'E']) || text.len() > 300) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
+        return None;
     }
     Some(i)
 }
@@ -197,7 +230,8 @@ mod tests {
     fn agrees(text: &str) {
         let ours = value_end(text.as_bytes(), skip_ws(text.as_bytes(), 0), 1)
             .is_some_and(|end| skip_ws(text.as_bytes(), end) == text.len());
-        let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        // Against reading a value, the strictest serde_json read (skipping is laxer).
+        let serde = serde_json::from_str::<serde_json::Value>(text).is_ok();
         assert_eq!(ours, serde, "scanner and serde_json disagree on {text:?}");
     }
 
@@ -228,6 +262,15 @@ mod tests {
             r#""""#,
             r#""a\"b""#,
             r#""\u00e9\ud800""#,
+            r#""\ud83d\ude00""#,
+            r#""\udc00""#,
+            r#""\ud83d\u0041""#,
+            r#""\ud83d""#,
+            "1e400",
+            "-1e400",
+            "1e308",
+            "1e-400",
+            "123456789012345678901234567890",
             r#""\u00g0""#,
             r#""\x""#,
             "\"a\tb\"",

@@ -438,6 +438,9 @@ mod tests {
             r#"421["server-event",{"channel":"n","event":"x"}]"#,
             r#"42/admin,["server-event",{"channel":"n","event":"x"}]"#,
             r#"42["tick",{"channel":"n","event":"x"}]"#,
+            // What serde_json refuses to read as a value, the scanner refuses too.
+            r#"42["server-event",{"channel":"n","event":"x","data":{"v":"\ud800"}}]"#,
+            r#"42["server-event",{"channel":"n","event":"x","data":{"n":1e400}}]"#,
             "42[",
             "",
         ] {

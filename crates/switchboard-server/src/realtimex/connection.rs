@@ -9,7 +9,8 @@
 //! within `realtimex_connect_timeout_ms`, answered `40{"sid"}` or `44{…}` (the client then
 //! closes, or tries again); events; pings every `realtimex_ping_interval_ms`, each answered
 //! within `realtimex_ping_timeout_ms`. A packet the protocol does not allow (unreadable, an
-//! event before CONNECT, a binary frame nobody announced, text while attachments are due)
+//! event before CONNECT, a binary frame nobody announced, a Socket.IO message while
+//! attachments are due; Engine.IO's ping, pong and noop may come between them)
 //! closes the socket with 1002, as socket.io does; everything else that is refused gets a
 //! `realtimex:error` (and a failed ack) and the socket lives on.
 //!
@@ -90,8 +91,9 @@ struct Connection<S> {
     app: Option<Arc<App>>,
     subscriptions: Subscriptions,
     client_events: ClientEventGate,
-    /// A binary packet whose attachments are still coming.
-    assembling: Option<Assembler>,
+    /// A binary packet whose attachments are still coming, and whether it was already
+    /// answered (refused as too big: its attachments are then read and dropped).
+    assembling: Option<(Assembler, bool)>,
     /// The namespace must be connected by then.
     connect_deadline: Instant,
     /// When the last ping was sent and not yet answered.
@@ -298,42 +300,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         self.server.metrics.messages_received.inc();
         if message.is_binary() {
-            let Some(assembler) = self.assembling.as_mut() else {
+            let Some((assembler, answered)) = self.assembling.as_mut() else {
                 return Err(End::protocol("A binary frame that no binary packet announced"));
             };
             let payload = message.into_payload();
             if let Some((packet, _attachments)) = assembler.push(payload.to_vec()) {
+                let answered = *answered;
                 self.assembling = None;
-                return self.on_binary_packet(packet).await;
+                return if answered { Ok(()) } else { self.on_binary_packet(packet).await };
             }
             return Ok(());
         }
         let Some(text) = message.as_text() else {
             return Err(End::protocol("A frame that is neither text nor binary"));
         };
-        if self.assembling.is_some() {
-            return Err(End::protocol("A text frame while a binary packet's attachments were due"));
-        }
         let packet = match engineio::Packet::decode_text(text) {
             Ok(packet) => packet,
             Err(e) => return Err(End::protocol(format!("Invalid Engine.IO packet: {e}"))),
         };
         match packet {
             engineio::Packet::Ping(payload) => self.send(engineio::Packet::Pong(payload).encode()).await,
+            // Any pong shows the client alive, asked for or not (as engine.io takes it): a
+            // client that cannot read, because its consumer is slow, sends them unasked.
             engineio::Packet::Pong(_) => {
-                if self.ping_sent.take().is_some() {
-                    self.next_ping = Instant::now() + self.ping_interval;
-                }
+                self.ping_sent = None;
+                self.next_ping = Instant::now() + self.ping_interval;
                 Ok(())
             }
             engineio::Packet::Close => Err(End::Gone),
             engineio::Packet::Noop | engineio::Packet::Upgrade => Ok(()),
             engineio::Packet::Open(_) => Err(End::protocol("Clients do not send open packets")),
             engineio::Packet::Message(text) => {
+                // Engine.IO's own packets may come between a binary packet and its
+                // attachments; a Socket.IO packet may not.
+                if self.assembling.is_some() {
+                    return Err(End::protocol("A text message while a binary packet's attachments were due"));
+                }
                 let limit = self.app.as_ref().map_or(MAX_PAYLOAD, |app| app.config.max_message_size);
                 if text.len() > limit {
-                    // Read as a packet first, so its ack (if any) can say so.
-                    let ack_id = Packet::decode(text).ok().and_then(|p| p.ack_id);
+                    // Read as a packet first, so its ack (if any) can say so, and so the
+                    // attachments of a binary one are read and dropped: the stream stays in step.
+                    let packet = Packet::decode(text).ok();
+                    let ack_id = packet.as_ref().and_then(|p| p.ack_id);
+                    if let Some(packet) = packet.filter(|p| p.attachments > 0) {
+                        self.assembling = Some((Assembler::new(packet), true));
+                    }
                     let message = format!("Message of {} bytes exceeds the limit of {limit} bytes", text.len());
                     return self.refuse(ack_id, ErrorCode::GENERIC.0, &message, None).await;
                 }
@@ -360,11 +371,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match packet.kind {
             PacketType::Event => self.on_event(packet).await,
             PacketType::BinaryEvent | PacketType::BinaryAck => {
-                self.assembling = Some(Assembler::new(packet));
+                self.assembling = Some((Assembler::new(packet), false));
                 Ok(())
             }
             PacketType::Disconnect => {
                 self.leave_namespace();
+                // It may CONNECT again on the same session, within a new connect timeout.
+                self.connect_deadline =
+                    Instant::now() + Duration::from_millis(self.server.config.realtimex_connect_timeout_ms.max(1));
                 Ok(())
             }
             // The server never asks for acks, so any answer is for nothing (socket.io ignores
@@ -387,7 +401,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if self.app.is_some() {
             return Err(End::protocol("A second CONNECT to the namespace"));
         }
-        let key = self.query_key.clone().or_else(|| packet.data.as_ref()?.get("api_key")?.as_str().map(str::to_owned));
+        // The CONNECT payload's key first: a retry after a refusal may name the right one.
+        let payload_key = packet.data.as_ref().and_then(|d| d.get("api_key")?.as_str().map(str::to_owned));
+        let key = payload_key.or_else(|| self.query_key.clone());
         let app = key.as_ref().and_then(|key| self.server.apps_by_key.get(key)).cloned();
         let Some(app) = app else {
             self.server.metrics.realtimex_connect_errors.inc();

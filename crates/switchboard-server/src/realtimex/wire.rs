@@ -44,6 +44,17 @@ pub(crate) fn from_pusher_frame(pusher: &[u8], mirrors: bool) -> Vec<Bytes> {
         return Vec::new();
     };
     let data = match &frame.data {
+        // A client event's string stays a string unless it holds a JSON object or array
+        // (the Pusher side's rule for relayed data), so `"42"` sent over Socket.IO arrives as
+        // `"42"`; a published string is parsed whenever it is JSON, as pusher-js reads it.
+        Data::String(text) if frame.event.starts_with("client-") => {
+            let trimmed = text.trim_start();
+            if trimmed.starts_with('{') || trimmed.starts_with('[') {
+                embedded_data(text)
+            } else {
+                Value::String(text.clone())
+            }
+        }
         Data::String(text) => embedded_data(text),
         Data::Json(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
         Data::Absent => Value::Null,
@@ -105,6 +116,17 @@ mod tests {
                 r#"42["server-event",{"channel":"presence-room","data":{"on":true},"event":"client-typing","user_id":"7"}]"#
             ]
         );
+    }
+
+    #[test]
+    fn a_client_events_string_stays_a_string_unless_it_holds_an_object_or_array() {
+        let number = br#"{"event":"client-n","channel":"private-a","data":"42"}"#;
+        assert!(texts(from_pusher_frame(number, true))[0].contains(r#""data":"42""#));
+        let object = br#"{"event":"client-o","channel":"private-a","data":"{\"a\":1}"}"#;
+        assert!(texts(from_pusher_frame(object, true))[0].contains(r#""data":{"a":1}"#));
+        // A published string is parsed whenever it is JSON.
+        let published = br#"{"event":"n","channel":"news","data":"42"}"#;
+        assert!(texts(from_pusher_frame(published, true))[0].contains(r#""data":42"#));
     }
 
     #[test]

@@ -160,3 +160,44 @@ async fn python_socketio_client_interop() {
     assert!(stdout.trim_end().ends_with("ok 6"), "unexpected output:\n{stdout}\n{stderr}");
     server.shutdown().await;
 }
+
+/// The seed RealtimeX Python SDK itself (`interop/seed_realtimex_peer.py`): public channels,
+/// the bindings its README documents (our mirror events), a published event, and a clear
+/// refusal of the private channel it cannot authorize (it drops `auth`).
+#[tokio::test]
+async fn the_seed_realtimex_python_sdk_on_our_endpoint() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let python = format!("{root}/interop/.venv/bin/python");
+    assert!(std::path::Path::new(&python).exists(), "interop/.venv is missing: scripts/test makes it");
+    let server = start_default().await;
+    let addr = server.local_addr();
+    let mut child = tokio::process::Command::new(&python)
+        .arg("interop/seed_realtimex_peer.py")
+        .current_dir(root)
+        .env("SWITCHBOARD_HOST", addr.ip().to_string())
+        .env("SWITCHBOARD_PORT", addr.port().to_string())
+        .env("SWITCHBOARD_APP_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the venv's python runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("the seed subscribes");
+    assert_eq!(first.expect("read").as_deref(), Some("subscribed"));
+    let (status, _) = Api::new(&server)
+        .post(
+            "/apps/1000/events",
+            serde_json::json!({"name": "headline", "channels": ["news"], "data": "{\"title\":\"hi\"}"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let last = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("the seed finishes");
+    let output =
+        tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").expect("ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(last.expect("read").as_deref(), Some("ok"), "seed peer failed:\n{stderr}");
+    assert!(output.status.success(), "{stderr}");
+    server.shutdown().await;
+}

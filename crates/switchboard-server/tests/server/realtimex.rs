@@ -527,3 +527,57 @@ async fn quotas_and_cache_channels_apply_to_realtimex_sockets() {
     assert!(second.next_text().await.starts_with(r#"40{"sid""#));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn engine_io_packets_may_come_between_a_binary_packet_and_its_attachments() {
+    let server = start_default().await;
+    let mut client = Rtx::connect(&server).await;
+    client.send(r#"451-["upload",{"_placeholder":true,"num":0}]"#).await;
+    client.send("3").await; // a pong python-socketio's reader thread slipped in
+    client.send("6").await;
+    client.ws.send(Message::binary(vec![7u8; 8])).await.expect("send");
+    assert!(client.expect_event("realtimex:error").await["message"].as_str().expect("message").contains("Binary"));
+    // An oversized binary packet is refused, and its attachments are read and dropped.
+    let big = format!(r#"451-2["upload",{{"_placeholder":true,"num":0}},"{}"]"#, "x".repeat(10_001));
+    client.send(&big).await;
+    client.ws.send(Message::binary(vec![1u8; 8])).await.expect("send");
+    assert!(client.expect_event("realtimex:error").await["message"].as_str().expect("message").contains("exceeds"));
+    assert_eq!(client.expect_ack(2).await["ok"], false);
+    client.assert_alive().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_socket_may_leave_the_namespace_and_connect_again() {
+    let config = ServerConfig { realtimex_connect_timeout_ms: 200, ..config_with(app()) };
+    let server = start(config).await;
+    let mut client = Rtx::connect(&server).await;
+    client.subscribe("news", None).await;
+    client.answer_pings_for(300).await; // past the first connect deadline
+    client.send("41").await;
+    eventually(|| server.app(APP_ID).is_some_and(|a| a.channel_counts("news").subscription_count == 0)).await;
+    client.send("40").await;
+    assert_eq!(client.next_text().await, format!(r#"40{{"sid":"{}"}}"#, client.sid()));
+    client.assert_alive().await;
+    // A wrong key in the query, then the right one in the CONNECT payload.
+    let mut retrying = Rtx::open(&server, "EIO=4&transport=websocket&api_key=stale").await;
+    retrying.send("40").await;
+    assert!(retrying.next_text().await.starts_with("44"));
+    retrying.send(&format!(r#"40{{"api_key":"{KEY}"}}"#)).await;
+    assert!(retrying.next_text().await.starts_with(r#"40{"sid""#));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unasked_pongs_keep_a_socket_that_does_not_read_alive() {
+    // Pongs every 250 ms, slower than the 150 ms pong timeout, from a client that reads
+    // nothing (its consumer is slow): each one counts, so the server never gives up.
+    let server = start(fast_heartbeat(300, 150)).await;
+    let mut client = Rtx::connect(&server).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        client.send("3").await;
+    }
+    client.assert_alive().await;
+    server.shutdown().await;
+}

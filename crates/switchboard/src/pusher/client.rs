@@ -461,7 +461,9 @@ impl Client {
 
     /// RealtimeX: send a raw Socket.IO event (`42["event", data]`) and return once it is
     /// written. For events the server defines beyond channels; channel events go through
-    /// [`crate::Channel::trigger`]. On a Pusher client: [`ErrorKind::InvalidRequest`].
+    /// [`crate::Channel::trigger`]. On a Pusher client: [`ErrorKind::InvalidRequest`]. Not
+    /// connected (yet): [`ErrorKind::Connection`] at once; unlike subscribes, emits are not
+    /// queued, since what a raw event means later is the application's to say.
     ///
     /// ```no_run
     /// # async fn run(client: switchboard::Client) -> Result<(), switchboard::Error> {

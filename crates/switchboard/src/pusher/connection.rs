@@ -507,7 +507,9 @@ impl ConnectionTask {
         if let Some((interval, timeout)) = heartbeat {
             // Engine.IO: the server pings every interval and gives up after timeout more.
             activity = interval + timeout;
-            self.keepalive_every = interval;
+            // Unasked pongs while not reading: often enough that one always lands within
+            // the server's pong wait after its ping (whenever that ping comes).
+            self.keepalive_every = (interval.min(timeout) / 2).max(Duration::from_millis(10));
             self.server_pings = true;
         }
         self.socket_id = Some(socket_id.clone());
@@ -1305,8 +1307,10 @@ impl ConnectionTask {
 
     /// RealtimeX: one text frame, read as what it means in the channel model.
     async fn on_realtimex_text(&mut self, text: &str, ws: &mut Ws) -> Result<(), Ended> {
-        if self.assembling.is_some() {
-            tracing::warn!("a text frame while a binary packet's attachments were due: that packet is dropped");
+        // Engine.IO's pings may come between a binary packet and its attachments; a
+        // Socket.IO packet may not.
+        if self.assembling.is_some() && text.starts_with('4') {
+            tracing::warn!("a Socket.IO packet while a binary packet's attachments were due: that packet is dropped");
             self.assembling = None;
         }
         if let Some(event) = rtx_wire::fast_server_event(text) {
@@ -1331,14 +1335,13 @@ impl ConnectionTask {
 
     async fn on_realtimex(&mut self, inbound: Inbound, ws: &mut Ws) -> Result<(), Ended> {
         match inbound {
-            Inbound::Channel(frame)
-                if frame.event.starts_with("pusher:") || frame.event.starts_with("pusher_internal:") =>
-            {
-                self.on_control(frame, ws).await
-            }
-            Inbound::Channel(frame) => {
-                self.deliver_app_event(Event::from_frame(PackedFrame::from(frame)));
-                Ok(())
+            Inbound::Channel(frame, ack_id) => {
+                if frame.event.starts_with("pusher:") || frame.event.starts_with("pusher_internal:") {
+                    self.on_control(frame, ws).await?;
+                } else {
+                    self.deliver_app_event(Event::from_frame(PackedFrame::from(frame)));
+                }
+                self.ack_delivered(ack_id, ws).await
             }
             Inbound::Ping(payload) => {
                 match payload {
@@ -1350,15 +1353,7 @@ impl ConnectionTask {
             }
             Inbound::Event { name, data, ack_id } => {
                 self.outbox.deliver(&self.global, Event::internal(None, &name, data));
-                match ack_id {
-                    // Answered once it is queued for the listeners (acks are not retried).
-                    Some(id) => {
-                        self.outbox.release_held();
-                        send(ws, self.options.pong_timeout, rtx_wire::ack(id, vec![serde_json::json!({ "ok": true })]))
-                            .await
-                    }
-                    None => Ok(()),
-                }
+                self.ack_delivered(ack_id, ws).await
             }
             Inbound::Binary(packet) => {
                 self.assembling = Some(Assembler::new(packet));
@@ -1381,6 +1376,14 @@ impl ConnectionTask {
                 Ok(())
             }
         }
+    }
+
+    /// RealtimeX: answer a server's ack request `{"ok":true}` once its event is queued for the
+    /// listeners (or taken as a control frame). Acks are not retried.
+    async fn ack_delivered(&mut self, ack_id: Option<u64>, ws: &mut Ws) -> Result<(), Ended> {
+        let Some(id) = ack_id else { return Ok(()) };
+        self.outbox.release_held();
+        send(ws, self.options.pong_timeout, rtx_wire::ack(id, vec![serde_json::json!({ "ok": true })])).await
     }
 
     /// RealtimeX: write a raw event; with `EmitReply::Ack` the waiter is registered first, so
@@ -1406,6 +1409,9 @@ impl ConnectionTask {
             EmitReply::Ack(reply) => {
                 self.next_ack_id += 1;
                 let id = self.next_ack_id;
+                // Waiters whose caller gave up (timed out, dropped) go now, not at the end
+                // of a long-lived connection.
+                self.acks.retain(|_, waiter| !waiter.is_closed());
                 self.acks.insert(id, reply);
                 send(ws, self.options.pong_timeout, rtx_wire::emit(&event, args, Some(id))).await
             }

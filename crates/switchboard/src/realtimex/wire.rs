@@ -121,8 +121,9 @@ fn connect_error(data: Option<&Value>) -> Refused {
 pub(crate) enum Inbound {
     /// Engine.IO ping: answer with a pong (this payload echoed).
     Ping(Option<String>),
-    /// A channel event or a control frame, as the Pusher frame that means the same.
-    Channel(Frame),
+    /// A channel event or a control frame, as the Pusher frame that means the same (and the
+    /// ack id the server asked for, if any).
+    Channel(Frame, Option<u64>),
     /// Any other Socket.IO event: for the global listeners (and acked if `ack_id`).
     Event { name: String, data: Option<String>, ack_id: Option<u64> },
     /// A binary event or ack whose attachments follow.
@@ -167,21 +168,20 @@ pub(crate) fn decode(text: &str) -> Inbound {
     }
 }
 
-/// A binary event once its attachments came: each placeholder becomes the attachment as a
-/// base64 string (an event of one attachment alone is delivered as its bytes by the caller).
+/// A binary event or ack once its attachments came: each placeholder becomes its attachment
+/// as a base64 string, and the packet is then read as a plain one (a binary `server-event`
+/// reaches its channel).
 pub(crate) fn binary_event(packet: Packet, attachments: &[Vec<u8>]) -> Inbound {
+    let data = packet.data.map(|d| fill(d, attachments));
     if packet.kind == PacketType::BinaryAck {
         let Some(id) = packet.ack_id else { return Inbound::Invalid("a BINARY_ACK without an id".into()) };
-        let args = match packet.data.map(|d| fill(d, attachments)) {
+        let args = match data {
             Some(Value::Array(args)) => args,
             _ => Vec::new(),
         };
         return Inbound::Ack { id, args };
     }
-    let ack_id = packet.ack_id;
-    let name = packet.event_name().unwrap_or_default().to_owned();
-    let first = packet.args().first().cloned().map(|d| fill(d, attachments));
-    Inbound::Event { name, data: first.map(|d| data_text(&d)), ack_id }
+    event(Packet { kind: PacketType::Event, data, attachments: 0, ..packet })
 }
 
 /// Replace `{"_placeholder":true,"num":k}` with attachment k in base64.
@@ -206,8 +206,8 @@ fn data_text(data: &Value) -> String {
     }
 }
 
-fn frame(event: &str, channel: Option<&str>, data: Data) -> Inbound {
-    Inbound::Channel(Frame { event: event.to_owned(), channel: channel.map(str::to_owned), data, user_id: None })
+fn frame(event: &str, channel: Option<&str>, data: Data) -> Frame {
+    Frame { event: event.to_owned(), channel: channel.map(str::to_owned), data, user_id: None }
 }
 
 fn json_data(value: &Value) -> Data {
@@ -231,8 +231,12 @@ fn event(packet: Packet) -> Inbound {
     };
     let body = items.next().unwrap_or(Value::Null);
     let channel = body.get("channel").and_then(Value::as_str).map(str::to_owned);
-    match name.as_str() {
-        rtx::SERVER_EVENT => server_event(&body),
+    let frame = match name.as_str() {
+        rtx::SERVER_EVENT => match server_event(&body) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Inbound::Ignored,
+            Err(why) => return Inbound::Invalid(why),
+        },
         rtx::SUBSCRIPTION_SUCCEEDED => {
             let Some(channel) = channel else {
                 return Inbound::Invalid("a subscription_succeeded without a channel".into());
@@ -263,9 +267,10 @@ fn event(packet: Packet) -> Inbound {
         rtx::PONG => frame("pusher:pong", None, Data::Absent),
         _ => {
             let data = (!body.is_null()).then(|| data_text(&body));
-            Inbound::Event { name, data, ack_id }
+            return Inbound::Event { name, data, ack_id };
         }
-    }
+    };
+    Inbound::Channel(frame, ack_id)
 }
 
 /// The hot path: a `server-event` carrying an app event (`42["server-event",{…}]`, as
@@ -290,33 +295,28 @@ pub(crate) fn fast_server_event(text: &str) -> Option<Event> {
 /// A `server-event` `{channel, event, data[, user_id]}`; RealtimeX's own events inside it
 /// become the Pusher control frames that mean the same, and the seed SDK's mirrors are
 /// dropped (our client reads the canonical forms).
-fn server_event(body: &Value) -> Inbound {
+fn server_event(body: &Value) -> Result<Option<Frame>, String> {
     let (Some(channel), Some(event)) =
         (body.get("channel").and_then(Value::as_str), body.get("event").and_then(Value::as_str))
     else {
-        return Inbound::Invalid("a server-event without a channel or event".into());
+        return Err("a server-event without a channel or event".into());
     };
     let data = body.get("data").unwrap_or(&Value::Null);
-    match event {
+    Ok(Some(match event {
         rtx::MEMBER_ADDED => frame("pusher_internal:member_added", Some(channel), Data::String(data.to_string())),
         rtx::MEMBER_REMOVED => frame("pusher_internal:member_removed", Some(channel), Data::String(data.to_string())),
         CACHE_MISS => frame("pusher:cache_miss", Some(channel), Data::Absent),
-        rtx::SUBSCRIPTION_SUCCEEDED => Inbound::Ignored,
-        mirror if mirror.starts_with("presence:") => Inbound::Ignored,
-        other if other.starts_with("realtimex_internal:") => Inbound::Ignored,
+        rtx::SUBSCRIPTION_SUCCEEDED => return Ok(None),
+        mirror if mirror.starts_with("presence:") => return Ok(None),
+        other if other.starts_with("realtimex_internal:") => return Ok(None),
         event => {
             let user_id = body.get("user_id").map(|id| match id {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             });
-            Inbound::Channel(Frame {
-                event: event.to_owned(),
-                channel: Some(channel.to_owned()),
-                data: json_data(data),
-                user_id,
-            })
+            Frame { event: event.to_owned(), channel: Some(channel.to_owned()), data: json_data(data), user_id }
         }
-    }
+    }))
 }
 
 /// A cache channel had nothing to replay.
@@ -378,7 +378,7 @@ mod tests {
 
     fn channel_frame(text: &str) -> Frame {
         match decode(text) {
-            Inbound::Channel(frame) => frame,
+            Inbound::Channel(frame, _) => frame,
             other => panic!("not a channel frame: {other:?}"),
         }
     }
@@ -441,6 +441,27 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_event_that_asks_for_an_ack_keeps_its_id() {
+        match decode(r#"427["server-event",{"channel":"news","event":"asked","data":{}}]"#) {
+            Inbound::Channel(frame, ack_id) => assert_eq!((frame.event.as_str(), ack_id), ("asked", Some(7))),
+            other => panic!("{other:?}"),
+        }
+        assert!(fast_server_event(r#"427["server-event",{"channel":"news","event":"asked"}]"#).is_none());
+        let Inbound::Binary(packet) =
+            decode(r#"451-["server-event",{"channel":"news","event":"blob","data":{"_placeholder":true,"num":0}}]"#)
+        else {
+            panic!("a binary packet")
+        };
+        match binary_event(packet, &[vec![1, 2, 3]]) {
+            Inbound::Channel(frame, None) => {
+                assert_eq!((frame.event.as_str(), frame.channel.as_deref()), ("blob", Some("news")));
+                assert_eq!(frame.data, Data::String("AQID".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn binary_events_get_their_attachments_in_base64() {
         let Inbound::Binary(packet) = decode(r#"451-["file",{"name":"a","body":{"_placeholder":true,"num":0}}]"#)
         else {
@@ -464,7 +485,7 @@ mod tests {
             r#"42["server-event",{"channel":"news","event":"x","user_id":"u1"}]"#,
         ] {
             let fast = fast_server_event(text).expect("the fast path takes it");
-            let Inbound::Channel(slow) = decode(text) else { panic!("{text}") };
+            let Inbound::Channel(slow, _) = decode(text) else { panic!("{text}") };
             assert_eq!((fast.name(), fast.channel()), (slow.event.as_str(), slow.channel.as_deref()), "{text}");
             assert_eq!(fast.user_id(), slow.user_id.as_deref(), "{text}");
             // The slow path re-serializes JSON data; the fast one keeps it as sent.

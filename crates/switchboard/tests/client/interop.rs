@@ -198,6 +198,15 @@ async fn our_realtimex_client_against_a_socket_io_server() {
     let asked = client.emit_with_ack("standin:do", json!({"action": "ask", "q": 7})).await.expect("ack");
     assert_eq!(asked, json!({"ok": true, "reply": {"ok": true}}));
     assert_eq!(next_named(&mut global, "server-question").await.data(), Some(r#"{"q":7}"#));
+    // A channel event with an ack request, and a binary one, reach the channel.
+    let asked = json!({"action": "ask-channel", "channel": "private-x", "q": 8});
+    assert_eq!(
+        client.emit_with_ack("standin:do", asked).await.expect("ack"),
+        json!({"ok": true, "reply": {"ok": true}})
+    );
+    assert_eq!(next_named(&mut private_events, "asked").await.data(), Some(r#"{"q":8}"#));
+    client.emit_with_ack("standin:do", json!({"action": "binary-channel", "channel": "private-x"})).await.expect("ack");
+    assert_eq!(next_named(&mut private_events, "blob").await.data(), Some("BAUG"));
     client.emit_with_ack("standin:do", json!({"action": "binary"})).await.expect("ack");
     assert_eq!(next_named(&mut global, "file").await.data(), Some(r#"{"body":"AQID","name":"blob"}"#));
     // Heartbeat 300 + 400 ms: answered, so still connected well past it.

@@ -404,3 +404,27 @@ async fn an_ack_awaited_when_the_connection_drops_fails_and_is_not_resent() {
     assert_eq!(received.load(Ordering::SeqCst), 1, "never re-sent after the reconnect");
     client.disconnect().await;
 }
+
+#[tokio::test]
+async fn a_slow_consumer_holds_the_socket_without_the_server_giving_up() {
+    // Heartbeat 200 / 150 ms: while the full stream keeps the reader from reading, the
+    // server's pings wait unread; the client's unasked pongs keep the session alive.
+    let server = Server::start(heartbeat_config(0, 200, 150)).await.expect("server");
+    let options = rtx_options(server.local_addr()).event_queue(16).build().expect("options");
+    let client = Client::connect(options).await.expect("connects");
+    let socket_id = client.socket_id().expect("socket");
+    let channel = client.subscribe("slow").await.expect("subscribed");
+    let mut events = channel.events();
+    let publisher = publisher(&server);
+    for n in 0..200 {
+        publisher.trigger(&["slow"], "n", &n, None).await.expect("trigger");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // ten heartbeats, nothing read
+    for expected in 0..200 {
+        let event = next_named(&mut events, "n").await;
+        assert_eq!(event.json::<u64>().expect("number"), expected, "in order, none lost");
+    }
+    none_named(&mut events, GAP_EVENT, 300).await;
+    assert_eq!(client.socket_id().as_deref(), Some(socket_id.as_str()), "the same session all along");
+    server.shutdown().await;
+}
