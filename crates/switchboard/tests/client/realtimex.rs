@@ -407,9 +407,9 @@ async fn an_ack_awaited_when_the_connection_drops_fails_and_is_not_resent() {
 
 #[tokio::test]
 async fn a_slow_consumer_holds_the_socket_without_the_server_giving_up() {
-    // Heartbeat 200 / 150 ms: while the full stream keeps the reader from reading, the
+    // Heartbeat 300 / 200 ms: while the full stream keeps the reader from reading, the
     // server's pings wait unread; the client's unasked pongs keep the session alive.
-    let server = Server::start(heartbeat_config(0, 200, 150)).await.expect("server");
+    let server = Server::start(heartbeat_config(0, 300, 200)).await.expect("server");
     let options = rtx_options(server.local_addr()).event_queue(16).build().expect("options");
     let client = Client::connect(options).await.expect("connects");
     let socket_id = client.socket_id().expect("socket");
@@ -419,7 +419,7 @@ async fn a_slow_consumer_holds_the_socket_without_the_server_giving_up() {
     for n in 0..200 {
         publisher.trigger(&["slow"], "n", &n, None).await.expect("trigger");
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // ten heartbeats, nothing read
+    tokio::time::sleep(Duration::from_millis(1500)).await; // five heartbeats, nothing read
     for expected in 0..200 {
         let event = next_named(&mut events, "n").await;
         assert_eq!(event.json::<u64>().expect("number"), expected, "in order, none lost");
