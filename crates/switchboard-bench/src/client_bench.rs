@@ -301,39 +301,42 @@ pub async fn recv(args: RecvArgs) -> Result<(), String> {
             };
             let connect = "40";
             let subscribe = r#"42["realtimex:subscribe",{"channel":"bench"}]"#;
-            realtimex_bare_loop(&url, [connect, subscribe], &args, is_tick).await?;
+            bare_loop(&url, &[connect, subscribe], &args, "bare realtimex parse", is_tick).await?;
         }
         "phoenix-main" => recv_phoenix(args, false).await?,
         "phoenix-bare" => {
             let url = format!("ws://{}/socket/websocket?vsn=2.0.0", args.addr);
             let is_tick =
                 |text: &str| RawMessage::decode(text, Vsn::V2).map(|m| m.event == "tick").map_err(|e| e.to_string());
-            bare_loop(&url, r#"["1","1","room:bench","phx_join",{}]"#, &args, "bare phoenix parse", is_tick).await?;
+            bare_loop(&url, &[r#"["1","1","room:bench","phx_join",{}]"#], &args, "bare phoenix parse", is_tick).await?;
         }
         "bare" => {
             let url = format!("ws://{}/app/bench?protocol=7", args.addr);
             let is_tick =
                 |text: &str| PackedFrame::decode(text).map(|f| f.event() == "tick").map_err(|e| e.to_string());
             let subscribe = r#"{"event":"pusher:subscribe","data":{"channel":"bench"}}"#;
-            bare_loop(&url, subscribe, &args, "bare read + parse", is_tick).await?;
+            bare_loop(&url, &[subscribe], &args, "bare read + parse", is_tick).await?;
         }
         other => return Err(format!("unknown mode {other:?} (switchboard or bare)")),
     }
     Ok(())
 }
 
-/// The floor: read frames and parse them (`is_tick` decodes one and says whether it is an
-/// event to count), with no dispatch. The clock starts at the first event.
+/// The floor: send `first` (the join or subscribe), read frames and parse them (`is_tick`
+/// decodes one and says whether it is an event to count), with no dispatch. The clock starts
+/// at the first event.
 async fn bare_loop(
     url: &str,
-    subscribe: &'static str,
+    first: &[&'static str],
     args: &RecvArgs,
     label: &str,
     is_tick: impl Fn(&str) -> Result<bool, String>,
 ) -> Result<(), String> {
     let (mut ws, _) =
         ClientBuilder::new().uri(url).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
-    ws.send(Message::text(subscribe)).await.map_err(|e| e.to_string())?;
+    for text in first {
+        ws.send(Message::text(*text)).await.map_err(|e| e.to_string())?;
+    }
     let mut received = 0u64;
     let mut clock = None;
     while received < args.events {
@@ -349,36 +352,6 @@ async fn bare_loop(
     }
     let (started, cpu) = clock.ok_or("no events")?;
     report(label, args.payload, received, started, cpu);
-    Ok(())
-}
-
-/// The RealtimeX floor: like `bare_loop`, after sending the CONNECT and the subscribe.
-async fn realtimex_bare_loop(
-    url: &str,
-    first: [&'static str; 2],
-    args: &RecvArgs,
-    is_tick: impl Fn(&str) -> Result<bool, String>,
-) -> Result<(), String> {
-    let (mut ws, _) =
-        ClientBuilder::new().uri(url).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
-    for text in first {
-        ws.send(Message::text(text)).await.map_err(|e| e.to_string())?;
-    }
-    let mut received = 0u64;
-    let mut clock = None;
-    while received < args.events {
-        let message = ws.next().await.ok_or("socket ended")?.map_err(|e| e.to_string())?;
-        let Some(text) = message.as_text() else { continue };
-        if is_tick(text)? {
-            if clock.is_none() {
-                clock = Some((Instant::now(), cpu_seconds()));
-            } else {
-                received += 1;
-            }
-        }
-    }
-    let (started, cpu) = clock.ok_or("no events")?;
-    report("bare realtimex parse", args.payload, received, started, cpu);
     Ok(())
 }
 
