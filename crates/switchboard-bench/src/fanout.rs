@@ -64,6 +64,10 @@ pub struct Args {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// More nodes of the same cluster (host:port, repeatable): subscribers are spread over
+    /// `--addr` and these in turn; events are published through `--addr`.
+    #[arg(long = "also-addr")]
+    also_addr: Vec<String>,
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
@@ -159,8 +163,10 @@ async fn subscriber(
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
-    let url =
-        format!("ws://{}/app/{}?protocol=7&client=switchboard-bench&version=0.1", args.server.addr, args.server.key);
+    let urls: Vec<String> = std::iter::once(&args.server.addr)
+        .chain(&args.also_addr)
+        .map(|addr| format!("ws://{addr}/app/{}?protocol=7&client=switchboard-bench&version=0.1", args.server.key))
+        .collect();
     let rss_before = rss_kib(args.server.server_pid);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let subscribed = Arc::new(Semaphore::new(0));
@@ -168,9 +174,9 @@ pub async fn run(args: Args) -> Result<(), String> {
     let connect_slots = Arc::new(Semaphore::new(args.connect_concurrency));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.subscribers);
-    for _ in 0..args.subscribers {
+    for i in 0..args.subscribers {
         tasks.push(tokio::spawn(subscriber(
-            url.clone(),
+            urls[i % urls.len()].clone(),
             args.events,
             subscribed.clone(),
             connect_slots.clone(),

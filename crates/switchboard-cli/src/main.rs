@@ -184,6 +184,11 @@ struct ServeArgs {
     /// App secret (REVERB_APP_SECRET).
     #[arg(long, requires_all = ["app_id", "app_key"])]
     app_secret: Option<String>,
+    /// Scale out over this Redis (redis://, rediss:// or unix:///path): nodes sharing it act
+    /// as one server. Same as REVERB_SCALING_ENABLED=true with REDIS_URL, or [scaling] in
+    /// the TOML file. Without it, one process and no Redis.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -370,6 +375,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let addr = running.local_addr();
     eprintln!("switchboard serve: listening on {addr}{}", config.path);
+    if config.scaling.enabled {
+        eprintln!(
+            "  scaling out over Redis (prefix {:?}, lease {} ms): Pusher and RealtimeX sockets only",
+            config.scaling.prefix, config.scaling.lease_ms
+        );
+    }
     for app in &config.apps {
         eprintln!(
             "  app id={} key={} secret={}  ws://{addr}{}/app/{}  http://{addr}{}/apps/{}",
@@ -397,6 +408,10 @@ fn build_config(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     if let Some(path) = args.path {
         config.path = path;
+    }
+    if let Some(url) = args.redis {
+        config.scaling.enabled = true;
+        config.scaling.url = url;
     }
     if let (Some(id), Some(key), Some(secret)) = (args.app_id, args.app_key, args.app_secret) {
         config.apps = vec![switchboard_server::AppConfig { id, key, secret, ..Default::default() }];

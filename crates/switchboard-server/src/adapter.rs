@@ -1,8 +1,12 @@
-//! The one interface every broadcast and every cross-socket query goes through.
+//! The one interface every join, leave, broadcast and cross-socket query goes through.
 //!
-//! [`LocalAdapter`] serves a single process. A multi-node adapter (Redis pub/sub, as Reverb
-//! scales) implements the same trait: `publish` fans out to every node, the queries
-//! aggregate across nodes. Nothing else in the server touches another socket's queue.
+//! [`LocalAdapter`] serves a single process: its futures are ready at once and the state is
+//! each [`App`]'s. [`crate::scaling::RedisAdapter`] implements the same trait for a cluster:
+//! Redis holds the channel state and carries the messages, and every node delivers from it.
+//! Nothing else in the server touches another socket's queue or decides a presence
+//! transition. The methods are async because a cluster answer is a Redis round trip; an
+//! error ([`AdapterError`]) is answered with 503 by the HTTP API and a 503
+//! `subscription_error` by a socket, never with a local-only answer.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -14,45 +18,63 @@
 //! let config = ServerConfig { port: 0, ..ServerConfig::default() };
 //! let server = Server::start_with_adapter(config, Arc::new(LocalAdapter)).await?;
 //! let app = server.app("1000").ok_or("the development app")?;
-//! assert_eq!(LocalAdapter.channel_counts(&app, "news").subscription_count, 0);
-//! assert!(LocalAdapter.presence_users(&app, "presence-room").is_empty());
+//! assert_eq!(LocalAdapter.channel_counts(&app, "news").await?.subscription_count, 0);
+//! assert!(LocalAdapter.presence_users(&app, "presence-room").await?.is_empty());
 //! server.shutdown().await;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).await?
 //! # }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use switchboard_protocol::ChannelName;
 
+use crate::connection_handle::ConnectionHandle;
 use crate::gateway::Outgoing;
-use crate::pusher::app::{App, ChannelCounts};
+use crate::metrics::Metrics;
+use crate::pusher::app::{App, ChannelCounts, Joining, SubscribeRefused, Subscribed};
 
-/// Where broadcasts go and where channel state is read from.
+/// What an adapter call returns: a boxed future, so the trait stays object safe.
+pub type AdapterFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send + 'a>>;
+
+/// Why an adapter could not answer.
 ///
 /// ```
-/// # // Call the HTTP API of the development app, signed as the official SDKs sign.
-/// # async fn signed(
-/// #     server: &switchboard_server::RunningServer,
-/// #     method: &str,
-/// #     path: &str,
-/// #     body: Option<&str>,
-/// # ) -> Result<(u16, serde_json::Value), Box<dyn std::error::Error>> {
-/// #     use switchboard_server::config::{DEV_APP_KEY, DEV_APP_SECRET};
-/// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-/// #     let body_bytes = body.map(str::as_bytes);
-/// #     use switchboard_protocol::http_auth::sign_request;
-/// #     let params = sign_request(DEV_APP_KEY, DEV_APP_SECRET, method, path, &[], body_bytes, now);
-/// #     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-/// #     let url = format!("http://{}{path}?{}", server.local_addr(), query.join("&"));
-/// #     let client = reqwest::Client::new();
-/// #     let request = match body {
-/// #         Some(body) => client.post(url).header("content-type", "application/json").body(body.to_owned()),
-/// #         None => client.get(url),
-/// #     };
-/// #     let response = request.send().await?;
-/// #     Ok((response.status().as_u16(), response.json().await?))
-/// # }
+/// use switchboard_server::adapter::AdapterError;
+/// let err = AdapterError::Unavailable("connection refused".into());
+/// assert_eq!(err.to_string(), "scaling backend unavailable: connection refused");
+/// assert_eq!(err.status(), 503);
+/// ```
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AdapterError {
+    /// The cluster's backend (Redis) did not answer, or answered with an error.
+    #[error("scaling backend unavailable: {0}")]
+    Unavailable(String),
+    /// This node lost its membership of the cluster (its lease lapsed, or Redis lost its
+    /// data); it is closing its sockets with 4200 and rejoining under a new id.
+    #[error("this node was fenced out of the cluster and is rejoining")]
+    Fenced,
+}
+
+impl AdapterError {
+    /// The HTTP status (and `subscription_error` status) it is answered with.
+    pub fn status(&self) -> u16 {
+        503
+    }
+}
+
+/// A future that is ready at once (the single-process adapter's answers).
+fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+/// Where joins, leaves and broadcasts go and where channel state is read from.
+///
+/// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
@@ -60,30 +82,57 @@ use crate::pusher::app::{App, ChannelCounts};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
 /// use bytes::Bytes;
+/// use switchboard_server::adapter::{AdapterFuture, Publish};
+/// use switchboard_server::connection_handle::ConnectionHandle;
 /// use switchboard_server::gateway::Outgoing;
-/// use switchboard_server::pusher::app::ChannelCounts;
-/// use switchboard_server::{Adapter, App, LocalAdapter, Server, ServerConfig};
+/// use switchboard_server::pusher::app::{ChannelCounts, Joining, SubscribeRefused, Subscribed};
+/// use switchboard_server::{Adapter, App, LocalAdapter, Metrics, Server, ServerConfig};
 ///
 /// /// Counts backend publishes, and otherwise behaves as the single-process adapter.
 /// #[derive(Default)]
 /// struct Counting(AtomicUsize);
 ///
 /// impl Adapter for Counting {
-///     fn publish(&self, app: &App, channel: &str, frame: Bytes, except: Option<&str>, remember: bool) -> usize {
-///         self.0.fetch_add(1, Ordering::Relaxed);
-///         LocalAdapter.publish(app, channel, frame, except, remember)
+///     fn start<'a>(&'a self, apps: &'a [Arc<App>], metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()> {
+///         LocalAdapter.start(apps, metrics)
 ///     }
-///     fn terminate_user(&self, app: &App, user_id: &str) -> usize {
+///     fn stop<'a>(&'a self) -> AdapterFuture<'a, ()> {
+///         LocalAdapter.stop()
+///     }
+///     fn publish<'a>(&'a self, app: &'a App, publish: Publish<'a>) -> AdapterFuture<'a, ()> {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         LocalAdapter.publish(app, publish)
+///     }
+///     fn join<'a>(
+///         &'a self,
+///         app: &'a App,
+///         conn: &'a Arc<ConnectionHandle>,
+///         channel: &'a str,
+///         is_cache: bool,
+///         joining: Option<Joining>,
+///     ) -> AdapterFuture<'a, Result<Subscribed, SubscribeRefused>> {
+///         LocalAdapter.join(app, conn, channel, is_cache, joining)
+///     }
+///     fn leave<'a>(&'a self, app: &'a App, conn: &'a ConnectionHandle, channel: &'a str) -> AdapterFuture<'a, ()> {
+///         LocalAdapter.leave(app, conn, channel)
+///     }
+///     fn terminate_user<'a>(&'a self, app: &'a App, user_id: &'a str) -> AdapterFuture<'a, ()> {
 ///         LocalAdapter.terminate_user(app, user_id)
 ///     }
-///     fn channel_counts(&self, app: &App, channel: &str) -> ChannelCounts {
+///     fn channel_counts<'a>(&'a self, app: &'a App, channel: &'a str) -> AdapterFuture<'a, ChannelCounts> {
 ///         LocalAdapter.channel_counts(app, channel)
 ///     }
-///     fn occupied_channels(&self, app: &App, prefix: &str) -> Vec<(String, ChannelCounts)> {
+///     fn occupied_channels<'a>(&'a self, app: &'a App, prefix: &'a str) -> AdapterFuture<'a, Vec<(String, ChannelCounts)>> {
 ///         LocalAdapter.occupied_channels(app, prefix)
 ///     }
-///     fn presence_users(&self, app: &App, channel: &str) -> Vec<String> {
+///     fn presence_users<'a>(&'a self, app: &'a App, channel: &'a str) -> AdapterFuture<'a, Vec<String>> {
 ///         LocalAdapter.presence_users(app, channel)
+///     }
+///     fn acquire_connection<'a>(&'a self, app: &'a App) -> AdapterFuture<'a, bool> {
+///         LocalAdapter.acquire_connection(app)
+///     }
+///     fn release_connection(&self, app: &Arc<App>) {
+///         LocalAdapter.release_connection(app)
 ///     }
 ///     fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {
 ///         LocalAdapter.gateway_publish(app, topic, frame)
@@ -99,31 +148,60 @@ use crate::pusher::app::{App, ChannelCounts};
 /// let adapter = Arc::new(Counting::default());
 /// let config = ServerConfig { port: 0, ..ServerConfig::default() };
 /// let server = Server::start_with_adapter(config, adapter.clone()).await?;
-/// // A signed `POST /apps/1000/events` to two channels publishes once per channel.
-/// let event = r#"{"name":"greet","data":"{}","channels":["news","sports"]}"#;
-/// let (status, _) = signed(&server, "POST", "/apps/1000/events", Some(event)).await?;
-/// assert_eq!(status, 200);
-/// assert_eq!(adapter.0.load(Ordering::Relaxed), 2);
+/// let app = server.app("1000").ok_or("the development app")?;
+/// let frame = Bytes::from_static(br#"{"event":"greet","channel":"news","data":"{}"}"#);
+/// adapter.publish(&app, Publish { channel: "news", frame, except_socket_id: None, remember: true }).await?;
+/// assert_eq!(adapter.0.load(Ordering::Relaxed), 1);
 /// server.shutdown().await;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).await?
 /// # }
 /// ```
 pub trait Adapter: Send + Sync + 'static {
-    /// Deliver an encoded frame to the subscribers of `channel`, except `except_socket_id`.
-    /// `remember` marks a backend publish, which a cache channel keeps as its last event
-    /// (client events are never cached). Returns how many local sockets it was queued for.
-    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>, remember: bool) -> usize;
-    /// Close every connection of `user_id` with 4009. Returns how many.
-    fn terminate_user(&self, app: &App, user_id: &str) -> usize;
+    /// Called once the server's apps exist, before it accepts sockets: a cluster adapter
+    /// joins the cluster and starts its bus and heartbeat here.
+    fn start<'a>(&'a self, apps: &'a [Arc<App>], metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()>;
+    /// Called at shutdown once every socket has left: a cluster adapter leaves the cluster.
+    fn stop<'a>(&'a self) -> AdapterFuture<'a, ()>;
+    /// Deliver a Pusher-encoded channel frame to every subscriber of its channel (on every
+    /// node), except the socket `except_socket_id`. Resolves once the backend accepted it.
+    fn publish<'a>(&'a self, app: &'a App, publish: Publish<'a>) -> AdapterFuture<'a, ()>;
+    /// Subscribe `conn` to `channel` (as presence member `joining`), announcing the member
+    /// and firing webhooks for the transitions it causes, exactly once cluster-wide.
+    /// Idempotent per socket and channel. The subscriber receives the channel's frames once
+    /// the connection has sent the confirmation and calls [`App::go_live`].
+    fn join<'a>(
+        &'a self,
+        app: &'a App,
+        conn: &'a Arc<ConnectionHandle>,
+        channel: &'a str,
+        is_cache: bool,
+        joining: Option<Joining>,
+    ) -> AdapterFuture<'a, Result<Subscribed, SubscribeRefused>>;
+    /// Unsubscribe `conn` from `channel`, announcing `member_removed` when it was its user's
+    /// last connection anywhere. Unknown subscriptions are ignored.
+    fn leave<'a>(&'a self, app: &'a App, conn: &'a ConnectionHandle, channel: &'a str) -> AdapterFuture<'a, ()>;
+    /// Close every connection of `user_id` (signed in, or a presence member) with 4009, on
+    /// every node.
+    fn terminate_user<'a>(&'a self, app: &'a App, user_id: &'a str) -> AdapterFuture<'a, ()>;
     /// Subscription and presence counts of one channel.
-    fn channel_counts(&self, app: &App, channel: &str) -> ChannelCounts;
-    /// Occupied channels starting with `prefix`.
-    fn occupied_channels(&self, app: &App, prefix: &str) -> Vec<(String, ChannelCounts)>;
-    /// Presence member ids of `channel`.
-    fn presence_users(&self, app: &App, channel: &str) -> Vec<String>;
+    fn channel_counts<'a>(&'a self, app: &'a App, channel: &'a str) -> AdapterFuture<'a, ChannelCounts>;
+    /// Occupied channels starting with `prefix`, sorted by name.
+    fn occupied_channels<'a>(
+        &'a self,
+        app: &'a App,
+        prefix: &'a str,
+    ) -> AdapterFuture<'a, Vec<(String, ChannelCounts)>>;
+    /// Presence member ids of `channel`, in join order.
+    fn presence_users<'a>(&'a self, app: &'a App, channel: &'a str) -> AdapterFuture<'a, Vec<String>>;
+    /// Reserve one of the app's `max_connections` (counted cluster-wide); false when full.
+    fn acquire_connection<'a>(&'a self, app: &'a App) -> AdapterFuture<'a, bool>;
+    /// Give back a slot taken by [`Adapter::acquire_connection`]. Never waits: a cluster
+    /// adapter sends the release in the background.
+    fn release_connection(&self, app: &Arc<App>);
     /// Gateway protocol: queue `frame` for every subscriber of `topic` (the sender included
-    /// if subscribed). Returns how many local sockets it was queued for.
+    /// if subscribed). Returns how many sockets it was queued for. (The gateway does not
+    /// scale out yet: with scaling on, its endpoint refuses sockets with 503.)
     fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize;
     /// Gateway protocol: close one connection (by its connection id) or all of the app's.
     /// Returns how many.
@@ -131,6 +209,33 @@ pub trait Adapter: Send + Sync + 'static {
     /// Gateway protocol: unsubscribe `subject`'s connections from topics matching `patterns`.
     /// Returns how many subscriptions ended.
     fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize;
+}
+
+/// One channel frame to publish.
+///
+/// ```
+/// use bytes::Bytes;
+/// use switchboard_server::adapter::Publish;
+/// // A backend event (`POST /events`) is remembered by cache channels; a client event is not.
+/// let event = Publish {
+///     channel: "cache-prices",
+///     frame: Bytes::from_static(br#"{"event":"tick","channel":"cache-prices","data":"1"}"#),
+///     except_socket_id: Some("123.456"),
+///     remember: true,
+/// };
+/// assert!(event.remember && event.except_socket_id.is_some());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publish<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// The Pusher-encoded frame.
+    pub frame: Bytes,
+    /// The socket that must not receive it (the sender of a client event, or the HTTP
+    /// API's `socket_id`).
+    pub except_socket_id: Option<&'a str>,
+    /// A backend publish, which a cache channel keeps as its last event.
+    pub remember: bool,
 }
 
 /// The single-process adapter: state lives in each [`App`].
@@ -168,16 +273,17 @@ pub trait Adapter: Send + Sync + 'static {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
 /// use bytes::Bytes;
+/// use switchboard_server::adapter::Publish;
 /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
 ///
 /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
 /// let (mut ws, _socket_id) = connect(&server).await?;
 /// subscribe(&mut ws, serde_json::json!({ "channel": "news" })).await?;
 /// let app = server.app("1000").ok_or("the development app")?;
-/// assert_eq!(LocalAdapter.channel_counts(&app, "news").subscription_count, 1);
+/// assert_eq!(LocalAdapter.channel_counts(&app, "news").await?.subscription_count, 1);
 ///
 /// let frame = Bytes::from_static(br#"{"event":"greet","channel":"news","data":"{}"}"#);
-/// assert_eq!(LocalAdapter.publish(&app, "news", frame, None, true), 1, "queued for one socket");
+/// LocalAdapter.publish(&app, Publish { channel: "news", frame, except_socket_id: None, remember: true }).await?;
 /// assert_eq!(next_text(&mut ws).await, r#"{"event":"greet","channel":"news","data":"{}"}"#);
 /// drop(ws);
 /// server.shutdown().await;
@@ -189,25 +295,63 @@ pub trait Adapter: Send + Sync + 'static {
 pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
-    fn publish(&self, app: &App, channel: &str, frame: Bytes, except_socket_id: Option<&str>, remember: bool) -> usize {
-        let cache = remember && ChannelName::parse(channel).is_ok_and(|c| c.is_cache());
-        app.deliver(channel, &frame, except_socket_id, cache)
+    fn start<'a>(&'a self, _apps: &'a [Arc<App>], _metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()> {
+        ready(())
     }
 
-    fn terminate_user(&self, app: &App, user_id: &str) -> usize {
-        app.terminate_user(user_id)
+    fn stop<'a>(&'a self) -> AdapterFuture<'a, ()> {
+        ready(())
     }
 
-    fn channel_counts(&self, app: &App, channel: &str) -> ChannelCounts {
-        app.channel_counts(channel)
+    fn publish<'a>(&'a self, app: &'a App, publish: Publish<'a>) -> AdapterFuture<'a, ()> {
+        let cache = publish.remember && ChannelName::parse(publish.channel).is_ok_and(|c| c.is_cache());
+        app.deliver(publish.channel, &publish.frame, publish.except_socket_id, cache);
+        ready(())
     }
 
-    fn occupied_channels(&self, app: &App, prefix: &str) -> Vec<(String, ChannelCounts)> {
-        app.occupied_channels(prefix)
+    fn join<'a>(
+        &'a self,
+        app: &'a App,
+        conn: &'a Arc<ConnectionHandle>,
+        channel: &'a str,
+        is_cache: bool,
+        joining: Option<Joining>,
+    ) -> AdapterFuture<'a, Result<Subscribed, SubscribeRefused>> {
+        ready(app.subscribe(conn, channel, is_cache, joining))
     }
 
-    fn presence_users(&self, app: &App, channel: &str) -> Vec<String> {
-        app.presence_users(channel)
+    fn leave<'a>(&'a self, app: &'a App, conn: &'a ConnectionHandle, channel: &'a str) -> AdapterFuture<'a, ()> {
+        app.unsubscribe(conn.id, channel);
+        ready(())
+    }
+
+    fn terminate_user<'a>(&'a self, app: &'a App, user_id: &'a str) -> AdapterFuture<'a, ()> {
+        app.terminate_user(user_id);
+        ready(())
+    }
+
+    fn channel_counts<'a>(&'a self, app: &'a App, channel: &'a str) -> AdapterFuture<'a, ChannelCounts> {
+        ready(app.channel_counts(channel))
+    }
+
+    fn occupied_channels<'a>(
+        &'a self,
+        app: &'a App,
+        prefix: &'a str,
+    ) -> AdapterFuture<'a, Vec<(String, ChannelCounts)>> {
+        ready(app.occupied_channels(prefix))
+    }
+
+    fn presence_users<'a>(&'a self, app: &'a App, channel: &'a str) -> AdapterFuture<'a, Vec<String>> {
+        ready(app.presence_users(channel))
+    }
+
+    fn acquire_connection<'a>(&'a self, app: &'a App) -> AdapterFuture<'a, bool> {
+        ready(app.try_add_connection())
+    }
+
+    fn release_connection(&self, app: &Arc<App>) {
+        app.remove_connection();
     }
 
     fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {

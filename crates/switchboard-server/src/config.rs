@@ -357,8 +357,57 @@ pub struct ServerConfig {
     /// RealtimeX: milliseconds a socket may take to connect to the namespace (send `40`)
     /// after the handshake before it is closed (socket.io's 45,000).
     pub realtimex_connect_timeout_ms: u64,
+    /// Scale-out over Redis (`[scaling]`; off by default).
+    pub scaling: ScalingConfig,
     /// The apps.
     pub apps: Vec<AppConfig>,
+}
+
+/// Scale-out over Redis: the `[scaling]` table, `REVERB_SCALING_*` and `REDIS_*`.
+///
+/// ```
+/// use switchboard_server::ServerConfig;
+/// let env = |name: &str| match name {
+///     "REVERB_SCALING_ENABLED" => Some("true".to_string()),
+///     "REDIS_HOST" => Some("10.0.0.5".to_string()),
+///     "REDIS_PASSWORD" => Some("p@ss".to_string()),
+///     "REDIS_DB" => Some("2".to_string()),
+///     _ => None,
+/// };
+/// let cfg = ServerConfig::default().with_env(env)?;
+/// assert!(cfg.scaling.enabled);
+/// assert_eq!(cfg.scaling.url, "redis://:p%40ss@10.0.0.5:6379/2");
+/// assert_eq!(cfg.scaling.prefix, "reverb");
+/// # Ok::<(), switchboard_server::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingConfig {
+    /// Scale out (`REVERB_SCALING_ENABLED`).
+    pub enabled: bool,
+    /// Redis (`REDIS_URL`, or built from `REDIS_HOST`/`PORT`/`USERNAME`/`PASSWORD`/`DB`):
+    /// `redis://`, `rediss://` or `unix:///path`.
+    pub url: String,
+    /// Key and bus prefix (`REVERB_SCALING_CHANNEL`), so clusters can share one Redis.
+    pub prefix: String,
+    /// How long a node's lease lasts without a heartbeat before the others reap it
+    /// (`SWITCHBOARD_SCALING_LEASE_MS`, 5,000).
+    pub lease_ms: u64,
+    /// How often a node renews its lease, checks its bus and looks for dead nodes
+    /// (`SWITCHBOARD_SCALING_HEARTBEAT_MS`, 1,000).
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "reverb".into(),
+            lease_ms: 5_000,
+            heartbeat_ms: 1_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -385,6 +434,7 @@ impl Default for ServerConfig {
             realtimex_ping_interval_ms: 25_000,
             realtimex_ping_timeout_ms: 20_000,
             realtimex_connect_timeout_ms: 45_000,
+            scaling: ScalingConfig::default(),
             apps: vec![AppConfig::default()],
         }
     }
@@ -445,6 +495,52 @@ impl ServerConfig {
         if let Some(path) = var("REVERB_SERVER_PATH") {
             self.path = path;
         }
+        if let Some(v) = var("REVERB_SCALING_ENABLED") {
+            self.scaling.enabled = match v.trim() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "REVERB_SCALING_ENABLED".into(),
+                        message: "use true or false".into(),
+                    });
+                }
+            };
+        }
+        if let Some(prefix) = var("REVERB_SCALING_CHANNEL") {
+            self.scaling.prefix = prefix;
+        }
+        if let Some(url) = var("REDIS_URL") {
+            self.scaling.url = url;
+        } else if ["REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB"]
+            .iter()
+            .any(|n| var(n).is_some())
+        {
+            let host = var("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into());
+            let port: u16 = match var("REDIS_PORT") {
+                Some(p) => parse("REDIS_PORT", &p)?,
+                None => 6379,
+            };
+            let encode =
+                |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let auth = match (var("REDIS_USERNAME"), var("REDIS_PASSWORD")) {
+                (Some(user), Some(password)) => format!("{}:{}@", encode(&user), encode(&password)),
+                (Some(user), None) => format!("{}@", encode(&user)),
+                (None, Some(password)) => format!(":{}@", encode(&password)),
+                (None, None) => String::new(),
+            };
+            let db = match var("REDIS_DB") {
+                Some(db) => format!("/{}", parse::<u32>("REDIS_DB", &db)?),
+                None => String::new(),
+            };
+            self.scaling.url = format!("redis://{auth}{host}:{port}{db}");
+        }
+        if let Some(v) = var("SWITCHBOARD_SCALING_LEASE_MS") {
+            self.scaling.lease_ms = parse("SWITCHBOARD_SCALING_LEASE_MS", &v)?;
+        }
+        if let Some(v) = var("SWITCHBOARD_SCALING_HEARTBEAT_MS") {
+            self.scaling.heartbeat_ms = parse("SWITCHBOARD_SCALING_HEARTBEAT_MS", &v)?;
+        }
         let (id, key, secret) = (var("REVERB_APP_ID"), var("REVERB_APP_KEY"), var("REVERB_APP_SECRET"));
         if id.is_some() || key.is_some() || secret.is_some() {
             let (Some(id), Some(key), Some(secret)) = (id, key, secret) else {
@@ -495,6 +591,9 @@ impl ServerConfig {
         let invalid = |name: &str, message: &str| ConfigError::Invalid { name: name.into(), message: message.into() };
         if self.apps.is_empty() {
             return Err(invalid("apps", "at least one app is required"));
+        }
+        if self.scaling.enabled && self.scaling.heartbeat_ms.saturating_mul(2) > self.scaling.lease_ms {
+            return Err(invalid("scaling.lease_ms", "must be at least twice scaling.heartbeat_ms"));
         }
         if !self.path.is_empty() && (!self.path.starts_with('/') || self.path.ends_with('/')) {
             return Err(invalid("path", "must start with '/' and not end with '/' (e.g. /ws)"));

@@ -69,6 +69,8 @@ pub struct CloseRequest {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
 /// use bytes::Bytes;
+/// use futures_util::FutureExt as _;
+/// use switchboard_server::adapter::Publish;
 /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
 ///
 /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
@@ -79,7 +81,8 @@ pub struct CloseRequest {
 /// // Handles are matched by `socket_id` to leave the sender out of its own broadcast.
 /// let app = server.app("1000").ok_or("the development app")?;
 /// let frame = Bytes::from_static(br#"{"event":"greet","channel":"news","data":"{}"}"#);
-/// assert_eq!(LocalAdapter.publish(&app, "news", frame, Some(&sender_id), false), 1);
+/// let publish = Publish { channel: "news", frame, except_socket_id: Some(&sender_id), remember: false };
+/// LocalAdapter.publish(&app, publish).await?;
 /// assert!(next_text(&mut other).await.contains("greet"));
 /// drop((sender, other));
 /// server.shutdown().await;
@@ -182,6 +185,8 @@ impl<F: Clone> ConnectionHandle<F> {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
     /// use bytes::Bytes;
+    /// use futures_util::FutureExt as _;
+    /// use switchboard_server::adapter::Publish;
     /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
     ///
     /// // Room for one queued frame per socket.
@@ -190,10 +195,20 @@ impl<F: Clone> ConnectionHandle<F> {
     /// subscribe(&mut ws, serde_json::json!({ "channel": "news" })).await?;
     /// let app = server.app("1000").ok_or("the development app")?;
     /// let frame = Bytes::from_static(br#"{"event":"tick","channel":"news","data":"1"}"#);
-    /// // No await in between, so the socket's task cannot drain the queue:
-    /// assert_eq!(LocalAdapter.publish(&app, "news", frame.clone(), None, false), 1);
-    /// // Queue full: the frame is not queued and the socket is closed with 4100.
-    /// assert_eq!(LocalAdapter.publish(&app, "news", frame, None, false), 0);
+    /// let publish = Publish { channel: "news", frame, except_socket_id: None, remember: false };
+    /// // The single-process adapter's futures are ready at once, so the socket's task cannot
+    /// // drain the queue in between:
+    /// LocalAdapter.publish(&app, publish.clone()).now_or_never().ok_or("ready")??;
+    /// // Queue full: the second frame is not queued and the socket is closed with 4100.
+    /// LocalAdapter.publish(&app, publish).now_or_never().ok_or("ready")??;
+    /// let mut texts = Vec::new();
+    /// loop {
+    ///     let text = next_text(&mut ws).await;
+    ///     if text.is_empty() { break }
+    ///     texts.push(text);
+    /// }
+    /// assert_eq!(texts.iter().filter(|t| t.contains("tick")).count(), 1, "{texts:?}");
+    /// assert!(texts.iter().any(|t| t.contains("4100")), "{texts:?}");
     /// drop(ws);
     /// server.shutdown().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -263,6 +278,8 @@ impl<F: Clone> ConnectionHandle<F> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    /// use futures_util::FutureExt as _;
+    /// use switchboard_server::adapter::Publish;
     /// use switchboard_server::{Adapter, LocalAdapter, Server, ServerConfig};
     ///
     /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
@@ -270,7 +287,7 @@ impl<F: Clone> ConnectionHandle<F> {
     /// join_presence(&mut ws, &socket_id, "presence-room", "42").await?;
     /// let app = server.app("1000").ok_or("the development app")?;
     /// // Terminating a user asks each of its sockets to close with 4009.
-    /// assert_eq!(LocalAdapter.terminate_user(&app, "42"), 1);
+    /// LocalAdapter.terminate_user(&app, "42").await?;
     /// let error = next_text(&mut ws).await;
     /// assert!(error.contains("pusher:error") && error.contains("4009"), "{error}");
     /// drop(ws);

@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod phoenix;
 pub mod pusher;
 pub mod realtimex;
+pub mod scaling;
 pub mod state;
 mod upgrade;
 mod websocket;
@@ -51,7 +52,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 pub use adapter::{Adapter, LocalAdapter};
-pub use config::{AppConfig, ClientEventPolicy, ConfigError, ServerConfig, WebhookConfig};
+pub use config::{AppConfig, ClientEventPolicy, ConfigError, ScalingConfig, ServerConfig, WebhookConfig};
 pub use metrics::Metrics;
 pub use pusher::app::App;
 use pusher::webhooks::WebhookSender;
@@ -92,6 +93,9 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Scaling is on and the cluster could not be joined (Redis did not answer).
+    #[error("cannot join the cluster: {0}")]
+    Scaling(#[from] adapter::AdapterError),
 }
 
 /// Entry point: builds the router and starts listening.
@@ -133,7 +137,12 @@ impl Server {
     /// # }
     /// ```
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-        Self::start_with_adapter(config, Arc::new(LocalAdapter)).await
+        let adapter: Arc<dyn Adapter> = if config.scaling.enabled {
+            Arc::new(scaling::RedisAdapter::connect(&config.scaling).await?)
+        } else {
+            Arc::new(LocalAdapter)
+        };
+        Self::start_with_adapter(config, adapter).await
     }
 
     /// As [`Server::start`], with another broadcast adapter.
@@ -149,7 +158,7 @@ impl Server {
     /// let config = ServerConfig { port: 0, ..ServerConfig::default() };
     /// let server = Server::start_with_adapter(config, adapter.clone()).await?;
     /// let app = server.app("1000").ok_or("the development app")?;
-    /// assert!(adapter.occupied_channels(&app, "").is_empty());
+    /// assert!(adapter.occupied_channels(&app, "").await?.is_empty());
     /// server.shutdown().await;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).await?
@@ -180,7 +189,8 @@ impl Server {
                 );
                 Arc::new(App::new(app.clone(), hooks, metrics.clone()))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        adapter.start(&apps, &metrics).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new(ServerState::new(config, apps, adapter, metrics, shutdown_rx.clone()));
         let router = router(state.clone());
@@ -459,6 +469,11 @@ impl RunningServer {
             tracing::warn!("some sockets did not close within {grace:?}");
         }
         let _ = tokio::time::timeout(grace, self.serve).await;
+        match tokio::time::timeout(grace, self.state.adapter.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("leaving the cluster: {e}"),
+            Err(_) => tracing::warn!("leaving the cluster took longer than {grace:?}"),
+        }
         let _ = self.webhook_stop.send(true);
         self.webhook_tasks.close();
         if tokio::time::timeout(grace, self.webhook_tasks.wait()).await.is_err() {

@@ -86,6 +86,18 @@ pub struct Metrics {
     pub realtimex_protocol_closes: Counter,
     /// RealtimeX CONNECTs refused (unknown API key or namespace, app over quota).
     pub realtimex_connect_errors: Counter,
+    /// Scaling: messages read off the cluster bus.
+    pub scaling_bus_messages: Counter,
+    /// Scaling: bus messages found missing (their app's sockets were closed with 4200).
+    pub scaling_bus_gaps: Counter,
+    /// Scaling: times this node was fenced and rejoined under a new id.
+    pub scaling_fenced: Counter,
+    /// Scaling: dead nodes this node reaped.
+    pub scaling_reaped_nodes: Counter,
+    /// Scaling: subscriptions of dead nodes this node reaped.
+    pub scaling_reaped_subscriptions: Counter,
+    /// Scaling: 1 while Redis answers the heartbeat, 0 while it does not.
+    pub scaling_redis_up: Gauge,
 }
 
 impl Metrics {
@@ -155,6 +167,24 @@ impl Metrics {
             "RealtimeX namespace connects refused",
             self.realtimex_connect_errors.clone(),
         );
+        registry.register(
+            "scaling_bus_messages",
+            "Messages read off the cluster bus",
+            self.scaling_bus_messages.clone(),
+        );
+        registry.register(
+            "scaling_bus_gaps",
+            "Cluster bus messages found missing (the app's sockets were closed with 4200)",
+            self.scaling_bus_gaps.clone(),
+        );
+        registry.register("scaling_fenced", "Times this node was fenced and rejoined", self.scaling_fenced.clone());
+        registry.register("scaling_reaped_nodes", "Dead nodes this node reaped", self.scaling_reaped_nodes.clone());
+        registry.register(
+            "scaling_reaped_subscriptions",
+            "Subscriptions of dead nodes this node reaped",
+            self.scaling_reaped_subscriptions.clone(),
+        );
+        registry.register("scaling_redis_up", "1 while Redis answers the heartbeat", self.scaling_redis_up.clone());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

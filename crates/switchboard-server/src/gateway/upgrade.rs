@@ -43,6 +43,10 @@ pub(crate) async fn websocket(
         Ok(accept) => accept,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why.into()),
     };
+    if server.config.scaling.enabled {
+        // Topics are one node's; refused rather than split per node.
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, crate::scaling::NOT_CLUSTERED_YET.into());
+    }
     let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
         server.metrics.gateway_refused_tokens.inc();
         return refuse(StatusCode::UNAUTHORIZED, "access_token is missing".into());

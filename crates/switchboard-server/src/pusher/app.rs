@@ -75,11 +75,28 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// oldest dropped.
 const MAX_CACHED_CHANNELS: usize = 10_000;
 
+/// Bus frames a cluster subscriber may buffer between its join and its confirmation; past
+/// this the socket is closed with 4200 (reconnect) rather than lose one.
+const PENDING_FRAMES: usize = 256;
+
 /// A subscriber of one channel.
 struct Subscriber {
     conn: Arc<ConnectionHandle>,
     /// The presence user id this subscription joined as.
     user_id: Option<String>,
+    /// Which cluster bus frames it gets (always `Live { since: 0 }` on one node).
+    delivery: Delivery,
+}
+
+/// Where a cluster subscriber is between its join and its confirmation. The join script's
+/// answer and the bus arrive on different Redis connections, so frames that reach this
+/// node before the connection has sent `subscription_succeeded` wait here, and the join's
+/// snapshot sequence decides which of them the subscriber gets (those ordered after it).
+enum Delivery {
+    /// Gets every bus frame numbered above `since`.
+    Live { since: u64 },
+    /// Joined (or joining): frames wait, with their sequence and excepted socket.
+    Pending(Vec<(u64, Bytes, Option<Box<str>>)>),
 }
 
 #[derive(Default)]
@@ -94,6 +111,8 @@ struct AppState {
     cache: HashMap<String, (Instant, Bytes)>,
     /// Signed-in users (`pusher:signin`) and their connections.
     users: HashMap<String, Vec<Arc<ConnectionHandle>>>,
+    /// Every open connection (Pusher and RealtimeX) of the app on this node.
+    sockets: HashMap<u64, Arc<ConnectionHandle>>,
 }
 
 /// A presence member joining with a subscription.
@@ -130,9 +149,10 @@ pub struct Joining {
 ///     Some(None) => Some("pusher:cache_miss".to_owned()),
 ///     None => None, // not a cache channel
 /// };
-/// let public = Subscribed { data: "{}".into(), cached: None };
-/// let cold_cache = Subscribed { data: "{}".into(), cached: Some(None) };
-/// let warm_cache = Subscribed { data: "{}".into(), cached: Some(Some(Bytes::from_static(b"{\"event\":\"last\"}"))) };
+/// let public = Subscribed { data: "{}".into(), cached: None, since: None };
+/// let cold_cache = Subscribed { data: "{}".into(), cached: Some(None), since: None };
+/// let warm_cache =
+///     Subscribed { data: "{}".into(), cached: Some(Some(Bytes::from_static(b"{\"event\":\"last\"}"))), since: None };
 /// assert_eq!(follow_up(&public), None);
 /// assert_eq!(follow_up(&cold_cache).as_deref(), Some("pusher:cache_miss"));
 /// assert_eq!(follow_up(&warm_cache).as_deref(), Some("{\"event\":\"last\"}"));
@@ -143,6 +163,9 @@ pub struct Subscribed {
     pub data: String,
     /// For cache channels: the cached frame, or `None` for a cache miss.
     pub cached: Option<Option<Bytes>>,
+    /// In a cluster: the bus sequence the join was ordered at; the subscriber gets the
+    /// channel's frames numbered above it once [`App::go_live`] is called.
+    pub since: Option<u64>,
 }
 
 /// Why a subscribe was refused after the signature was checked.
@@ -321,7 +344,7 @@ impl App {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn webhook(&self, event: WebhookEvent) {
+    pub(crate) fn webhook(&self, event: WebhookEvent) {
         if let Some(sender) = &self.webhooks {
             sender.send(event);
         }
@@ -420,7 +443,7 @@ impl App {
             let newly_subscribed = match entry.subscribers.entry(conn.id) {
                 Entry::Vacant(slot) => {
                     let user_id = joining.as_ref().map(|j| j.user_id.clone());
-                    slot.insert(Subscriber { conn: conn.clone(), user_id });
+                    slot.insert(Subscriber { conn: conn.clone(), user_id, delivery: Delivery::Live { since: 0 } });
                     true
                 }
                 Entry::Occupied(_) => false,
@@ -456,7 +479,7 @@ impl App {
             if matches!(cached, Some(None)) {
                 self.webhook(WebhookEvent::channel(channel, "cache_miss"));
             }
-            Subscribed { data, cached }
+            Subscribed { data, cached, since: None }
         };
         Ok(result)
     }
@@ -784,6 +807,116 @@ impl App {
             .and_then(|ch| ch.roster.as_ref())
             .map(|r| r.ids().map(str::to_owned).collect())
             .unwrap_or_default()
+    }
+
+    /// Cluster: add `conn` to this node's subscribers of `channel`, buffering bus frames
+    /// until [`App::go_live`]. False if it was already subscribed.
+    pub(crate) fn add_pending(&self, conn: &Arc<ConnectionHandle>, channel: &str, user_id: Option<String>) -> bool {
+        let mut state = self.state();
+        let entry = state.channels.entry(channel.to_owned()).or_default();
+        match entry.subscribers.entry(conn.id) {
+            Entry::Vacant(slot) => {
+                slot.insert(Subscriber { conn: conn.clone(), user_id, delivery: Delivery::Pending(Vec::new()) });
+                self.metrics.subscriptions.inc();
+                true
+            }
+            Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Cluster: remove `conn_id` from this node's subscribers of `channel`. Returns the
+    /// presence user id it joined as (`Some(None)` for a non-member), `None` if it was not
+    /// subscribed.
+    pub(crate) fn remove_local(&self, conn_id: u64, channel: &str) -> Option<Option<String>> {
+        let mut state = self.state();
+        let entry = state.channels.get_mut(channel)?;
+        let sub = entry.subscribers.remove(&conn_id)?;
+        self.metrics.subscriptions.dec();
+        if entry.subscribers.is_empty() {
+            state.channels.remove(channel);
+        }
+        Some(sub.user_id)
+    }
+
+    /// The connection has sent the subscription's confirmation: from now on it gets the
+    /// channel's frames numbered above `since` (cluster), starting with those buffered
+    /// meanwhile. A no-op on one node, where subscribers are live at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use switchboard_server::{Server, ServerConfig};
+    /// let server = Server::start(ServerConfig { port: 0, ..ServerConfig::default() }).await?;
+    /// let app = server.app("1000").ok_or("the development app")?;
+    /// app.go_live(7, "news", None); // nobody with that id: nothing happens
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn go_live(&self, conn_id: u64, channel: &str, since: Option<u64>) {
+        let Some(since) = since else { return };
+        let mut state = self.state();
+        let Some(sub) = state.channels.get_mut(channel).and_then(|c| c.subscribers.get_mut(&conn_id)) else {
+            return;
+        };
+        if let Delivery::Pending(buffered) = std::mem::replace(&mut sub.delivery, Delivery::Live { since }) {
+            let frames = buffered.into_iter().filter(|(seq, _, except)| {
+                *seq > since && except.as_deref().is_none_or(|except| *sub.conn.socket_id != *except)
+            });
+            for (_, frame, _) in frames {
+                ChannelFrame::new(&frame, self.config.realtimex_mirrors).send_to(&sub.conn);
+            }
+        }
+    }
+
+    /// Cluster: deliver bus frame number `seq` to this node's subscribers of `channel`.
+    pub(crate) fn deliver_bus(&self, channel: &str, frame: &Bytes, except_socket_id: Option<&str>, seq: u64) {
+        let mut state = self.state();
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        let encoded = ChannelFrame::new(frame, self.config.realtimex_mirrors);
+        for sub in entry.subscribers.values_mut() {
+            match &mut sub.delivery {
+                Delivery::Live { since } => {
+                    if seq > *since && except_socket_id.is_none_or(|except| *sub.conn.socket_id != *except) {
+                        encoded.send_to(&sub.conn);
+                    }
+                }
+                Delivery::Pending(buffered) if buffered.len() < PENDING_FRAMES => {
+                    buffered.push((seq, frame.clone(), except_socket_id.map(Box::from)));
+                }
+                Delivery::Pending(_) => {
+                    sub.conn.terminate(4200, "Too many events while subscribing: reconnect");
+                }
+            }
+        }
+    }
+
+    /// Every connection of this app on this node, so a fenced node can close them all.
+    pub(crate) fn register(&self, conn: &Arc<ConnectionHandle>) {
+        self.state().sockets.insert(conn.id, conn.clone());
+    }
+
+    /// Forget a connection [`App::register`] recorded.
+    pub(crate) fn unregister(&self, conn_id: u64) {
+        self.state().sockets.remove(&conn_id);
+    }
+
+    /// Close every connection of this app on this node (a fenced cluster node) and forget
+    /// their subscriptions, which the cluster has already forgotten.
+    pub(crate) fn close_all(&self, code: u16, reason: &str) -> usize {
+        let sockets: Vec<Arc<ConnectionHandle>> = {
+            let mut state = self.state();
+            let subscriptions: usize = state.channels.values().map(|c| c.subscribers.len()).sum();
+            self.metrics.subscriptions.dec_by(subscriptions as i64);
+            state.channels.clear();
+            state.sockets.values().cloned().collect()
+        };
+        for conn in &sockets {
+            conn.terminate(code, reason);
+        }
+        sockets.len()
     }
 
     /// Send a webhook event for a client event.

@@ -21,6 +21,7 @@ use switchboard_protocol::{ChannelKind, ChannelName, ErrorCode};
 use tokio::time::Instant;
 
 use super::app::{App, Joining, SubscribeRefused, Subscribed};
+use crate::adapter::{AdapterError, Publish};
 use crate::config::ClientEventPolicy;
 use crate::connection_handle::ConnectionHandle;
 use crate::pusher::webhooks::WebhookEvent;
@@ -56,7 +57,8 @@ pub(crate) struct SubscribeRequest<'a> {
 /// `channel_data`, then the app's own limits. On success `subscriptions` holds the channel.
 /// `encrypted_allowed` is false for protocols that cannot carry end-to-end encrypted
 /// channels' payloads as the Pusher clients decrypt them.
-pub(crate) fn subscribe(
+pub(crate) async fn subscribe(
+    server: &ServerState,
     app: &App,
     handle: &Arc<ConnectionHandle>,
     signed_in: Option<&str>,
@@ -117,20 +119,53 @@ pub(crate) fn subscribe(
         && old.as_deref() != joining.as_ref().map(|j| j.user_id.as_str())
     {
         // A socket is one member: re-joining as another user means leaving first.
-        app.unsubscribe(handle.id, channel);
         subscriptions.remove(channel);
+        leave(server, app, handle, channel).await;
     }
     let user_id = joining.as_ref().map(|j| j.user_id.clone());
-    match app.subscribe(handle, channel, name.is_cache(), joining) {
-        Ok(subscribed) => {
+    let joined = server.adapter.join(app, handle, channel, name.is_cache(), joining).await;
+    match joined {
+        Err(e) => Err(Refusal::new("ServerUnavailable", e.status(), e.to_string())),
+        Ok(Ok(subscribed)) => {
             subscriptions.insert(channel.to_owned(), user_id);
             Ok(subscribed)
         }
-        Err(SubscribeRefused::PresenceFull(max)) => Err(Refusal::new(
+        Ok(Err(SubscribeRefused::PresenceFull(max))) => Err(Refusal::new(
             "LimitReached",
             4100,
             format!("Over capacity: presence channel already has the maximum of {max} members"),
         )),
+    }
+}
+
+/// Leave `channel` through the adapter; a failure is logged (a cluster adapter remembers
+/// it and rejoins the cluster cleanly once its backend is back).
+pub(crate) async fn leave(server: &ServerState, app: &App, handle: &ConnectionHandle, channel: &str) {
+    if let Err(e) = server.adapter.leave(app, handle, channel).await {
+        tracing::warn!(app = %app.config.id, channel, error = %e, "leave failed");
+    }
+}
+
+/// A closing socket leaves every channel and gives back its connection slot. On one node
+/// this is done at once; a cluster leave is a Redis round trip, so it finishes in a task
+/// the server's shutdown waits for.
+pub(crate) fn leave_all(
+    server: &Arc<ServerState>,
+    app: &Arc<App>,
+    handle: &Arc<ConnectionHandle>,
+    channels: Vec<String>,
+) {
+    use futures_util::FutureExt as _;
+    app.unregister(handle.id);
+    let (server2, app, handle) = (server.clone(), app.clone(), handle.clone());
+    let mut leaving = Box::pin(async move {
+        for channel in &channels {
+            leave(&server2, &app, &handle, channel).await;
+        }
+        server2.adapter.release_connection(&app);
+    });
+    if (&mut leaving).now_or_never().is_none() {
+        server.tasks.spawn(leaving);
     }
 }
 
@@ -256,8 +291,15 @@ pub(crate) struct Relayed<'a> {
 
 /// Relay an admitted client event of socket `socket_id` to the channel's other subscribers
 /// through the adapter, and send the `client_event` webhook.
-pub(crate) fn relay_client_event(server: &ServerState, app: &App, socket_id: &str, relayed: Relayed<'_>) {
-    server.adapter.publish(app, relayed.channel, relayed.frame, Some(socket_id), false);
+pub(crate) async fn relay_client_event(
+    server: &ServerState,
+    app: &App,
+    socket_id: &str,
+    relayed: Relayed<'_>,
+) -> Result<(), AdapterError> {
+    let publish =
+        Publish { channel: relayed.channel, frame: relayed.frame, except_socket_id: Some(socket_id), remember: false };
+    server.adapter.publish(app, publish).await?;
     app.client_event_webhook(WebhookEvent {
         event: Some(relayed.event),
         data: relayed.data,
@@ -265,4 +307,5 @@ pub(crate) fn relay_client_event(server: &ServerState, app: &App, socket_id: &st
         user_id: relayed.user_id,
         ..WebhookEvent::channel(relayed.channel, "client_event")
     });
+    Ok(())
 }

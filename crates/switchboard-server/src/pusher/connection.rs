@@ -80,6 +80,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let (queue, mut outbound) = mpsc::channel(server.config.max_queued_messages.max(1));
     let handle = Arc::new(ConnectionHandle::new(server.next_connection_id(), new_socket_id(), queue));
+    app.register(&handle);
     let mut shutdown = server.shutdown.clone();
     server.metrics.connections.inc();
     server.metrics.connections_total.inc();
@@ -298,13 +299,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let request =
             SubscribeRequest { channel, auth: data.auth.as_deref(), channel_data: data.channel_data.as_deref() };
         let subscribed = channel_rules::subscribe(
+            &self.server,
             &self.app,
             &self.handle,
             self.user_id.as_deref(),
             &mut self.subscriptions,
             &request,
             true,
-        );
+        )
+        .await;
         match subscribed {
             Ok(subscribed) => {
                 self.send(encode_server_frame(
@@ -315,10 +318,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 ))
                 .await?;
                 match subscribed.cached {
-                    Some(Some(frame)) => self.send_bytes(frame).await,
-                    Some(None) => self.send(encode_server_frame("pusher:cache_miss", Some(channel), None, None)).await,
-                    None => Ok(()),
+                    Some(Some(frame)) => self.send_bytes(frame).await?,
+                    Some(None) => {
+                        self.send(encode_server_frame("pusher:cache_miss", Some(channel), None, None)).await?
+                    }
+                    None => {}
                 }
+                // Confirmed: the channel's events follow (in a cluster, those ordered after the join).
+                self.app.go_live(self.handle.id, channel, subscribed.since);
+                Ok(())
             }
             Err(refusal) => self.subscription_error(channel, refusal.kind, refusal.status, &refusal.message).await,
         }
@@ -332,7 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         match frame.data.parse::<UnsubscribeData>() {
             Ok(data) => {
                 if self.subscriptions.remove(&data.channel).is_some() {
-                    self.app.unsubscribe(self.handle.id, &data.channel);
+                    channel_rules::leave(&self.server, &self.app, &self.handle, &data.channel).await;
                 }
                 Ok(())
             }
@@ -374,7 +382,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             // The old user's channel is not this socket's any more.
             let old_channel = format!("{}{previous}", switchboard_protocol::channel::SERVER_TO_USER_PREFIX);
             if self.subscriptions.remove(&old_channel).is_some() {
-                self.app.unsubscribe(self.handle.id, &old_channel);
+                channel_rules::leave(&self.server, &self.app, &self.handle, &old_channel).await;
             }
         }
         self.app.sign_in(&self.handle, &user.id);
@@ -408,7 +416,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             data: frame.data.as_text().map(str::to_owned),
             user_id,
         };
-        channel_rules::relay_client_event(&self.server, &self.app, &self.handle.socket_id, relayed);
+        if let Err(e) =
+            channel_rules::relay_client_event(&self.server, &self.app, &self.handle.socket_id, relayed).await
+        {
+            return self.send_error(ErrorCode::GENERIC, &format!("The client event was not sent: {e}")).await;
+        }
         Ok(())
     }
 
@@ -437,14 +449,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return;
         }
         self.cleaned_up = true;
-        for channel in self.subscriptions.keys() {
-            self.app.unsubscribe(self.handle.id, channel);
-        }
-        self.subscriptions.clear();
         if let Some(user_id) = self.user_id.take() {
             self.app.sign_out(self.handle.id, &user_id);
         }
-        self.app.remove_connection();
+        let channels = self.subscriptions.drain().map(|(channel, _)| channel).collect();
+        channel_rules::leave_all(&self.server, &self.app, &self.handle, channels);
         self.server.release_connection();
     }
 }

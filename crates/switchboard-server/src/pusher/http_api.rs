@@ -55,6 +55,7 @@ use switchboard_protocol::http_auth::{RequestToVerify, parse_query_limited, veri
 use switchboard_protocol::messages::{BatchRequest, TriggerRequest};
 use switchboard_protocol::{ChannelKind, ChannelName};
 
+use crate::adapter::{AdapterError, Publish};
 use crate::metrics::HttpLabels;
 use crate::pusher::app::App;
 use crate::state::ServerState;
@@ -146,6 +147,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.message, "code": self.status.as_u16() });
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<AdapterError> for ApiError {
+    fn from(e: AdapterError) -> Self {
+        // Never a local-only answer: the caller learns the cluster could not answer.
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
     }
 }
 
@@ -251,19 +259,24 @@ fn validate<'a>(app: &App, event: &'a TriggerRequest) -> Result<ValidEvent<'a>, 
 }
 
 /// Deliver a validated event; returns the per-channel info asked for, if any.
-fn deliver(server: &ServerState, app: &App, event: &ValidEvent<'_>) -> Option<Map<String, Value>> {
+async fn deliver(
+    server: &ServerState,
+    app: &App,
+    event: &ValidEvent<'_>,
+) -> Result<Option<Map<String, Value>>, ApiError> {
     for name in &event.channels {
-        let frame = encode_server_frame(event.name, Some(name.as_str()), Some(event.data), None);
-        server.adapter.publish(app, name.as_str(), bytes::Bytes::from(frame), event.except, true);
+        let frame = bytes::Bytes::from(encode_server_frame(event.name, Some(name.as_str()), Some(event.data), None));
+        let publish = Publish { channel: name.as_str(), frame, except_socket_id: event.except, remember: true };
+        server.adapter.publish(app, publish).await?;
     }
     if event.info.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut info = Map::new();
     for name in &event.channels {
-        info.insert(name.as_str().to_owned(), channel_info(server, app, name, &event.info));
+        info.insert(name.as_str().to_owned(), channel_info(server, app, name, &event.info).await?);
     }
-    Some(info)
+    Ok(Some(info))
 }
 
 fn check_info_fields(name: &ChannelName<'_>, fields: &[String]) -> Result<(), ApiError> {
@@ -283,8 +296,13 @@ fn check_info_fields(name: &ChannelName<'_>, fields: &[String]) -> Result<(), Ap
 }
 
 /// The info attributes of one channel; `fields` were checked with `check_info_fields`.
-fn channel_info(server: &ServerState, app: &App, name: &ChannelName<'_>, fields: &[String]) -> Value {
-    let counts = server.adapter.channel_counts(app, name.as_str());
+async fn channel_info(
+    server: &ServerState,
+    app: &App,
+    name: &ChannelName<'_>,
+    fields: &[String],
+) -> Result<Value, ApiError> {
+    let counts = server.adapter.channel_counts(app, name.as_str()).await?;
     let mut out = Map::new();
     for field in fields {
         match field.as_str() {
@@ -292,7 +310,7 @@ fn channel_info(server: &ServerState, app: &App, name: &ChannelName<'_>, fields:
             _ => out.insert(field.clone(), json!(counts.user_count.unwrap_or(0))),
         };
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
 /// `POST /apps/{id}/events`
@@ -303,16 +321,17 @@ pub(crate) async fn events(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let event: TriggerRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid event JSON: {e}")))?;
         let valid = validate(&app, &event)?;
-        Ok(match deliver(&server, &app, &valid) {
+        Ok(match deliver(&server, &app, &valid).await? {
             Some(info) => json!({ "channels": info }),
             None => json!({}),
         })
-    })();
+    }
+    .await;
     respond(&server, "events", result)
 }
 
@@ -324,7 +343,7 @@ pub(crate) async fn batch_events(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let batch: BatchRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid batch JSON: {e}")))?;
@@ -344,12 +363,13 @@ pub(crate) async fn batch_events(
         let mut infos = Vec::with_capacity(valid.len());
         let mut any_info = false;
         for event in &valid {
-            let info = deliver(&server, &app, event);
+            let info = deliver(&server, &app, event).await?;
             any_info |= info.is_some();
             infos.push(info.and_then(|m| m.into_iter().next().map(|(_, v)| v)).unwrap_or_else(|| json!({})));
         }
         Ok(if any_info { json!({ "batch": infos }) } else { json!({}) })
-    })();
+    }
+    .await;
     respond(&server, "batch_events", result)
 }
 
@@ -361,7 +381,7 @@ pub(crate) async fn channels(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let prefix = query_param(&uri, "filter_by_prefix").unwrap_or_default();
         let fields = info_fields(query_param(&uri, "info").as_deref());
@@ -369,7 +389,7 @@ pub(crate) async fn channels(
             return Err(ApiError::bad_request("info=user_count needs filter_by_prefix=presence-"));
         }
         let mut out = Map::new();
-        for (name, counts) in server.adapter.occupied_channels(&app, &prefix) {
+        for (name, counts) in server.adapter.occupied_channels(&app, &prefix).await? {
             let mut info = Map::new();
             for field in &fields {
                 match field.as_str() {
@@ -387,7 +407,8 @@ pub(crate) async fn channels(
             out.insert(name, Value::Object(info));
         }
         Ok(json!({ "channels": out }))
-    })();
+    }
+    .await;
     respond(&server, "channels", result)
 }
 
@@ -399,19 +420,20 @@ pub(crate) async fn channel(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let name = ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = info_fields(query_param(&uri, "info").as_deref());
         check_info_fields(&name, &fields)?;
-        let mut info = match channel_info(&server, &app, &name, &fields) {
+        let mut info = match channel_info(&server, &app, &name, &fields).await? {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        let occupied = server.adapter.channel_counts(&app, &channel).subscription_count > 0;
+        let occupied = server.adapter.channel_counts(&app, &channel).await?.subscription_count > 0;
         info.insert("occupied".into(), json!(occupied));
         Ok(Value::Object(info))
-    })();
+    }
+    .await;
     respond(&server, "channel", result)
 }
 
@@ -423,16 +445,17 @@ pub(crate) async fn channel_users(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
         let name = ChannelName::parse(&channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
         if name.kind() != ChannelKind::Presence {
             return Err(ApiError::bad_request("users are only available for presence channels"));
         }
         let users: Vec<Value> =
-            server.adapter.presence_users(&app, &channel).into_iter().map(|id| json!({ "id": id })).collect();
+            server.adapter.presence_users(&app, &channel).await?.into_iter().map(|id| json!({ "id": id })).collect();
         Ok(json!({ "users": users }))
-    })();
+    }
+    .await;
     respond(&server, "users", result)
 }
 
@@ -444,12 +467,13 @@ pub(crate) async fn terminate_connections(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let app = authorize(&server, &app_id, &method, &uri, &body)?;
-        let closed = server.adapter.terminate_user(&app, &user_id);
-        tracing::info!(app = %app.config.id, user = %user_id, closed, "terminated user connections");
+        server.adapter.terminate_user(&app, &user_id).await?;
+        tracing::info!(app = %app.config.id, user = %user_id, "terminated user connections");
         Ok(json!({}))
-    })();
+    }
+    .await;
     respond(&server, "terminate_connections", result)
 }
 

@@ -64,9 +64,17 @@ pub(crate) async fn websocket(
             )
             .await;
         }
-        if !app.try_add_connection() {
-            state.release_connection();
-            return connection::refuse(ws, ErrorCode::OVER_QUOTA, "Application is over its connection quota").await;
+        match state.adapter.acquire_connection(&app).await {
+            Ok(true) => {}
+            Ok(false) => {
+                state.release_connection();
+                return connection::refuse(ws, ErrorCode::OVER_QUOTA, "Application is over its connection quota").await;
+            }
+            Err(e) => {
+                state.release_connection();
+                let message = format!("Server unavailable ({e}); reconnect");
+                return connection::refuse(ws, ErrorCode::RECONNECT, &message).await;
+            }
         }
         connection::serve(ws, app, state).await;
     });

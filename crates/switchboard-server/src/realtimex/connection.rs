@@ -409,10 +409,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.server.metrics.realtimex_connect_errors.inc();
             return self.connect_error("Invalid API key", ErrorCode::APP_NOT_FOUND.0).await;
         };
-        if !app.try_add_connection() {
-            self.server.metrics.realtimex_connect_errors.inc();
-            return self.connect_error("Application is over its connection quota", ErrorCode::OVER_QUOTA.0).await;
+        match self.server.adapter.acquire_connection(&app).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.server.metrics.realtimex_connect_errors.inc();
+                return self.connect_error("Application is over its connection quota", ErrorCode::OVER_QUOTA.0).await;
+            }
+            Err(e) => {
+                self.server.metrics.realtimex_connect_errors.inc();
+                return self.connect_error(&format!("Server unavailable ({e})"), ErrorCode::RECONNECT.0).await;
+            }
         }
+        app.register(&self.handle);
         self.app = Some(app);
         let sid = self.handle.socket_id.to_string();
         self.emit(&Packet::new(PacketType::Connect, "/", Some(json!({ "sid": sid })))).await
@@ -440,9 +448,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Ok(ClientEvent::Subscribe(subscribe)) => self.on_subscribe(ack_id, subscribe).await,
             Ok(ClientEvent::Unsubscribe { channel }) => {
                 if self.subscriptions.remove(&channel).is_some()
-                    && let Some(app) = &self.app
+                    && let Some(app) = self.app.clone()
                 {
-                    app.unsubscribe(self.handle.id, &channel);
+                    channel_rules::leave(&self.server, &app, &self.handle, &channel).await;
                 }
                 self.ack(ack_id, json!({ "ok": true, "channel": channel })).await
             }
@@ -477,7 +485,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         // No `pusher:signin` here, so no #server-to-user- channel; encrypted channels' payloads
         // are only decrypted by Pusher clients.
-        let subscribed = channel_rules::subscribe(&app, &self.handle, None, &mut self.subscriptions, &request, false);
+        let subscribed =
+            channel_rules::subscribe(&self.server, &app, &self.handle, None, &mut self.subscriptions, &request, false)
+                .await;
         let subscribed = match subscribed {
             Ok(subscribed) => subscribed,
             Err(Refusal { kind, status, message }) => {
@@ -511,6 +521,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Some(None) => self.emit(&server_event(channel, CACHE_MISS, json!({}), None)).await?,
             None => {}
         }
+        app.go_live(self.handle.id, channel, subscribed.since);
         let mut result = json!({ "ok": true, "channel": channel, "socket_id": socket_id });
         if let Some(presence) = presence {
             result["presence"] = json!(presence);
@@ -552,7 +563,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         let relayed = Relayed { channel, event: event.event.clone(), frame: Bytes::from(frame), data, user_id };
-        channel_rules::relay_client_event(&self.server, &app, &self.handle.socket_id, relayed);
+        if let Err(e) = channel_rules::relay_client_event(&self.server, &app, &self.handle.socket_id, relayed).await {
+            let message = format!("The client event was not sent: {e}");
+            return self.refuse(ack_id, ErrorCode::GENERIC.0, &message, Some(channel)).await;
+        }
         self.ack(ack_id, json!({ "ok": true })).await
     }
 
@@ -562,11 +576,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let Some(app) = self.app.take() else {
             return;
         };
-        for channel in self.subscriptions.keys() {
-            app.unsubscribe(self.handle.id, channel);
-        }
-        self.subscriptions.clear();
-        app.remove_connection();
+        let channels = self.subscriptions.drain().map(|(channel, _)| channel).collect();
+        channel_rules::leave_all(&self.server, &app, &self.handle, channels);
     }
 
     /// `41` if `disconnect`, the close frame, leave every channel, then wait briefly for the

@@ -8,5 +8,6 @@ mod interop;
 mod limits;
 mod phoenix;
 mod realtimex;
+mod scaling;
 mod webhooks;
 mod websocket;

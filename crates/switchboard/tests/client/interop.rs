@@ -11,20 +11,73 @@ use crate::common::*;
 
 #[tokio::test]
 async fn pusher_js_and_switchboard_meet_on_a_presence_channel() {
+    let server = server().await;
+    meet(&server, &server).await;
+    server.shutdown().await;
+}
+
+/// The same across a two-node cluster: ours on one node, pusher-js on the other, one
+/// `redis-server` (started here on a unix socket) between them.
+#[tokio::test]
+async fn pusher_js_and_switchboard_meet_across_two_scaled_out_nodes() {
+    let dir = std::env::temp_dir().join(format!("sb-client-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let socket = dir.join("redis.sock");
+    /// Killed however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _redis = Killed(
+        std::process::Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian package redis-server; .ci/run installs it)"),
+    );
+    for _ in 0..250 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let scaling = switchboard_server::ScalingConfig {
+        enabled: true,
+        url: format!("unix://{}", socket.display()),
+        ..Default::default()
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let config = switchboard_server::ServerConfig { scaling: scaling.clone(), ..config(0, app()) };
+        nodes.push(switchboard_server::Server::start(config).await.expect("node joins the cluster"));
+    }
+    meet(&nodes[0], &nodes[1]).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Our client joins on `rust_server`, pusher-js on `js_server`; each sees the other as a
+/// member and gets the other's client event.
+async fn meet(rust_server: &switchboard_server::RunningServer, js_server: &switchboard_server::RunningServer) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     assert!(
         std::path::Path::new(&format!("{root}/interop/node_modules/pusher-js")).exists(),
         "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
     );
-    let server = server().await;
     let channel_name = "presence-interop";
-    let client = connect(&server).await;
+    let client = connect(rust_server).await;
     let channel = client
         .subscribe_presence(channel_name, PresenceUser::new("rust", json!({"name": "switchboard"})))
         .await
         .expect("joined");
     let mut events = channel.events();
-    let addr = server.local_addr();
+    let addr = js_server.local_addr();
     let node = tokio::process::Command::new("node")
         .arg("interop/presence-peer.mjs")
         .current_dir(root)
@@ -56,7 +109,6 @@ async fn pusher_js_and_switchboard_meet_on_a_presence_channel() {
     assert!(output.status.success(), "pusher-js peer failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("OK: hello from rust"), "{stdout}");
     assert!(stdout.contains("\"rust\""), "pusher-js listed rust among the members at subscribe: {stdout}");
-    server.shutdown().await;
 }
 
 /// The official Realtime Pub/Sub JS client and ours, RPC both ways through our server: we

@@ -1,0 +1,190 @@
+//! The Lua scripts that change cluster state. Each state change and the event it causes run
+//! in one script, so exactly one caller learns of each transition (first join, last leave,
+//! occupied, vacated) and fires its webhook; and each bus message gets its number from the
+//! same script, so every node delivers one order. Keys carry the app's hash tag `{id}`, so
+//! each script touches one Redis Cluster slot.
+//!
+//! ```
+//! // Crate-internal. The bus message a script publishes: header line, then the frame.
+//! let message = "{\"s\":7,\"k\":\"e\",\"c\":\"news\"}\n{\"event\":\"greet\"}";
+//! let (header, frame) = message.split_once('\n').unwrap();
+//! assert!(header.starts_with("{\"s\":7,") && frame.starts_with('{'));
+//! ```
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Subscribe one socket to one channel.
+/// KEYS: node, sock, cnt, ch, pu, pi, po, seq, cache.
+/// ARGV: socket, channel, user ('' for none), user_info, max_members, bus, header tail,
+/// member_added frame, is_cache, is_presence.
+/// Reply: {'fenced'} | {'full'} | {'ok', snap, occupied, added, ids, infos[, cached]}.
+pub(crate) static JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'fenced'} end
+local field = ARGV[1] .. '|' .. ARGV[2]
+local occupied, added = 0, 0
+if redis.call('HSETNX', KEYS[2], field, ARGV[3]) == 1 then
+  if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0
+     and redis.call('HLEN', KEYS[5]) >= tonumber(ARGV[5]) then
+    redis.call('HDEL', KEYS[2], field)
+    return {'full'}
+  end
+  if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then
+    redis.call('ZADD', KEYS[4], 0, ARGV[2]); occupied = 1
+  end
+  if ARGV[3] ~= '' and redis.call('HINCRBY', KEYS[5], ARGV[3], 1) == 1 then
+    redis.call('HSET', KEYS[6], ARGV[3], ARGV[4])
+    local s = redis.call('INCR', KEYS[8])
+    redis.call('ZADD', KEYS[7], s, ARGV[3])
+    redis.call('PUBLISH', ARGV[6], '{"s":' .. s .. ',' .. ARGV[7] .. '\n' .. ARGV[8])
+    added = 1
+  end
+end
+local snap = tonumber(redis.call('GET', KEYS[8]) or '0')
+local ids, infos = {}, {}
+if ARGV[10] == '1' then
+  ids = redis.call('ZRANGE', KEYS[7], 0, -1)
+  if #ids > 0 then infos = redis.call('HMGET', KEYS[6], unpack(ids)) end
+end
+local reply = {'ok', snap, occupied, added, ids, infos}
+if ARGV[9] == '1' then
+  local cached = redis.call('GET', KEYS[9])
+  if cached then reply[7] = cached end
+end
+return reply
+"#,
+    )
+});
+
+/// Unsubscribe one socket from one channel (also the reaper's step for a dead node's
+/// subscription). KEYS: sock, cnt, ch, pu, pi, po, seq. ARGV: socket, channel, bus, header
+/// tail, expected user ('' for none), member_removed frame. Reply: {removed, vacated}; both 0
+/// when the subscription was already gone (left, or reaped by someone else).
+pub(crate) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local field = ARGV[1] .. '|' .. ARGV[2]
+local user = redis.call('HGET', KEYS[1], field)
+if not user then return {0, 0} end
+if user ~= ARGV[5] then return redis.error_reply('switchboard: member mismatch for ' .. field) end
+redis.call('HDEL', KEYS[1], field)
+local removed, vacated = 0, 0
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2]); redis.call('ZREM', KEYS[3], ARGV[2]); vacated = 1
+end
+if user ~= '' and redis.call('HINCRBY', KEYS[4], user, -1) <= 0 then
+  redis.call('HDEL', KEYS[4], user); redis.call('HDEL', KEYS[5], user); redis.call('ZREM', KEYS[6], user)
+  local s = redis.call('INCR', KEYS[7])
+  redis.call('PUBLISH', ARGV[3], '{"s":' .. s .. ',' .. ARGV[4] .. '\n' .. ARGV[6])
+  removed = 1
+end
+return {removed, vacated}
+"#,
+    )
+});
+
+/// Publish one message on the app's bus, numbered; a cache channel's backend event is kept.
+/// KEYS: seq, cache. ARGV: bus, header tail, frame, remember (0/1), ttl ms. Reply: its number.
+pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local s = redis.call('INCR', KEYS[1])
+if ARGV[4] == '1' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[5]) end
+redis.call('PUBLISH', ARGV[1], '{"s":' .. s .. ',' .. ARGV[2] .. '\n' .. ARGV[3])
+return s
+"#,
+    )
+});
+
+/// Register a node (or renew its lease). KEYS: node, nodes, seq, conns. ARGV: node id, lease
+/// ms, open connections, register (1: create the node key; 0: renew only).
+/// Reply: -1 if the node key is gone (fenced), else the app's current bus number.
+pub(crate) static BEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if ARGV[4] == '1' then redis.call('SET', KEYS[1], '1')
+elseif redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+return tonumber(redis.call('GET', KEYS[3]) or '0')
+"#,
+    )
+});
+
+/// Nodes whose lease has run out (Redis's clock). KEYS: nodes. Reply: their ids.
+pub(crate) static DEAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+"#,
+    )
+});
+
+/// Claim a dead node for reaping and fence it: its node key goes, so its next beat or join
+/// fails and it closes its sockets. KEYS: reap claim, node. ARGV: claimer. Reply: 1 if claimed.
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', 30000) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// A reaped node's last keys. KEYS: sock, nodes, conns. ARGV: node id.
+pub(crate) static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
+redis.call('DEL', KEYS[1]); redis.call('ZREM', KEYS[2], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"#,
+    )
+});
+
+/// Take a cluster connection slot. KEYS: conns. ARGV: node id, max. Reply: 1 if taken.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(n) end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+"#,
+    )
+});
+
+/// Occupied channels with a prefix and their counts, in one round trip. KEYS: ch, cnt.
+/// ARGV: prefix, the key of a channel's presence users without the channel name.
+/// Reply: flat {name, subscriptions, users (-1: not presence)}.
+pub(crate) static CHANNELS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local names
+if ARGV[1] == '' then names = redis.call('ZRANGE', KEYS[1], 0, -1)
+else names = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[1], '[' .. ARGV[1] .. '\255') end
+local out = {}
+for _, name in ipairs(names) do
+  out[#out + 1] = name
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[2], name) or '0')
+  if string.sub(name, 1, 9) == 'presence-' then
+    out[#out + 1] = redis.call('HLEN', ARGV[2] .. name)
+  else
+    out[#out + 1] = -1
+  end
+end
+return out
+"#,
+    )
+});

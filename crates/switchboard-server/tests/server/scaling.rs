@@ -1,0 +1,400 @@
+//! Scale-out over Redis: three nodes (each a `Server` with its own Redis adapter and node id)
+//! behind one real `redis-server` started for the test on a unix socket, and stopped after.
+//! What one node does, the others see exactly: deliveries once and in one order, presence
+//! members per user, counts, cache channels, webhooks once, limits and terminations.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_server::config::ScalingConfig;
+use switchboard_server::{ClientEventPolicy, RunningServer, WebhookConfig};
+
+use crate::common::*;
+
+/// A `redis-server` of the test's own: no TCP port, no persistence, killed on drop.
+pub struct Redis {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = std::env::temp_dir().join(format!("sb-redis-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut redis = Redis { dir, child: None };
+        redis.spawn();
+        redis
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocketperm", "700"])
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian package redis-server; .ci/run installs it)");
+        self.child = Some(child);
+        for _ in 0..250 {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not open {} within 5 s", self.socket().display());
+    }
+
+    /// SIGKILL the server (its data is gone: nothing is persisted).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same socket, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
+}
+
+fn scaling(redis: &Redis) -> ScalingConfig {
+    ScalingConfig { enabled: true, url: redis.url(), lease_ms: 1_500, heartbeat_ms: 250, ..ScalingConfig::default() }
+}
+
+/// Webhook events as (name, channel, user_id), in arrival order.
+type Hooks = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+
+async fn webhook_sink() -> (String, Hooks) {
+    let hooks: Hooks = Arc::default();
+    let sink = hooks.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let batch: Value = serde_json::from_slice(&body).unwrap_or_default();
+                for event in batch["events"].as_array().into_iter().flatten() {
+                    let name = event["name"].as_str().unwrap_or_default().to_owned();
+                    let channel = event["channel"].as_str().unwrap_or_default().to_owned();
+                    let user = event["user_id"].as_str().map(str::to_owned);
+                    sink.lock().expect("hooks").push((name, channel, user));
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, hooks)
+}
+
+fn count(hooks: &Hooks, name: &str, channel: &str) -> usize {
+    hooks.lock().expect("hooks").iter().filter(|(n, c, _)| n == name && c == channel).count()
+}
+
+async fn cluster(redis: &Redis, nodes: usize, hook: Option<&str>, max_connections: usize) -> Vec<RunningServer> {
+    let mut servers = Vec::new();
+    for _ in 0..nodes {
+        let mut app = app();
+        app.client_events = ClientEventPolicy::All;
+        app.max_connections = max_connections;
+        if let Some(url) = hook {
+            app.webhooks = vec![WebhookConfig { url: url.into(), events: vec![] }];
+        }
+        let config = switchboard_server::ServerConfig { scaling: scaling(redis), ..config_with(app) };
+        servers.push(start(config).await);
+    }
+    servers
+}
+
+async fn shutdown(servers: Vec<RunningServer>) {
+    for server in servers {
+        tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await.expect("shutdown in time");
+    }
+}
+
+/// The `i` of every `tick` event until `n` of them, in arrival order.
+async fn ticks(client: &mut Client, n: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let frame = client.expect("tick").await;
+        let data: Value = frame.data.parse().expect("tick data");
+        seen.push(data["i"].as_u64().expect("i"));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn events_reach_every_node_once_and_in_one_order() {
+    let redis = Redis::start();
+    let (hook, hooks) = webhook_sink().await;
+    let nodes = cluster(&redis, 3, Some(&hook), 0).await;
+    let mut subscribers = Vec::new();
+    for i in 0..30 {
+        let mut client = Client::connect(&nodes[i % 3]).await;
+        client.subscribe("news").await;
+        subscribers.push(client);
+    }
+    for node in &nodes {
+        let (status, body) = Api::new(node).get("/apps/1000/channels/news", &[("info", "subscription_count")]).await;
+        assert_eq!((status, &body), (200, &json!({"subscription_count": 30, "occupied": true})));
+    }
+    // Sequential publishes, round-robin over the nodes.
+    for i in 0..100u64 {
+        let data = json!({ "i": i }).to_string();
+        let (status, body) = Api::new(&nodes[i as usize % 3])
+            .post("/apps/1000/events", json!({"name":"tick","channel":"news","data":data}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for client in &mut subscribers {
+        assert_eq!(ticks(client, 100).await, (0..100).collect::<Vec<_>>(), "every event once, in order");
+        client.expect_silence(100).await;
+    }
+    eventually(|| count(&hooks, "channel_occupied", "news") >= 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&hooks, "channel_occupied", "news"), 1, "one channel_occupied cluster-wide");
+    drop(subscribers);
+    eventually(|| count(&hooks, "channel_vacated", "news") >= 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&hooks, "channel_vacated", "news"), 1, "one channel_vacated cluster-wide");
+    for node in &nodes {
+        let (_, body) = Api::new(node).get("/apps/1000/channels", &[]).await;
+        assert_eq!(body, json!({"channels": {}}));
+    }
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn a_user_on_two_nodes_is_one_member() {
+    let redis = Redis::start();
+    let (hook, hooks) = webhook_sink().await;
+    let nodes = cluster(&redis, 3, Some(&hook), 0).await;
+    let mut observer = Client::connect(&nodes[0]).await;
+    observer.join("presence-room", "obs", json!({"name": "Observer"})).await;
+    let mut tabs = Vec::new();
+    for i in 0..10 {
+        let user = format!("u{i:02}");
+        let mut first = Client::connect(&nodes[i % 3]).await;
+        let mut second = Client::connect(&nodes[(i + 1) % 3]).await;
+        // Both tabs join at once, on different nodes.
+        first.send_join("presence-room", &user, json!({"n": i})).await;
+        second.send_join("presence-room", &user, json!({"n": i})).await;
+        first.expect("pusher_internal:subscription_succeeded").await;
+        second.expect("pusher_internal:subscription_succeeded").await;
+        tabs.push((first, second));
+    }
+    let mut added = Vec::new();
+    for _ in 0..10 {
+        let frame = observer.expect("pusher_internal:member_added").await;
+        let data: Value = frame.data.parse().expect("data");
+        added.push(data["user_id"].as_str().expect("user_id").to_owned());
+    }
+    observer.expect_silence(300).await;
+    added.sort();
+    assert_eq!(added, (0..10).map(|i| format!("u{i:02}")).collect::<Vec<_>>(), "one member_added per user");
+    let mut lists = Vec::new();
+    for node in &nodes {
+        let api = Api::new(node);
+        let (_, info) =
+            api.get("/apps/1000/channels/presence-room", &[("info", "user_count,subscription_count")]).await;
+        assert_eq!(info, json!({"user_count": 11, "subscription_count": 21, "occupied": true}));
+        let (_, users) = api.get("/apps/1000/channels/presence-room/users", &[]).await;
+        assert_eq!(users["users"].as_array().map(Vec::len), Some(11));
+        lists.push(users);
+    }
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "the same roster, in the same order, on every node");
+    // A late joiner's roster holds everyone, each once.
+    let mut late = Client::connect(&nodes[2]).await;
+    let succeeded = late.join("presence-room", "late", json!(null)).await;
+    let roster: Value = succeeded.data.parse().expect("roster");
+    assert_eq!(roster["presence"]["count"], 12);
+    assert_eq!(observer.expect("pusher_internal:member_added").await.channel.as_deref(), Some("presence-room"));
+    // Closing one tab of every user removes nobody.
+    let mut seconds = Vec::new();
+    for (first, second) in tabs {
+        drop(first);
+        seconds.push(second);
+    }
+    observer.expect_silence(500).await;
+    let (_, info) = Api::new(&nodes[1]).get("/apps/1000/channels/presence-room", &[("info", "user_count")]).await;
+    assert_eq!(info["user_count"], 12);
+    // Closing the other removes each once.
+    drop(seconds);
+    let mut removed = Vec::new();
+    for _ in 0..10 {
+        let frame = observer.expect("pusher_internal:member_removed").await;
+        let data: Value = frame.data.parse().expect("data");
+        removed.push(data["user_id"].as_str().expect("user_id").to_owned());
+    }
+    observer.expect_silence(300).await;
+    removed.sort();
+    assert_eq!(removed, (0..10).map(|i| format!("u{i:02}")).collect::<Vec<_>>());
+    eventually(|| count(&hooks, "member_removed", "presence-room") >= 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&hooks, "member_added", "presence-room"), 12, "one webhook per first join, cluster-wide");
+    assert_eq!(count(&hooks, "member_removed", "presence-room"), 10, "one webhook per last leave");
+    assert_eq!(count(&hooks, "channel_occupied", "presence-room"), 1);
+    drop((observer, late));
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn client_events_exclusion_cache_and_terminate_cross_nodes() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis, 2, None, 0).await;
+    let mut a = Client::connect(&nodes[0]).await;
+    let mut b = Client::connect(&nodes[1]).await;
+    a.subscribe("private-chat").await;
+    b.subscribe("private-chat").await;
+    // A client event from A reaches B (other node), not A.
+    a.send_json(json!({"event":"client-typing","channel":"private-chat","data":{"who":"a"}})).await;
+    let typed = b.expect("client-typing").await;
+    assert_eq!(typed.data.parse::<Value>().expect("data"), json!({"who":"a"}));
+    a.expect_silence(300).await;
+    // socket_id exclusion through the HTTP API of the other node.
+    let event = json!({"name":"note","channel":"private-chat","data":"{}","socket_id": b.socket_id});
+    assert_eq!(Api::new(&nodes[0]).post("/apps/1000/events", event).await.0, 200);
+    a.expect("note").await;
+    b.expect_silence(300).await;
+    // A cache channel serves its last event from any node; a cold one misses.
+    let mut cold = Client::connect(&nodes[1]).await;
+    cold.subscribe("cache-prices").await;
+    cold.expect("pusher:cache_miss").await;
+    let price = json!({"name":"price","channel":"cache-prices","data":"{\"p\":1}"});
+    assert_eq!(Api::new(&nodes[0]).post("/apps/1000/events", price).await.0, 200);
+    cold.expect("price").await;
+    let mut warm = Client::connect(&nodes[1]).await;
+    warm.subscribe("cache-prices").await;
+    assert_eq!(warm.expect("price").await.data.parse::<Value>().expect("data"), json!({"p":1}));
+    // terminate_connections on one node closes the user's sockets on the other.
+    let mut member = Client::connect(&nodes[1]).await;
+    member.join("presence-x", "42", json!(null)).await;
+    let (status, body) = Api::new(&nodes[0]).post("/apps/1000/users/42/terminate_connections", json!({})).await;
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(member.expect_error().await.0, 4009);
+    assert_eq!(member.expect_close().await, Some(4009));
+    a.assert_alive().await;
+    drop((a, b, cold, warm));
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn max_connections_counts_the_whole_cluster() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis, 2, None, 2).await;
+    let first = Client::connect(&nodes[0]).await;
+    let second = Client::connect(&nodes[1]).await;
+    let mut third = connect_raw(&ws_url(&nodes[0], KEY)).await;
+    let refusal = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut third)).await.expect("in time");
+    let text = refusal.and_then(Result::ok).and_then(|m| m.as_text().map(str::to_owned)).unwrap_or_default();
+    assert!(text.contains("pusher:error") && text.contains("4004"), "{text}");
+    drop(first);
+    // Once a slot is free again (after the heartbeat rewrites the node's count), it is taken.
+    let mut taken = false;
+    for _ in 0..50 {
+        let mut retry = connect_raw(&ws_url(&nodes[1], KEY)).await;
+        let reply = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut retry)).await.expect("in time");
+        let text = reply.and_then(Result::ok).and_then(|m| m.as_text().map(str::to_owned)).unwrap_or_default();
+        if text.contains("connection_established") {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(taken, "the freed slot is usable from another node");
+    drop(second);
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn redis_down_answers_503_keeps_sockets_and_recovers() {
+    let mut redis = Redis::start();
+    let nodes = cluster(&redis, 2, None, 0).await;
+    let mut subscriber = Client::connect(&nodes[1]).await;
+    subscriber.subscribe("news").await;
+    redis.kill();
+    let api = Api::new(&nodes[0]);
+    let (status, body) = api.post("/apps/1000/events", json!({"name":"tick","channel":"news","data":"{}"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("scaling backend unavailable"), "{body}");
+    let (status, _) = api.get("/apps/1000/channels", &[]).await;
+    assert_eq!(status, 503, "never a local-only answer");
+    let (status, _) = api.get("/apps/1000/channels/news", &[]).await;
+    assert_eq!(status, 503);
+    // Subscribes are refused with a 503 subscription_error; the socket stays.
+    let mut other = Client::connect(&nodes[0]).await;
+    other.send_json(json!({"event":"pusher:subscribe","data":{"channel":"later"}})).await;
+    let error = other.expect("pusher:subscription_error").await;
+    assert_eq!(error.data.parse::<Value>().expect("data")["status"], 503);
+    other.assert_alive().await;
+    subscriber.assert_alive().await;
+    eventually(|| nodes[0].metrics().scaling_redis_up.get() == 0).await;
+    // Redis comes back empty: every node notices (its membership is gone) and closes its
+    // sockets with 4200, so clients reconnect and rebuild the state.
+    redis.restart();
+    let deadline = Duration::from_secs(10);
+    let code = tokio::time::timeout(deadline, subscriber.expect_close()).await.expect("closed in time");
+    assert_eq!(code, Some(4200));
+    assert!(nodes[1].metrics().scaling_fenced.get() >= 1);
+    let mut again = Client::connect(&nodes[1]).await;
+    again.subscribe("news").await;
+    let event = json!({"name":"tick","channel":"news","data":"{\"i\":0}"});
+    let (status, body) = api.post("/apps/1000/events", event).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ticks(&mut again, 1).await, vec![0]);
+    let (_, info) = api.get("/apps/1000/channels/news", &[("info", "subscription_count")]).await;
+    assert_eq!(info["subscription_count"], 1);
+    drop((other, again));
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn phoenix_and_gateway_are_refused_while_scaling() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis, 1, None, 0).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", nodes[0].local_addr());
+    for path in ["/socket/websocket?vsn=2.0.0", "/apps/1000"] {
+        let response = http
+            .get(format!("{base}{path}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status().as_u16(), 503, "{path}");
+        let body = response.text().await.expect("body");
+        assert!(body.contains("does not scale out yet"), "{path}: {body}");
+    }
+    shutdown(nodes).await;
+}
