@@ -366,6 +366,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Caught before the first socket is accepted: a SIGTERM at any point after this closes
+    // sockets with 4200 instead of killing the process with them open.
+    let signal = switchboard_server::shutdown_signal();
     let running = match Server::start(config.clone()).await {
         Ok(running) => running,
         Err(e) => {
@@ -377,7 +380,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     eprintln!("switchboard serve: listening on {addr}{}", config.path);
     if config.scaling.enabled {
         eprintln!(
-            "  scaling out over Redis (prefix {:?}, lease {} ms): Pusher and RealtimeX sockets only",
+            "  scaling out over Redis (prefix {:?}, lease {} ms): Pusher, RealtimeX and Phoenix sockets \
+             (the gateway endpoint is not clustered yet)",
             config.scaling.prefix, config.scaling.lease_ms
         );
     }
@@ -390,7 +394,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if config.apps == ServerConfig::default().apps {
         eprintln!("  (the built-in development app: set REVERB_APP_ID/KEY/SECRET or use --config for real apps)");
     }
-    running.run_until_signal().await;
+    running.run_until(signal).await;
     ExitCode::SUCCESS
 }
 

@@ -170,6 +170,35 @@ async fn join(addr: &str, user: &str) -> Ws {
     ws
 }
 
+/// Join Phoenix room `room:lobby` as `username` on the node at `addr` (serializer V2).
+async fn phx_join(addr: &str, username: &str) -> Ws {
+    let url = format!("ws://{addr}/socket/websocket?vsn=2.0.0");
+    let builder = ClientBuilder::new().uri(&url).expect("uri");
+    let (mut ws, _) = tokio::time::timeout(WAIT, builder.connect()).await.expect("in time").expect("connects");
+    let join = json!(["1", "1", "room:lobby", "phx_join", { "username": username }]);
+    ws.send(Message::text(join.to_string())).await.expect("send");
+    let reply = next_json(&mut ws).await;
+    assert_eq!((reply[3].as_str(), reply[4]["status"].as_str()), (Some("phx_reply"), Some("ok")), "{reply}");
+    assert_eq!(next_json(&mut ws).await[3], "presence_state");
+    ws
+}
+
+/// Usernames in the `presence_diff` leaves a Phoenix member gets until quiet for `quiet`.
+async fn phx_leaves_until_quiet(member: &mut Ws, quiet: Duration) -> Vec<String> {
+    let mut leaves = Vec::new();
+    loop {
+        let Ok(message) = tokio::time::timeout(quiet, member.next()).await else { break };
+        let message = message.expect("member open").expect("frame");
+        let Some(text) = message.as_text() else { continue };
+        let frame: Value = serde_json::from_str(text).expect("json");
+        if frame[3] == "presence_diff" {
+            leaves.extend(frame[4]["leaves"].as_object().into_iter().flat_map(|o| o.keys().cloned()));
+        }
+    }
+    leaves.sort();
+    leaves
+}
+
 /// `member_removed` user ids the observer gets until it has been quiet for `quiet`.
 async fn removed_until_quiet(observer: &mut Ws, first_within: Duration, quiet: Duration) -> Vec<String> {
     let mut removed = Vec::new();
@@ -264,6 +293,14 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
     for _ in 0..11 {
         expect_event(&mut observer, "pusher_internal:member_added").await;
     }
+    // Phoenix rooms too: an observer on A, one member on each node (p1 twice: on B and C).
+    let mut phx_observer = phx_join(&a, "pobs").await;
+    let _pa = phx_join(&a, "pa").await;
+    let mut pb = phx_join(&b, "pb").await;
+    let _pc = phx_join(&c, "pc").await;
+    let _p1_b = phx_join(&b, "p1").await;
+    let _p1_c = phx_join(&c, "p1").await;
+    assert!(phx_leaves_until_quiet(&mut phx_observer, Duration::from_millis(500)).await.is_empty());
 
     // SIGKILL C: only the users whose every tab was on C go, each once.
     let started = std::time::Instant::now();
@@ -276,6 +313,9 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
         assert_eq!(user_count(addr).await.1["user_count"], 9, "{addr}");
     }
     assert_eq!(hooks_of(&hooks, "member_removed"), ["c0", "c1", "c2"], "one webhook per removed member");
+    // Phoenix Presence tracks each socket: C's two members leave, once each.
+    let leaves = phx_leaves_until_quiet(&mut phx_observer, Duration::from_secs(1)).await;
+    assert_eq!(leaves, ["p1", "pc"], "one leave diff per member of the killed node");
     let sockets: Vec<(usize, Ws)> = sockets.into_iter().filter(|(node, _)| *node != 2).collect();
 
     // SIGSTOP B past its lease: A reaps it. Users whose remaining tabs were on B go once.
@@ -288,6 +328,8 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
     let mut expected = vec!["b0", "b1", "c0", "c1", "c2", "u1", "u4"];
     expected.sort();
     assert_eq!(hooks_of(&hooks, "member_removed"), expected, "one webhook per removed member, cluster-wide");
+    let leaves = phx_leaves_until_quiet(&mut phx_observer, Duration::from_secs(1)).await;
+    assert_eq!(leaves, ["p1", "pb"], "the frozen node's members leave once each");
     assert!(Command::new("kill").args(["-CONT", &b_pid]).status().expect("kill").success());
     // Awake, B finds it was fenced: its sockets are closed with 4200.
     type OnNode = Vec<(usize, Ws)>;
@@ -298,6 +340,16 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
         let frame = expect_event(ws, "pusher:error").await;
         assert!(frame["data"].as_str().unwrap_or_default().contains("4200"), "{frame}");
     }
+    // B's Phoenix members are closed with 4200 as well (phoenix.js reconnects).
+    let mut closed = None;
+    for _ in 0..100 {
+        let frame = next_json(&mut pb).await;
+        if frame["event"] == "close" {
+            closed = frame["code"].as_u64();
+            break;
+        }
+    }
+    assert_eq!(closed, Some(4200));
     // Rejoined under a new id: B answers exactly again, and a client reconnecting there is
     // announced once.
     let mut last = (0, Value::Null);

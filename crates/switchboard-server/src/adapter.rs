@@ -31,11 +31,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde_json::Value;
 use switchboard_protocol::ChannelName;
+use switchboard_protocol::phoenix::Payload;
 
 use crate::connection_handle::ConnectionHandle;
 use crate::gateway::Outgoing;
 use crate::metrics::Metrics;
+use crate::phoenix::{RoomMember, Rooms};
 use crate::pusher::app::{App, ChannelCounts, Joining, SubscribeRefused, Subscribed};
 
 /// What an adapter call returns: a boxed future, so the trait stays object safe.
@@ -85,6 +88,7 @@ fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
 /// use switchboard_server::adapter::{AdapterFuture, Publish};
 /// use switchboard_server::connection_handle::ConnectionHandle;
 /// use switchboard_server::gateway::Outgoing;
+/// use switchboard_server::phoenix::Rooms;
 /// use switchboard_server::pusher::app::{ChannelCounts, Joining, SubscribeRefused, Subscribed};
 /// use switchboard_server::{Adapter, App, LocalAdapter, Metrics, Server, ServerConfig};
 ///
@@ -93,8 +97,13 @@ fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
 /// struct Counting(AtomicUsize);
 ///
 /// impl Adapter for Counting {
-///     fn start<'a>(&'a self, apps: &'a [Arc<App>], metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()> {
-///         LocalAdapter.start(apps, metrics)
+///     fn start<'a>(
+///         &'a self,
+///         apps: &'a [Arc<App>],
+///         rooms: &'a Arc<Rooms>,
+///         metrics: &'a Arc<Metrics>,
+///     ) -> AdapterFuture<'a, ()> {
+///         LocalAdapter.start(apps, rooms, metrics)
 ///     }
 ///     fn stop<'a>(&'a self) -> AdapterFuture<'a, ()> {
 ///         LocalAdapter.stop()
@@ -143,6 +152,7 @@ fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
 ///     fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize {
 ///         LocalAdapter.gateway_unsubscribe(app, subject, patterns)
 ///     }
+///     // The Phoenix rooms' methods (`room_join`, …) keep their single-process defaults.
 /// }
 ///
 /// let adapter = Arc::new(Counting::default());
@@ -159,8 +169,14 @@ fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
 /// ```
 pub trait Adapter: Send + Sync + 'static {
     /// Called once the server's apps exist, before it accepts sockets: a cluster adapter
-    /// joins the cluster and starts its bus and heartbeat here.
-    fn start<'a>(&'a self, apps: &'a [Arc<App>], metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()>;
+    /// joins the cluster and starts its bus and heartbeat here. `rooms` are the Phoenix
+    /// endpoint's rooms.
+    fn start<'a>(
+        &'a self,
+        apps: &'a [Arc<App>],
+        rooms: &'a Arc<Rooms>,
+        metrics: &'a Arc<Metrics>,
+    ) -> AdapterFuture<'a, ()>;
     /// Called at shutdown once every socket has left: a cluster adapter leaves the cluster.
     fn stop<'a>(&'a self) -> AdapterFuture<'a, ()>;
     /// Deliver a Pusher-encoded channel frame to every subscriber of its channel (on every
@@ -209,6 +225,42 @@ pub trait Adapter: Send + Sync + 'static {
     /// Gateway protocol: unsubscribe `subject`'s connections from topics matching `patterns`.
     /// Returns how many subscriptions ended.
     fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize;
+
+    /// Phoenix rooms: track `member` in `topic` and broadcast its `presence_diff` join to
+    /// every member (the joiner included, on every node). Returns the Presence state before
+    /// the join, or `None` if the room has `max_members` already. The single-process default
+    /// tracks it in `rooms`.
+    fn room_join<'a>(
+        &'a self,
+        rooms: &'a Rooms,
+        topic: &'a str,
+        member: RoomMember,
+        max_members: usize,
+    ) -> AdapterFuture<'a, Option<Value>> {
+        ready(rooms.join(topic, member, max_members))
+    }
+    /// Phoenix rooms: untrack connection `conn`'s member of `topic` and broadcast the leave.
+    /// Unknown members are ignored.
+    fn room_leave<'a>(&'a self, rooms: &'a Rooms, topic: &'a str, conn: u64) -> AdapterFuture<'a, ()> {
+        rooms.leave(topic, conn);
+        ready(())
+    }
+    /// Phoenix rooms: replace `conn`'s meta with `typing` set and broadcast the update.
+    fn room_update_typing<'a>(
+        &'a self,
+        rooms: &'a Rooms,
+        topic: &'a str,
+        conn: u64,
+        typing: bool,
+    ) -> AdapterFuture<'a, ()> {
+        rooms.update_typing(topic, conn, typing);
+        ready(())
+    }
+    /// Phoenix rooms: broadcast a `shout` with `payload` to every member of `topic`.
+    fn room_shout<'a>(&'a self, rooms: &'a Rooms, topic: &'a str, payload: Payload) -> AdapterFuture<'a, ()> {
+        rooms.shout(topic, payload);
+        ready(())
+    }
 }
 
 /// One channel frame to publish.
@@ -295,7 +347,12 @@ pub struct Publish<'a> {
 pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
-    fn start<'a>(&'a self, _apps: &'a [Arc<App>], _metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()> {
+    fn start<'a>(
+        &'a self,
+        _apps: &'a [Arc<App>],
+        _rooms: &'a Arc<Rooms>,
+        _metrics: &'a Arc<Metrics>,
+    ) -> AdapterFuture<'a, ()> {
         ready(())
     }
 

@@ -190,9 +190,10 @@ impl Server {
                 Arc::new(App::new(app.clone(), hooks, metrics.clone()))
             })
             .collect::<Vec<_>>();
-        adapter.start(&apps, &metrics).await?;
+        let rooms = Arc::new(phoenix::Rooms::default());
+        adapter.start(&apps, &rooms, &metrics).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new(ServerState::new(config, apps, adapter, metrics, shutdown_rx.clone()));
+        let state = Arc::new(ServerState::new(config, apps, rooms, adapter, metrics, shutdown_rx.clone()));
         let router = router(state.clone());
         let limits = http_server::HttpLimits::of(&state.config);
         let serve = tokio::spawn(http_server::serve(listener, router, limits, state.metrics.clone(), shutdown_rx));
@@ -482,6 +483,8 @@ impl RunningServer {
     }
 
     /// Run until SIGTERM or Ctrl-C, then shut down as [`RunningServer::shutdown`] does.
+    /// The signals are caught from this call on; to catch them earlier (while printing a
+    /// banner, say), take [`shutdown_signal`] first and use [`RunningServer::run_until`].
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), switchboard_server::ServerError> {
@@ -492,35 +495,64 @@ impl RunningServer {
     /// # Ok(()) }
     /// ```
     pub async fn run_until_signal(self) {
-        wait_for_signal().await;
+        self.run_until(shutdown_signal()).await;
+    }
+
+    /// Run until `stop` resolves, then shut down as [`RunningServer::shutdown`] does.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard_server::ServerError> {
+    /// use switchboard_server::{Server, ServerConfig, shutdown_signal};
+    /// // Caught from here on: a SIGTERM while the banner prints still shuts down cleanly.
+    /// let signal = shutdown_signal();
+    /// let server = Server::start(ServerConfig::default()).await?;
+    /// eprintln!("listening on {}", server.local_addr());
+    /// server.run_until(signal).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_until(self, stop: impl Future<Output = ()>) {
+        stop.await;
         tracing::info!("shutting down: closing every socket with 4200");
         self.shutdown().await;
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
+/// SIGTERM or Ctrl-C (SIGINT), caught from the moment this is called (not from its first
+/// poll), so a signal that arrives before the server's loop runs is not the default action
+/// that kills the process with its sockets open. Must be called inside a Tokio runtime.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() {
+/// let signal = switchboard_server::shutdown_signal();
+/// signal.await; // the first SIGTERM or Ctrl-C
+/// # }
+/// ```
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!("cannot listen for SIGTERM and SIGINT: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

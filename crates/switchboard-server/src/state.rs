@@ -75,6 +75,7 @@ impl ServerState {
     pub(crate) fn new(
         config: ServerConfig,
         apps: Vec<Arc<App>>,
+        phoenix: Arc<crate::phoenix::Rooms>,
         adapter: Arc<dyn Adapter>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
@@ -89,7 +90,7 @@ impl ServerState {
             metrics,
             shutdown,
             tasks: TaskTracker::new(),
-            phoenix: Arc::default(),
+            phoenix,
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }

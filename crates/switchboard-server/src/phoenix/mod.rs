@@ -15,6 +15,11 @@
 //!   second join of a joined topic closes the first (`phx_close`); leaving or disconnecting
 //!   untracks and broadcasts the leave.
 //!
+//! Every join, leave, typing update and shout goes through the server's
+//! [`crate::Adapter`]: on one node the rooms below are the whole truth; with scaling on
+//! (`crate::scaling`) Redis holds the members and every node delivers the rooms' broadcasts
+//! from the cluster bus, so a room spans nodes.
+//!
 //! An unknown event crashes the room channel as it does Hub's (`phx_error`
 //! `{"reason":"channel_crash"}`, the member untracked; clients rejoin). Documented difference
 //! from Hub: a join without a username gets an error reply `{"reason":"username is required"}`
@@ -86,20 +91,52 @@ use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write
 /// closes it when it reads too slowly (the Pusher side's policy: a full queue closes the
 /// socket, which then reconnects, instead of losing frames silently or buffering without
 /// bound).
-struct Outlet {
+///
+/// The outlet also carries a close request from outside the socket's task (a fenced
+/// cluster node closes its sockets with 4200), woken through the same notify.
+pub(crate) struct Outlet {
     vsn: Vsn,
     queue: mpsc::Sender<WsMessage>,
     too_slow: AtomicBool,
     too_slow_notify: Notify,
+    close_request: Mutex<Option<(u16, String)>>,
 }
 
 impl Outlet {
+    fn new(vsn: Vsn, queue: mpsc::Sender<WsMessage>) -> Self {
+        Self {
+            vsn,
+            queue,
+            too_slow: AtomicBool::new(false),
+            too_slow_notify: Notify::new(),
+            close_request: Mutex::new(None),
+        }
+    }
+
     fn push(&self, frame: WsMessage) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(frame)
-            && !self.too_slow.swap(true, Ordering::AcqRel)
-        {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(frame) {
+            self.mark_too_slow();
+        }
+    }
+
+    fn mark_too_slow(&self) {
+        if !self.too_slow.swap(true, Ordering::AcqRel) {
             self.too_slow_notify.notify_one();
         }
+    }
+
+    /// Ask the socket's task to close with `code` (the first request wins).
+    fn request_close(&self, code: u16, reason: &str) {
+        let mut request = self.close_request.lock().unwrap_or_else(|p| p.into_inner());
+        if request.is_none() {
+            *request = Some((code, reason.to_owned()));
+            drop(request);
+            self.too_slow_notify.notify_one();
+        }
+    }
+
+    fn close_requested(&self) -> Option<(u16, String)> {
+        self.close_request.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -114,12 +151,58 @@ fn encode(message: &Message, vsn: Vsn) -> Option<WsMessage> {
     }
 }
 
-struct Member {
+/// Most room messages a cluster member buffers while its join is in flight; past it the
+/// socket is closed as too slow (it reconnects), rather than buffer without bound.
+const PENDING_MESSAGES: usize = 256;
+
+/// How a member of a clustered room receives the bus's messages: buffered while its join
+/// is in flight, then those numbered after the join's snapshot.
+enum Delivery {
+    Live { since: u64 },
+    Pending(Vec<(u64, Arc<Message>)>),
+}
+
+/// One socket's membership of one room: its Presence meta and where its frames go.
+///
+/// Built by the Phoenix socket task and handed to [`crate::Adapter::room_join`]; an
+/// adapter passes it on without looking inside.
+///
+/// ```
+/// // Crate-built: a custom adapter receives one in `room_join` and passes it on, e.g.
+/// // `LocalAdapter.room_join(rooms, topic, member, max_members)`.
+/// fn passes_on(member: switchboard_server::phoenix::RoomMember) -> switchboard_server::phoenix::RoomMember {
+///     member
+/// }
+/// # let _ = passes_on;
+/// ```
+pub struct RoomMember {
     conn: u64,
     username: String,
     meta: Value,
     outlet: Arc<Outlet>,
+    delivery: Delivery,
 }
+
+impl std::fmt::Debug for RoomMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomMember").field("conn", &self.conn).field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+impl RoomMember {
+    /// The socket's connection id (unique in this server process).
+    pub(crate) fn conn(&self) -> u64 {
+        self.conn
+    }
+    pub(crate) fn username(&self) -> &str {
+        &self.username
+    }
+    pub(crate) fn meta(&self) -> &Value {
+        &self.meta
+    }
+}
+
+type Member = RoomMember;
 
 /// Every room's members, keyed by connection.
 ///
@@ -146,21 +229,26 @@ impl Rooms {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A fresh `phx_ref`: unique per server run.
-    fn phx_ref(&self) -> String {
+    /// A fresh `phx_ref`: unique per server run (and, with its random part, in a cluster).
+    pub(crate) fn phx_ref(&self) -> String {
         let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
         format!("F{n:x}{:04x}", rand::random::<u16>())
     }
 
     /// `{username: {metas: [...]}}` of a room.
     fn state_of(members: &HashMap<u64, Member>) -> Value {
-        let mut state = Map::new();
         let mut ordered: Vec<&Member> = members.values().collect();
         ordered.sort_by_key(|m| m.conn);
-        for member in ordered {
-            let entry = state.entry(member.username.clone()).or_insert_with(|| json!({ "metas": [] }));
+        Self::state_from(ordered.into_iter().map(|m| (m.username.clone(), m.meta.clone())))
+    }
+
+    /// `{username: {metas: [...]}}` from members in join order (a cluster's roster).
+    pub(crate) fn state_from(members: impl IntoIterator<Item = (String, Value)>) -> Value {
+        let mut state = Map::new();
+        for (username, meta) in members {
+            let entry = state.entry(username).or_insert_with(|| json!({ "metas": [] }));
             if let Some(metas) = entry["metas"].as_array_mut() {
-                metas.push(member.meta.clone());
+                metas.push(meta);
             }
         }
         Value::Object(state)
@@ -177,7 +265,7 @@ impl Rooms {
         }
     }
 
-    fn diff(topic: &str, joins: Value, leaves: Value) -> Message {
+    pub(crate) fn diff(topic: &str, joins: Value, leaves: Value) -> Message {
         Message {
             join_ref: None,
             reference: None,
@@ -189,7 +277,7 @@ impl Rooms {
 
     /// Track a member; returns the presence state before it joined, or `None` if the room
     /// has `max_members` already (checked and tracked under one lock).
-    fn join(&self, topic: &str, member: Member, max_members: usize) -> Option<Value> {
+    pub(crate) fn join(&self, topic: &str, member: Member, max_members: usize) -> Option<Value> {
         let mut rooms = self.lock();
         if rooms.get(topic).is_some_and(|room| room.len() >= max_members && !room.contains_key(&member.conn)) {
             return None;
@@ -203,7 +291,7 @@ impl Rooms {
     }
 
     /// Untrack a connection's member and announce the leave.
-    fn leave(&self, topic: &str, conn: u64) {
+    pub(crate) fn leave(&self, topic: &str, conn: u64) {
         let mut rooms = self.lock();
         let Some(room) = rooms.get_mut(topic) else { return };
         let Some(member) = room.remove(&conn) else { return };
@@ -216,31 +304,123 @@ impl Rooms {
 
     /// Replace a member's meta with `typing` set; the diff names the key in both leaves and
     /// joins, as `Presence.update` reports it.
-    fn update_typing(&self, topic: &str, conn: u64, typing: bool) {
-        let phx_ref = self.phx_ref();
+    pub(crate) fn update_typing(&self, topic: &str, conn: u64, typing: bool) {
         let mut rooms = self.lock();
         let Some(room) = rooms.get_mut(topic) else { return };
-        let Some(member) = room.get_mut(&conn) else { return };
+        let Some((username, old, new)) = self.retype(room, conn, typing) else { return };
+        Self::broadcast(room, &Self::typing_diff(topic, &username, old, new));
+    }
+
+    /// Give a member a new meta with `typing` set; returns (username, old meta, new meta).
+    fn retype(&self, room: &mut HashMap<u64, Member>, conn: u64, typing: bool) -> Option<(String, Value, Value)> {
+        let member = room.get_mut(&conn)?;
         let old = member.meta.clone();
         let new = json!({
             "typing": typing,
             "username": member.username,
-            "phx_ref": phx_ref,
+            "phx_ref": self.phx_ref(),
             "phx_ref_prev": old["phx_ref"],
         });
         member.meta = new.clone();
-        let key = member.username.clone();
-        let message = Self::diff(topic, json!({ key.clone(): { "metas": [new] } }), json!({ key: { "metas": [old] } }));
-        Self::broadcast(room, &message);
+        Some((member.username.clone(), old, new))
     }
 
-    fn shout(&self, topic: &str, payload: Payload) {
+    /// The diff of a meta update: the key in both leaves (old meta) and joins (new meta).
+    pub(crate) fn typing_diff(topic: &str, username: &str, old: Value, new: Value) -> Message {
+        Self::diff(topic, json!({ username: { "metas": [new] } }), json!({ username: { "metas": [old] } }))
+    }
+
+    /// A `shout` broadcast of `payload`.
+    pub(crate) fn shout_message(topic: &str, payload: Payload) -> Message {
+        Message { join_ref: None, reference: None, topic: topic.to_owned(), event: "shout".into(), payload }
+    }
+
+    pub(crate) fn shout(&self, topic: &str, payload: Payload) {
         let rooms = self.lock();
         if let Some(room) = rooms.get(topic) {
-            let message =
-                Message { join_ref: None, reference: None, topic: topic.to_owned(), event: "shout".into(), payload };
-            Self::broadcast(room, &message);
+            Self::broadcast(room, &Self::shout_message(topic, payload));
         }
+    }
+
+    // A clustered room (`crate::scaling`): Redis holds the members; each node keeps its own
+    // sockets' members here and delivers the bus's messages to them.
+
+    /// Hold a member whose join is in flight: the room's bus messages are buffered for it
+    /// until [`Rooms::go_live`].
+    pub(crate) fn add_pending(&self, topic: &str, mut member: Member) {
+        member.delivery = Delivery::Pending(Vec::new());
+        self.lock().entry(topic.to_owned()).or_default().insert(member.conn, member);
+    }
+
+    /// The member's join was numbered after bus message `since`: queue what was buffered
+    /// after it, and deliver live from now on.
+    pub(crate) fn go_live(&self, topic: &str, conn: u64, since: u64) {
+        let mut rooms = self.lock();
+        let Some(member) = rooms.get_mut(topic).and_then(|room| room.get_mut(&conn)) else { return };
+        let Delivery::Pending(buffered) = std::mem::replace(&mut member.delivery, Delivery::Live { since }) else {
+            return;
+        };
+        for (seq, message) in buffered {
+            if seq > since
+                && let Some(frame) = encode(&message, member.outlet.vsn)
+            {
+                member.outlet.push(frame);
+            }
+        }
+    }
+
+    /// Drop a member from this node's view, announcing nothing; returns it if it was here.
+    pub(crate) fn remove_local(&self, topic: &str, conn: u64) -> Option<Member> {
+        let mut rooms = self.lock();
+        let room = rooms.get_mut(topic)?;
+        let member = room.remove(&conn);
+        if room.is_empty() {
+            rooms.remove(topic);
+        }
+        member
+    }
+
+    /// Give this node's member a new meta with `typing` set, announcing nothing; returns
+    /// (username, old meta, new meta).
+    pub(crate) fn retype_local(&self, topic: &str, conn: u64, typing: bool) -> Option<(String, Value, Value)> {
+        let mut rooms = self.lock();
+        let room = rooms.get_mut(topic)?;
+        self.retype(room, conn, typing)
+    }
+
+    /// A room message from the cluster's bus, numbered `seq`: queued for this node's
+    /// members, encoded once per serializer.
+    pub(crate) fn deliver_bus(&self, topic: &str, message: Message, seq: u64) {
+        let mut rooms = self.lock();
+        let Some(room) = rooms.get_mut(topic) else { return };
+        let message = Arc::new(message);
+        let mut encoded: [Option<Option<WsMessage>>; 2] = [None, None];
+        for member in room.values_mut() {
+            match &mut member.delivery {
+                Delivery::Live { since } if seq > *since => {
+                    let slot = &mut encoded[usize::from(member.outlet.vsn == Vsn::V2)];
+                    if let Some(frame) = slot.get_or_insert_with(|| encode(&message, member.outlet.vsn)) {
+                        member.outlet.push(frame.clone());
+                    }
+                }
+                Delivery::Live { .. } => {}
+                Delivery::Pending(buffered) if buffered.len() >= PENDING_MESSAGES => member.outlet.mark_too_slow(),
+                Delivery::Pending(buffered) => buffered.push((seq, message.clone())),
+            }
+        }
+    }
+
+    /// Close every socket that is a member of a room here with `code` (a fenced cluster
+    /// node). Returns how many sockets.
+    pub(crate) fn close_all(&self, code: u16, reason: &str) -> usize {
+        let rooms = self.lock();
+        let mut closed = std::collections::HashSet::new();
+        for member in rooms.values().flat_map(HashMap::values) {
+            if closed.insert(member.conn) {
+                member.outlet.request_close(code, reason);
+            }
+        }
+        closed.len()
     }
 
     /// Members of a room, for tests and the CLI.
@@ -382,7 +562,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let conn = server.next_connection_id();
     let (queue, mut outbound) = mpsc::channel::<WsMessage>(server.config.max_queued_messages.max(1));
-    let outlet = Arc::new(Outlet { vsn, queue, too_slow: AtomicBool::new(false), too_slow_notify: Notify::new() });
+    let outlet = Arc::new(Outlet::new(vsn, queue));
     let rooms = server.phoenix.clone();
     let limits = Limits::of(&server.config);
     let mut socket = Socket {
@@ -398,12 +578,15 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // Phoenix closes a socket that sent nothing (not even a heartbeat) for this long.
     let idle_timeout = Duration::from_secs(server.config.phoenix_idle_timeout.max(1));
     // The close to send when the loop ends (None: the client is gone or does not read).
-    let goodbye: Option<(CloseCode, &str)> = loop {
+    let goodbye: Option<(CloseCode, String)> = loop {
         if outlet.too_slow.load(Ordering::Acquire) {
             break Some((
                 CloseCode::SERVICE_OVERLOAD,
-                "too many unsent messages: the client reads slower than they arrive",
+                "too many unsent messages: the client reads slower than they arrive".into(),
             ));
+        }
+        if let Some((code, reason)) = outlet.close_requested() {
+            break Some((CloseCode::try_from(code).unwrap_or(CloseCode::SERVICE_RESTART), reason));
         }
         tokio::select! {
             inbound = ws.next() => {
@@ -429,7 +612,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     tracing::debug!("ignoring an undecodable Phoenix frame");
                     continue;
                 };
-                let replies = socket.handle(&rooms, message, size);
+                let replies = socket.handle(&server, message, size).await;
                 let mut failed = false;
                 for reply in replies {
                     let Some(frame) = encode(&reply, vsn) else { continue };
@@ -449,11 +632,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             () = outlet.too_slow_notify.notified() => {} // the top of the loop closes the socket
             () = tokio::time::sleep_until(last_inbound + idle_timeout) => {
-                break Some((CloseCode::NORMAL_CLOSURE, "idle timeout"));
+                break Some((CloseCode::NORMAL_CLOSURE, "idle timeout".into()));
             }
             () = async { let _ = shutdown.wait_for(|stop| *stop).await.is_ok(); } => {
                 // 1012 Service Restart, as Phoenix's drain does: phoenix.js reconnects.
-                break Some((CloseCode::SERVICE_RESTART, "server restarting"));
+                break Some((CloseCode::SERVICE_RESTART, "server restarting".into()));
             }
         }
     };
@@ -463,10 +646,12 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     // The members leave before the goodbye, which may wait on a client that does not read.
     for topic in socket.joined.keys() {
-        rooms.leave(topic, conn);
+        if let Err(e) = server.adapter.room_leave(&rooms, topic, conn).await {
+            tracing::warn!(%topic, error = %e, "a Phoenix leave did not reach the cluster (the node rejoins)");
+        }
     }
     if let Some((code, reason)) = goodbye {
-        let _ = tokio::time::timeout(CLOSE_LINGER, ws.send(WsMessage::close(Some(code), reason))).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, ws.send(WsMessage::close(Some(code), &reason))).await;
     }
     server.metrics.phoenix_connections.dec();
     server.release_connection();
@@ -490,7 +675,8 @@ struct Socket {
 impl Socket {
     /// Handle one inbound message (`size` bytes as it arrived); returns the frames to send
     /// back to this socket, in order.
-    fn handle(&mut self, rooms: &Rooms, message: Message, size: usize) -> Vec<Message> {
+    async fn handle(&mut self, server: &ServerState, message: Message, size: usize) -> Vec<Message> {
+        let (rooms, adapter) = (&*server.phoenix, &*server.adapter);
         let (conn, limits, joined) = (self.conn, self.limits, &mut self.joined);
         let Message { join_ref, reference, topic, event, payload } = message;
         let json = match &payload {
@@ -508,7 +694,9 @@ impl Socket {
             let join_ref = join_ref.or_else(|| reference.clone()).unwrap_or_default();
             let mut out = Vec::new();
             if let Some(old) = joined.remove(&topic) {
-                rooms.leave(&topic, conn);
+                if let Err(e) = adapter.room_leave(rooms, &topic, conn).await {
+                    tracing::warn!(%topic, error = %e, "a Phoenix leave did not reach the cluster (the node rejoins)");
+                }
                 out.push(Message {
                     join_ref: Some(old.clone()),
                     reference: Some(old),
@@ -531,9 +719,22 @@ impl Socket {
                 return out;
             };
             let meta = json!({ "typing": false, "username": username, "phx_ref": rooms.phx_ref() });
-            let member = Member { conn, username: username.to_owned(), meta, outlet: self.outlet.clone() };
+            let member = Member {
+                conn,
+                username: username.to_owned(),
+                meta,
+                outlet: self.outlet.clone(),
+                delivery: Delivery::Live { since: 0 },
+            };
             // Hub pushes the state before tracking, so the joiner's own join arrives as a diff.
-            let Some(before) = rooms.join(&topic, member, limits.max_room_members) else {
+            let before = match adapter.room_join(rooms, &topic, member, limits.max_room_members).await {
+                Ok(before) => before,
+                Err(e) => {
+                    out.push(join_refused(join_ref, reference, &topic, e.to_string()));
+                    return out;
+                }
+            };
+            let Some(before) = before else {
                 let reason = format!("room is full: at most {} members", limits.max_room_members);
                 out.push(join_refused(join_ref, reference, &topic, reason));
                 return out;
@@ -575,7 +776,9 @@ impl Socket {
         match event.as_str() {
             "phx_leave" => {
                 joined.remove(&topic);
-                rooms.leave(&topic, conn);
+                if let Err(e) = adapter.room_leave(rooms, &topic, conn).await {
+                    tracing::warn!(%topic, error = %e, "a Phoenix leave did not reach the cluster (the node rejoins)");
+                }
                 vec![
                     Message::reply(jr.clone(), reference, &topic, "ok", json!({})),
                     Message {
@@ -587,14 +790,18 @@ impl Socket {
                     },
                 ]
             }
-            "shout" => {
-                rooms.shout(&topic, payload);
-                Vec::new()
-            }
+            // Hub's shout has no reply; one that the cluster could not carry gets an error
+            // reply rather than vanish.
+            "shout" => match adapter.room_shout(rooms, &topic, payload).await {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![Message::reply(jr, reference, &topic, "error", json!({ "reason": e.to_string() }))],
+            },
             "user:typing" => {
                 let typing = json.get("typing").and_then(Value::as_bool).unwrap_or(false);
-                rooms.update_typing(&topic, conn, typing);
-                vec![Message::reply(jr, reference, &topic, "ok", json!({}))]
+                match adapter.room_update_typing(rooms, &topic, conn, typing).await {
+                    Ok(()) => vec![Message::reply(jr, reference, &topic, "ok", json!({}))],
+                    Err(e) => vec![Message::reply(jr, reference, &topic, "error", json!({ "reason": e.to_string() }))],
+                }
             }
             "ping" => match payload {
                 // A binary ping gets a binary reply, as Phoenix's `{:reply, {:ok, {:binary, data}}}`.
@@ -612,7 +819,9 @@ impl Socket {
             other => {
                 tracing::debug!(%topic, event = other, "unhandled event: the room channel crashes, as Hub's does");
                 joined.remove(&topic);
-                rooms.leave(&topic, conn);
+                if let Err(e) = adapter.room_leave(rooms, &topic, conn).await {
+                    tracing::warn!(%topic, error = %e, "a Phoenix leave did not reach the cluster (the node rejoins)");
+                }
                 vec![Message {
                     join_ref: jr.clone(),
                     reference: jr,
@@ -636,8 +845,17 @@ mod tests {
 
     fn member(conn: u64, vsn: Vsn) -> (Member, mpsc::Receiver<WsMessage>) {
         let (queue, rx) = mpsc::channel(4);
-        let outlet = Arc::new(Outlet { vsn, queue, too_slow: AtomicBool::new(false), too_slow_notify: Notify::new() });
-        (Member { conn, username: format!("u{conn}"), meta: json!({}), outlet }, rx)
+        let outlet = Arc::new(Outlet::new(vsn, queue));
+        (
+            Member {
+                conn,
+                username: format!("u{conn}"),
+                meta: json!({}),
+                outlet,
+                delivery: Delivery::Live { since: 0 },
+            },
+            rx,
+        )
     }
 
     #[test]

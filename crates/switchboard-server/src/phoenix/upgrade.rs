@@ -31,10 +31,6 @@ pub(crate) async fn phoenix_websocket(
     if *server.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
     }
-    if server.config.scaling.enabled {
-        // Rooms and their Presence are one node's; refused rather than split per node.
-        return (StatusCode::SERVICE_UNAVAILABLE, crate::scaling::NOT_CLUSTERED_YET).into_response();
-    }
     // The server-wide quota covers every protocol's sockets. Phoenix has no error frame
     // for it, so it is refused before the upgrade (phoenix.js retries with its backoff).
     if !server.try_add_connection() {

@@ -3,7 +3,8 @@
 //! rest of the header is built here.
 //!
 //! ```
-//! // Crate-internal. Kinds: `e` a channel frame, `t` terminate a user's connections.
+//! // Crate-internal. Kinds: `e` a channel frame, `t` terminate a user's connections, `r` a
+//! // Phoenix room message (its frame is the V2 encoding: JSON text, or a binary broadcast).
 //! let header = r#"{"s":3,"k":"e","c":"news","x":"1.2","n":"ab12"}"#;
 //! let parsed: serde_json::Value = serde_json::from_str(header).unwrap();
 //! assert_eq!(parsed["k"], "e");
@@ -18,9 +19,10 @@ pub(crate) struct Header<'a> {
     /// The bus number (set by the script).
     #[serde(default, skip_serializing)]
     pub(crate) s: u64,
-    /// `e`: a frame for a channel's subscribers; `t`: close a user's connections.
+    /// `e`: a frame for a channel's subscribers; `t`: close a user's connections; `r`: a
+    /// Phoenix room message.
     pub(crate) k: &'a str,
-    /// The channel (`e`).
+    /// The channel (`e`) or room topic (`r`).
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     pub(crate) c: Option<std::borrow::Cow<'a, str>>,
     /// The socket that must not receive it.
@@ -55,6 +57,8 @@ pub(crate) enum Kind {
     Channel { channel: String, except: Option<String>, frame: Bytes },
     /// Close `user`'s connections with 4009.
     Terminate { user: String },
+    /// Deliver a Phoenix room message (V2-encoded `body`) to `topic`'s members.
+    Room { topic: String, body: Bytes },
 }
 
 /// Decode a bus payload; `None` for anything malformed (counted, never delivered half).
@@ -65,6 +69,7 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Message> {
     let kind = match header.k {
         "e" => Kind::Channel { channel: header.c?.into_owned(), except: header.x.map(|x| x.into_owned()), frame },
         "t" => Kind::Terminate { user: header.u?.into_owned() },
+        "r" => Kind::Room { topic: header.c?.into_owned(), body: frame },
         _ => return None,
     };
     Some(Message { seq: header.s, kind })
@@ -102,6 +107,7 @@ mod tests {
             b"{\"s\":1,\"k\":\"e\",\"n\":\"a\"}\n",
             b"not json\n{}",
             b"{\"s\":1,\"k\":\"z\",\"n\":\"a\"}\n",
+            b"{\"s\":1,\"k\":\"r\",\"n\":\"a\"}\n[]",
         ] {
             assert!(decode(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
         }

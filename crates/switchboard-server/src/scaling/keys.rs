@@ -31,6 +31,7 @@ impl Keys {
         self.key(&format!("node:{node}"))
     }
     /// HASH `socket|channel` → user id (`""` for non-members): the node's subscriptions.
+    /// In the Phoenix space: `conn|topic` → member (`node:conn`), the node's room members.
     pub(crate) fn sock(&self, node: &str) -> String {
         self.key(&format!("sock:{node}"))
     }
@@ -73,6 +74,18 @@ impl Keys {
     /// A reaper's claim on a dead node.
     pub(crate) fn reap(&self, node: &str) -> String {
         self.key(&format!("reap:{node}"))
+    }
+    /// Phoenix rooms: HASH member (`node:conn`) → its meta JSON, per room.
+    pub(crate) fn room_metas(&self, topic: &str) -> String {
+        self.key(&format!("rm:{topic}"))
+    }
+    /// Phoenix rooms: HASH member → its username as a JSON string, per room.
+    pub(crate) fn room_names(&self, topic: &str) -> String {
+        self.key(&format!("rn:{topic}"))
+    }
+    /// Phoenix rooms: ZSET member → bus number of its join (join order), per room.
+    pub(crate) fn room_order(&self, topic: &str) -> String {
+        self.key(&format!("ro:{topic}"))
     }
     /// The app's pub/sub bus.
     pub(crate) fn bus(&self) -> String {

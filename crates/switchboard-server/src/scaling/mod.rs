@@ -3,7 +3,8 @@
 //!
 //! - Redis holds the cluster state: each node's subscriptions, channel counts, presence
 //!   rosters (per user, so two tabs on two nodes are one member), cache channels and
-//!   connection counts. Pub/sub (one bus per app) carries only messages.
+//!   connection counts; and the Phoenix rooms' members (`rooms.rs`), a key space of their
+//!   own. Pub/sub (one bus per app, one for the Phoenix rooms) carries only messages.
 //! - A state change and the event it causes run in one Lua script (`scripts.rs`): the script's
 //!   answer tells exactly one node that a member was added or removed or a channel occupied
 //!   or vacated, and that node alone fires the webhook.
@@ -30,6 +31,7 @@
 
 mod bus;
 mod keys;
+mod rooms;
 mod scripts;
 
 use std::collections::HashMap;
@@ -52,15 +54,20 @@ use crate::config::ScalingConfig;
 use crate::connection_handle::ConnectionHandle;
 use crate::gateway::Outgoing;
 use crate::metrics::Metrics;
+use crate::phoenix::{RoomMember, Rooms};
 use crate::pusher::app::{App, ChannelCounts, Joining, SubscribeRefused, Subscribed};
 use crate::pusher::webhooks::WebhookEvent;
 use bus::{Header, Kind};
 use keys::Keys;
 
-/// Why the Phoenix and gateway endpoints refuse sockets while scaling is on: their rooms and
-/// topics live in one node, and a split-brain room is worse than a clear refusal.
-pub const NOT_CLUSTERED_YET: &str =
-    "this protocol does not scale out yet: with scaling on, only Pusher and RealtimeX sockets are served";
+/// Why the gateway endpoint refuses sockets while scaling is on: its topics live in one
+/// node, and a split-brain topic is worse than a clear refusal.
+pub const NOT_CLUSTERED_YET: &str = "the gateway protocol does not scale out yet: with scaling on, only Pusher, \
+     RealtimeX and Phoenix sockets are served";
+
+/// The key space of the Phoenix rooms (apps have theirs under their ids; `~` keeps it apart
+/// from any app id a Pusher SDK would send).
+const PHOENIX_SPACE: &str = "~phoenix";
 
 /// How long a cache channel keeps its last event (as on one node).
 const CACHE_TTL_MS: u64 = 3_600_000;
@@ -96,8 +103,8 @@ struct Inner {
     redis: ConnectionManager,
     config: ScalingConfig,
     node: Mutex<String>,
-    /// Apps by bus channel name, set by `start`.
-    apps: Mutex<Vec<ClusterApp>>,
+    /// The key spaces (each app's, and the Phoenix rooms'), set by `start`.
+    apps: Mutex<Vec<Space>>,
     metrics: Mutex<Option<Arc<Metrics>>>,
     /// A leave (or other write) failed: the cluster may hold state this node no longer has,
     /// so it fences itself once Redis answers again.
@@ -106,13 +113,41 @@ struct Inner {
     tasks: TaskTracker,
 }
 
-/// One app as the cluster sees it.
+/// What one key space and bus serve.
 #[derive(Clone)]
-struct ClusterApp {
-    app: Arc<App>,
+enum Serves {
+    /// A Pusher app (its Pusher and RealtimeX sockets).
+    Pusher(Arc<App>),
+    /// The Phoenix endpoint's rooms (server-wide, as on one node).
+    PhoenixRooms(Arc<Rooms>),
+}
+
+/// One key space as the cluster sees it: an app, or the Phoenix rooms.
+#[derive(Clone)]
+struct Space {
+    serves: Serves,
+    /// The app id (or [`PHOENIX_SPACE`]), for keys and logs.
+    id: String,
     keys: Keys,
     /// The last bus number delivered (0 before the first).
     last_seq: Arc<AtomicU64>,
+}
+
+impl Space {
+    fn connection_count(&self) -> usize {
+        match &self.serves {
+            Serves::Pusher(app) => app.connection_count(),
+            Serves::PhoenixRooms(_) => 0, // no per-app quota: the server-wide one is local
+        }
+    }
+
+    /// Close every socket that holds cluster state in this space with `code`.
+    fn close_all(&self, code: u16, reason: &str) -> usize {
+        match &self.serves {
+            Serves::Pusher(app) => app.close_all(code, reason),
+            Serves::PhoenixRooms(rooms) => rooms.close_all(code, reason),
+        }
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> AdapterError {
@@ -184,9 +219,14 @@ impl Inner {
         self.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn cluster_app(&self, app: &App) -> Option<ClusterApp> {
+    fn cluster_app(&self, app: &App) -> Option<Space> {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        apps.iter().find(|c| c.app.config.id == app.config.id).cloned()
+        apps.iter().find(|c| matches!(&c.serves, Serves::Pusher(a) if a.config.id == app.config.id)).cloned()
+    }
+
+    fn phoenix_space(&self) -> Option<Space> {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.iter().find(|c| matches!(c.serves, Serves::PhoenixRooms(_))).cloned()
     }
 
     fn keys(&self, app: &App) -> Keys {
@@ -214,7 +254,7 @@ impl Inner {
                 .key(keys.conns())
                 .arg(&node)
                 .arg(self.config.lease_ms)
-                .arg(cluster.app.connection_count())
+                .arg(cluster.connection_count())
                 .arg(if register { "1" } else { "0" })
                 .invoke_async(&mut conn)
                 .await?;
@@ -232,8 +272,8 @@ impl Inner {
         tracing::warn!(node = %old, "fenced out of the cluster ({why}): closing every socket with 4200 and rejoining");
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for cluster in &apps {
-            let closed = cluster.app.close_all(FENCE_CLOSE.0, FENCE_CLOSE.1);
-            tracing::info!(app = %cluster.app.config.id, closed, "closed sockets of a fenced node");
+            let closed = cluster.close_all(FENCE_CLOSE.0, FENCE_CLOSE.1);
+            tracing::info!(space = %cluster.id, closed, "closed sockets of a fenced node");
         }
         *self.node.lock().unwrap_or_else(|p| p.into_inner()) = new_node_id();
         if let Some(metrics) = self.metrics() {
@@ -274,15 +314,23 @@ impl Inner {
     }
 
     /// Leave every subscription of a dead node, firing what those leaves cause, then forget it.
-    async fn reap(&self, cluster: &ClusterApp, node: &str) -> Result<(), redis::RedisError> {
+    async fn reap(&self, cluster: &Space, node: &str) -> Result<(), redis::RedisError> {
         let keys = &cluster.keys;
         let mut conn = self.conn();
         let subscriptions: HashMap<String, String> = conn.hgetall(keys.sock(node)).await?;
         let count = subscriptions.len();
-        for (field, user) in subscriptions {
-            let Some((socket, channel)) = field.split_once('|') else { continue };
-            let user = (!user.is_empty()).then_some(user.as_str());
-            leave_script(self, cluster, node, socket, channel, user).await?;
+        for (field, value) in subscriptions {
+            match &cluster.serves {
+                Serves::Pusher(app) => {
+                    let Some((socket, channel)) = field.split_once('|') else { continue };
+                    let user = (!value.is_empty()).then_some(value.as_str());
+                    leave_script(self, app, keys, node, socket, channel, user).await?;
+                }
+                Serves::PhoenixRooms(_) => {
+                    let Some((_, topic)) = field.split_once('|') else { continue };
+                    rooms::leave_script(self, keys, node, &field, topic).await?;
+                }
+            }
         }
         let _: i64 = scripts::FORGET
             .key(keys.sock(node))
@@ -291,7 +339,7 @@ impl Inner {
             .arg(node)
             .invoke_async(&mut conn)
             .await?;
-        tracing::info!(app = %cluster.app.config.id, node, subscriptions = count, "reaped a dead node");
+        tracing::info!(space = %cluster.id, node, subscriptions = count, "reaped a dead node");
         if let Some(metrics) = self.metrics() {
             metrics.scaling_reaped_nodes.inc();
             metrics.scaling_reaped_subscriptions.inc_by(count as u64);
@@ -303,13 +351,13 @@ impl Inner {
 /// Run `leave.lua` for one subscription of `node` and fire the webhooks it decides.
 async fn leave_script(
     inner: &Inner,
-    cluster: &ClusterApp,
+    app: &App,
+    keys: &Keys,
     node: &str,
     socket_id: &str,
     channel: &str,
     user_id: Option<&str>,
 ) -> Result<(), redis::RedisError> {
-    let keys = &cluster.keys;
     let frame = user_id.map_or_else(String::new, |user| {
         encode_server_frame("pusher_internal:member_removed", Some(channel), Some(&member_removed_data(user)), None)
     });
@@ -334,10 +382,10 @@ async fn leave_script(
     if removed == 1
         && let Some(user) = user_id
     {
-        cluster.app.webhook(WebhookEvent::member(channel, "member_removed", user));
+        app.webhook(WebhookEvent::member(channel, "member_removed", user));
     }
     if vacated == 1 {
-        cluster.app.webhook(WebhookEvent::channel(channel, "channel_vacated"));
+        app.webhook(WebhookEvent::channel(channel, "channel_vacated"));
     }
     Ok(())
 }
@@ -397,24 +445,24 @@ async fn check_bus(inner: &Inner, expected: &mut HashMap<String, u64>) -> Result
     let mut conn = inner.conn();
     for cluster in &apps {
         let seen = cluster.last_seq.load(Ordering::Acquire);
-        if let Some(due) = expected.get(&cluster.app.config.id)
+        if let Some(due) = expected.get(&cluster.id)
             && seen < *due
         {
             bus_gap(inner, cluster, *due - seen, "the bus fell behind");
             cluster.last_seq.fetch_max(*due, Ordering::AcqRel);
         }
         let current: Option<u64> = conn.get(cluster.keys.seq()).await?;
-        expected.insert(cluster.app.config.id.clone(), current.unwrap_or(0));
+        expected.insert(cluster.id.clone(), current.unwrap_or(0));
     }
     Ok(())
 }
 
-fn bus_gap(inner: &Inner, cluster: &ClusterApp, missed: u64, why: &str) {
-    tracing::warn!(app = %cluster.app.config.id, missed, "{why}: closing the app's sockets with 4200 so they resubscribe");
+fn bus_gap(inner: &Inner, cluster: &Space, missed: u64, why: &str) {
+    tracing::warn!(space = %cluster.id, missed, "{why}: closing the space's sockets with 4200 so they resubscribe");
     if let Some(metrics) = inner.metrics() {
         metrics.scaling_bus_gaps.inc_by(missed);
     }
-    cluster.app.close_all(FENCE_CLOSE.0, "Messages were lost between server nodes; reconnect");
+    cluster.close_all(FENCE_CLOSE.0, "Messages were lost between server nodes; reconnect");
 }
 
 /// The dedicated subscriber connection: every app's bus, delivered in order by one task.
@@ -456,7 +504,7 @@ async fn subscribe_and_dispatch(inner: &Inner, stop: &mut watch::Receiver<bool>)
         }
         cluster.last_seq.store(current, Ordering::Release);
     }
-    let by_bus: HashMap<String, ClusterApp> = apps.iter().map(|c| (c.keys.bus(), c.clone())).collect();
+    let by_bus: HashMap<String, Space> = apps.iter().map(|c| (c.keys.bus(), c.clone())).collect();
     let mut messages = pubsub.into_on_message();
     loop {
         let message = tokio::select! {
@@ -471,10 +519,10 @@ async fn subscribe_and_dispatch(inner: &Inner, stop: &mut watch::Receiver<bool>)
     }
 }
 
-fn dispatch(inner: &Inner, cluster: &ClusterApp, payload: &[u8]) {
+fn dispatch(inner: &Inner, cluster: &Space, payload: &[u8]) {
     let metrics = inner.metrics();
     let Some(message) = bus::decode(payload) else {
-        tracing::warn!(app = %cluster.app.config.id, "malformed bus message dropped");
+        tracing::warn!(space = %cluster.id, "malformed bus message dropped");
         return;
     };
     if let Some(metrics) = &metrics {
@@ -488,13 +536,18 @@ fn dispatch(inner: &Inner, cluster: &ClusterApp, payload: &[u8]) {
         bus_gap(inner, cluster, message.seq - last - 1, "bus messages were lost");
     }
     cluster.last_seq.store(message.seq, Ordering::Release);
-    match message.kind {
-        Kind::Channel { channel, except, frame } => {
-            cluster.app.deliver_bus(&channel, &frame, except.as_deref(), message.seq);
+    match (&cluster.serves, message.kind) {
+        (Serves::Pusher(app), Kind::Channel { channel, except, frame }) => {
+            app.deliver_bus(&channel, &frame, except.as_deref(), message.seq);
         }
-        Kind::Terminate { user } => {
-            cluster.app.terminate_user(&user);
+        (Serves::Pusher(app), Kind::Terminate { user }) => {
+            app.terminate_user(&user);
         }
+        (Serves::PhoenixRooms(rooms), Kind::Room { topic, body }) => match rooms::decode_body(&body) {
+            Some(room_message) => rooms.deliver_bus(&topic, room_message, message.seq),
+            None => tracing::warn!(space = %cluster.id, "undecodable room message dropped"),
+        },
+        (_, kind) => tracing::warn!(space = %cluster.id, ?kind, "bus message of another space dropped"),
     }
 }
 
@@ -531,14 +584,31 @@ fn as_array(value: &Value) -> &[Value] {
 }
 
 impl Adapter for RedisAdapter {
-    fn start<'a>(&'a self, apps: &'a [Arc<App>], metrics: &'a Arc<Metrics>) -> AdapterFuture<'a, ()> {
+    fn start<'a>(
+        &'a self,
+        apps: &'a [Arc<App>],
+        rooms: &'a Arc<Rooms>,
+        metrics: &'a Arc<Metrics>,
+    ) -> AdapterFuture<'a, ()> {
         Box::pin(async move {
             let inner = &self.inner;
             *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = Some(metrics.clone());
-            *inner.apps.lock().unwrap_or_else(|p| p.into_inner()) = apps
+            let mut spaces: Vec<Space> = apps
                 .iter()
-                .map(|app| ClusterApp { app: app.clone(), keys: inner.keys(app), last_seq: Arc::default() })
+                .map(|app| Space {
+                    serves: Serves::Pusher(app.clone()),
+                    id: app.config.id.clone(),
+                    keys: inner.keys(app),
+                    last_seq: Arc::default(),
+                })
                 .collect();
+            spaces.push(Space {
+                serves: Serves::PhoenixRooms(rooms.clone()),
+                id: PHOENIX_SPACE.to_owned(),
+                keys: Keys::new(&inner.config.prefix, PHOENIX_SPACE),
+                last_seq: Arc::default(),
+            });
+            *inner.apps.lock().unwrap_or_else(|p| p.into_inner()) = spaces;
             inner.beat(true).await.map_err(unavailable)?;
             inner.redis_up(true);
             let stop = inner.stop.subscribe();
@@ -716,7 +786,9 @@ impl Adapter for RedisAdapter {
             };
             let Some(cluster) = inner.cluster_app(app) else { return Ok(()) };
             let node = inner.node_id();
-            if let Err(e) = leave_script(inner, &cluster, &node, &conn.socket_id, channel, user.as_deref()).await {
+            if let Err(e) =
+                leave_script(inner, app, &cluster.keys, &node, &conn.socket_id, channel, user.as_deref()).await
+            {
                 inner.dirty.store(true, Ordering::Release);
                 return Err(unavailable(e));
             }
@@ -830,6 +902,39 @@ impl Adapter for RedisAdapter {
     fn release_connection(&self, app: &Arc<App>) {
         // The node's count in Redis is rewritten from the local count at every heartbeat.
         app.remove_connection();
+    }
+
+    fn room_join<'a>(
+        &'a self,
+        rooms: &'a Rooms,
+        topic: &'a str,
+        member: RoomMember,
+        max_members: usize,
+    ) -> AdapterFuture<'a, Option<serde_json::Value>> {
+        Box::pin(rooms::join(&self.inner, rooms, topic, member, max_members))
+    }
+
+    fn room_leave<'a>(&'a self, rooms: &'a Rooms, topic: &'a str, conn: u64) -> AdapterFuture<'a, ()> {
+        Box::pin(rooms::leave(&self.inner, rooms, topic, conn))
+    }
+
+    fn room_update_typing<'a>(
+        &'a self,
+        rooms: &'a Rooms,
+        topic: &'a str,
+        conn: u64,
+        typing: bool,
+    ) -> AdapterFuture<'a, ()> {
+        Box::pin(rooms::update_typing(&self.inner, rooms, topic, conn, typing))
+    }
+
+    fn room_shout<'a>(
+        &'a self,
+        _rooms: &'a Rooms,
+        topic: &'a str,
+        payload: switchboard_protocol::phoenix::Payload,
+    ) -> AdapterFuture<'a, ()> {
+        Box::pin(rooms::shout(&self.inner, topic, payload))
     }
 
     fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {

@@ -188,3 +188,66 @@ return out
 "#,
     )
 });
+
+/// Phoenix rooms: track a member and broadcast its join diff.
+/// KEYS: node, sock, metas, names, order, seq. ARGV: member, sock field, meta JSON, username
+/// JSON string, max members, bus, header tail, the diff's frame up to its payload.
+/// Reply: {'fenced'} | {'full'} | {'ok', its bus number, order before, metas flat, names flat}.
+pub(crate) static ROOM_JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'fenced'} end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 and redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[5]) then
+  return {'full'}
+end
+local order = redis.call('ZRANGE', KEYS[5], 0, -1)
+local metas = redis.call('HGETALL', KEYS[3])
+local names = redis.call('HGETALL', KEYS[4])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+local s = redis.call('INCR', KEYS[6])
+redis.call('ZADD', KEYS[5], s, ARGV[1])
+redis.call('PUBLISH', ARGV[6], '{"s":' .. s .. ',' .. ARGV[7] .. '\n' .. ARGV[8]
+  .. '{"joins":{' .. ARGV[4] .. ':{"metas":[' .. ARGV[3] .. ']}},"leaves":{}}]')
+return {'ok', s, order, metas, names}
+"#,
+    )
+});
+
+/// Phoenix rooms: untrack a member and broadcast its leave diff, built from what Redis holds
+/// (so a reaper, which never saw the member, announces the same leave). KEYS: sock, metas,
+/// names, order, seq. ARGV: sock field, bus, header tail, the diff's frame up to its payload.
+/// Reply: 1 if the member left, 0 if it was gone already.
+pub(crate) static ROOM_LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local member = redis.call('HGET', KEYS[1], ARGV[1])
+if not member then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local meta = redis.call('HGET', KEYS[2], member)
+local name = redis.call('HGET', KEYS[3], member)
+redis.call('HDEL', KEYS[2], member); redis.call('HDEL', KEYS[3], member); redis.call('ZREM', KEYS[4], member)
+if not meta or not name then return 0 end
+local s = redis.call('INCR', KEYS[5])
+redis.call('PUBLISH', ARGV[2], '{"s":' .. s .. ',' .. ARGV[3] .. '\n' .. ARGV[4]
+  .. '{"joins":{},"leaves":{' .. name .. ':{"metas":[' .. meta .. ']}}}]')
+return 1
+"#,
+    )
+});
+
+/// Phoenix rooms: replace a member's meta and broadcast the update diff (built by the member's
+/// node, the only writer of its meta). KEYS: sock, metas, seq. ARGV: sock field, member, new
+/// meta, bus, header tail, frame. Reply: 1 if updated, 0 if the member was gone (reaped).
+pub(crate) static ROOM_UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+local s = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[4], '{"s":' .. s .. ',' .. ARGV[5] .. '\n' .. ARGV[6])
+return 1
+"#,
+    )
+});

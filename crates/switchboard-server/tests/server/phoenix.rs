@@ -12,14 +12,14 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, WebSocketStream};
 
 use crate::common::*;
 
-struct Phx {
+pub(crate) struct Phx {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     vsn: Vsn,
     next_ref: u64,
 }
 
 impl Phx {
-    async fn connect(server: &switchboard_server::RunningServer, vsn: Vsn) -> Phx {
+    pub(crate) async fn connect(server: &switchboard_server::RunningServer, vsn: Vsn) -> Phx {
         let query = if vsn == Vsn::V2 { "?vsn=2.0.0" } else { "" };
         let url = format!("ws://{}/socket/websocket{query}", server.local_addr());
         let (ws, _) = ClientBuilder::new().uri(&url).expect("uri").connect().await.expect("connect");
@@ -27,7 +27,7 @@ impl Phx {
     }
 
     /// Send; returns the ref used.
-    async fn push(&mut self, join_ref: Option<&str>, topic: &str, event: &str, payload: Value) -> String {
+    pub(crate) async fn push(&mut self, join_ref: Option<&str>, topic: &str, event: &str, payload: Value) -> String {
         self.next_ref += 1;
         let reference = self.next_ref.to_string();
         let message = Message {
@@ -41,11 +41,11 @@ impl Phx {
         reference
     }
 
-    async fn send_raw(&mut self, text: &str) {
+    pub(crate) async fn send_raw(&mut self, text: &str) {
         self.ws.send(tokio_websockets::Message::text(text.to_owned())).await.expect("send");
     }
 
-    async fn next(&mut self) -> Message {
+    pub(crate) async fn next(&mut self) -> Message {
         loop {
             let m =
                 tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame in time").expect("open").expect("ok");
@@ -55,14 +55,14 @@ impl Phx {
         }
     }
 
-    async fn expect(&mut self, event: &str) -> Message {
+    pub(crate) async fn expect(&mut self, event: &str) -> Message {
         let m = self.next().await;
         assert_eq!(m.event, event, "unexpected {m:?}");
         m
     }
 
     /// The next `event`, skipping presence diffs (which every member receives).
-    async fn expect_past_presence(&mut self, event: &str) -> Message {
+    pub(crate) async fn expect_past_presence(&mut self, event: &str) -> Message {
         loop {
             let m = self.next().await;
             if m.event != "presence_diff" {
@@ -72,7 +72,19 @@ impl Phx {
         }
     }
 
-    async fn join(&mut self, topic: &str, username: &str) -> (String, Value) {
+    /// The close code the server ends the socket with (frames before it are skipped).
+    pub(crate) async fn expect_close(&mut self) -> Option<u16> {
+        for _ in 0..10_000 {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("closed in time") {
+                Some(Ok(m)) if m.is_close() => return m.as_close().map(|(code, _)| u16::from(code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+        panic!("no close after 10,000 frames");
+    }
+
+    pub(crate) async fn join(&mut self, topic: &str, username: &str) -> (String, Value) {
         let reference = self.push(None, topic, "phx_join", json!({ "username": username })).await;
         let reply = self.expect("phx_reply").await;
         assert_eq!(json_of(&reply)["status"], "ok", "{reply:?}");
@@ -82,7 +94,7 @@ impl Phx {
     }
 }
 
-fn json_of(m: &Message) -> Value {
+pub(crate) fn json_of(m: &Message) -> Value {
     match &m.payload {
         Payload::Json(v) => v.clone(),
         _ => Value::Null,

@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard_protocol::phoenix::Vsn;
 use switchboard_server::config::ScalingConfig;
 use switchboard_server::{ClientEventPolicy, RunningServer, WebhookConfig};
 
 use crate::common::*;
+use crate::phoenix::{Phx, json_of};
 
 /// A `redis-server` of the test's own: no TCP port, no persistence, killed on drop.
 pub struct Redis {
@@ -120,6 +122,16 @@ fn count(hooks: &Hooks, name: &str, channel: &str) -> usize {
 }
 
 async fn cluster(redis: &Redis, nodes: usize, hook: Option<&str>, max_connections: usize) -> Vec<RunningServer> {
+    cluster_with(redis, nodes, hook, max_connections, |_| {}).await
+}
+
+async fn cluster_with(
+    redis: &Redis,
+    nodes: usize,
+    hook: Option<&str>,
+    max_connections: usize,
+    edit: impl Fn(&mut switchboard_server::ServerConfig),
+) -> Vec<RunningServer> {
     let mut servers = Vec::new();
     for _ in 0..nodes {
         let mut app = app();
@@ -128,7 +140,8 @@ async fn cluster(redis: &Redis, nodes: usize, hook: Option<&str>, max_connection
         if let Some(url) = hook {
             app.webhooks = vec![WebhookConfig { url: url.into(), events: vec![] }];
         }
-        let config = switchboard_server::ServerConfig { scaling: scaling(redis), ..config_with(app) };
+        let mut config = switchboard_server::ServerConfig { scaling: scaling(redis), ..config_with(app) };
+        edit(&mut config);
         servers.push(start(config).await);
     }
     servers
@@ -157,17 +170,17 @@ async fn events_reach_every_node_once_and_in_one_order() {
     let (hook, hooks) = webhook_sink().await;
     let nodes = cluster(&redis, 3, Some(&hook), 0).await;
     let mut subscribers = Vec::new();
-    for i in 0..30 {
+    for i in 0..90 {
         let mut client = Client::connect(&nodes[i % 3]).await;
         client.subscribe("news").await;
         subscribers.push(client);
     }
     for node in &nodes {
         let (status, body) = Api::new(node).get("/apps/1000/channels/news", &[("info", "subscription_count")]).await;
-        assert_eq!((status, &body), (200, &json!({"subscription_count": 30, "occupied": true})));
+        assert_eq!((status, &body), (200, &json!({"subscription_count": 90, "occupied": true})));
     }
     // Sequential publishes, round-robin over the nodes.
-    for i in 0..100u64 {
+    for i in 0..300u64 {
         let data = json!({ "i": i }).to_string();
         let (status, body) = Api::new(&nodes[i as usize % 3])
             .post("/apps/1000/events", json!({"name":"tick","channel":"news","data":data}))
@@ -175,7 +188,7 @@ async fn events_reach_every_node_once_and_in_one_order() {
         assert_eq!(status, 200, "{body}");
     }
     for client in &mut subscribers {
-        assert_eq!(ticks(client, 100).await, (0..100).collect::<Vec<_>>(), "every event once, in order");
+        assert_eq!(ticks(client, 300).await, (0..300).collect::<Vec<_>>(), "every event once, in order");
         client.expect_silence(100).await;
     }
     eventually(|| count(&hooks, "channel_occupied", "news") >= 1).await;
@@ -200,7 +213,7 @@ async fn a_user_on_two_nodes_is_one_member() {
     let mut observer = Client::connect(&nodes[0]).await;
     observer.join("presence-room", "obs", json!({"name": "Observer"})).await;
     let mut tabs = Vec::new();
-    for i in 0..10 {
+    for i in 0..30 {
         let user = format!("u{i:02}");
         let mut first = Client::connect(&nodes[i % 3]).await;
         let mut second = Client::connect(&nodes[(i + 1) % 3]).await;
@@ -212,22 +225,22 @@ async fn a_user_on_two_nodes_is_one_member() {
         tabs.push((first, second));
     }
     let mut added = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..30 {
         let frame = observer.expect("pusher_internal:member_added").await;
         let data: Value = frame.data.parse().expect("data");
         added.push(data["user_id"].as_str().expect("user_id").to_owned());
     }
     observer.expect_silence(300).await;
     added.sort();
-    assert_eq!(added, (0..10).map(|i| format!("u{i:02}")).collect::<Vec<_>>(), "one member_added per user");
+    assert_eq!(added, (0..30).map(|i| format!("u{i:02}")).collect::<Vec<_>>(), "one member_added per user");
     let mut lists = Vec::new();
     for node in &nodes {
         let api = Api::new(node);
         let (_, info) =
             api.get("/apps/1000/channels/presence-room", &[("info", "user_count,subscription_count")]).await;
-        assert_eq!(info, json!({"user_count": 11, "subscription_count": 21, "occupied": true}));
+        assert_eq!(info, json!({"user_count": 31, "subscription_count": 61, "occupied": true}));
         let (_, users) = api.get("/apps/1000/channels/presence-room/users", &[]).await;
-        assert_eq!(users["users"].as_array().map(Vec::len), Some(11));
+        assert_eq!(users["users"].as_array().map(Vec::len), Some(31));
         lists.push(users);
     }
     assert!(lists.windows(2).all(|w| w[0] == w[1]), "the same roster, in the same order, on every node");
@@ -235,7 +248,7 @@ async fn a_user_on_two_nodes_is_one_member() {
     let mut late = Client::connect(&nodes[2]).await;
     let succeeded = late.join("presence-room", "late", json!(null)).await;
     let roster: Value = succeeded.data.parse().expect("roster");
-    assert_eq!(roster["presence"]["count"], 12);
+    assert_eq!(roster["presence"]["count"], 32);
     assert_eq!(observer.expect("pusher_internal:member_added").await.channel.as_deref(), Some("presence-room"));
     // Closing one tab of every user removes nobody.
     let mut seconds = Vec::new();
@@ -245,22 +258,22 @@ async fn a_user_on_two_nodes_is_one_member() {
     }
     observer.expect_silence(500).await;
     let (_, info) = Api::new(&nodes[1]).get("/apps/1000/channels/presence-room", &[("info", "user_count")]).await;
-    assert_eq!(info["user_count"], 12);
+    assert_eq!(info["user_count"], 32);
     // Closing the other removes each once.
     drop(seconds);
     let mut removed = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..30 {
         let frame = observer.expect("pusher_internal:member_removed").await;
         let data: Value = frame.data.parse().expect("data");
         removed.push(data["user_id"].as_str().expect("user_id").to_owned());
     }
     observer.expect_silence(300).await;
     removed.sort();
-    assert_eq!(removed, (0..10).map(|i| format!("u{i:02}")).collect::<Vec<_>>());
-    eventually(|| count(&hooks, "member_removed", "presence-room") >= 10).await;
+    assert_eq!(removed, (0..30).map(|i| format!("u{i:02}")).collect::<Vec<_>>());
+    eventually(|| count(&hooks, "member_removed", "presence-room") >= 30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(&hooks, "member_added", "presence-room"), 12, "one webhook per first join, cluster-wide");
-    assert_eq!(count(&hooks, "member_removed", "presence-room"), 10, "one webhook per last leave");
+    assert_eq!(count(&hooks, "member_added", "presence-room"), 32, "one webhook per first join, cluster-wide");
+    assert_eq!(count(&hooks, "member_removed", "presence-room"), 30, "one webhook per last leave");
     assert_eq!(count(&hooks, "channel_occupied", "presence-room"), 1);
     drop((observer, late));
     shutdown(nodes).await;
@@ -340,6 +353,9 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
     let nodes = cluster(&redis, 2, None, 0).await;
     let mut subscriber = Client::connect(&nodes[1]).await;
     subscriber.subscribe("news").await;
+    let mut member = Phx::connect(&nodes[1], Vsn::V2).await;
+    let (member_ref, _) = member.join("room:lobby", "ada").await;
+    member.expect("presence_diff").await;
     redis.kill();
     let api = Api::new(&nodes[0]);
     let (status, body) = api.post("/apps/1000/events", json!({"name":"tick","channel":"news","data":"{}"})).await;
@@ -356,14 +372,36 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
     assert_eq!(error.data.parse::<Value>().expect("data")["status"], 503);
     other.assert_alive().await;
     subscriber.assert_alive().await;
+    // Phoenix: a join is refused with the reason, a shout gets an error reply; the member stays.
+    let mut late = Phx::connect(&nodes[0], Vsn::V2).await;
+    late.push(None, "room:lobby", "phx_join", json!({"username": "bob"})).await;
+    let reply = json_of(&late.expect("phx_reply").await);
+    assert_eq!(reply["status"], "error");
+    assert!(
+        reply["response"]["reason"].as_str().unwrap_or_default().contains("scaling backend unavailable"),
+        "{reply}"
+    );
+    member.push(Some(&member_ref), "room:lobby", "shout", json!({"body": "hi"})).await;
+    let reply = json_of(&member.expect("phx_reply").await);
+    assert_eq!(reply["status"], "error", "{reply}");
+    let r = member.push(Some(&member_ref), "room:lobby", "ping", json!({"alive": true})).await;
+    let pong = member.expect("phx_reply").await;
+    assert_eq!(pong.reference.as_deref(), Some(r.as_str()));
     eventually(|| nodes[0].metrics().scaling_redis_up.get() == 0).await;
+    let text = reqwest::get(format!("http://{}/metrics", nodes[0].local_addr())).await.expect("metrics");
+    let text = text.text().await.expect("body");
+    assert!(text.lines().any(|l| l.starts_with("switchboard_scaling_redis_up") && l.ends_with(" 0")), "{text}");
     // Redis comes back empty: every node notices (its membership is gone) and closes its
     // sockets with 4200, so clients reconnect and rebuild the state.
     redis.restart();
     let deadline = Duration::from_secs(10);
     let code = tokio::time::timeout(deadline, subscriber.expect_close()).await.expect("closed in time");
     assert_eq!(code, Some(4200));
+    assert_eq!(member.expect_close().await, Some(4200), "a Phoenix member is closed with 4200 too");
     assert!(nodes[1].metrics().scaling_fenced.get() >= 1);
+    let text = reqwest::get(format!("http://{}/metrics", nodes[1].local_addr())).await.expect("metrics");
+    let text = text.text().await.expect("body");
+    assert!(text.lines().any(|l| l.starts_with("switchboard_scaling_fenced") && !l.ends_with(" 0")), "{text}");
     let mut again = Client::connect(&nodes[1]).await;
     again.subscribe("news").await;
     let event = json!({"name":"tick","channel":"news","data":"{\"i\":0}"});
@@ -372,17 +410,21 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
     assert_eq!(ticks(&mut again, 1).await, vec![0]);
     let (_, info) = api.get("/apps/1000/channels/news", &[("info", "subscription_count")]).await;
     assert_eq!(info["subscription_count"], 1);
-    drop((other, again));
+    // And the rooms work again once the member is back.
+    let mut back = Phx::connect(&nodes[1], Vsn::V2).await;
+    let (_, state) = back.join("room:lobby", "ada").await;
+    assert_eq!(state, json!({}), "the old member was reaped, not kept as a ghost");
+    drop((other, again, late, back));
     shutdown(nodes).await;
 }
 
 #[tokio::test]
-async fn phoenix_and_gateway_are_refused_while_scaling() {
+async fn the_gateway_is_refused_while_scaling() {
     let redis = Redis::start();
     let nodes = cluster(&redis, 1, None, 0).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", nodes[0].local_addr());
-    for path in ["/socket/websocket?vsn=2.0.0", "/apps/1000"] {
+    for path in ["/apps/1000"] {
         let response = http
             .get(format!("{base}{path}"))
             .header("connection", "upgrade")
@@ -396,5 +438,81 @@ async fn phoenix_and_gateway_are_refused_while_scaling() {
         let body = response.text().await.expect("body");
         assert!(body.contains("does not scale out yet"), "{path}: {body}");
     }
+    shutdown(nodes).await;
+}
+
+/// The usernames a `presence_diff` joins (or leaves), sorted.
+fn diff_names(diff: &Value, side: &str) -> Vec<String> {
+    let mut names: Vec<String> = diff[side].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn phoenix_rooms_are_one_room_across_nodes() {
+    let redis = Redis::start();
+    let nodes = cluster_with(&redis, 3, None, 0, |config| config.phoenix_max_room_members = 6).await;
+    // Six members join in turn, round-robin over the nodes (V1 and V2 serializers mixed).
+    let mut members: Vec<(Phx, String)> = Vec::new();
+    for i in 0..6 {
+        let vsn = if i % 2 == 0 { Vsn::V2 } else { Vsn::V1 };
+        let mut socket = Phx::connect(&nodes[i % 3], vsn).await;
+        let name = format!("m{i}");
+        let (join_ref, state) = socket.join("room:lobby", &name).await;
+        let mut before: Vec<String> = state.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        before.sort();
+        assert_eq!(before, (0..i).map(|j| format!("m{j}")).collect::<Vec<_>>(), "state before m{i}'s join");
+        // The joiner's own join diff, then each earlier member's one diff for it.
+        let own = json_of(&socket.expect("presence_diff").await);
+        assert_eq!(diff_names(&own, "joins"), [name.as_str()]);
+        for (earlier, _) in &mut members {
+            let diff = json_of(&earlier.expect("presence_diff").await);
+            assert_eq!(diff_names(&diff, "joins"), [name.as_str()], "exactly one join diff per member");
+        }
+        members.push((socket, join_ref));
+    }
+    // The room is full cluster-wide: a seventh member is refused on any node.
+    let mut seventh = Phx::connect(&nodes[2], Vsn::V2).await;
+    seventh.push(None, "room:lobby", "phx_join", json!({"username": "m6"})).await;
+    let reply = seventh.expect("phx_reply").await;
+    assert_eq!(json_of(&reply)["response"]["reason"], "room is full: at most 6 members", "{reply:?}");
+    // A typing update on node 1 reaches every member once, with the old meta in leaves.
+    let (typist, typist_ref) = &mut members[1];
+    let r = typist.push(Some(typist_ref.as_str()), "room:lobby", "user:typing", json!({"typing": true})).await;
+    let reply = typist.expect("phx_reply").await;
+    assert_eq!((reply.reference.as_deref(), json_of(&reply)["status"].as_str()), (Some(r.as_str()), Some("ok")));
+    for (socket, _) in &mut members {
+        let diff = json_of(&socket.expect("presence_diff").await);
+        let (new, old) = (&diff["joins"]["m1"]["metas"][0], &diff["leaves"]["m1"]["metas"][0]);
+        assert_eq!((new["typing"].as_bool(), old["typing"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(new["phx_ref_prev"], old["phx_ref"]);
+    }
+    // Shouts from three nodes interleaved: every member gets all of them once, in one order.
+    for n in 0..30u64 {
+        let (sender, join_ref) = &mut members[(n % 3) as usize];
+        sender.push(Some(join_ref.as_str()), "room:lobby", "shout", json!({ "n": n })).await;
+    }
+    let mut orders = Vec::new();
+    for (socket, _) in &mut members {
+        let mut seen = Vec::new();
+        while seen.len() < 30 {
+            seen.push(json_of(&socket.expect("shout").await)["n"].as_u64().expect("n"));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..30).collect::<Vec<_>>(), "every shout once");
+        orders.push(seen);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order on every node: {orders:?}");
+    // A member that disconnects is one leave diff for each of the others.
+    drop(members.remove(0));
+    for (socket, _) in &mut members {
+        let diff = json_of(&socket.expect("presence_diff").await);
+        assert_eq!((diff_names(&diff, "leaves"), diff_names(&diff, "joins")), (vec!["m0".to_owned()], vec![]));
+    }
+    // Its place is free: the seventh joins now, and sees the five that stayed.
+    let (_, state) = seventh.join("room:lobby", "m6").await;
+    assert_eq!(state.as_object().map(|o| o.len()), Some(5));
+    drop((members, seventh));
     shutdown(nodes).await;
 }
