@@ -93,13 +93,15 @@ use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write
 /// bound).
 ///
 /// The outlet also carries a close request from outside the socket's task (a fenced
-/// cluster node closes its sockets with 4200), woken through the same notify.
+/// cluster node closes its sockets with 4200), woken through a notify of its own so it is
+/// never taken for a slow reader.
 pub(crate) struct Outlet {
     vsn: Vsn,
     queue: mpsc::Sender<WsMessage>,
     too_slow: AtomicBool,
     too_slow_notify: Notify,
     close_request: Mutex<Option<(u16, String)>>,
+    close_notify: Notify,
 }
 
 impl Outlet {
@@ -109,6 +111,7 @@ impl Outlet {
             queue,
             too_slow: AtomicBool::new(false),
             too_slow_notify: Notify::new(),
+            close_notify: Notify::new(),
             close_request: Mutex::new(None),
         }
     }
@@ -131,7 +134,7 @@ impl Outlet {
         if request.is_none() {
             *request = Some((code, reason.to_owned()));
             drop(request);
-            self.too_slow_notify.notify_one();
+            self.close_notify.notify_one();
         }
     }
 
@@ -232,7 +235,8 @@ impl Rooms {
     /// A fresh `phx_ref`: unique per server run (and, with its random part, in a cluster).
     pub(crate) fn phx_ref(&self) -> String {
         let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
-        format!("F{n:x}{:04x}", rand::random::<u16>())
+        // The random part keeps refs of two nodes apart (phoenix.js matches metas by ref).
+        format!("F{n:x}{:016x}", rand::random::<u64>())
     }
 
     /// `{username: {metas: [...]}}` of a room.
@@ -579,14 +583,14 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let idle_timeout = Duration::from_secs(server.config.phoenix_idle_timeout.max(1));
     // The close to send when the loop ends (None: the client is gone or does not read).
     let goodbye: Option<(CloseCode, String)> = loop {
+        if let Some((code, reason)) = outlet.close_requested() {
+            break Some((CloseCode::try_from(code).unwrap_or(CloseCode::SERVICE_RESTART), reason));
+        }
         if outlet.too_slow.load(Ordering::Acquire) {
             break Some((
                 CloseCode::SERVICE_OVERLOAD,
                 "too many unsent messages: the client reads slower than they arrive".into(),
             ));
-        }
-        if let Some((code, reason)) = outlet.close_requested() {
-            break Some((CloseCode::try_from(code).unwrap_or(CloseCode::SERVICE_RESTART), reason));
         }
         tokio::select! {
             inbound = ws.next() => {
@@ -631,6 +635,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             () = outlet.too_slow_notify.notified() => {} // the top of the loop closes the socket
+            () = outlet.close_notify.notified() => {} // likewise
             () = tokio::time::sleep_until(last_inbound + idle_timeout) => {
                 break Some((CloseCode::NORMAL_CLOSURE, "idle timeout".into()));
             }

@@ -271,6 +271,13 @@ impl Inner {
         let old = self.node_id();
         tracing::warn!(node = %old, "fenced out of the cluster ({why}): closing every socket with 4200 and rejoining");
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut conn = self.conn();
+        for cluster in &apps {
+            // First end the old membership: a join in flight under the old id now answers
+            // 'fenced', and the old lease ends, so the next scan reaps its leftovers.
+            let _: Result<(), _> = conn.del(cluster.keys.node(&old)).await;
+            let _: Result<(), _> = conn.zadd(cluster.keys.nodes(), &old, 0).await;
+        }
         for cluster in &apps {
             let closed = cluster.close_all(FENCE_CLOSE.0, FENCE_CLOSE.1);
             tracing::info!(space = %cluster.id, closed, "closed sockets of a fenced node");
@@ -279,15 +286,19 @@ impl Inner {
         if let Some(metrics) = self.metrics() {
             metrics.scaling_fenced.inc();
         }
-        let mut conn = self.conn();
-        for cluster in &apps {
-            // End the old lease at once: its leftovers are reaped at the next scan.
-            let _: Result<(), _> = conn.zadd(cluster.keys.nodes(), &old, 0).await;
-        }
         self.dirty.store(false, Ordering::Release);
         if let Err(e) = self.beat(true).await {
             tracing::warn!(error = %e, "rejoining the cluster failed; retrying at the next heartbeat");
             self.dirty.store(true, Ordering::Release);
+        }
+        // Redis may have been emptied (its sequence restarted): follow it from here, or
+        // every message numbered below the old mark would be taken for a repeat.
+        for cluster in &apps {
+            if let Ok(current) = conn.get::<_, Option<u64>>(cluster.keys.seq()).await
+                && current.unwrap_or(0) < cluster.last_seq.load(Ordering::Acquire)
+            {
+                cluster.last_seq.store(current.unwrap_or(0), Ordering::Release);
+            }
         }
     }
 
@@ -408,6 +419,8 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 inner.redis_up(true);
                 if inner.dirty.load(Ordering::Acquire) {
                     inner.fence("Redis was unreachable while sockets left").await;
+                    expected.clear();
+                    continue;
                 }
             }
             Ok(false) => {

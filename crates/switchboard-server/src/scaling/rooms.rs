@@ -122,6 +122,11 @@ pub(super) async fn join(
         }
         _ => return Err(refuse(AdapterError::Unavailable(format!("unexpected room join reply {reply:?}")))),
     }
+    if inner.node_id() != node {
+        // Fenced while the script ran: its sockets were closed before this member was here,
+        // and the old id's members are the reaper's. Refuse, so no member is left untracked.
+        return Err(refuse(AdapterError::Fenced));
+    }
     let seq = items.get(1).map_or(0, as_i64).max(1) as u64;
     let order: Vec<String> = items.get(2).map(as_array).unwrap_or_default().iter().filter_map(as_string).collect();
     let pairs = |at: usize| -> HashMap<String, String> {

@@ -224,15 +224,26 @@ async fn a_v1_client_like_the_hub_seed() {
 
 #[tokio::test]
 async fn the_official_phoenix_client_meets_ours_in_a_room() {
+    let server = start_default().await;
+    phoenix_js_meets_ours(&server, &server).await;
+    server.shutdown().await;
+}
+
+/// Our raw client joins `room:lobby` on `rust_server`, phoenix.js (`interop/phoenix-peer.mjs`)
+/// on `js_server`: each sees the other's join, typing update and shout, and phoenix.js's
+/// Presence lists our member.
+pub(crate) async fn phoenix_js_meets_ours(
+    rust_server: &switchboard_server::RunningServer,
+    js_server: &switchboard_server::RunningServer,
+) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     assert!(
         std::path::Path::new(&format!("{root}/interop/node_modules/phoenix")).exists(),
         "interop/node_modules is missing: run `npm ci --prefix interop` (scripts/test does it)"
     );
-    let server = start_default().await;
-    let mut rust = Phx::connect(&server, Vsn::V2).await;
+    let mut rust = Phx::connect(rust_server, Vsn::V2).await;
     let (jr, _) = rust.join("room:lobby", "rust").await;
-    let addr = server.local_addr();
+    let addr = js_server.local_addr();
     let node = tokio::process::Command::new("node")
         .arg("interop/phoenix-peer.mjs")
         .current_dir(root)
@@ -267,7 +278,6 @@ async fn the_official_phoenix_client_meets_ours_in_a_room() {
     assert!(output.status.success(), "phoenix peer failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("typing acknowledged") && stdout.contains("OK: members"), "{stdout}");
     assert!(stdout.contains("\"rust\""), "{stdout}");
-    server.shutdown().await;
 }
 
 #[tokio::test]

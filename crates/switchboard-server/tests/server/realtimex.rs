@@ -15,7 +15,7 @@ use tokio_websockets::{MaybeTlsStream, Message, WebSocketStream};
 use crate::common::*;
 
 /// A raw Engine.IO / Socket.IO client.
-struct Rtx {
+pub(crate) struct Rtx {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The open packet.
     open: Value,
@@ -27,7 +27,7 @@ fn rtx_url(server: &RunningServer, query: &str) -> String {
 
 impl Rtx {
     /// Upgrade with `query` and read the open packet.
-    async fn open(server: &RunningServer, query: &str) -> Rtx {
+    pub(crate) async fn open(server: &RunningServer, query: &str) -> Rtx {
         let ws = connect_raw(&rtx_url(server, query)).await;
         let mut client = Rtx { ws, open: Value::Null };
         let first = client.next_text().await;
@@ -37,7 +37,7 @@ impl Rtx {
     }
 
     /// Open with the test key and connect the namespace.
-    async fn connect(server: &RunningServer) -> Rtx {
+    pub(crate) async fn connect(server: &RunningServer) -> Rtx {
         let mut client = Rtx::open(server, &format!("EIO=4&transport=websocket&api_key={KEY}")).await;
         client.send("40").await;
         let reply = client.next_text().await;
@@ -45,21 +45,21 @@ impl Rtx {
         client
     }
 
-    fn sid(&self) -> String {
+    pub(crate) fn sid(&self) -> String {
         self.open["sid"].as_str().expect("sid").to_owned()
     }
 
-    async fn send(&mut self, text: &str) {
+    pub(crate) async fn send(&mut self, text: &str) {
         self.ws.send(Message::text(text.to_owned())).await.expect("send");
     }
 
-    async fn emit(&mut self, ack_id: Option<u64>, event: &str, data: Value) {
+    pub(crate) async fn emit(&mut self, ack_id: Option<u64>, event: &str, data: Value) {
         let id = ack_id.map(|id| id.to_string()).unwrap_or_default();
         self.send(&format!("42{id}{}", json!([event, data]))).await;
     }
 
     /// The next text frame, answering the server's pings on the way (`2` → `3`).
-    async fn next_text(&mut self) -> String {
+    pub(crate) async fn next_text(&mut self) -> String {
         loop {
             let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame in time");
             let message = message.expect("socket open").expect("no socket error");
@@ -75,7 +75,7 @@ impl Rtx {
     }
 
     /// Keep reading for `ms`, answering pings; any other frame fails the test.
-    async fn answer_pings_for(&mut self, ms: u64) -> usize {
+    pub(crate) async fn answer_pings_for(&mut self, ms: u64) -> usize {
         let until = tokio::time::Instant::now() + Duration::from_millis(ms);
         let mut pings = 0;
         while let Ok(message) = tokio::time::timeout_at(until, self.ws.next()).await {
@@ -88,7 +88,7 @@ impl Rtx {
     }
 
     /// The next Socket.IO EVENT: (name, first argument).
-    async fn next_event(&mut self) -> (String, Value) {
+    pub(crate) async fn next_event(&mut self) -> (String, Value) {
         let text = self.next_text().await;
         let json = text.strip_prefix("42").unwrap_or_else(|| panic!("not an event: {text}"));
         let items: Vec<Value> = serde_json::from_str(json).expect("event JSON");
@@ -96,21 +96,21 @@ impl Rtx {
     }
 
     /// Read events until `name`; panics on another.
-    async fn expect_event(&mut self, name: &str) -> Value {
+    pub(crate) async fn expect_event(&mut self, name: &str) -> Value {
         let (got, data) = self.next_event().await;
         assert_eq!(got, name, "unexpected event {data}");
         data
     }
 
     /// The next `server-event` on a channel: (event, data, whole body).
-    async fn expect_server_event(&mut self, event: &str) -> Value {
+    pub(crate) async fn expect_server_event(&mut self, event: &str) -> Value {
         let body = self.expect_event("server-event").await;
         assert_eq!(body["event"], event, "unexpected server-event {body}");
         body
     }
 
     /// An ACK for `id`: its first argument.
-    async fn expect_ack(&mut self, id: u64) -> Value {
+    pub(crate) async fn expect_ack(&mut self, id: u64) -> Value {
         let text = self.next_text().await;
         let json = text.strip_prefix(&format!("43{id}")).unwrap_or_else(|| panic!("not ack {id}: {text}"));
         let items: Vec<Value> = serde_json::from_str(json).expect("ack JSON");
@@ -118,7 +118,7 @@ impl Rtx {
     }
 
     /// Read until the server closes: the close code (None if the TCP connection just ended).
-    async fn expect_close(&mut self) -> (Option<u16>, Vec<String>) {
+    pub(crate) async fn expect_close(&mut self) -> (Option<u16>, Vec<String>) {
         let mut texts = Vec::new();
         loop {
             match tokio::time::timeout(WAIT, self.ws.next()).await.expect("close in time") {
@@ -130,7 +130,7 @@ impl Rtx {
     }
 
     /// Subscribe (signing private and presence channels as the app's auth endpoint would).
-    async fn subscribe(&mut self, channel: &str, user: Option<(&str, Value)>) -> Value {
+    pub(crate) async fn subscribe(&mut self, channel: &str, user: Option<(&str, Value)>) -> Value {
         let mut data = json!({ "channel": channel });
         let sid = self.sid();
         if let Some((user_id, info)) = user {
@@ -152,7 +152,7 @@ impl Rtx {
     }
 
     /// Ping and expect the pong: the socket is alive and in step.
-    async fn assert_alive(&mut self) {
+    pub(crate) async fn assert_alive(&mut self) {
         self.emit(Some(900), "realtimex:ping", json!({})).await;
         assert_eq!(self.expect_event("realtimex:pong").await, json!({}));
         assert_eq!(self.expect_ack(900).await, json!({ "ok": true }));

@@ -14,7 +14,8 @@ use switchboard_server::config::ScalingConfig;
 use switchboard_server::{ClientEventPolicy, RunningServer, WebhookConfig};
 
 use crate::common::*;
-use crate::phoenix::{Phx, json_of};
+use crate::phoenix::{Phx, json_of, phoenix_js_meets_ours};
+use crate::realtimex::Rtx;
 
 /// A `redis-server` of the test's own: no TCP port, no persistence, killed on drop.
 pub struct Redis {
@@ -514,5 +515,89 @@ async fn phoenix_rooms_are_one_room_across_nodes() {
     let (_, state) = seventh.join("room:lobby", "m6").await;
     assert_eq!(state.as_object().map(|o| o.len()), Some(5));
     drop((members, seventh));
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn realtimex_sockets_share_channels_and_presence_across_nodes() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis, 2, None, 0).await;
+    let mut ada = Client::connect(&nodes[0]).await;
+    ada.join("presence-room", "ada", json!({ "name": "Ada" })).await;
+    // A RealtimeX member on the other node sees the Pusher member in its roster.
+    let mut bob = Rtx::connect(&nodes[1]).await;
+    let confirmed = bob.subscribe("presence-room", Some(("bob", json!({ "name": "Bob" })))).await;
+    assert_eq!(confirmed["presence"]["count"], 2);
+    assert_eq!(confirmed["presence"]["ids"], json!(["ada", "bob"]));
+    assert_eq!(confirmed["presence"]["hash"]["ada"], json!({ "name": "Ada" }));
+    let added = ada.expect("pusher_internal:member_added").await;
+    assert!(added.data.as_text().expect("data").contains("\"bob\""));
+    // A client event from the RealtimeX socket reaches the Pusher one, with its user id.
+    bob.emit(Some(1), "client-event", json!({ "channel": "presence-room", "event": "client-hi", "data": { "n": 1 } }))
+        .await;
+    assert_eq!(bob.expect_ack(1).await, json!({ "ok": true }));
+    let relayed = ada.expect("client-hi").await;
+    assert_eq!(relayed.user_id.as_deref(), Some("bob"));
+    // An HTTP publish on the Pusher member's node reaches the RealtimeX member, in order.
+    for i in 0..20 {
+        let event = json!({"name":"tick","channel":"presence-room","data": json!({ "i": i }).to_string()});
+        assert_eq!(Api::new(&nodes[0]).post("/apps/1000/events", event).await.0, 200);
+    }
+    for i in 0..20 {
+        let body = bob.expect_server_event("tick").await;
+        assert_eq!(body["data"], json!({ "i": i }));
+    }
+    for i in 0..20 {
+        let tick = ada.expect("tick").await;
+        assert_eq!(tick.data.parse::<Value>().expect("data"), json!({ "i": i }), "the Pusher member too");
+    }
+    // A second RealtimeX tab of ada's on node 1 adds no member; closing bob removes one.
+    let mut ada_tab = Rtx::connect(&nodes[1]).await;
+    let confirmed = ada_tab.subscribe("presence-room", Some(("ada", json!({ "name": "Ada" })))).await;
+    assert_eq!(confirmed["presence"]["count"], 2);
+    drop(bob);
+    let removed = ada.expect("pusher_internal:member_removed").await;
+    assert!(removed.data.as_text().expect("data").contains("\"bob\""));
+    ada.expect_silence(300).await;
+    let (_, info) = Api::new(&nodes[1]).get("/apps/1000/channels/presence-room", &[("info", "user_count")]).await;
+    assert_eq!(info["user_count"], 1);
+    drop((ada, ada_tab));
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn phoenix_js_and_our_member_meet_across_two_nodes() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis, 2, None, 0).await;
+    phoenix_js_meets_ours(&nodes[0], &nodes[1]).await;
+    shutdown(nodes).await;
+}
+
+#[tokio::test]
+async fn redis_emptied_under_running_nodes_is_noticed_and_delivery_resumes() {
+    let redis = Redis::start();
+    let nodes = cluster(&redis, 2, None, 0).await;
+    let mut subscriber = Client::connect(&nodes[1]).await;
+    subscriber.subscribe("news").await;
+    let api = Api::new(&nodes[0]);
+    for i in 0..10u64 {
+        let event = json!({"name":"tick","channel":"news","data": json!({ "i": i }).to_string()});
+        assert_eq!(api.post("/apps/1000/events", event).await.0, 200);
+    }
+    assert_eq!(ticks(&mut subscriber, 10).await, (0..10).collect::<Vec<_>>());
+    // FLUSHALL with the connections kept: the bus sequence restarts below what nodes saw.
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("flushall");
+    let code = tokio::time::timeout(Duration::from_secs(10), subscriber.expect_close()).await.expect("closed in time");
+    assert_eq!(code, Some(4200), "the node finds its membership gone and closes with 4200");
+    // Rejoined: the restarted numbering is followed, not taken for repeats.
+    let mut again = Client::connect(&nodes[1]).await;
+    again.subscribe("news").await;
+    eventually(|| nodes[0].metrics().scaling_fenced.get() >= 1).await;
+    let event = json!({"name":"tick","channel":"news","data": json!({ "i": 42 }).to_string()});
+    assert_eq!(api.post("/apps/1000/events", event).await.0, 200);
+    assert_eq!(ticks(&mut again, 1).await, vec![42]);
+    drop(again);
     shutdown(nodes).await;
 }
