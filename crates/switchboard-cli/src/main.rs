@@ -380,8 +380,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     eprintln!("switchboard serve: listening on {addr}{}", config.path);
     if config.scaling.enabled {
         eprintln!(
-            "  scaling out over Redis (prefix {:?}, lease {} ms): Pusher, RealtimeX and Phoenix sockets \
-             (the gateway endpoint is not clustered yet)",
+            "  scaling out over Redis (prefix {:?}, lease {} ms): Pusher, RealtimeX, Phoenix and gateway sockets",
             config.scaling.prefix, config.scaling.lease_ms
         );
     }

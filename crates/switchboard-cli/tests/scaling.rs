@@ -183,6 +183,19 @@ async fn phx_join(addr: &str, username: &str) -> Ws {
     ws
 }
 
+/// A gateway connection (`/apps/1`) with `claims`, signed with the app secret; its welcome read.
+async fn gateway(addr: &str, claims: Value) -> (Ws, String) {
+    use switchboard_protocol::gateway::jwt::{self, Algorithm};
+    let token = jwt::sign(&claims, SECRET.as_bytes(), Algorithm::Hs256);
+    let url = format!("ws://{addr}/apps/1?access_token={token}");
+    let builder = ClientBuilder::new().uri(&url).expect("uri");
+    let (mut ws, _) = tokio::time::timeout(WAIT, builder.connect()).await.expect("in time").expect("connects");
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["messageType"], "welcome", "{welcome}");
+    let id = welcome["data"]["connection"]["id"].as_str().expect("id").to_owned();
+    (ws, id)
+}
+
 /// Usernames in the `presence_diff` leaves a Phoenix member gets until quiet for `quiet`.
 async fn phx_leaves_until_quiet(member: &mut Ws, quiet: Duration) -> Vec<String> {
     let mut leaves = Vec::new();
@@ -301,6 +314,24 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
     let _p1_b = phx_join(&b, "p1").await;
     let _p1_c = phx_join(&c, "p1").await;
     assert!(phx_leaves_until_quiet(&mut phx_observer, Duration::from_millis(500)).await.is_empty());
+    // The gateway: a backend on A listening on secure/inbound, a device on C.
+    let inbound = json!({"sub": "backend", "permissions": ["realtime:subscriber:read:topic:secure/inbound", "realtime:publisher:write:topic:priv/*"]});
+    let (mut backend, backend_id) = gateway(&a, inbound).await;
+    backend
+        .send(Message::text(json!({"type": "subscribe", "data": {"topic": "secure/inbound"}}).to_string()))
+        .await
+        .expect("send");
+    // Subscribes have no answer; a publish to its own topic after it comes back once the
+    // subscribe is done (one socket's frames are handled in order).
+    let mark = json!({"type": "publish", "data": {"topic": format!("priv/{backend_id}"), "payload": "mark"}});
+    backend.send(Message::text(mark.to_string())).await.expect("send");
+    assert_eq!(next_json(&mut backend).await["data"]["payload"], "mark");
+    let (_device, device_id) = gateway(&c, json!({"sub": "device-1"})).await;
+    let came = next_json(&mut backend).await;
+    assert_eq!(
+        (came["data"]["payload"]["status"].as_str(), came["data"]["client"]["connectionId"].as_str()),
+        (Some("connected"), Some(device_id.as_str()))
+    );
 
     // SIGKILL C: only the users whose every tab was on C go, each once.
     let started = std::time::Instant::now();
@@ -316,6 +347,10 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
     // Phoenix Presence tracks each socket: C's two members leave, once each.
     let leaves = phx_leaves_until_quiet(&mut phx_observer, Duration::from_secs(1)).await;
     assert_eq!(leaves, ["p1", "pc"], "one leave diff per member of the killed node");
+    // Backends hear that the killed node's gateway connection is gone (code -1: no close).
+    let gone = next_json(&mut backend).await;
+    assert_eq!(gone["data"]["payload"], json!({"code": -1, "status": "disconnected"}), "{gone}");
+    assert_eq!(gone["data"]["client"]["connectionId"], device_id);
     let sockets: Vec<(usize, Ws)> = sockets.into_iter().filter(|(node, _)| *node != 2).collect();
 
     // SIGSTOP B past its lease: A reaps it. Users whose remaining tabs were on B go once.

@@ -36,7 +36,7 @@ use switchboard_protocol::ChannelName;
 use switchboard_protocol::phoenix::Payload;
 
 use crate::connection_handle::ConnectionHandle;
-use crate::gateway::Outgoing;
+use crate::gateway::{GatewayHandle, Outgoing};
 use crate::metrics::Metrics;
 use crate::phoenix::{RoomMember, Rooms};
 use crate::pusher::app::{App, ChannelCounts, Joining, SubscribeRefused, Subscribed};
@@ -87,7 +87,6 @@ fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
 /// use bytes::Bytes;
 /// use switchboard_server::adapter::{AdapterFuture, Publish};
 /// use switchboard_server::connection_handle::ConnectionHandle;
-/// use switchboard_server::gateway::Outgoing;
 /// use switchboard_server::phoenix::Rooms;
 /// use switchboard_server::pusher::app::{ChannelCounts, Joining, SubscribeRefused, Subscribed};
 /// use switchboard_server::{Adapter, App, LocalAdapter, Metrics, Server, ServerConfig};
@@ -143,16 +142,8 @@ fn ready<'a, T: Send + 'a>(value: T) -> AdapterFuture<'a, T> {
 ///     fn release_connection(&self, app: &Arc<App>) {
 ///         LocalAdapter.release_connection(app)
 ///     }
-///     fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {
-///         LocalAdapter.gateway_publish(app, topic, frame)
-///     }
-///     fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize {
-///         LocalAdapter.gateway_close(app, connection_id, code, reason)
-///     }
-///     fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize {
-///         LocalAdapter.gateway_unsubscribe(app, subject, patterns)
-///     }
-///     // The Phoenix rooms' methods (`room_join`, …) keep their single-process defaults.
+///     // The Phoenix rooms' (`room_join`, …) and the gateway's (`gateway_join`, …) methods
+///     // keep their single-process defaults.
 /// }
 ///
 /// let adapter = Arc::new(Counting::default());
@@ -215,16 +206,102 @@ pub trait Adapter: Send + Sync + 'static {
     /// Give back a slot taken by [`Adapter::acquire_connection`]. Never waits: a cluster
     /// adapter sends the release in the background.
     fn release_connection(&self, app: &Arc<App>);
-    /// Gateway protocol: queue `frame` for every subscriber of `topic` (the sender included
-    /// if subscribed). Returns how many sockets it was queued for. (The gateway does not
-    /// scale out yet: with scaling on, its endpoint refuses sockets with 503.)
-    fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize;
-    /// Gateway protocol: close one connection (by its connection id) or all of the app's.
-    /// Returns how many.
-    fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize;
-    /// Gateway protocol: unsubscribe `subject`'s connections from topics matching `patterns`.
-    /// Returns how many subscriptions ended.
-    fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize;
+    /// Gateway protocol: take one of `subject`'s connection slots, unless it has `limit`
+    /// connections already (0: no limit; counted cluster-wide). Before the upgrade.
+    fn gateway_reserve_subject<'a>(
+        &'a self,
+        app: &'a App,
+        subject: Option<&'a str>,
+        limit: usize,
+    ) -> AdapterFuture<'a, bool> {
+        ready(app.gateway.reserve_subject(subject, limit))
+    }
+    /// Gateway protocol: give back a slot of a socket that never joined. Never waits.
+    fn gateway_release_subject(&self, app: &Arc<App>, subject: Option<&str>) {
+        app.gateway.release_subject(subject);
+    }
+    /// Gateway protocol: register a connection on its `automatic` topics (`main`,
+    /// `priv/<id>`). `goodbye` is the presence frame backends get on `secure/inbound` if this
+    /// node dies with the connection open.
+    fn gateway_join<'a>(
+        &'a self,
+        app: &'a App,
+        handle: &'a Arc<GatewayHandle>,
+        subject: Option<&'a str>,
+        automatic: &'a [String],
+        goodbye: String,
+    ) -> AdapterFuture<'a, ()> {
+        let _ = goodbye; // one process: its own close announces the connection's end
+        app.gateway.join(handle.clone(), subject.map(str::to_owned), automatic);
+        ready(())
+    }
+    /// Gateway protocol: take connection `id` off every topic and give back its slot.
+    fn gateway_leave<'a>(&'a self, app: &'a App, id: u64) -> AdapterFuture<'a, ()> {
+        app.gateway.leave(id);
+        ready(())
+    }
+    /// Gateway protocol: subscribe a connection to one of its own topics (at most `limit`).
+    fn gateway_subscribe<'a>(
+        &'a self,
+        app: &'a App,
+        handle: &'a GatewayHandle,
+        subject: Option<&'a str>,
+        topic: &'a str,
+        limit: usize,
+    ) -> AdapterFuture<'a, TopicSubscribe> {
+        let _ = subject;
+        ready(match app.gateway.subscribe(handle.id, topic, limit) {
+            Ok(true) => TopicSubscribe::Added,
+            Ok(false) => TopicSubscribe::AlreadySubscribed,
+            Err(()) => TopicSubscribe::OverLimit,
+        })
+    }
+    /// Gateway protocol: unsubscribe a connection from a topic; true if it was subscribed.
+    fn gateway_unsubscribe_topic<'a>(
+        &'a self,
+        app: &'a App,
+        handle: &'a GatewayHandle,
+        topic: &'a str,
+    ) -> AdapterFuture<'a, bool> {
+        ready(app.gateway.unsubscribe(handle.id, topic))
+    }
+    /// Gateway protocol: queue `frame` for every subscriber of `topic` on every node (the
+    /// sender included if subscribed), then `ack` (connection id, frame) for its sender, so
+    /// the ack follows the echo. Returns how many subscriptions it was for.
+    fn gateway_publish<'a>(
+        &'a self,
+        app: &'a App,
+        topic: &'a str,
+        frame: &'a Outgoing,
+        ack: Option<(u64, Outgoing)>,
+    ) -> AdapterFuture<'a, usize> {
+        let delivered = app.gateway.publish(topic, frame);
+        if let Some((id, ack)) = ack {
+            app.gateway.send_to(id, &ack);
+        }
+        ready(delivered)
+    }
+    /// Gateway protocol: close one connection (by its connection id) or all of the app's,
+    /// on every node. Returns how many.
+    fn gateway_close<'a>(
+        &'a self,
+        app: &'a App,
+        connection_id: Option<&'a str>,
+        code: u16,
+        reason: &'a str,
+    ) -> AdapterFuture<'a, usize> {
+        ready(app.gateway.close(connection_id, code, reason))
+    }
+    /// Gateway protocol: unsubscribe `subject`'s connections (on every node) from topics
+    /// matching `patterns`. Returns how many subscriptions end.
+    fn gateway_unsubscribe<'a>(
+        &'a self,
+        app: &'a App,
+        subject: &'a str,
+        patterns: &'a [String],
+    ) -> AdapterFuture<'a, usize> {
+        ready(app.gateway.unsubscribe_subject(subject, patterns))
+    }
 
     /// Phoenix rooms: track `member` in `topic` and broadcast its `presence_diff` join to
     /// every member (the joiner included, on every node). Returns the Presence state before
@@ -261,6 +338,22 @@ pub trait Adapter: Send + Sync + 'static {
         rooms.shout(topic, payload);
         ready(())
     }
+}
+
+/// What a gateway subscribe did.
+///
+/// ```
+/// use switchboard_server::adapter::TopicSubscribe;
+/// assert_ne!(TopicSubscribe::Added, TopicSubscribe::OverLimit);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicSubscribe {
+    /// Subscribed now.
+    Added,
+    /// It was subscribed already.
+    AlreadySubscribed,
+    /// It has its topic limit already: refused.
+    OverLimit,
 }
 
 /// One channel frame to publish.
@@ -409,17 +502,5 @@ impl Adapter for LocalAdapter {
 
     fn release_connection(&self, app: &Arc<App>) {
         app.remove_connection();
-    }
-
-    fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {
-        app.gateway.publish(topic, frame)
-    }
-
-    fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize {
-        app.gateway.close(connection_id, code, reason)
-    }
-
-    fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize {
-        app.gateway.unsubscribe_subject(subject, patterns)
     }
 }

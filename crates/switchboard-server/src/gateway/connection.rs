@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_websockets::{Message, WebSocketStream};
 
 use super::{GatewayHandle, Outgoing};
+use crate::adapter::TopicSubscribe;
 use crate::connection_handle::CloseRequest;
 use crate::pusher::app::App;
 use crate::state::ServerState;
@@ -104,7 +105,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     server.metrics.connections.inc();
     server.metrics.connections_total.inc();
     server.metrics.gateway_connections.inc();
-    app.gateway.join(handle.clone(), token.subject.clone(), &[MAIN_TOPIC.to_owned(), private_topic(&connection_id)]);
+    let automatic = [MAIN_TOPIC.to_owned(), private_topic(&connection_id)];
     let mut conn = Connection {
         ws,
         app: app.clone(),
@@ -119,16 +120,24 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         client_closed: None,
     };
     let info = ConnectionInfo { id: connection_id, app_id: app.config.id.clone(), remote_address };
-    let (end, announced) = match conn.send(Message::text(welcome_frame(&info))).await {
-        Err(end) => (end, false),
-        Ok(()) => {
-            conn.announce(None);
-            (conn.run(&mut outbound).await, true)
-        }
+    // If this node dies with the connection open, the cluster tells backends with this.
+    let goodbye = conn.presence(Some(-1));
+    let joined = server.adapter.gateway_join(&app, &handle, conn.subject.as_deref(), &automatic, goodbye).await;
+    let (end, announced) = match joined {
+        Err(e) => (End::Close(CloseRequest { code: 1011, message: format!("{e}; reconnect") }), false),
+        Ok(()) => match conn.send(Message::text(welcome_frame(&info))).await {
+            Err(end) => (end, false),
+            Ok(()) => {
+                conn.announce(None).await;
+                (conn.run(&mut outbound).await, true)
+            }
+        },
     };
     // Off every topic before the close handshake: a socket on its way out gets no more
     // messages and is not counted by a second admin close.
-    app.gateway.leave(handle.id);
+    if let Err(e) = server.adapter.gateway_leave(&app, handle.id).await {
+        tracing::warn!(connection = %handle.socket_id, error = %e, "a gateway leave did not reach the cluster");
+    }
     let code = match end {
         End::Gone(code) => code,
         End::Close(request) => {
@@ -144,9 +153,9 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // Only a connection backends were told of is announced as gone.
     if announced {
         // No status (1005) or none at all: -1, as the hosted gateway's samples show.
-        conn.announce(Some(code.filter(|c| *c != 1005).map_or(-1, i64::from)));
+        conn.announce(Some(code.filter(|c| *c != 1005).map_or(-1, i64::from))).await;
     }
-    app.remove_connection();
+    server.adapter.release_connection(&app);
     server.release_connection();
     server.metrics.gateway_connections.dec();
     server.metrics.connections.dec();
@@ -188,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                             self.client_closed = Some(message.as_close().map(|(code, _)| u16::from(code)));
                             continue;
                         }
-                        if let Err(end) = self.on_message(message) {
+                        if let Err(end) = self.on_message(message).await {
                             return end;
                         }
                     }
@@ -221,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.last_inbound + if self.ping_sent { interval * 2 } else { interval }
     }
 
-    fn on_message(&mut self, message: Message) -> Result<(), End> {
+    async fn on_message(&mut self, message: Message) -> Result<(), End> {
         if message.is_ping() || message.is_pong() {
             return Ok(()); // tokio-websockets answers pings; either counts as life
         }
@@ -242,9 +251,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Err(e) => return Err(self.policy_close(1007, format!("Invalid frame: {e}"), Refused::Frame)),
         };
         match frame {
-            ClientFrame::Subscribe { topic } => self.subscribe(&topic),
+            ClientFrame::Subscribe { topic } => self.subscribe(&topic).await,
             ClientFrame::Unsubscribe { topic } => {
-                self.app.gateway.unsubscribe(self.handle.id, &topic);
+                if let Err(e) = self.server.adapter.gateway_unsubscribe_topic(&self.app, &self.handle, &topic).await {
+                    tracing::warn!(%topic, error = %e, "a gateway unsubscribe did not reach the cluster");
+                }
                 Ok(())
             }
             ClientFrame::Publish(publish) => {
@@ -257,7 +268,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     ));
                 }
                 let topic = publish.topic.clone();
-                self.deliver(&topic, publish.message_type(), publish.compress, publish.id.as_deref(), &publish.payload);
+                self.deliver(&topic, publish.message_type(), publish.compress, publish.id.as_deref(), &publish.payload)
+                    .await;
                 Ok(())
             }
             ClientFrame::Message(message) => {
@@ -268,13 +280,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     message.compress,
                     message.id.as_deref(),
                     &message.payload,
-                );
+                )
+                .await;
                 Ok(())
             }
         }
     }
 
-    fn subscribe(&mut self, topic: &str) -> Result<(), End> {
+    async fn subscribe(&mut self, topic: &str) -> Result<(), End> {
         if topic.is_empty() {
             return Err(self.policy_close(
                 1007,
@@ -289,29 +302,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             return Err(self.policy_close(1008, FORBIDDEN_PRIVATE.into(), Refused::Topic(topic)));
         }
         let limit = self.app.config.gateway_max_topics;
-        if self.app.gateway.subscribe(self.handle.id, topic, limit).is_err() {
-            let reason = format!("Too many topics: at most {limit} per connection");
-            return Err(self.policy_close(1008, reason, Refused::Topic(topic)));
+        let subject = self.subject.as_deref();
+        match self.server.adapter.gateway_subscribe(&self.app, &self.handle, subject, topic, limit).await {
+            Ok(TopicSubscribe::Added | TopicSubscribe::AlreadySubscribed) => Ok(()),
+            Ok(TopicSubscribe::OverLimit) => {
+                let reason = format!("Too many topics: at most {limit} per connection");
+                Err(self.policy_close(1008, reason, Refused::Topic(topic)))
+            }
+            // The cluster cannot take the subscription: say so, and let the client reconnect.
+            Err(e) => Err(self.policy_close(1011, format!("{e}; reconnect"), Refused::Topic(topic))),
         }
-        Ok(())
     }
 
     /// Publish or send: the delivery frame to the topic's subscribers (this socket included
     /// if subscribed), then the ack (through this socket's queue, so it follows the echo).
-    fn deliver(&mut self, topic: &str, message_type: &str, compress: bool, id: Option<&str>, payload: &RawValue) {
+    async fn deliver(&mut self, topic: &str, message_type: &str, compress: bool, id: Option<&str>, payload: &RawValue) {
         // Grants are shown to backends only (secure/inbound), never on public topics.
         let permissions = (topic == INBOUND_TOPIC).then_some(&self.permissions);
         let sender =
             Sender { connection_id: Some(&self.handle.socket_id), subject: self.subject.as_deref(), permissions };
         let frame =
             Outgoing { frame: delivery_frame(topic, message_type, &sender, id, payload).into(), binary: compress };
-        let delivered = self.server.adapter.gateway_publish(&self.app, topic, &frame);
-        self.server.metrics.gateway_messages.inc();
-        self.server.metrics.gateway_deliveries.inc_by(delivered as u64);
-        if let Some(id) = id
-            && self.app.config.gateway_inbound_ack
-        {
-            self.handle.send(&Outgoing::text(ack_frame(id)));
+        let ack = id
+            .filter(|_| self.app.config.gateway_inbound_ack)
+            .map(|id| (self.handle.id, Outgoing::text(ack_frame(id))));
+        match self.server.adapter.gateway_publish(&self.app, topic, &frame, ack).await {
+            Ok(delivered) => {
+                self.server.metrics.gateway_messages.inc();
+                self.server.metrics.gateway_deliveries.inc_by(delivered as u64);
+            }
+            Err(e) => {
+                // Not delivered and not acked: the sender is told on its own topic (the error
+                // frame of `policy_close`), and the socket stays.
+                let mut data = serde_json::json!({"code": 1011, "reason": e.to_string(), "topic": topic});
+                if let Some(id) = id {
+                    data["id"] = serde_json::json!(id);
+                }
+                let frame = serde_json::json!({
+                    "topic": private_topic(&self.handle.socket_id), "messageType": "error", "data": data,
+                });
+                self.handle.send(&Outgoing::text(frame.to_string()));
+            }
         }
     }
 
@@ -355,14 +386,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// A presence event for backends: connected (`None`) or disconnected with a code.
-    fn announce(&self, disconnected_with: Option<i64>) {
+    async fn announce(&mut self, disconnected_with: Option<i64>) {
+        let frame = Outgoing::text(self.presence(disconnected_with));
+        if let Err(e) = self.server.adapter.gateway_publish(&self.app, INBOUND_TOPIC, &frame, None).await {
+            tracing::warn!(connection = %self.handle.socket_id, error = %e, "a gateway presence event was not published");
+        }
+    }
+
+    /// The presence frame of this connection: connected (`None`) or disconnected with a code.
+    fn presence(&self, disconnected_with: Option<i64>) -> String {
         let sender = Sender {
             connection_id: Some(&self.handle.socket_id),
             subject: self.subject.as_deref(),
             permissions: Some(&self.permissions),
         };
-        let frame = Outgoing::text(presence_frame(&sender, disconnected_with));
-        self.server.adapter.gateway_publish(&self.app, INBOUND_TOPIC, &frame);
+        presence_frame(&sender, disconnected_with)
     }
 
     async fn write_queued(&mut self, first: Outgoing, outbound: &mut mpsc::Receiver<Outgoing>) -> Result<(), End> {

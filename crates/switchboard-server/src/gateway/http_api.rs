@@ -44,6 +44,11 @@ pub const MAX_TOPIC_PATTERNS: usize = 50;
 
 type ApiResult = Result<serde_json::Value, (StatusCode, String)>;
 
+/// A cluster that could not answer: 503 with the reason (never a local-only answer).
+fn unavailable(e: crate::adapter::AdapterError) -> (StatusCode, String) {
+    (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
 fn respond(server: &ServerState, endpoint: &'static str, result: ApiResult) -> Response {
     let response = match result {
         Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
@@ -102,7 +107,7 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let (app, token) = authorize(&server, &app_id, &headers)?;
         let body: PublishBody<'_> = parse(&body)?;
         if body.topic.is_empty() {
@@ -118,12 +123,13 @@ pub(crate) async fn publish(
         let payload = body.message.unwrap_or(&null);
         let message_type = body.message_type.as_deref().unwrap_or(DEFAULT_MESSAGE_TYPE);
         let frame = delivery_frame(&body.topic, message_type, &sender, Some(&id), payload);
-        let delivered =
-            server.adapter.gateway_publish(&app, &body.topic, &Outgoing { frame: frame.into(), binary: body.compress });
+        let frame = Outgoing { frame: frame.into(), binary: body.compress };
+        let delivered = server.adapter.gateway_publish(&app, &body.topic, &frame, None).await.map_err(unavailable)?;
         server.metrics.gateway_messages.inc();
         server.metrics.gateway_deliveries.inc_by(delivered as u64);
         Ok(json!({ "delivered": delivered, "id": id }))
-    })();
+    }
+    .await;
     respond(&server, "gateway_publish", result)
 }
 
@@ -141,16 +147,18 @@ pub(crate) async fn unsubscribe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let (app, token) = authorize(&server, &app_id, &headers)?;
         require(&token, MANAGE_SUBSCRIBERS)?;
         let body: UnsubscribeBody = parse(&body)?;
         if body.topic_patterns.is_empty() || body.topic_patterns.len() > MAX_TOPIC_PATTERNS {
             return Err((StatusCode::BAD_REQUEST, format!("topicPatterns takes 1 to {MAX_TOPIC_PATTERNS} patterns")));
         }
-        let unsubscribed = server.adapter.gateway_unsubscribe(&app, &body.subject, &body.topic_patterns);
+        let unsubscribed =
+            server.adapter.gateway_unsubscribe(&app, &body.subject, &body.topic_patterns).await.map_err(unavailable)?;
         Ok(json!({ "unsubscribed": unsubscribed }))
-    })();
+    }
+    .await;
     respond(&server, "gateway_unsubscribe", result)
 }
 
@@ -160,7 +168,7 @@ pub(crate) async fn close_all(
     Path(app_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let result = close(&server, &app_id, None, &headers);
+    let result = close(&server, &app_id, None, &headers).await;
     respond(&server, "gateway_connections", result)
 }
 
@@ -170,13 +178,14 @@ pub(crate) async fn close_one(
     Path((app_id, connection_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let result = close(&server, &app_id, Some(&connection_id), &headers);
+    let result = close(&server, &app_id, Some(&connection_id), &headers).await;
     respond(&server, "gateway_connections", result)
 }
 
-fn close(server: &ServerState, app_id: &str, connection_id: Option<&str>, headers: &HeaderMap) -> ApiResult {
+async fn close(server: &ServerState, app_id: &str, connection_id: Option<&str>, headers: &HeaderMap) -> ApiResult {
     let (app, token) = authorize(server, app_id, headers)?;
     require(&token, MANAGE_CONNECTIONS)?;
-    let closed = server.adapter.gateway_close(&app, connection_id, 1008, "Connection terminated");
+    let closed =
+        server.adapter.gateway_close(&app, connection_id, 1008, "Connection terminated").await.map_err(unavailable)?;
     Ok(json!({ "closed": closed }))
 }

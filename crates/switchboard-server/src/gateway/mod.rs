@@ -11,7 +11,8 @@
 //!   semantics differ: the sender is echoed, permissions come from the token);
 //! - [`http_api`]: publish, unsubscribe a subject, close connections.
 //!
-//! Fan-out goes through the [`Adapter`](crate::Adapter) like every protocol's.
+//! Joins, subscribes, fan-out and the admin calls go through the [`Adapter`](crate::Adapter)
+//! like every protocol's, so with scaling on (`crate::scaling`) a topic spans nodes.
 //!
 //! ```
 //! use switchboard_protocol::gateway::jwt::{self, Algorithm};

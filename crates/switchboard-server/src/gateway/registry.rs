@@ -51,9 +51,25 @@ struct Member {
     automatic: Vec<String>,
 }
 
+/// Most messages a clustered subscription buffers while its subscribe is in flight; past
+/// it the socket is closed as too slow (it reconnects) rather than buffer without bound.
+const PENDING_MESSAGES: usize = 256;
+
+/// How one subscription takes a clustered bus's messages: buffered while its subscribe is
+/// in flight, then those numbered after its snapshot (on one node: always `Live(0)`).
+enum Since {
+    Live(u64),
+    Pending(Vec<(u64, Outgoing)>),
+}
+
+struct Subscription {
+    handle: Arc<GatewayHandle>,
+    since: Since,
+}
+
 #[derive(Default)]
 struct Inner {
-    topics: HashMap<String, HashMap<u64, Arc<GatewayHandle>>>,
+    topics: HashMap<String, HashMap<u64, Subscription>>,
     members: HashMap<u64, Member>,
     /// Connections per token subject, reserved before the upgrade (see `reserve_subject`).
     subjects: HashMap<String, usize>,
@@ -78,23 +94,41 @@ impl Registry {
 
     /// Register a connection, subscribed to `automatic` topics (`main`, `priv/<id>`).
     pub(crate) fn join(&self, handle: Arc<GatewayHandle>, subject: Option<String>, automatic: &[String]) {
+        self.join_as(handle, subject, automatic, false);
+    }
+
+    /// [`Registry::join`], its automatic topics pending until [`Registry::go_live`] (a cluster).
+    pub(crate) fn join_pending(&self, handle: Arc<GatewayHandle>, subject: Option<String>, automatic: &[String]) {
+        self.join_as(handle, subject, automatic, true);
+    }
+
+    fn join_as(&self, handle: Arc<GatewayHandle>, subject: Option<String>, automatic: &[String], pending: bool) {
         let mut inner = self.lock();
         let id = handle.id;
         for topic in automatic {
-            inner.topics.entry(topic.clone()).or_default().insert(id, handle.clone());
+            let since = if pending { Since::Pending(Vec::new()) } else { Since::Live(0) };
+            inner.topics.entry(topic.clone()).or_default().insert(id, Subscription { handle: handle.clone(), since });
         }
         let topics = automatic.iter().cloned().collect();
         inner.members.insert(id, Member { handle, subject, topics, automatic: automatic.to_vec() });
     }
 
-    /// Remove a connection from every topic, and give back its subject's slot.
-    pub(crate) fn leave(&self, id: u64) {
+    /// Remove a connection from every topic, and give back its subject's slot. Returns
+    /// its connection id, subject and topics (a cluster removes them from Redis too).
+    pub(crate) fn leave(&self, id: u64) -> Option<(Box<str>, Option<String>, Vec<String>)> {
         let mut inner = self.lock();
-        let Some(member) = inner.members.remove(&id) else { return };
-        for topic in member.topics {
-            remove_from_topic(&mut inner, &topic, id);
+        let member = inner.members.remove(&id)?;
+        for topic in &member.topics {
+            remove_from_topic(&mut inner, topic, id);
         }
         release(&mut inner, member.subject.as_deref());
+        Some((member.handle.socket_id.clone(), member.subject, member.topics.into_iter().collect()))
+    }
+
+    /// Queue `frame` for connection `id` alone (an ack that follows its echo); false if it
+    /// is gone or its queue is full.
+    pub(crate) fn send_to(&self, id: u64, frame: &Outgoing) -> bool {
+        self.lock().members.get(&id).is_some_and(|member| member.handle.send(frame))
     }
 
     /// Take one of `subject`'s connection slots, unless it already has `limit` (0: no
@@ -120,6 +154,16 @@ impl Registry {
     /// `Ok(true)` if it was new, `Ok(false)` if already subscribed, `Err(())` over the limit.
     #[allow(clippy::result_unit_err)]
     pub(crate) fn subscribe(&self, id: u64, topic: &str, limit: usize) -> Result<bool, ()> {
+        self.subscribe_as(id, topic, limit, false)
+    }
+
+    /// [`Registry::subscribe`], pending until [`Registry::go_live`] (a cluster).
+    #[allow(clippy::result_unit_err)]
+    pub(crate) fn subscribe_pending(&self, id: u64, topic: &str, limit: usize) -> Result<bool, ()> {
+        self.subscribe_as(id, topic, limit, true)
+    }
+
+    fn subscribe_as(&self, id: u64, topic: &str, limit: usize, pending: bool) -> Result<bool, ()> {
         let mut inner = self.lock();
         let Some(member) = inner.members.get_mut(&id) else { return Ok(false) };
         if member.topics.contains(topic) {
@@ -131,8 +175,46 @@ impl Registry {
         }
         member.topics.insert(topic.to_owned());
         let handle = member.handle.clone();
-        inner.topics.entry(topic.to_owned()).or_default().insert(id, handle);
+        let since = if pending { Since::Pending(Vec::new()) } else { Since::Live(0) };
+        inner.topics.entry(topic.to_owned()).or_default().insert(id, Subscription { handle, since });
         Ok(true)
+    }
+
+    /// A cluster answered connection `id`'s subscribes to `topics` with bus number `snap`:
+    /// queue what was buffered after it, and deliver live from now on.
+    pub(crate) fn go_live(&self, id: u64, topics: &[&str], snap: u64) {
+        let mut inner = self.lock();
+        for topic in topics {
+            let Some(subscription) = inner.topics.get_mut(*topic).and_then(|subs| subs.get_mut(&id)) else { continue };
+            if let Since::Pending(buffered) = std::mem::replace(&mut subscription.since, Since::Live(snap)) {
+                for (seq, frame) in buffered {
+                    if seq > snap {
+                        subscription.handle.send(&frame);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cluster bus message numbered `seq` for `topic`'s subscriptions here. Returns how
+    /// many it was queued for.
+    pub(crate) fn publish_numbered(&self, topic: &str, frame: &Outgoing, seq: u64) -> usize {
+        let mut inner = self.lock();
+        let Some(subscriptions) = inner.topics.get_mut(topic) else { return 0 };
+        let mut queued = 0;
+        for subscription in subscriptions.values_mut() {
+            match &mut subscription.since {
+                Since::Live(since) if seq > *since => queued += usize::from(subscription.handle.send(frame)),
+                Since::Live(_) => {}
+                Since::Pending(buffered) if buffered.len() >= PENDING_MESSAGES => {
+                    subscription
+                        .handle
+                        .terminate(1013, "Too many unsent messages: the client reads slower than messages arrive");
+                }
+                Since::Pending(buffered) => buffered.push((seq, frame.clone())),
+            }
+        }
+        queued
     }
 
     /// Unsubscribe connection `id` from `topic`; true if it was subscribed.
@@ -155,7 +237,7 @@ impl Registry {
         let inner = self.lock();
         let Some(subscribers) = inner.topics.get(topic) else { return 0 };
         // A full queue asks its socket to close (1013) and counts as not delivered.
-        subscribers.values().filter(|handle| handle.send(frame)).count()
+        subscribers.values().filter(|subscription| subscription.handle.send(frame)).count()
     }
 
     /// Ask connections to close with `code` and `reason`: the one whose connection id is
@@ -185,6 +267,12 @@ impl Registry {
     /// assert_eq!(Registry::default().unsubscribe_subject("ada", &["chat/*".into()]), 0);
     /// ```
     pub fn unsubscribe_subject(&self, subject: &str, patterns: &[String]) -> usize {
+        self.unsubscribe_subject_ended(subject, patterns).len()
+    }
+
+    /// [`Registry::unsubscribe_subject`], returning each ended subscription as (connection
+    /// id, topic).
+    pub(crate) fn unsubscribe_subject_ended(&self, subject: &str, patterns: &[String]) -> Vec<(Box<str>, String)> {
         let mut inner = self.lock();
         let mut ended = Vec::new();
         for (id, member) in inner.members.iter_mut() {
@@ -200,10 +288,14 @@ impl Registry {
                 !matched
             });
         }
-        for (id, topic) in &ended {
-            remove_from_topic(&mut inner, topic, *id);
+        let mut out = Vec::with_capacity(ended.len());
+        for (id, topic) in ended {
+            remove_from_topic(&mut inner, &topic, id);
+            if let Some(member) = inner.members.get(&id) {
+                out.push((member.handle.socket_id.clone(), topic));
+            }
         }
-        ended.len()
+        out
     }
 
     /// Open gateway connections of this app.

@@ -43,10 +43,6 @@ pub(crate) async fn websocket(
         Ok(accept) => accept,
         Err(why) => return refuse(StatusCode::BAD_REQUEST, why.into()),
     };
-    if server.config.scaling.enabled {
-        // Topics are one node's; refused rather than split per node.
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, crate::scaling::NOT_CLUSTERED_YET.into());
-    }
     let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
         server.metrics.gateway_refused_tokens.inc();
         return refuse(StatusCode::UNAUTHORIZED, "access_token is missing".into());
@@ -65,15 +61,31 @@ pub(crate) async fn websocket(
     if !server.try_add_connection() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "over capacity: the server is at its connection limit".into());
     }
-    if !app.try_add_connection() {
-        server.release_connection();
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the app is over its connection quota".into());
+    // The app's quota, counted cluster-wide when scaling is on.
+    match server.adapter.acquire_connection(&app).await {
+        Ok(true) => {}
+        Ok(false) => {
+            server.release_connection();
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the app is over its connection quota".into());
+        }
+        Err(e) => {
+            server.release_connection();
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
     }
     let per_subject = app.config.gateway_max_connections_per_subject;
-    if !app.gateway.reserve_subject(verified.subject.as_deref(), per_subject) {
-        app.remove_connection();
-        server.release_connection();
-        return refuse(StatusCode::TOO_MANY_REQUESTS, format!("the subject already has {per_subject} connections"));
+    match server.adapter.gateway_reserve_subject(&app, verified.subject.as_deref(), per_subject).await {
+        Ok(true) => {}
+        Ok(false) => {
+            server.adapter.release_connection(&app);
+            server.release_connection();
+            return refuse(StatusCode::TOO_MANY_REQUESTS, format!("the subject already has {per_subject} connections"));
+        }
+        Err(e) => {
+            server.adapter.release_connection(&app);
+            server.release_connection();
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
     }
     let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(String::new, |c| c.0.ip().to_string());
     let limit = app.config.gateway_max_message_size.max(1);
@@ -81,8 +93,8 @@ pub(crate) async fn websocket(
     let state = server.clone();
     server.tasks.spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
-            app.gateway.release_subject(verified.subject.as_deref());
-            app.remove_connection();
+            state.adapter.gateway_release_subject(&app, verified.subject.as_deref());
+            state.adapter.release_connection(&app);
             state.release_connection();
             return;
         };

@@ -87,6 +87,34 @@ impl Keys {
     pub(crate) fn room_order(&self, topic: &str) -> String {
         self.key(&format!("ro:{topic}"))
     }
+    /// Gateway: HASH topic → subscriptions, cluster-wide.
+    pub(crate) fn gateway_topics(&self) -> String {
+        self.key("gt")
+    }
+    /// Gateway: HASH connection id → node.
+    pub(crate) fn gateway_connections(&self) -> String {
+        self.key("gc")
+    }
+    /// Gateway: HASH `conn|topic` → subject, one node's subscriptions.
+    pub(crate) fn gateway_node_subscriptions(&self, node: &str) -> String {
+        self.key(&format!("gsock:{node}"))
+    }
+    /// Gateway: HASH conn → the presence frame backends get if the node dies.
+    pub(crate) fn gateway_node_connections(&self, node: &str) -> String {
+        self.key(&format!("gconn:{node}"))
+    }
+    /// Gateway: SET of subjects with connections on a node.
+    pub(crate) fn gateway_node_subjects(&self, node: &str) -> String {
+        self.key(&format!("gsub:{node}"))
+    }
+    /// Gateway: HASH node → connections of one subject (key base without the subject).
+    pub(crate) fn gateway_subject_slots_base(&self) -> String {
+        self.key("gs:")
+    }
+    /// Gateway: SET of `conn|topic`, one subject's own topics (key base without the subject).
+    pub(crate) fn gateway_subject_topics_base(&self) -> String {
+        self.key("gsubj:")
+    }
     /// The app's pub/sub bus.
     pub(crate) fn bus(&self) -> String {
         self.key("bus")

@@ -30,6 +30,7 @@
 //! ```
 
 mod bus;
+mod gateway;
 mod keys;
 mod rooms;
 mod scripts;
@@ -49,21 +50,17 @@ use switchboard_protocol::{ChannelName, PresenceRoster};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::adapter::TopicSubscribe;
 use crate::adapter::{Adapter, AdapterError, AdapterFuture, Publish};
 use crate::config::ScalingConfig;
 use crate::connection_handle::ConnectionHandle;
-use crate::gateway::Outgoing;
+use crate::gateway::{GatewayHandle, Outgoing};
 use crate::metrics::Metrics;
 use crate::phoenix::{RoomMember, Rooms};
 use crate::pusher::app::{App, ChannelCounts, Joining, SubscribeRefused, Subscribed};
 use crate::pusher::webhooks::WebhookEvent;
 use bus::{Header, Kind};
 use keys::Keys;
-
-/// Why the gateway endpoint refuses sockets while scaling is on: its topics live in one
-/// node, and a split-brain topic is worse than a clear refusal.
-pub const NOT_CLUSTERED_YET: &str = "the gateway protocol does not scale out yet: with scaling on, only Pusher, \
-     RealtimeX and Phoenix sockets are served";
 
 /// The key space of the Phoenix rooms (apps have theirs under their ids; `~` keeps it apart
 /// from any app id a Pusher SDK would send).
@@ -110,6 +107,11 @@ struct Inner {
     /// so it fences itself once Redis answers again.
     dirty: AtomicBool,
     stop: watch::Sender<bool>,
+    /// True while the bus subscriber is subscribed and has its baseline number: joins wait
+    /// for it, or a subscriber would miss what is published before the bus is back.
+    bus_ready: watch::Sender<bool>,
+    /// Wakes the bus subscriber from its reconnect backoff (a fenced node rejoins now).
+    bus_wake: tokio::sync::Notify,
     tasks: TaskTracker,
 }
 
@@ -144,7 +146,8 @@ impl Space {
     /// Close every socket that holds cluster state in this space with `code`.
     fn close_all(&self, code: u16, reason: &str) -> usize {
         match &self.serves {
-            Serves::Pusher(app) => app.close_all(code, reason),
+            // Gateway sockets get 1012 (Service Restart): the SDKs reconnect on it.
+            Serves::Pusher(app) => app.close_all(code, reason) + app.gateway.close(None, 1012, reason),
             Serves::PhoenixRooms(rooms) => rooms.close_all(code, reason),
         }
     }
@@ -180,6 +183,7 @@ impl RedisAdapter {
             .set_max_delay(Duration::from_millis(500));
         let redis = ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(unavailable)?;
         let (stop, _) = watch::channel(false);
+        let (bus_ready, _) = watch::channel(false);
         let inner = Inner {
             client,
             redis,
@@ -189,6 +193,8 @@ impl RedisAdapter {
             metrics: Mutex::default(),
             dirty: AtomicBool::new(false),
             stop,
+            bus_ready,
+            bus_wake: tokio::sync::Notify::new(),
             tasks: TaskTracker::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -213,6 +219,16 @@ impl Inner {
 
     fn conn(&self) -> ConnectionManager {
         self.redis.clone()
+    }
+
+    /// Wait (up to 3 s) until the bus subscriber is subscribed: a join answered before that
+    /// could miss the messages published meanwhile.
+    async fn bus_ready(&self) -> Result<(), AdapterError> {
+        let mut ready = self.bus_ready.subscribe();
+        match tokio::time::timeout(Duration::from_secs(3), ready.wait_for(|ready| *ready)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(AdapterError::Unavailable("the cluster bus is reconnecting".into())),
+        }
     }
 
     fn metrics(&self) -> Option<Arc<Metrics>> {
@@ -287,6 +303,7 @@ impl Inner {
             metrics.scaling_fenced.inc();
         }
         self.dirty.store(false, Ordering::Release);
+        self.bus_wake.notify_one();
         if let Err(e) = self.beat(true).await {
             tracing::warn!(error = %e, "rejoining the cluster failed; retrying at the next heartbeat");
             self.dirty.store(true, Ordering::Release);
@@ -343,6 +360,10 @@ impl Inner {
                 }
             }
         }
+        let gateway_connections = match &cluster.serves {
+            Serves::Pusher(_) => gateway::reap(self, keys, node).await?,
+            Serves::PhoenixRooms(_) => 0,
+        };
         let _: i64 = scripts::FORGET
             .key(keys.sock(node))
             .key(keys.nodes())
@@ -350,7 +371,7 @@ impl Inner {
             .arg(node)
             .invoke_async(&mut conn)
             .await?;
-        tracing::info!(space = %cluster.id, node, subscriptions = count, "reaped a dead node");
+        tracing::info!(space = %cluster.id, node, subscriptions = count, gateway_connections, "reaped a dead node");
         if let Some(metrics) = self.metrics() {
             metrics.scaling_reaped_nodes.inc();
             metrics.scaling_reaped_subscriptions.inc_by(count as u64);
@@ -372,7 +393,7 @@ async fn leave_script(
     let frame = user_id.map_or_else(String::new, |user| {
         encode_server_frame("pusher_internal:member_removed", Some(channel), Some(&member_removed_data(user)), None)
     });
-    let tail = Header { s: 0, k: "e", c: Some(channel.into()), x: None, u: None, n: node }.tail();
+    let tail = Header { c: Some(channel.into()), ..Header::new("e", node) }.tail();
     let mut conn = inner.conn();
     let (removed, vacated): (i64, i64) = scripts::LEAVE
         .key(keys.sock(node))
@@ -485,22 +506,28 @@ async fn subscriber_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        match subscribe_and_dispatch(&inner, &mut stop).await {
+        let result = subscribe_and_dispatch(&inner, &mut stop).await;
+        let was_ready = inner.bus_ready.send_replace(false);
+        match result {
             Ok(()) => return,
             Err(e) => {
                 inner.redis_up(false);
                 tracing::warn!(error = %e, "cluster bus subscriber lost; reconnecting");
             }
         }
+        if was_ready {
+            backoff = Duration::from_millis(100);
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
+            () = inner.bus_wake.notified() => {}
             _ = stop.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-async fn subscribe_and_dispatch(inner: &Inner, stop: &mut watch::Receiver<bool>) -> Result<(), redis::RedisError> {
+async fn subscribe_and_dispatch(inner: &Arc<Inner>, stop: &mut watch::Receiver<bool>) -> Result<(), redis::RedisError> {
     let apps = inner.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut pubsub = inner.client.get_async_pubsub().await?;
     for cluster in &apps {
@@ -517,6 +544,7 @@ async fn subscribe_and_dispatch(inner: &Inner, stop: &mut watch::Receiver<bool>)
         }
         cluster.last_seq.store(current, Ordering::Release);
     }
+    inner.bus_ready.send_replace(true);
     let by_bus: HashMap<String, Space> = apps.iter().map(|c| (c.keys.bus(), c.clone())).collect();
     let mut messages = pubsub.into_on_message();
     loop {
@@ -532,7 +560,7 @@ async fn subscribe_and_dispatch(inner: &Inner, stop: &mut watch::Receiver<bool>)
     }
 }
 
-fn dispatch(inner: &Inner, cluster: &Space, payload: &[u8]) {
+fn dispatch(inner: &Arc<Inner>, cluster: &Space, payload: &[u8]) {
     let metrics = inner.metrics();
     let Some(message) = bus::decode(payload) else {
         tracing::warn!(space = %cluster.id, "malformed bus message dropped");
@@ -555,6 +583,21 @@ fn dispatch(inner: &Inner, cluster: &Space, payload: &[u8]) {
         }
         (Serves::Pusher(app), Kind::Terminate { user }) => {
             app.terminate_user(&user);
+        }
+        (Serves::Pusher(app), Kind::Gateway { topic, binary, ack, frame }) => {
+            app.gateway.publish_numbered(&topic, &Outgoing { frame, binary }, message.seq);
+            // The sender's ack, after its echo (queued just now on the same queue).
+            if let Some((id, ack)) = ack
+                && message.origin == inner.node_id()
+            {
+                app.gateway.send_to(id, &Outgoing::text(ack));
+            }
+        }
+        (Serves::Pusher(app), Kind::GatewayClose { connection_id, code, reason }) => {
+            app.gateway.close(connection_id.as_deref(), code, &reason);
+        }
+        (Serves::Pusher(app), Kind::GatewayUnsubscribe { subject, patterns }) => {
+            gateway::on_unsubscribe_subject(inner, app, &subject, &patterns);
         }
         (Serves::PhoenixRooms(rooms), Kind::Room { topic, body }) => match rooms::decode_body(&body) {
             Some(room_message) => rooms.deliver_bus(&topic, room_message, message.seq),
@@ -657,12 +700,9 @@ impl Adapter for RedisAdapter {
             let node = inner.node_id();
             let remember = publish.remember && ChannelName::parse(publish.channel).is_ok_and(|c| c.is_cache());
             let header = Header {
-                s: 0,
-                k: "e",
                 c: Some(publish.channel.into()),
                 x: publish.except_socket_id.map(Into::into),
-                u: None,
-                n: &node,
+                ..Header::new("e", &node)
             };
             let mut conn = inner.conn();
             let _: u64 = scripts::PUBLISH
@@ -695,6 +735,7 @@ impl Adapter for RedisAdapter {
             let user = joining.as_ref().map(|j| j.user_id.clone());
             let is_presence = joining.is_some() || channel.starts_with("presence-");
             // Local first, so the bus frames ordered after the join find the subscriber.
+            inner.bus_ready().await?;
             let newly = app.add_pending(conn, channel, user.clone());
             let (added_frame, info) = match &joining {
                 Some(join) => (
@@ -709,8 +750,7 @@ impl Adapter for RedisAdapter {
                 None => (String::new(), String::new()),
             };
             let tail =
-                Header { s: 0, k: "e", c: Some(channel.into()), x: Some((*conn.socket_id).into()), u: None, n: &node }
-                    .tail();
+                Header { c: Some(channel.into()), x: Some((*conn.socket_id).into()), ..Header::new("e", &node) }.tail();
             let mut redis = inner.conn();
             let reply: Result<Value, _> = scripts::JOIN
                 .key(keys.node(&node))
@@ -814,7 +854,7 @@ impl Adapter for RedisAdapter {
             let inner = &self.inner;
             let keys = inner.keys(app);
             let node = inner.node_id();
-            let header = Header { s: 0, k: "t", c: None, x: None, u: Some(user_id.into()), n: &node };
+            let header = Header { u: Some(user_id.into()), ..Header::new("t", &node) };
             let mut conn = inner.conn();
             let _: u64 = scripts::PUBLISH
                 .key(keys.seq())
@@ -950,16 +990,80 @@ impl Adapter for RedisAdapter {
         Box::pin(rooms::shout(&self.inner, topic, payload))
     }
 
-    fn gateway_publish(&self, app: &App, topic: &str, frame: &Outgoing) -> usize {
-        // Unreachable in practice: the gateway endpoint refuses sockets while scaling is on.
-        app.gateway.publish(topic, frame)
+    fn gateway_reserve_subject<'a>(
+        &'a self,
+        app: &'a App,
+        subject: Option<&'a str>,
+        limit: usize,
+    ) -> AdapterFuture<'a, bool> {
+        Box::pin(gateway::reserve_subject(&self.inner, app, subject, limit))
     }
 
-    fn gateway_close(&self, app: &App, connection_id: Option<&str>, code: u16, reason: &str) -> usize {
-        app.gateway.close(connection_id, code, reason)
+    fn gateway_release_subject(&self, app: &Arc<App>, subject: Option<&str>) {
+        gateway::release_subject(&self.inner, app, subject);
     }
 
-    fn gateway_unsubscribe(&self, app: &App, subject: &str, patterns: &[String]) -> usize {
-        app.gateway.unsubscribe_subject(subject, patterns)
+    fn gateway_join<'a>(
+        &'a self,
+        app: &'a App,
+        handle: &'a Arc<GatewayHandle>,
+        subject: Option<&'a str>,
+        automatic: &'a [String],
+        goodbye: String,
+    ) -> AdapterFuture<'a, ()> {
+        Box::pin(gateway::join(&self.inner, app, handle, subject, automatic, goodbye))
+    }
+
+    fn gateway_leave<'a>(&'a self, app: &'a App, id: u64) -> AdapterFuture<'a, ()> {
+        Box::pin(gateway::leave(&self.inner, app, id))
+    }
+
+    fn gateway_subscribe<'a>(
+        &'a self,
+        app: &'a App,
+        handle: &'a GatewayHandle,
+        subject: Option<&'a str>,
+        topic: &'a str,
+        limit: usize,
+    ) -> AdapterFuture<'a, TopicSubscribe> {
+        Box::pin(gateway::subscribe(&self.inner, app, handle, subject, topic, limit))
+    }
+
+    fn gateway_unsubscribe_topic<'a>(
+        &'a self,
+        app: &'a App,
+        handle: &'a GatewayHandle,
+        topic: &'a str,
+    ) -> AdapterFuture<'a, bool> {
+        Box::pin(gateway::unsubscribe_topic(&self.inner, app, handle, topic))
+    }
+
+    fn gateway_publish<'a>(
+        &'a self,
+        app: &'a App,
+        topic: &'a str,
+        frame: &'a Outgoing,
+        ack: Option<(u64, Outgoing)>,
+    ) -> AdapterFuture<'a, usize> {
+        Box::pin(gateway::publish(&self.inner, app, topic, frame, ack))
+    }
+
+    fn gateway_close<'a>(
+        &'a self,
+        app: &'a App,
+        connection_id: Option<&'a str>,
+        code: u16,
+        reason: &'a str,
+    ) -> AdapterFuture<'a, usize> {
+        Box::pin(gateway::close(&self.inner, app, connection_id, code, reason))
+    }
+
+    fn gateway_unsubscribe<'a>(
+        &'a self,
+        app: &'a App,
+        subject: &'a str,
+        patterns: &'a [String],
+    ) -> AdapterFuture<'a, usize> {
+        Box::pin(gateway::unsubscribe_subject(&self.inner, app, subject, patterns))
     }
 }

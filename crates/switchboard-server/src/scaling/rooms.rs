@@ -38,7 +38,7 @@ fn sock_field(conn: u64, topic: &str) -> String {
 }
 
 fn tail(topic: &str, node: &str) -> String {
-    Header { s: 0, k: "r", c: Some(topic.into()), x: None, u: None, n: node }.tail()
+    Header { c: Some(topic.into()), ..Header::new("r", node) }.tail()
 }
 
 /// A room message as the bus carries it: the V2 encoding (JSON text, or a binary broadcast).
@@ -72,6 +72,7 @@ pub(super) async fn join(
     max_members: usize,
 ) -> Result<Option<Value>, AdapterError> {
     let space = inner.phoenix_space().ok_or_else(not_started)?;
+    inner.bus_ready().await?;
     let keys = &space.keys;
     let node = inner.node_id();
     let conn = member.conn();

@@ -251,3 +251,162 @@ return 1
 "#,
     )
 });
+
+// The gateway protocol's topics. Keys: gt (HASH topic → subscriptions, cluster-wide), gc
+// (HASH connection id → node), gsock:N (HASH `conn|topic` → subject, node N's
+// subscriptions), gconn:N (HASH conn → the presence frame backends get if N dies), gs:S (HASH
+// node → connections of subject S), gsub:N (SET of subjects with connections on N),
+// gsubj:S (SET of `conn|topic` of subject S's own topics, for admin unsubscribes).
+
+/// Take a connection slot of a subject, at most `limit` cluster-wide (0: no limit).
+/// KEYS: node, gs:S, gsub:N. ARGV: node id, limit, subject. Reply: 1 taken, 0 full, -1 fenced.
+pub(crate) static GATEWAY_RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(n) end
+if tonumber(ARGV[2]) > 0 and total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"#,
+    )
+});
+
+/// Give back a subject's slot. KEYS: gs:S. ARGV: node id.
+pub(crate) static GATEWAY_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"#,
+    )
+});
+
+/// Register a connection with its automatic topics. KEYS: node, gconn:N, gc, gt, gsock:N,
+/// seq. ARGV: conn, node id, subject, goodbye frame, then its automatic topics. Reply: the
+/// bus number its topics take messages after, or -1 if fenced.
+pub(crate) static GATEWAY_JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+for i = 5, #ARGV do
+  if redis.call('HSETNX', KEYS[5], ARGV[1] .. '|' .. ARGV[i], ARGV[3]) == 1 then
+    redis.call('HINCRBY', KEYS[4], ARGV[i], 1)
+  end
+end
+return tonumber(redis.call('GET', KEYS[6]) or '0')
+"#,
+    )
+});
+
+/// Subscribe a connection to one of its own topics. KEYS: gsock:N, gt, gsubj:S, seq.
+/// ARGV: `conn|topic`, topic, subject. Reply: the bus number it takes messages after.
+pub(crate) static GATEWAY_SUBSCRIBE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[1]) end
+end
+return tonumber(redis.call('GET', KEYS[4]) or '0')
+"#,
+    )
+});
+
+/// Unsubscribe a connection from topics (a leave passes all of them, and the connection
+/// goes too). KEYS: gsock:N, gt, gc, gconn:N. ARGV: conn, gsubj key base, leaving (0/1), then
+/// the topics. Reply: how many subscriptions ended.
+pub(crate) static GATEWAY_UNSUBSCRIBE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ended = 0
+for i = 4, #ARGV do
+  local field = ARGV[1] .. '|' .. ARGV[i]
+  local subject = redis.call('HGET', KEYS[1], field)
+  if subject then
+    redis.call('HDEL', KEYS[1], field)
+    if redis.call('HINCRBY', KEYS[2], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[i]) end
+    if subject ~= '' then redis.call('SREM', ARGV[2] .. subject, field) end
+    ended = ended + 1
+  end
+end
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[3], ARGV[1]); redis.call('HDEL', KEYS[4], ARGV[1]) end
+return ended
+"#,
+    )
+});
+
+/// Publish a gateway message and read the topic's subscriptions at that instant (what
+/// `delivered` answers). KEYS: seq, gt. ARGV: bus, header tail, frame, topic.
+pub(crate) static GATEWAY_PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local s = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], '{"s":' .. s .. ',' .. ARGV[2] .. '\n' .. ARGV[3])
+return tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
+"#,
+    )
+});
+
+/// Admin close of one connection ('' : all): count them and tell every node. KEYS: seq, gc.
+/// ARGV: bus, header tail, conn, frame (the close code and reason). Reply: how many.
+pub(crate) static GATEWAY_CLOSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n
+if ARGV[3] == '' then n = redis.call('HLEN', KEYS[2]) else n = redis.call('HEXISTS', KEYS[2], ARGV[3]) end
+local s = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], '{"s":' .. s .. ',' .. ARGV[2] .. '\n' .. ARGV[4])
+return n
+"#,
+    )
+});
+
+/// Admin unsubscribe of a subject: tell every node, and answer the subject's own
+/// subscriptions at that instant (the caller counts those its patterns match).
+/// KEYS: seq, gsubj:S. ARGV: bus, header tail, patterns JSON. Reply: `conn|topic` list.
+pub(crate) static GATEWAY_UNSUBSCRIBE_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local members = redis.call('SMEMBERS', KEYS[2])
+local s = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], '{"s":' .. s .. ',' .. ARGV[2] .. '\n' .. ARGV[3])
+return members
+"#,
+    )
+});
+
+/// Reap a dead node's gateway state: its subscriptions leave the counts, its subjects'
+/// slots go, and backends get each of its connections' goodbye on `secure/inbound`.
+/// KEYS: gsock:N, gconn:N, gc, gt, gsub:N, seq. ARGV: node id, gsubj key base, gs key base,
+/// bus, header tail (for `secure/inbound`). Reply: how many connections.
+pub(crate) static GATEWAY_REAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local subs = redis.call('HGETALL', KEYS[1])
+for i = 1, #subs, 2 do
+  local field, subject = subs[i], subs[i + 1]
+  local topic = string.sub(field, string.find(field, '|', 1, true) + 1)
+  if redis.call('HINCRBY', KEYS[4], topic, -1) <= 0 then redis.call('HDEL', KEYS[4], topic) end
+  if subject ~= '' then redis.call('SREM', ARGV[2] .. subject, field) end
+end
+redis.call('DEL', KEYS[1])
+local conns = redis.call('HGETALL', KEYS[2])
+for i = 1, #conns, 2 do
+  redis.call('HDEL', KEYS[3], conns[i])
+  local s = redis.call('INCR', KEYS[6])
+  redis.call('PUBLISH', ARGV[4], '{"s":' .. s .. ',' .. ARGV[5] .. '\n' .. conns[i + 1])
+end
+redis.call('DEL', KEYS[2])
+for _, subject in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  redis.call('HDEL', ARGV[3] .. subject, ARGV[1])
+end
+redis.call('DEL', KEYS[5])
+return #conns / 2
+"#,
+    )
+});

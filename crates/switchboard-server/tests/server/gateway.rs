@@ -14,24 +14,24 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
 use crate::common::{APP_ID, SECRET, WAIT, app, config_with, start, start_default};
 
-const ALL: &str = "realtime:publisher:write:topic:*";
+pub(crate) const ALL: &str = "realtime:publisher:write:topic:*";
 
-fn token(claims: Value) -> String {
+pub(crate) fn token(claims: Value) -> String {
     jwt::sign(&claims, SECRET.as_bytes(), Algorithm::Hs256)
 }
 
-fn url(server: &RunningServer, token: &str) -> String {
+pub(crate) fn url(server: &RunningServer, token: &str) -> String {
     format!("ws://{}/apps/{APP_ID}?access_token={token}", server.local_addr())
 }
 
-struct Gw {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    id: String,
+pub(crate) struct Gw {
+    pub(crate) ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub(crate) id: String,
 }
 
 impl Gw {
     /// Connect with `claims` and read the welcome.
-    async fn connect(server: &RunningServer, claims: Value) -> Gw {
+    pub(crate) async fn connect(server: &RunningServer, claims: Value) -> Gw {
         let builder = ClientBuilder::new().uri(&url(server, &token(claims))).expect("uri");
         let (ws, _) = tokio::time::timeout(WAIT, builder.connect()).await.expect("in time").expect("connects");
         let mut gw = Gw { ws, id: String::new() };
@@ -41,16 +41,16 @@ impl Gw {
         gw
     }
 
-    async fn send(&mut self, frame: Value) {
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.ws.send(Message::text(frame.to_string())).await.expect("send");
     }
 
-    async fn subscribe(&mut self, topic: &str) {
+    pub(crate) async fn subscribe(&mut self, topic: &str) {
         self.send(json!({"type": "subscribe", "data": {"topic": topic}})).await;
     }
 
     /// The next text or binary frame as JSON, with whether it was binary.
-    async fn next_frame(&mut self) -> (Value, bool) {
+    pub(crate) async fn next_frame(&mut self) -> (Value, bool) {
         loop {
             let message =
                 tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame in time").expect("open").expect("ok");
@@ -62,12 +62,12 @@ impl Gw {
         }
     }
 
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         self.next_frame().await.0
     }
 
     /// Read until the close; its code and reason.
-    async fn expect_close(&mut self) -> (u16, String) {
+    pub(crate) async fn expect_close(&mut self) -> (u16, String) {
         loop {
             match tokio::time::timeout(WAIT, self.ws.next()).await.expect("a close in time") {
                 Some(Ok(m)) if m.is_close() => {
@@ -80,7 +80,7 @@ impl Gw {
         }
     }
 
-    async fn expect_silence(&mut self, ms: u64) {
+    pub(crate) async fn expect_silence(&mut self, ms: u64) {
         if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(ms), self.ws.next()).await {
             assert!(
                 !(m.is_text() || m.is_binary()),
@@ -91,7 +91,7 @@ impl Gw {
     }
 }
 
-async fn status_of(server: &RunningServer, token: &str) -> (u16, Value) {
+pub(crate) async fn status_of(server: &RunningServer, token: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .get(format!("http://{}/apps/{APP_ID}?access_token={token}", server.local_addr()))
         .header("connection", "upgrade")
@@ -388,7 +388,7 @@ async fn a_silent_socket_is_pinged_and_one_that_never_answers_is_closed_as_dead(
     server.shutdown().await;
 }
 
-async fn admin(
+pub(crate) async fn admin(
     server: &RunningServer,
     method: reqwest::Method,
     path: &str,

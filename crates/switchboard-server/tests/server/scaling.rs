@@ -14,6 +14,7 @@ use switchboard_server::config::ScalingConfig;
 use switchboard_server::{ClientEventPolicy, RunningServer, WebhookConfig};
 
 use crate::common::*;
+use crate::gateway::{ALL, Gw, admin, status_of, token, url};
 use crate::phoenix::{Phx, json_of, phoenix_js_meets_ours};
 use crate::realtimex::Rtx;
 
@@ -357,6 +358,7 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
     let mut member = Phx::connect(&nodes[1], Vsn::V2).await;
     let (member_ref, _) = member.join("room:lobby", "ada").await;
     member.expect("presence_diff").await;
+    let mut device = Gw::connect(&nodes[1], json!({"sub": "dev"})).await;
     redis.kill();
     let api = Api::new(&nodes[0]);
     let (status, body) = api.post("/apps/1000/events", json!({"name":"tick","channel":"news","data":"{}"})).await;
@@ -388,6 +390,24 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
     let r = member.push(Some(&member_ref), "room:lobby", "ping", json!({"alive": true})).await;
     let pong = member.expect("phx_reply").await;
     assert_eq!(pong.reference.as_deref(), Some(r.as_str()));
+    // Gateway: an admin publish is a 503; a new socket is closed with 1011 and the reason.
+    let publish = format!("/api/topics/{APP_ID}/publish");
+    let (status, body) = admin(
+        &nodes[0],
+        reqwest::Method::POST,
+        &publish,
+        json!({"permissions": [ALL]}),
+        Some(json!({"topic": "chat", "message": 1})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("scaling backend unavailable"), "{body}");
+    let mut refused = connect_raw(&url(&nodes[0], &token(json!({"sub": "new"})))).await;
+    let close = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut refused)).await.expect("in time");
+    let close = close.and_then(Result::ok).expect("a close frame");
+    let (code, reason) = close.as_close().expect("close");
+    assert_eq!(u16::from(code), 1011);
+    assert!(reason.contains("scaling backend unavailable"), "{reason}");
     eventually(|| nodes[0].metrics().scaling_redis_up.get() == 0).await;
     let text = reqwest::get(format!("http://{}/metrics", nodes[0].local_addr())).await.expect("metrics");
     let text = text.text().await.expect("body");
@@ -399,6 +419,7 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
     let code = tokio::time::timeout(deadline, subscriber.expect_close()).await.expect("closed in time");
     assert_eq!(code, Some(4200));
     assert_eq!(member.expect_close().await, Some(4200), "a Phoenix member is closed with 4200 too");
+    assert_eq!(device.expect_close().await.0, 1012, "a gateway socket with 1012 (its SDKs reconnect)");
     assert!(nodes[1].metrics().scaling_fenced.get() >= 1);
     let text = reqwest::get(format!("http://{}/metrics", nodes[1].local_addr())).await.expect("metrics");
     let text = text.text().await.expect("body");
@@ -420,24 +441,123 @@ async fn redis_down_answers_503_keeps_sockets_and_recovers() {
 }
 
 #[tokio::test]
-async fn the_gateway_is_refused_while_scaling() {
+async fn the_gateway_is_one_server_across_nodes() {
     let redis = Redis::start();
-    let nodes = cluster(&redis, 1, None, 0).await;
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", nodes[0].local_addr());
-    for path in ["/apps/1000"] {
-        let response = http
-            .get(format!("{base}{path}"))
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .send()
-            .await
-            .expect("response");
-        assert_eq!(response.status().as_u16(), 503, "{path}");
-        let body = response.text().await.expect("body");
-        assert!(body.contains("does not scale out yet"), "{path}: {body}");
+    let nodes = cluster_with(&redis, 3, None, 0, |config| config.apps[0].gateway_max_connections_per_subject = 2).await;
+    let subscribed = |node: usize, topic: &'static str, n: usize| {
+        let app = nodes[node].app(APP_ID).expect("app");
+        move || app.gateway.subscriber_count(topic) == n
+    };
+    let mut r0 = Gw::connect(&nodes[0], json!({"sub": "r0"})).await;
+    let mut r1 = Gw::connect(&nodes[1], json!({"sub": "r1"})).await;
+    let mut publisher = Gw::connect(&nodes[2], json!({"sub": "ada", "permissions": [ALL]})).await;
+    for gw in [&mut r0, &mut r1, &mut publisher] {
+        gw.subscribe("chat").await;
+    }
+    for node in 0..3 {
+        eventually(subscribed(node, "chat", 1)).await;
+    }
+    // A socket's publishes reach every node in order; its own echo comes before each ack.
+    for n in 0..20 {
+        let id = format!("m{n}");
+        publisher.send(json!({"type": "publish", "data": {"topic": "chat", "payload": n, "id": id}})).await;
+    }
+    for n in 0..20 {
+        assert_eq!(publisher.next().await["data"]["payload"], n, "the echo");
+        assert_eq!(publisher.next().await["data"]["data"], format!("m{n}"), "then its ack");
+    }
+    for reader in [&mut r0, &mut r1] {
+        for n in 0..20 {
+            assert_eq!(reader.next().await["data"]["payload"], n);
+        }
+    }
+    // The admin API on any node answers for the cluster.
+    let publish = format!("/api/topics/{APP_ID}/publish");
+    let manage =
+        json!({"permissions": ["realtime:admin:manage:subscribers", "realtime:admin:manage:connections", ALL]});
+    let (status, body) = admin(
+        &nodes[0],
+        reqwest::Method::POST,
+        &publish,
+        manage.clone(),
+        Some(json!({"topic": "chat", "message": "x"})),
+    )
+    .await;
+    assert_eq!((status, body["delivered"].as_u64()), (200, Some(3)), "{body}");
+    for gw in [&mut r0, &mut r1, &mut publisher] {
+        assert_eq!(gw.next().await["data"]["payload"], "x");
+    }
+    // Backends on one node hear devices on another, and answer on their private topic.
+    let backend_claims = json!({"sub": "backend", "permissions": ["realtime:subscriber:read:topic:secure/inbound", "realtime:publisher:write:topic:priv/*"]});
+    let mut backend = Gw::connect(&nodes[1], backend_claims).await;
+    backend.subscribe("secure/inbound").await;
+    eventually(subscribed(1, "secure/inbound", 1)).await;
+    let mut device = Gw::connect(&nodes[2], json!({"sub": "device-1"})).await;
+    let came = backend.next().await;
+    assert_eq!(came["data"]["payload"], json!({"code": 0, "status": "connected"}));
+    assert_eq!(came["data"]["client"]["connectionId"], device.id);
+    device.send(json!({"type": "message", "data": {"messageType": "gettime", "payload": {}, "id": "q1"}})).await;
+    assert_eq!(backend.next().await["data"]["id"], "q1");
+    assert_eq!(device.next().await["messageType"], "ack");
+    let reply_to = format!("priv/{}", device.id);
+    backend
+        .send(json!({"type": "publish", "data": {"topic": reply_to, "messageType": "response", "payload": "12:00"}}))
+        .await;
+    assert_eq!(device.next().await["data"]["payload"], "12:00");
+    // Unsubscribe a subject on another node: counted, and it stops getting the topic.
+    let unsubscribe = format!("/api/topics/{APP_ID}/unsubscribe");
+    let (status, body) = admin(
+        &nodes[0],
+        reqwest::Method::POST,
+        &unsubscribe,
+        manage.clone(),
+        Some(json!({"topicPatterns": ["ch*"], "subject": "ada"})),
+    )
+    .await;
+    assert_eq!((status, body["unsubscribed"].as_u64()), (200, Some(1)), "{body}");
+    eventually(subscribed(2, "chat", 0)).await;
+    let mut delivered = None;
+    for _ in 0..50 {
+        let (_, body) = admin(
+            &nodes[1],
+            reqwest::Method::POST,
+            &publish,
+            manage.clone(),
+            Some(json!({"topic": "chat", "message": "y"})),
+        )
+        .await;
+        r0.next().await;
+        r1.next().await;
+        delivered = body["delivered"].as_u64();
+        if delivered == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(delivered, Some(2), "the cluster's count follows the unsubscribe");
+    publisher.expect_silence(200).await;
+    // A subject's connection limit counts every node.
+    let _sam0 = Gw::connect(&nodes[0], json!({"sub": "sam"})).await;
+    let _sam1 = Gw::connect(&nodes[1], json!({"sub": "sam"})).await;
+    let (status, body) = status_of(&nodes[2], &token(json!({"sub": "sam"}))).await;
+    assert_eq!(status, 429, "{body}");
+    // Close one connection through another node: counted once, closed where it lives, and
+    // backends hear of it.
+    let path = format!("/api/connections/{APP_ID}/{}", device.id);
+    let (status, body) = admin(&nodes[0], reqwest::Method::DELETE, &path, manage.clone(), None).await;
+    assert_eq!((status, body["closed"].as_u64()), (200, Some(1)));
+    assert_eq!(device.expect_close().await, (1008, "Connection terminated".into()));
+    let mut gone = backend.next().await;
+    while gone["data"]["payload"]["status"] != "disconnected" {
+        gone = backend.next().await;
+    }
+    assert_eq!(gone["data"]["client"]["connectionId"], device.id);
+    // And close all: every node's connections, counted cluster-wide.
+    let (status, body) =
+        admin(&nodes[2], reqwest::Method::DELETE, &format!("/api/connections/{APP_ID}"), manage, None).await;
+    assert_eq!((status, body["closed"].as_u64()), (200, Some(6)), "{body}");
+    for gw in [&mut r0, &mut r1, &mut publisher] {
+        assert_eq!(gw.expect_close().await.0, 1008);
     }
     shutdown(nodes).await;
 }
