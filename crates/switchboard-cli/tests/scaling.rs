@@ -326,6 +326,8 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
     let mark = json!({"type": "publish", "data": {"topic": format!("priv/{backend_id}"), "payload": "mark"}});
     backend.send(Message::text(mark.to_string())).await.expect("send");
     assert_eq!(next_json(&mut backend).await["data"]["payload"], "mark");
+    let (mut device_b, device_b_id) = gateway(&b, json!({"sub": "device-b"})).await;
+    assert_eq!(next_json(&mut backend).await["data"]["client"]["connectionId"], device_b_id);
     let (_device, device_id) = gateway(&c, json!({"sub": "device-1"})).await;
     let came = next_json(&mut backend).await;
     assert_eq!(
@@ -365,6 +367,9 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
     assert_eq!(hooks_of(&hooks, "member_removed"), expected, "one webhook per removed member, cluster-wide");
     let leaves = phx_leaves_until_quiet(&mut phx_observer, Duration::from_secs(1)).await;
     assert_eq!(leaves, ["p1", "pb"], "the frozen node's members leave once each");
+    let gone = next_json(&mut backend).await;
+    assert_eq!(gone["data"]["payload"], json!({"code": -1, "status": "disconnected"}), "{gone}");
+    assert_eq!(gone["data"]["client"]["connectionId"], device_b_id);
     assert!(Command::new("kill").args(["-CONT", &b_pid]).status().expect("kill").success());
     // Awake, B finds it was fenced: its sockets are closed with 4200.
     type OnNode = Vec<(usize, Ws)>;
@@ -385,6 +390,20 @@ async fn a_killed_node_is_reaped_once_and_a_frozen_one_is_fenced() {
         }
     }
     assert_eq!(closed, Some(4200));
+    // Its gateway socket gets 1012, and backends hear of it once (the reaper told them).
+    let mut closed = None;
+    for _ in 0..100 {
+        let frame = next_json(&mut device_b).await;
+        if frame["event"] == "close" {
+            closed = frame["code"].as_u64();
+            break;
+        }
+    }
+    assert_eq!(closed, Some(1012));
+    // (Its own close waits out the close handshake first: give it time to come, if it would.)
+    if let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(4), backend.next()).await {
+        panic!("backends heard of the fenced socket twice: {:?}", message.as_text());
+    }
     // Rejoined under a new id: B answers exactly again, and a client reconnecting there is
     // announced once.
     let mut last = (0, Value::Null);

@@ -236,9 +236,10 @@ pub trait Adapter: Send + Sync + 'static {
         ready(())
     }
     /// Gateway protocol: take connection `id` off every topic and give back its slot.
-    fn gateway_leave<'a>(&'a self, app: &'a App, id: u64) -> AdapterFuture<'a, ()> {
-        app.gateway.leave(id);
-        ready(())
+    /// True if the connection's end is this node's to announce (in a cluster, a reaper that
+    /// took a fenced node's connections first announced them already).
+    fn gateway_leave<'a>(&'a self, app: &'a App, id: u64) -> AdapterFuture<'a, bool> {
+        ready(app.gateway.leave(id).is_some())
     }
     /// Gateway protocol: subscribe a connection to one of its own topics (at most `limit`).
     fn gateway_subscribe<'a>(

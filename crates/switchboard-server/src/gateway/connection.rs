@@ -135,9 +135,13 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     // Off every topic before the close handshake: a socket on its way out gets no more
     // messages and is not counted by a second admin close.
-    if let Err(e) = server.adapter.gateway_leave(&app, handle.id).await {
-        tracing::warn!(connection = %handle.socket_id, error = %e, "a gateway leave did not reach the cluster");
-    }
+    let ours_to_announce = match server.adapter.gateway_leave(&app, handle.id).await {
+        Ok(ours) => ours,
+        Err(e) => {
+            tracing::warn!(connection = %handle.socket_id, error = %e, "a gateway leave did not reach the cluster");
+            true
+        }
+    };
     let code = match end {
         End::Gone(code) => code,
         End::Close(request) => {
@@ -151,7 +155,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     // Only a connection backends were told of is announced as gone.
-    if announced {
+    if announced && ours_to_announce {
         // No status (1005) or none at all: -1, as the hosted gateway's samples show.
         conn.announce(Some(code.filter(|c| *c != 1005).map_or(-1, i64::from))).await;
     }

@@ -179,7 +179,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     self.ping_sent = Some(Instant::now());
                 }
-                req = &mut close_requested => return End::Close(req),
+                req = &mut close_requested => {
+                    // What was queued before the close request goes first (the queue is
+                    // bounded, and each write is guarded against a client that stopped reading).
+                    while let Ok(frame) = outbound.try_recv() {
+                        if let Err(end) = self.write_queued(frame, outbound).await {
+                            return end;
+                        }
+                    }
+                    return End::Close(req);
+                }
                 // Also taken if the server vanished without saying so.
                 () = &mut shutting_down => {
                     // Deliver what is already queued (a member_removed, say) before the 4200.

@@ -142,25 +142,17 @@ pub(super) async fn join(
 }
 
 /// Take a connection off every topic, here and in the cluster, and give back its slot.
-pub(super) async fn leave(inner: &Inner, app: &App, id: u64) -> Result<(), AdapterError> {
-    let Some((connection_id, subject, topics)) = app.gateway.leave(id) else { return Ok(()) };
+/// True if this leave is the one to announce the disconnect (a reaper did not, first).
+pub(super) async fn leave(inner: &Inner, app: &App, id: u64) -> Result<bool, AdapterError> {
+    let Some((connection_id, subject, topics)) = app.gateway.leave(id) else { return Ok(false) };
     let keys = inner.keys(app);
     let node = inner.node_id();
-    let mut redis = inner.conn();
-    let mut script = scripts::GATEWAY_UNSUBSCRIBE.prepare_invoke();
-    script
-        .key(keys.gateway_node_subscriptions(&node))
-        .key(keys.gateway_topics())
-        .key(keys.gateway_connections())
-        .key(keys.gateway_node_connections(&node))
-        .arg(&*connection_id)
-        .arg(keys.gateway_subject_topics_base())
-        .arg("1");
-    for topic in &topics {
-        script.arg(topic);
-    }
-    let _: i64 = script.invoke_async(&mut redis).await.map_err(|e| dirty(inner, e))?;
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let (_, owned) = unsubscribe_in_cluster(inner, &keys, &node, &connection_id, &topics, true)
+        .await
+        .map_err(|e| dirty(inner, e))?;
     if let Some(subject) = subject.filter(|_| app.config.gateway_max_connections_per_subject > 0) {
+        let mut redis = inner.conn();
         let _: i64 = scripts::GATEWAY_RELEASE
             .key(subject_slots(&keys, &subject))
             .arg(&node)
@@ -168,7 +160,7 @@ pub(super) async fn leave(inner: &Inner, app: &App, id: u64) -> Result<(), Adapt
             .await
             .map_err(|e| dirty(inner, e))?;
     }
-    Ok(())
+    Ok(owned)
 }
 
 /// Subscribe a connection to one of its own topics.
@@ -212,29 +204,32 @@ pub(super) async fn subscribe(
     }
 }
 
-/// Run the unsubscribe script for subscriptions of this node's connection `connection_id`.
+/// Run the unsubscribe script for `topics` of connection `connection_id` (and, `leaving`,
+/// the connection itself). Returns (subscriptions ended, whether it removed the connection).
 async fn unsubscribe_in_cluster(
     inner: &Inner,
     keys: &Keys,
     node: &str,
     connection_id: &str,
     topics: &[&str],
-) -> Result<(), redis::RedisError> {
+    leaving: bool,
+) -> Result<(i64, bool), redis::RedisError> {
     let mut redis = inner.conn();
     let mut script = scripts::GATEWAY_UNSUBSCRIBE.prepare_invoke();
     script
-        .key(keys.gateway_node_subscriptions(node))
         .key(keys.gateway_topics())
         .key(keys.gateway_connections())
-        .key(keys.gateway_node_connections(node))
         .arg(connection_id)
         .arg(keys.gateway_subject_topics_base())
-        .arg("0");
+        .arg(if leaving { "1" } else { "0" })
+        .arg(keys.gateway_node_subscriptions_base())
+        .arg(keys.gateway_node_connections_base())
+        .arg(node);
     for topic in topics {
         script.arg(*topic);
     }
-    let _: i64 = script.invoke_async(&mut redis).await?;
-    Ok(())
+    let (ended, owned): (i64, i64) = script.invoke_async(&mut redis).await?;
+    Ok((ended, owned == 1))
 }
 
 /// Unsubscribe a connection from a topic.
@@ -249,7 +244,9 @@ pub(super) async fn unsubscribe_topic(
     }
     let keys = inner.keys(app);
     let node = inner.node_id();
-    unsubscribe_in_cluster(inner, &keys, &node, &handle.socket_id, &[topic]).await.map_err(|e| dirty(inner, e))?;
+    unsubscribe_in_cluster(inner, &keys, &node, &handle.socket_id, &[topic], false)
+        .await
+        .map_err(|e| dirty(inner, e))?;
     Ok(true)
 }
 
@@ -352,7 +349,9 @@ pub(super) fn on_unsubscribe_subject(inner: &Arc<Inner>, app: &Arc<App>, subject
     inner.tasks.spawn(async move {
         let node = inner2.node_id();
         for (connection_id, topic) in ended {
-            if let Err(e) = unsubscribe_in_cluster(&inner2, &keys, &node, &connection_id, &[topic.as_str()]).await {
+            if let Err(e) =
+                unsubscribe_in_cluster(&inner2, &keys, &node, &connection_id, &[topic.as_str()], false).await
+            {
                 tracing::warn!(error = %e, "an admin unsubscribe did not reach the cluster (the node rejoins)");
                 inner2.dirty.store(true, Ordering::Release);
                 return;

@@ -99,6 +99,14 @@ impl Keys {
     pub(crate) fn gateway_node_subscriptions(&self, node: &str) -> String {
         self.key(&format!("gsock:{node}"))
     }
+    /// Gateway: the node subscriptions key without its node id.
+    pub(crate) fn gateway_node_subscriptions_base(&self) -> String {
+        self.key("gsock:")
+    }
+    /// Gateway: the node connections key without its node id.
+    pub(crate) fn gateway_node_connections_base(&self) -> String {
+        self.key("gconn:")
+    }
     /// Gateway: HASH conn → the presence frame backends get if the node dies.
     pub(crate) fn gateway_node_connections(&self, node: &str) -> String {
         self.key(&format!("gconn:{node}"))

@@ -110,6 +110,9 @@ struct Inner {
     /// True while the bus subscriber is subscribed and has its baseline number: joins wait
     /// for it, or a subscriber would miss what is published before the bus is back.
     bus_ready: watch::Sender<bool>,
+    /// False while the node is fenced and not yet registered under its new id: joins wait
+    /// for it rather than be refused while clients reconnect.
+    registered: watch::Sender<bool>,
     /// Wakes the bus subscriber from its reconnect backoff (a fenced node rejoins now).
     bus_wake: tokio::sync::Notify,
     tasks: TaskTracker,
@@ -184,6 +187,7 @@ impl RedisAdapter {
         let redis = ConnectionManager::new_with_config(client.clone(), manager_config).await.map_err(unavailable)?;
         let (stop, _) = watch::channel(false);
         let (bus_ready, _) = watch::channel(false);
+        let (registered, _) = watch::channel(true);
         let inner = Inner {
             client,
             redis,
@@ -194,6 +198,7 @@ impl RedisAdapter {
             dirty: AtomicBool::new(false),
             stop,
             bus_ready,
+            registered,
             bus_wake: tokio::sync::Notify::new(),
             tasks: TaskTracker::new(),
         };
@@ -223,10 +228,12 @@ impl Inner {
 
     /// Wait (up to 3 s) until the bus subscriber is subscribed: a join answered before that
     /// could miss the messages published meanwhile.
+    /// Likewise while the node is rejoining after a fence.
     async fn bus_ready(&self) -> Result<(), AdapterError> {
-        let mut ready = self.bus_ready.subscribe();
-        match tokio::time::timeout(Duration::from_secs(3), ready.wait_for(|ready| *ready)).await {
-            Ok(Ok(_)) => Ok(()),
+        let (mut bus, mut registered) = (self.bus_ready.subscribe(), self.registered.subscribe());
+        let both = async { registered.wait_for(|r| *r).await.is_ok() && bus.wait_for(|ready| *ready).await.is_ok() };
+        match tokio::time::timeout(Duration::from_secs(3), both).await {
+            Ok(true) => Ok(()),
             _ => Err(AdapterError::Unavailable("the cluster bus is reconnecting".into())),
         }
     }
@@ -286,6 +293,7 @@ impl Inner {
     async fn fence(&self, why: &str) {
         let old = self.node_id();
         tracing::warn!(node = %old, "fenced out of the cluster ({why}): closing every socket with 4200 and rejoining");
+        self.registered.send_replace(false);
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut conn = self.conn();
         for cluster in &apps {
@@ -302,19 +310,25 @@ impl Inner {
         if let Some(metrics) = self.metrics() {
             metrics.scaling_fenced.inc();
         }
-        self.dirty.store(false, Ordering::Release);
-        self.bus_wake.notify_one();
-        if let Err(e) = self.beat(true).await {
-            tracing::warn!(error = %e, "rejoining the cluster failed; retrying at the next heartbeat");
-            self.dirty.store(true, Ordering::Release);
-        }
         // Redis may have been emptied (its sequence restarted): follow it from here, or
-        // every message numbered below the old mark would be taken for a repeat.
+        // every message numbered below the old mark would be taken for a repeat. Before the
+        // new id registers, so no join is confirmed until then.
         for cluster in &apps {
             if let Ok(current) = conn.get::<_, Option<u64>>(cluster.keys.seq()).await
                 && current.unwrap_or(0) < cluster.last_seq.load(Ordering::Acquire)
             {
                 cluster.last_seq.store(current.unwrap_or(0), Ordering::Release);
+            }
+        }
+        self.dirty.store(false, Ordering::Release);
+        self.bus_wake.notify_one();
+        match self.beat(true).await {
+            Ok(_) => {
+                self.registered.send_replace(true);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rejoining the cluster failed; retrying at the next heartbeat");
+                self.dirty.store(true, Ordering::Release);
             }
         }
     }
@@ -1014,7 +1028,7 @@ impl Adapter for RedisAdapter {
         Box::pin(gateway::join(&self.inner, app, handle, subject, automatic, goodbye))
     }
 
-    fn gateway_leave<'a>(&'a self, app: &'a App, id: u64) -> AdapterFuture<'a, ()> {
+    fn gateway_leave<'a>(&'a self, app: &'a App, id: u64) -> AdapterFuture<'a, bool> {
         Box::pin(gateway::leave(&self.inner, app, id))
     }
 

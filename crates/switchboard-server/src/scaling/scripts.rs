@@ -318,24 +318,32 @@ return tonumber(redis.call('GET', KEYS[4]) or '0')
 });
 
 /// Unsubscribe a connection from topics (a leave passes all of them, and the connection
-/// goes too). KEYS: gsock:N, gt, gc, gconn:N. ARGV: conn, gsubj key base, leaving (0/1), then
-/// the topics. Reply: how many subscriptions ended.
+/// goes too), on the node the connection joined under (its `gc` entry; the caller's node if
+/// none), so a leave after a fence still clears the old id's entries. KEYS: gt, gc.
+/// ARGV: conn, gsubj base, leaving (0/1), gsock base, gconn base, the caller's node id, then
+/// the topics. Reply: {subscriptions ended, 1 if this call removed the connection's `gc`
+/// entry (whoever removes it, this leave or a reaper, announces the disconnect)}.
 pub(crate) static GATEWAY_UNSUBSCRIBE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local ended = 0
-for i = 4, #ARGV do
+local owner = redis.call('HGET', KEYS[2], ARGV[1]) or ARGV[6]
+local sock = ARGV[4] .. owner
+local ended, owned = 0, 0
+for i = 7, #ARGV do
   local field = ARGV[1] .. '|' .. ARGV[i]
-  local subject = redis.call('HGET', KEYS[1], field)
+  local subject = redis.call('HGET', sock, field)
   if subject then
-    redis.call('HDEL', KEYS[1], field)
-    if redis.call('HINCRBY', KEYS[2], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[i]) end
+    redis.call('HDEL', sock, field)
+    if redis.call('HINCRBY', KEYS[1], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
     if subject ~= '' then redis.call('SREM', ARGV[2] .. subject, field) end
     ended = ended + 1
   end
 end
-if ARGV[3] == '1' then redis.call('HDEL', KEYS[3], ARGV[1]); redis.call('HDEL', KEYS[4], ARGV[1]) end
-return ended
+if ARGV[3] == '1' then
+  redis.call('HDEL', ARGV[5] .. owner, ARGV[1])
+  owned = redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return {ended, owned}
 "#,
     )
 });
@@ -397,9 +405,11 @@ end
 redis.call('DEL', KEYS[1])
 local conns = redis.call('HGETALL', KEYS[2])
 for i = 1, #conns, 2 do
-  redis.call('HDEL', KEYS[3], conns[i])
-  local s = redis.call('INCR', KEYS[6])
-  redis.call('PUBLISH', ARGV[4], '{"s":' .. s .. ',' .. ARGV[5] .. '\n' .. conns[i + 1])
+  -- Announced by whoever removes its `gc` entry: here, unless its own leave did first.
+  if redis.call('HDEL', KEYS[3], conns[i]) == 1 then
+    local s = redis.call('INCR', KEYS[6])
+    redis.call('PUBLISH', ARGV[4], '{"s":' .. s .. ',' .. ARGV[5] .. '\n' .. conns[i + 1])
+  end
 end
 redis.call('DEL', KEYS[2])
 for _, subject in ipairs(redis.call('SMEMBERS', KEYS[5])) do
