@@ -220,7 +220,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     self.ping_sent = true;
                 }
-                request = &mut close_requested => return End::Close(request),
+                request = &mut close_requested => {
+                    // What was queued before the close request goes first (bounded, and each
+                    // write is guarded against a client that stopped reading).
+                    while let Ok(frame) = outbound.try_recv() {
+                        if let Err(end) = self.write_queued(frame, outbound).await {
+                            return end;
+                        }
+                    }
+                    return End::Close(request);
+                }
                 () = &mut shutting_down => {
                     return End::Close(CloseRequest { code: 1012, message: "Server is shutting down; reconnect".into() });
                 }

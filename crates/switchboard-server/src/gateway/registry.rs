@@ -181,11 +181,16 @@ impl Registry {
     }
 
     /// A cluster answered connection `id`'s subscribes to `topics` with bus number `snap`:
-    /// queue what was buffered after it, and deliver live from now on.
-    pub(crate) fn go_live(&self, id: u64, topics: &[&str], snap: u64) {
+    /// queue what was buffered after it, and deliver live from now on. False if one of them
+    /// was unsubscribed meanwhile.
+    pub(crate) fn go_live(&self, id: u64, topics: &[&str], snap: u64) -> bool {
         let mut inner = self.lock();
+        let mut all = true;
         for topic in topics {
-            let Some(subscription) = inner.topics.get_mut(*topic).and_then(|subs| subs.get_mut(&id)) else { continue };
+            let Some(subscription) = inner.topics.get_mut(*topic).and_then(|subs| subs.get_mut(&id)) else {
+                all = false;
+                continue;
+            };
             if let Since::Pending(buffered) = std::mem::replace(&mut subscription.since, Since::Live(snap)) {
                 for (seq, frame) in buffered {
                     if seq > snap {
@@ -194,6 +199,7 @@ impl Registry {
                 }
             }
         }
+        all
     }
 
     /// A cluster bus message numbered `seq` for `topic`'s subscriptions here. Returns how
@@ -271,8 +277,8 @@ impl Registry {
     }
 
     /// [`Registry::unsubscribe_subject`], returning each ended subscription as (connection
-    /// id, topic).
-    pub(crate) fn unsubscribe_subject_ended(&self, subject: &str, patterns: &[String]) -> Vec<(Box<str>, String)> {
+    /// id, topic, handle id).
+    pub(crate) fn unsubscribe_subject_ended(&self, subject: &str, patterns: &[String]) -> Vec<(Box<str>, String, u64)> {
         let mut inner = self.lock();
         let mut ended = Vec::new();
         for (id, member) in inner.members.iter_mut() {
@@ -292,7 +298,7 @@ impl Registry {
         for (id, topic) in ended {
             remove_from_topic(&mut inner, &topic, id);
             if let Some(member) = inner.members.get(&id) {
-                out.push((member.handle.socket_id.clone(), topic));
+                out.push((member.handle.socket_id.clone(), topic, id));
             }
         }
         out

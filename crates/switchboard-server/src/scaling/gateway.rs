@@ -77,14 +77,17 @@ pub(super) async fn reserve_subject(
     }
 }
 
-/// Give back a subject's slot, in the background.
-pub(super) fn release_subject(inner: &Arc<Inner>, app: &App, subject: Option<&str>) {
+/// Give back a subject's slot taken on node `node`, in the background.
+pub(super) fn release_subject_on(inner: &Arc<Inner>, app: &App, subject: Option<&str>, node: String) {
     let Some(subject) = subject.filter(|_| app.config.gateway_max_connections_per_subject > 0) else { return };
-    let (inner2, key) = (inner.clone(), subject_slots(&inner.keys(app), subject));
+    let keys = inner.keys(app);
+    let (slots, subjects, subject) =
+        (subject_slots(&keys, subject), keys.gateway_node_subjects(&node), subject.to_owned());
+    let inner2 = inner.clone();
     inner.tasks.spawn(async move {
-        let node = inner2.node_id();
         let mut redis = inner2.conn();
-        let released: Result<i64, _> = scripts::GATEWAY_RELEASE.key(key).arg(node).invoke_async(&mut redis).await;
+        let released: Result<i64, _> =
+            scripts::GATEWAY_RELEASE.key(slots).key(subjects).arg(node).arg(subject).invoke_async(&mut redis).await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "a gateway subject slot was not given back (the node rejoins)");
             inner2.dirty.store(true, Ordering::Release);
@@ -92,16 +95,31 @@ pub(super) fn release_subject(inner: &Arc<Inner>, app: &App, subject: Option<&st
     });
 }
 
-/// Register a connection here and in the cluster.
+/// Give back a slot of a socket that never joined (taken under the current id).
+pub(super) fn release_subject(inner: &Arc<Inner>, app: &App, subject: Option<&str>) {
+    release_subject_on(inner, app, subject, inner.node_id());
+}
+
+fn joined_under(inner: &Inner, app: &App, id: u64) -> Option<String> {
+    let nodes = inner.gateway_nodes.lock().unwrap_or_else(|p| p.into_inner());
+    nodes.get(&(app.config.id.clone(), id)).cloned()
+}
+
+/// Register a connection here and in the cluster. On failure its subject slot is given back
+/// and nothing of it stays in Redis.
 pub(super) async fn join(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     app: &App,
     handle: &Arc<GatewayHandle>,
     subject: Option<&str>,
     automatic: &[String],
     goodbye: String,
 ) -> Result<(), AdapterError> {
-    inner.bus_ready().await?;
+    let node = inner.node_id();
+    if let Err(e) = inner.bus_ready().await {
+        release_subject_on(inner, app, subject, node);
+        return Err(e);
+    }
     // Local first, so the bus messages ordered after the join find it.
     app.gateway.join_pending(handle.clone(), subject.map(str::to_owned), automatic);
     let keys = inner.keys(app);
@@ -123,43 +141,49 @@ pub(super) async fn join(
         script.arg(topic);
     }
     let joined: Result<i64, _> = script.invoke_async(&mut redis).await;
-    match joined {
+    let error = match joined {
         Ok(snap) if snap >= 0 && inner.node_id() == node => {
+            inner
+                .gateway_nodes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((app.config.id.clone(), handle.id), node);
             let topics: Vec<&str> = automatic.iter().map(String::as_str).collect();
             app.gateway.go_live(handle.id, &topics, snap as u64);
-            Ok(())
+            return Ok(());
         }
-        Ok(_) => {
-            app.gateway.leave(handle.id);
+        Ok(snap) => {
+            if snap >= 0 {
+                // Registered, but under an id fenced meanwhile: take it out again, so no
+                // reaper announces the end of a connection backends never heard of.
+                let topics: Vec<&str> = automatic.iter().map(String::as_str).collect();
+                let _ = unsubscribe_in_cluster(inner, &keys, &node, &handle.socket_id, &topics, true).await;
+            }
             inner.dirty.store(true, Ordering::Release);
-            Err(AdapterError::Fenced)
+            AdapterError::Fenced
         }
-        Err(e) => {
-            app.gateway.leave(handle.id);
-            Err(dirty(inner, e))
-        }
-    }
+        Err(e) => dirty(inner, e),
+    };
+    app.gateway.leave(handle.id);
+    release_subject_on(inner, app, subject, node);
+    Err(error)
 }
 
 /// Take a connection off every topic, here and in the cluster, and give back its slot.
 /// True if this leave is the one to announce the disconnect (a reaper did not, first).
-pub(super) async fn leave(inner: &Inner, app: &App, id: u64) -> Result<bool, AdapterError> {
+pub(super) async fn leave(inner: &Arc<Inner>, app: &App, id: u64) -> Result<bool, AdapterError> {
+    let node = {
+        let mut nodes = inner.gateway_nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.remove(&(app.config.id.clone(), id))
+    };
     let Some((connection_id, subject, topics)) = app.gateway.leave(id) else { return Ok(false) };
+    let node = node.unwrap_or_else(|| inner.node_id());
     let keys = inner.keys(app);
-    let node = inner.node_id();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let (_, owned) = unsubscribe_in_cluster(inner, &keys, &node, &connection_id, &topics, true)
         .await
         .map_err(|e| dirty(inner, e))?;
-    if let Some(subject) = subject.filter(|_| app.config.gateway_max_connections_per_subject > 0) {
-        let mut redis = inner.conn();
-        let _: i64 = scripts::GATEWAY_RELEASE
-            .key(subject_slots(&keys, &subject))
-            .arg(&node)
-            .invoke_async(&mut redis)
-            .await
-            .map_err(|e| dirty(inner, e))?;
-    }
+    release_subject_on(inner, app, subject.as_deref(), node);
     Ok(owned)
 }
 
@@ -173,13 +197,13 @@ pub(super) async fn subscribe(
     limit: usize,
 ) -> Result<TopicSubscribe, AdapterError> {
     inner.bus_ready().await?;
+    let Some(node) = joined_under(inner, app, handle.id) else { return Err(AdapterError::Fenced) };
     match app.gateway.subscribe_pending(handle.id, topic, limit) {
         Err(()) => return Ok(TopicSubscribe::OverLimit),
         Ok(false) => return Ok(TopicSubscribe::AlreadySubscribed),
         Ok(true) => {}
     }
     let keys = inner.keys(app);
-    let node = inner.node_id();
     let subject = subject.unwrap_or("");
     let mut redis = inner.conn();
     let added: Result<i64, _> = scripts::GATEWAY_SUBSCRIBE
@@ -187,15 +211,27 @@ pub(super) async fn subscribe(
         .key(keys.gateway_topics())
         .key(subject_topics(&keys, subject))
         .key(keys.seq())
+        .key(keys.gateway_connections())
         .arg(field(&handle.socket_id, topic))
         .arg(topic)
         .arg(subject)
+        .arg(&*handle.socket_id)
+        .arg(&node)
         .invoke_async(&mut redis)
         .await;
     match added {
-        Ok(snap) => {
-            app.gateway.go_live(handle.id, &[topic], snap.max(0) as u64);
+        Ok(snap) if snap >= 0 => {
+            if !app.gateway.go_live(handle.id, &[topic], snap as u64) {
+                // Unsubscribed here meanwhile (an admin unsubscribe overtook it): undo it there.
+                unsubscribe_in_cluster(inner, &keys, &node, &handle.socket_id, &[topic], false)
+                    .await
+                    .map_err(|e| dirty(inner, e))?;
+            }
             Ok(TopicSubscribe::Added)
+        }
+        Ok(_) => {
+            app.gateway.unsubscribe(handle.id, topic);
+            Err(AdapterError::Fenced)
         }
         Err(e) => {
             app.gateway.unsubscribe(handle.id, topic);
@@ -243,7 +279,7 @@ pub(super) async fn unsubscribe_topic(
         return Ok(false);
     }
     let keys = inner.keys(app);
-    let node = inner.node_id();
+    let node = joined_under(inner, app, handle.id).unwrap_or_else(|| inner.node_id());
     unsubscribe_in_cluster(inner, &keys, &node, &handle.socket_id, &[topic], false)
         .await
         .map_err(|e| dirty(inner, e))?;
@@ -346,9 +382,16 @@ pub(super) fn on_unsubscribe_subject(inner: &Arc<Inner>, app: &Arc<App>, subject
         return;
     }
     let (inner2, keys) = (inner.clone(), inner.keys(app));
+    let nodes: Vec<String> = {
+        let joined = inner.gateway_nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let app_id = app.config.id.clone();
+        ended
+            .iter()
+            .map(|(_, _, id)| joined.get(&(app_id.clone(), *id)).cloned().unwrap_or_else(|| inner.node_id()))
+            .collect()
+    };
     inner.tasks.spawn(async move {
-        let node = inner2.node_id();
-        for (connection_id, topic) in ended {
+        for ((connection_id, topic, _), node) in ended.into_iter().zip(nodes) {
             if let Err(e) =
                 unsubscribe_in_cluster(&inner2, &keys, &node, &connection_id, &[topic.as_str()], false).await
             {

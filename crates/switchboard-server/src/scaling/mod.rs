@@ -113,6 +113,9 @@ struct Inner {
     /// False while the node is fenced and not yet registered under its new id: joins wait
     /// for it rather than be refused while clients reconnect.
     registered: watch::Sender<bool>,
+    /// Gateway connections by (app id, handle id) → the node id they joined under, so their
+    /// later subscribes, leaves and slot releases touch that id's keys even after a fence.
+    gateway_nodes: Mutex<HashMap<(String, u64), String>>,
     /// Wakes the bus subscriber from its reconnect backoff (a fenced node rejoins now).
     bus_wake: tokio::sync::Notify,
     tasks: TaskTracker,
@@ -200,6 +203,7 @@ impl RedisAdapter {
             bus_ready,
             registered,
             bus_wake: tokio::sync::Notify::new(),
+            gateway_nodes: Mutex::default(),
             tasks: TaskTracker::new(),
         };
         Ok(Self { inner: Arc::new(inner) })

@@ -274,11 +274,13 @@ return 1
     )
 });
 
-/// Give back a subject's slot. KEYS: gs:S. ARGV: node id.
+/// Give back a subject's slot taken on node N. KEYS: gs:S, gsub:N. ARGV: node id, subject.
 pub(crate) static GATEWAY_RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('SREM', KEYS[2], ARGV[2])
+end
 return 1
 "#,
     )
@@ -303,11 +305,14 @@ return tonumber(redis.call('GET', KEYS[6]) or '0')
     )
 });
 
-/// Subscribe a connection to one of its own topics. KEYS: gsock:N, gt, gsubj:S, seq.
-/// ARGV: `conn|topic`, topic, subject. Reply: the bus number it takes messages after.
+/// Subscribe a connection to one of its own topics, on the node N it joined under.
+/// KEYS: gsock:N, gt, gsubj:S, seq, gc. ARGV: `conn|topic`, topic, subject, conn, node id.
+/// Reply: the bus number it takes messages after, or -1 if the connection is not N's (it was
+/// reaped: its node was fenced).
 pub(crate) static GATEWAY_SUBSCRIBE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if redis.call('HGET', KEYS[5], ARGV[4]) ~= ARGV[5] then return -1 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 1 then
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if ARGV[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[1]) end
