@@ -28,7 +28,7 @@ run_switchboard() {
   RUST_LOG=warn "$SWITCHBOARD" serve --port "$port" --app-id 1000 --app-key bench-key --app-secret bench-secret 2>"$work/sb.log" &
   local pid=$!
   wait_port "$port"
-  "$HARNESS" --label switchboard --addr "127.0.0.1:$port" --app-id 1000 --key bench-key --secret bench-secret \
+  "$HARNESS" fanout --label switchboard --addr "127.0.0.1:$port" --app-id 1000 --key bench-key --secret bench-secret \
     --server-pid "$pid" --subscribers "$k" --events "$EVENTS" --payload "$PAYLOAD" --rate "$2" || true
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -74,7 +74,7 @@ TOML
   RUST_LOG=warn "$SOCKUDO_BIN" --config "$work/sockudo.toml" >"$work/sockudo.log" 2>&1 &
   local pid=$!
   wait_port "$port"
-  "$HARNESS" --label sockudo --addr "127.0.0.1:$port" --app-id 1000 --key bench-key --secret bench-secret \
+  "$HARNESS" fanout --label sockudo --addr "127.0.0.1:$port" --app-id 1000 --key bench-key --secret bench-secret \
     --server-pid "$pid" --subscribers "$k" --events "$EVENTS" --payload "$PAYLOAD" --rate "$2" || true
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 }
