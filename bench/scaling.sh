@@ -39,9 +39,9 @@ start_nodes() {
     port=$(free_port)
     if [ "$scaling" = yes ]; then
       RUST_LOG=warn "$SWITCHBOARD" serve --port "$port" --app-id 1000 --app-key bench-key --app-secret bench-secret \
-        --redis "unix://$redis_sock" 2>>"$work/sb.log" &
+        --redis "unix://$redis_sock" >/dev/null 2>>"$work/sb.log" &
     else
-      RUST_LOG=warn "$SWITCHBOARD" serve --port "$port" --app-id 1000 --app-key bench-key --app-secret bench-secret 2>>"$work/sb.log" &
+      RUST_LOG=warn "$SWITCHBOARD" serve --port "$port" --app-id 1000 --app-key bench-key --app-secret bench-secret >/dev/null 2>>"$work/sb.log" &
     fi
     echo "$!:$port"
     wait_port "$port" >&2
@@ -69,7 +69,9 @@ run() {
 SOCKUDO_BIN=${SOCKUDO_BIN:-$(command -v sockudo || true)}
 # start_sockudo N DRIVER -> prints "pid:port" per node (DRIVER: local or redis)
 start_sockudo() {
-  local n=$1 driver=$2 i port metrics conf
+  local n=$1 driver=$2 i port metrics conf cache=memory
+  # Sockudo refuses a clustered node with a node-local cache (it deduplicates through it).
+  [ "$driver" = redis ] && cache=redis
   for i in $(seq "$n"); do
     port=$(free_port); metrics=$(free_port); conf="$work/sockudo-$i.toml"
     cat > "$conf" <<TOML
@@ -84,10 +86,9 @@ driver = "$driver"
 [adapter.redis]
 prefix = "sockudo_bench:"
 requests_timeout = 5000
-[adapter.redis.redis_pub_options]
-url = "redis://127.0.0.1:$redis_port/0"
-[adapter.redis.redis_sub_options]
-url = "redis://127.0.0.1:$redis_port/0"
+[database.redis]
+host = "127.0.0.1"
+port = $redis_port
 [app_manager]
 driver = "memory"
 [app_manager.array]
@@ -104,7 +105,7 @@ max_presence_member_size_in_kb = 2
 max_event_payload_in_kb = 10
 max_event_batch_size = 10
 [cache]
-driver = "memory"
+driver = "$cache"
 [queue]
 driver = "memory"
 [rate_limiter]
