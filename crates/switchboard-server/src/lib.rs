@@ -25,6 +25,7 @@
 //! ```
 
 pub mod adapter;
+mod bus_gate;
 pub mod config;
 pub mod connection_handle;
 mod fanout;

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use switchboard_protocol::gateway::glob_matches;
 
 use super::GatewayHandle;
+use crate::bus_gate::{BusGate, Offer};
 
 /// A frame ready for a gateway socket: text, or binary when the publisher asked for
 /// `compress` (the same UTF-8 JSON; clients flag it as compressed).
@@ -51,20 +52,10 @@ struct Member {
     automatic: Vec<String>,
 }
 
-/// Most messages a clustered subscription buffers while its subscribe is in flight; past
-/// it the socket is closed as too slow (it reconnects) rather than buffer without bound.
-const PENDING_MESSAGES: usize = 256;
-
-/// How one subscription takes a clustered bus's messages: buffered while its subscribe is
-/// in flight, then those numbered after its snapshot (on one node: always `Live(0)`).
-enum Since {
-    Live(u64),
-    Pending(Vec<(u64, Outgoing)>),
-}
-
 struct Subscription {
     handle: Arc<GatewayHandle>,
-    since: Since,
+    /// How it takes a clustered bus's messages (always live on one node).
+    since: BusGate<Outgoing>,
 }
 
 #[derive(Default)]
@@ -106,7 +97,7 @@ impl Registry {
         let mut inner = self.lock();
         let id = handle.id;
         for topic in automatic {
-            let since = if pending { Since::Pending(Vec::new()) } else { Since::Live(0) };
+            let since = if pending { BusGate::pending() } else { BusGate::live() };
             inner.topics.entry(topic.clone()).or_default().insert(id, Subscription { handle: handle.clone(), since });
         }
         let topics = automatic.iter().cloned().collect();
@@ -175,7 +166,7 @@ impl Registry {
         }
         member.topics.insert(topic.to_owned());
         let handle = member.handle.clone();
-        let since = if pending { Since::Pending(Vec::new()) } else { Since::Live(0) };
+        let since = if pending { BusGate::pending() } else { BusGate::live() };
         inner.topics.entry(topic.to_owned()).or_default().insert(id, Subscription { handle, since });
         Ok(true)
     }
@@ -191,12 +182,8 @@ impl Registry {
                 all = false;
                 continue;
             };
-            if let Since::Pending(buffered) = std::mem::replace(&mut subscription.since, Since::Live(snap)) {
-                for (seq, frame) in buffered {
-                    if seq > snap {
-                        subscription.handle.send(&frame);
-                    }
-                }
+            for frame in subscription.since.go_live(snap) {
+                subscription.handle.send(&frame);
             }
         }
         all
@@ -209,15 +196,14 @@ impl Registry {
         let Some(subscriptions) = inner.topics.get_mut(topic) else { return 0 };
         let mut queued = 0;
         for subscription in subscriptions.values_mut() {
-            match &mut subscription.since {
-                Since::Live(since) if seq > *since => queued += usize::from(subscription.handle.send(frame)),
-                Since::Live(_) => {}
-                Since::Pending(buffered) if buffered.len() >= PENDING_MESSAGES => {
+            match subscription.since.offer(seq, || frame.clone()) {
+                Offer::Now => queued += usize::from(subscription.handle.send(frame)),
+                Offer::Later => {}
+                Offer::Full => {
                     subscription
                         .handle
                         .terminate(1013, "Too many unsent messages: the client reads slower than messages arrive");
                 }
-                Since::Pending(buffered) => buffered.push((seq, frame.clone())),
             }
         }
         queued

@@ -84,6 +84,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message as WsMessage, WebSocketStream};
 
+use crate::bus_gate::{BusGate, Offer};
 use crate::state::ServerState;
 use crate::websocket::{CLOSE_LINGER, WriteStalled, close_after_read_error, write_within};
 
@@ -154,17 +155,6 @@ fn encode(message: &Message, vsn: Vsn) -> Option<WsMessage> {
     }
 }
 
-/// Most room messages a cluster member buffers while its join is in flight; past it the
-/// socket is closed as too slow (it reconnects), rather than buffer without bound.
-const PENDING_MESSAGES: usize = 256;
-
-/// How a member of a clustered room receives the bus's messages: buffered while its join
-/// is in flight, then those numbered after the join's snapshot.
-enum Delivery {
-    Live { since: u64 },
-    Pending(Vec<(u64, Arc<Message>)>),
-}
-
 /// One socket's membership of one room: its Presence meta and where its frames go.
 ///
 /// Built by the Phoenix socket task and handed to [`crate::Adapter::room_join`]; an
@@ -183,7 +173,8 @@ pub struct RoomMember {
     username: String,
     meta: Value,
     outlet: Arc<Outlet>,
-    delivery: Delivery,
+    /// How it takes a clustered room's bus messages (always live on one node).
+    delivery: BusGate<Arc<Message>>,
 }
 
 impl std::fmt::Debug for RoomMember {
@@ -352,7 +343,7 @@ impl Rooms {
     /// Hold a member whose join is in flight: the room's bus messages are buffered for it
     /// until [`Rooms::go_live`].
     pub(crate) fn add_pending(&self, topic: &str, mut member: Member) {
-        member.delivery = Delivery::Pending(Vec::new());
+        member.delivery = BusGate::pending();
         self.lock().entry(topic.to_owned()).or_default().insert(member.conn, member);
     }
 
@@ -361,13 +352,8 @@ impl Rooms {
     pub(crate) fn go_live(&self, topic: &str, conn: u64, since: u64) {
         let mut rooms = self.lock();
         let Some(member) = rooms.get_mut(topic).and_then(|room| room.get_mut(&conn)) else { return };
-        let Delivery::Pending(buffered) = std::mem::replace(&mut member.delivery, Delivery::Live { since }) else {
-            return;
-        };
-        for (seq, message) in buffered {
-            if seq > since
-                && let Some(frame) = encode(&message, member.outlet.vsn)
-            {
+        for message in member.delivery.go_live(since) {
+            if let Some(frame) = encode(&message, member.outlet.vsn) {
                 member.outlet.push(frame);
             }
         }
@@ -400,16 +386,15 @@ impl Rooms {
         let message = Arc::new(message);
         let mut encoded: [Option<Option<WsMessage>>; 2] = [None, None];
         for member in room.values_mut() {
-            match &mut member.delivery {
-                Delivery::Live { since } if seq > *since => {
+            match member.delivery.offer(seq, || message.clone()) {
+                Offer::Now => {
                     let slot = &mut encoded[usize::from(member.outlet.vsn == Vsn::V2)];
                     if let Some(frame) = slot.get_or_insert_with(|| encode(&message, member.outlet.vsn)) {
                         member.outlet.push(frame.clone());
                     }
                 }
-                Delivery::Live { .. } => {}
-                Delivery::Pending(buffered) if buffered.len() >= PENDING_MESSAGES => member.outlet.mark_too_slow(),
-                Delivery::Pending(buffered) => buffered.push((seq, message.clone())),
+                Offer::Later => {}
+                Offer::Full => member.outlet.mark_too_slow(),
             }
         }
     }
@@ -729,7 +714,7 @@ impl Socket {
                 username: username.to_owned(),
                 meta,
                 outlet: self.outlet.clone(),
-                delivery: Delivery::Live { since: 0 },
+                delivery: BusGate::live(),
             };
             // Hub pushes the state before tracking, so the joiner's own join arrives as a diff.
             let before = match adapter.room_join(rooms, &topic, member, limits.max_room_members).await {
@@ -851,16 +836,7 @@ mod tests {
     fn member(conn: u64, vsn: Vsn) -> (Member, mpsc::Receiver<WsMessage>) {
         let (queue, rx) = mpsc::channel(4);
         let outlet = Arc::new(Outlet::new(vsn, queue));
-        (
-            Member {
-                conn,
-                username: format!("u{conn}"),
-                meta: json!({}),
-                outlet,
-                delivery: Delivery::Live { since: 0 },
-            },
-            rx,
-        )
+        (Member { conn, username: format!("u{conn}"), meta: json!({}), outlet, delivery: BusGate::live() }, rx)
     }
 
     #[test]

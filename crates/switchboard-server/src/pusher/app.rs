@@ -63,6 +63,7 @@ use switchboard_protocol::PresenceRoster;
 use switchboard_protocol::frame::encode_server_frame;
 use switchboard_protocol::presence::{member_added_data, member_removed_data};
 
+use crate::bus_gate::{BusGate, Offer};
 use crate::config::AppConfig;
 use crate::connection_handle::ConnectionHandle;
 use crate::fanout::ChannelFrame;
@@ -75,28 +76,15 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// oldest dropped.
 const MAX_CACHED_CHANNELS: usize = 10_000;
 
-/// Bus frames a cluster subscriber may buffer between its join and its confirmation; past
-/// this the socket is closed with 4200 (reconnect) rather than lose one.
-const PENDING_FRAMES: usize = 256;
-
 /// A subscriber of one channel.
 struct Subscriber {
     conn: Arc<ConnectionHandle>,
     /// The presence user id this subscription joined as.
     user_id: Option<String>,
-    /// Which cluster bus frames it gets (always `Live { since: 0 }` on one node).
-    delivery: Delivery,
-}
-
-/// Where a cluster subscriber is between its join and its confirmation. The join script's
-/// answer and the bus arrive on different Redis connections, so frames that reach this
-/// node before the connection has sent `subscription_succeeded` wait here, and the join's
-/// snapshot sequence decides which of them the subscriber gets (those ordered after it).
-enum Delivery {
-    /// Gets every bus frame numbered above `since`.
-    Live { since: u64 },
-    /// Joined (or joining): frames wait, with their sequence and excepted socket.
-    Pending(Vec<(u64, Bytes, Option<Box<str>>)>),
+    /// Which cluster bus frames it gets (always live on one node). A cluster subscriber is
+    /// pending until the connection has sent `subscription_succeeded`; held frames keep
+    /// their excepted socket.
+    delivery: BusGate<(Bytes, Option<Box<str>>)>,
 }
 
 #[derive(Default)]
@@ -443,7 +431,7 @@ impl App {
             let newly_subscribed = match entry.subscribers.entry(conn.id) {
                 Entry::Vacant(slot) => {
                     let user_id = joining.as_ref().map(|j| j.user_id.clone());
-                    slot.insert(Subscriber { conn: conn.clone(), user_id, delivery: Delivery::Live { since: 0 } });
+                    slot.insert(Subscriber { conn: conn.clone(), user_id, delivery: BusGate::live() });
                     true
                 }
                 Entry::Occupied(_) => false,
@@ -816,7 +804,7 @@ impl App {
         let entry = state.channels.entry(channel.to_owned()).or_default();
         match entry.subscribers.entry(conn.id) {
             Entry::Vacant(slot) => {
-                slot.insert(Subscriber { conn: conn.clone(), user_id, delivery: Delivery::Pending(Vec::new()) });
+                slot.insert(Subscriber { conn: conn.clone(), user_id, delivery: BusGate::pending() });
                 self.metrics.subscriptions.inc();
                 true
             }
@@ -859,11 +847,8 @@ impl App {
         let Some(sub) = state.channels.get_mut(channel).and_then(|c| c.subscribers.get_mut(&conn_id)) else {
             return;
         };
-        if let Delivery::Pending(buffered) = std::mem::replace(&mut sub.delivery, Delivery::Live { since }) {
-            let frames = buffered.into_iter().filter(|(seq, _, except)| {
-                *seq > since && except.as_deref().is_none_or(|except| *sub.conn.socket_id != *except)
-            });
-            for (_, frame, _) in frames {
+        for (frame, except) in sub.delivery.go_live(since) {
+            if except.as_deref().is_none_or(|except| *sub.conn.socket_id != *except) {
                 ChannelFrame::new(&frame, self.config.realtimex_mirrors).send_to(&sub.conn);
             }
         }
@@ -877,18 +862,12 @@ impl App {
         };
         let encoded = ChannelFrame::new(frame, self.config.realtimex_mirrors);
         for sub in entry.subscribers.values_mut() {
-            match &mut sub.delivery {
-                Delivery::Live { since } => {
-                    if seq > *since && except_socket_id.is_none_or(|except| *sub.conn.socket_id != *except) {
-                        encoded.send_to(&sub.conn);
-                    }
+            match sub.delivery.offer(seq, || (frame.clone(), except_socket_id.map(Box::from))) {
+                Offer::Now if except_socket_id.is_none_or(|except| *sub.conn.socket_id != *except) => {
+                    encoded.send_to(&sub.conn);
                 }
-                Delivery::Pending(buffered) if buffered.len() < PENDING_FRAMES => {
-                    buffered.push((seq, frame.clone(), except_socket_id.map(Box::from)));
-                }
-                Delivery::Pending(_) => {
-                    sub.conn.terminate(4200, "Too many events while subscribing: reconnect");
-                }
+                Offer::Now | Offer::Later => {}
+                Offer::Full => sub.conn.terminate(4200, "Too many events while subscribing: reconnect"),
             }
         }
     }

@@ -234,6 +234,9 @@ impl Inner {
     /// could miss the messages published meanwhile.
     /// Likewise while the node is rejoining after a fence.
     async fn bus_ready(&self) -> Result<(), AdapterError> {
+        if *self.registered.borrow() && *self.bus_ready.borrow() {
+            return Ok(()); // the usual case: no waiter to set up per join
+        }
         let (mut bus, mut registered) = (self.bus_ready.subscribe(), self.registered.subscribe());
         let both = async { registered.wait_for(|r| *r).await.is_ok() && bus.wait_for(|ready| *ready).await.is_ok() };
         match tokio::time::timeout(Duration::from_secs(3), both).await {
