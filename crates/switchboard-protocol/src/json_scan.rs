@@ -137,7 +137,8 @@ fn number_end(bytes: &[u8], mut i: usize) -> Option<usize> {
         bytes.get(i + 1).filter(|b| b.is_ascii_digit())?;
         i = digits_end(bytes, i + 1);
     }
-    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+    let exponent = matches!(bytes.get(i), Some(b'e' | b'E'));
+    if exponent {
         i += 1;
         if matches!(bytes.get(i), Some(b'+' | b'-')) {
             i += 1;
@@ -147,9 +148,11 @@ fn number_end(bytes: &[u8], mut i: usize) -> Option<usize> {
     }
     // serde_json refuses a number too large for an f64 ("number out of range"): only an
     // exponent or a very long number can be one, so only those are parsed.
-    let text = std::str::from_utf8(&bytes[start..i]).ok()?;
-    if (text.contains(['e', 'E']) || text.len() > 300) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
-        return None;
+    if exponent || i - start > 300 {
+        let text = std::str::from_utf8(&bytes[start..i]).ok()?;
+        if !text.parse::<f64>().is_ok_and(f64::is_finite) {
+            return None;
+        }
     }
     Some(i)
 }

@@ -246,6 +246,18 @@ impl PackedFrame {
         (self.text, self.spans)
     }
 
+    /// The whole buffer: the members side by side, in no promised order (to look at where
+    /// it lies, e.g. to prefetch it, without reading it).
+    ///
+    /// ```
+    /// let frame = switchboard_protocol::PackedFrame::decode(r#"{"event":"e","channel":"c","data":"x"}"#)?;
+    /// assert_eq!(frame.buffer().len(), 3);
+    /// # Ok::<(), switchboard_protocol::ProtocolError>(())
+    /// ```
+    pub fn buffer(&self) -> &str {
+        &self.text
+    }
+
     fn slice(&self, span: Option<Span>) -> Option<&str> {
         span.and_then(|span| span.get(&self.text))
     }

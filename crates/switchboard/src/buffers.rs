@@ -72,7 +72,8 @@ impl Batch {
         self.bytes += buffer.capacity();
         self.buffers.push(buffer);
         if self.bytes >= BATCH_BYTES || self.buffers.len() >= BATCH_BUFFERS {
-            let full = std::mem::take(self);
+            // The next batch starts at its full size: growing it took 5 reallocs a batch.
+            let full = std::mem::replace(self, Batch { buffers: Vec::with_capacity(BATCH_BUFFERS), bytes: 0 });
             let mut returned = RETURNED.lock().unwrap_or_else(|p| p.into_inner());
             if returned.len() < MAX_BATCHES {
                 returned.push(full);
@@ -118,6 +119,9 @@ pub(crate) fn take(len: usize) -> String {
             };
             let mut buffer = pool.buffers.swap_remove(at);
             pool.bytes -= buffer.capacity();
+            if let Some(next) = pool.buffers.last() {
+                prefetch_for_write(next);
+            }
             buffer.clear();
             Some(buffer)
         })
@@ -144,6 +148,46 @@ pub(crate) fn give(mut buffer: String) {
             pool.buffers.push(buffer);
         }
     });
+}
+
+/// At most this much of a buffer is prefetched: a few cache lines already cover the usual
+/// event, and a huge one is better left to the hardware prefetcher.
+const PREFETCH_BYTES: usize = 1024;
+
+/// Ask the CPU to fetch the cache lines of `buffer` (its capacity, up to [`PREFETCH_BYTES`])
+/// for writing. Buffers come back from the consumer's core, so writing a frame into one
+/// waited for each line to move over (about 100 ns a line on a 2-core cloud VM); fetched one
+/// frame ahead, the move overlaps the work on the frame before.
+fn prefetch_for_write(buffer: &String) {
+    let start = buffer.as_ptr();
+    for offset in (0..buffer.capacity().min(PREFETCH_BYTES)).step_by(64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: PREFETCHW is a hint: it never faults, writes nothing and leaves the flags
+        // alone, whatever the address. CPUs without it (Intel before Broadwell) run its
+        // encoding (0F 0D /1) as a no-op.
+        unsafe {
+            std::arch::asm!("prefetchw [{0}]", in(reg) start.wrapping_add(offset), options(nostack, preserves_flags, readonly));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (start, offset);
+    }
+}
+
+/// Ask the CPU to fetch the cache lines of `text` (up to [`PREFETCH_BYTES`]) for reading: a
+/// consumer's coming event, written on the reader's core.
+pub(crate) fn prefetch_for_read(text: &str) {
+    let start = text.as_ptr();
+    for offset in (0..text.len().min(PREFETCH_BYTES)).step_by(64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it never faults and changes no memory, whatever the
+        // address; SSE (PREFETCHT0) is part of every x86_64 CPU.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (start, offset);
+    }
 }
 
 #[cfg(test)]

@@ -225,6 +225,12 @@ impl Event {
         Self::from_frame(PackedFrame::from_parts_into(buffer, name, Some(channel), Some(data), None))
     }
 
+    /// Start moving its buffer into this core's cache (a consumer's coming event), without
+    /// reading it.
+    pub(crate) fn prefetch(&self) {
+        crate::buffers::prefetch_for_read(self.frame.buffer());
+    }
+
     pub(crate) fn internal(channel: Option<&str>, name: &str, data: Option<String>) -> Self {
         Self::pack(channel, name, data.as_deref(), None)
     }

@@ -32,7 +32,7 @@ use futures_util::FutureExt;
 
 use crate::BoxFuture;
 use crate::event::{Event, HandlerId, LAGGED_EVENT};
-use crate::queue::{PushError, QueueReceiver, QueueSender, Room, Wakes, queue};
+use crate::queue::{HandOver, PushError, QueueReceiver, QueueSender, Room, StagingSender, Wakes, queue};
 
 /// How long after a channel's confirmation its hold stays open for listeners to attach.
 pub(crate) const HOLD_WINDOW: Duration = Duration::from_secs(2);
@@ -63,7 +63,8 @@ impl HandlerSlot {
 }
 
 struct StreamSlot {
-    tx: QueueSender<Event>,
+    /// Stages events during a read burst (handed over when it ends, see `queue.rs`).
+    tx: StagingSender<Event>,
     /// Only this event name, or everything.
     filter: Option<String>,
     /// Events dropped for this stream, reported by the stream itself.
@@ -82,6 +83,9 @@ impl StreamSlot {
 
     fn drop_one(&mut self, channel: Option<&str>, wakes: &Wakes) {
         self.lagging = true;
+        // What was staged came before the loss: the stream must have it before it can
+        // report the loss (it reports when it runs dry).
+        self.tx.flush(wakes);
         if self.lag.dropped.fetch_add(1, Ordering::AcqRel) == 0 {
             *self.lag.channel.lock().unwrap_or_else(|p| p.into_inner()) = channel.map(str::to_owned);
             // A stream that ran dry must wake up to report.
@@ -162,6 +166,9 @@ pub(crate) struct Listeners {
     attached: tokio::sync::Notify,
     /// The connection ended for good: streams end (after what they hold), new ones at once.
     closed: AtomicBool,
+    /// Its streams have staged events and it is registered to hand them over (see
+    /// [`HandOver`]). Only the reader's task sets and clears it.
+    staged: AtomicBool,
     /// Which events a listener's name or pattern takes (see [`Matcher`]).
     matcher: Matcher,
 }
@@ -185,6 +192,7 @@ impl Default for Listeners {
             handler_queue: None,
             attached: tokio::sync::Notify::new(),
             closed: AtomicBool::new(false),
+            staged: AtomicBool::new(false),
             matcher: exact_or_star,
         }
     }
@@ -493,7 +501,16 @@ impl Listeners {
         };
         // Published before any hold is read (see `replay_source`); the reader cannot offer to
         // this set meanwhile, its lock is held.
-        reg.streams.push((id, StreamSlot { tx, filter, lag: lag.clone(), lagging: unreported > 0, replayed_until: 0 }));
+        reg.streams.push((
+            id,
+            StreamSlot {
+                tx: StagingSender::new(tx),
+                filter,
+                lag: lag.clone(),
+                lagging: unreported > 0,
+                replayed_until: 0,
+            },
+        ));
         reg.publish();
         let held = replay_source(&mut reg, channels, wanted);
         let wakes = Wakes::default();
@@ -523,8 +540,8 @@ impl Listeners {
         let wants_handlers = reg.handlers.iter().any(|h| h.wants(&event, seq, matcher));
         let handlers_lagging = cx.handlers_lagging.load(Ordering::Relaxed);
         if cx.wait {
-            for (id, slot) in &reg.streams {
-                if slot.wants(&event, seq, matcher) && !slot.lagging && !slot.tx.room().has_room() {
+            for (id, slot) in reg.streams.iter_mut() {
+                if slot.wants(&event, seq, matcher) && !slot.lagging && !slot.tx.has_room(cx.wakes) {
                     let room = slot.tx.room().clone();
                     return Offer::Blocked(event, Blocker::Stream { listeners: self.clone(), id: *id, room });
                 }
@@ -568,6 +585,7 @@ impl Listeners {
         };
         let mut event = Some(event);
         let mut seen = 0;
+        let mut staged = false;
         reg.streams.retain_mut(|(_, slot)| {
             let Some(current) = event.as_ref() else { return true };
             if !slot.wants(current, seq, matcher) {
@@ -575,6 +593,7 @@ impl Listeners {
             }
             seen += 1;
             if slot.lagging {
+                slot.tx.flush(cx.wakes); // (staged events, if any, come before the report)
                 // Caught up: a stalled stream once half empty, otherwise once the report and
                 // this event fit. The report goes first (unless the stream, run dry, took it).
                 let room = slot.tx.room();
@@ -597,8 +616,11 @@ impl Listeners {
             let last = seen == takers && !wants_handlers;
             let outgoing = if last { event.take() } else { event.clone() };
             let Some(outgoing) = outgoing else { return true };
-            match slot.tx.try_push(outgoing, cx.wakes) {
-                Ok(()) => true,
+            match slot.tx.stage(outgoing, cx.wakes) {
+                Ok(()) => {
+                    staged = true;
+                    true
+                }
                 Err(PushError::Full(dropped)) => {
                     slot.drop_one(dropped.channel(), cx.wakes);
                     tracing::warn!(event = %dropped.name(), "event stream full: dropping an event (reported as {LAGGED_EVENT})");
@@ -607,6 +629,17 @@ impl Listeners {
                 Err(PushError::Closed(_)) => false,
             }
         });
+        if staged {
+            if !cx.wakes.batching() {
+                // No burst to end: hand over now.
+                for (_, slot) in reg.streams.iter_mut() {
+                    slot.tx.flush(cx.wakes);
+                }
+            } else if !self.staged.load(Ordering::Relaxed) {
+                self.staged.store(true, Ordering::Relaxed);
+                cx.wakes.hand_over_later(self.clone());
+            }
+        }
         if wants_handlers && let Some(event) = event {
             // Under the registry lock: handlers bound meanwhile replay held events after this.
             if handlers_lagging && cx.handlers.room().half_empty() {
@@ -646,6 +679,19 @@ impl Listeners {
     }
 }
 
+impl HandOver for Listeners {
+    /// The burst ended: every stream gets what was staged for it.
+    fn hand_over(&self, wakes: &Wakes) {
+        let mut reg = self.lock();
+        self.staged.store(false, Ordering::Relaxed);
+        for (_, slot) in reg.streams.iter_mut() {
+            if slot.tx.has_staged() {
+                slot.tx.flush(wakes);
+            }
+        }
+    }
+}
+
 /// What a listener attaching under `reg`'s lock is replayed: this set's own hold, or (for the
 /// global set) the holds of `channels`. The caller has already published itself as a
 /// listener (global attach) or holds the only lock the reader would take (own hold), so an
@@ -671,6 +717,10 @@ fn collect_held(channels: &[Arc<Listeners>], wanted: impl Fn(&Event) -> bool) ->
 fn lagged_event(channel: Option<&str>, dropped: u64) -> Event {
     Event::new(channel, LAGGED_EVENT, Some(&format!("{{\"dropped\":{dropped}}}")))
 }
+
+/// How many events ahead of the one handed out a stream prefetches: a cache line written
+/// on the reader's core takes about as long to come over as a consumer takes for a few events.
+const PREFETCH_AHEAD: usize = 3;
 
 /// A stream of events (`while let Some(ev) = stream.next().await`). Dropping it stops the
 /// delivery to it; the channel stays subscribed (other streams and handlers may use it).
@@ -720,7 +770,12 @@ impl EventStream {
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(event)),
+            Poll::Ready(Some(event)) => {
+                if let Some(later) = self.rx.peek_taken(PREFETCH_AHEAD) {
+                    later.prefetch();
+                }
+                Poll::Ready(Some(event))
+            }
             // Ran dry (or ended): what was dropped after the last event comes now.
             ready_or_pending => match self.lag.dropped.swap(0, Ordering::AcqRel) {
                 0 => ready_or_pending,

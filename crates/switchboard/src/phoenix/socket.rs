@@ -379,7 +379,7 @@ impl Socket {
             options: options.clone(),
             state: state_tx,
             outbox: Outbox::new(dispatcher.clone(), options.slow_consumer),
-            channels: HashMap::new(),
+            channels: HashMap::default(),
             replies: HashMap::new(),
             next_ref: 0,
             heartbeat_ref: None,
@@ -832,7 +832,8 @@ struct Task {
     state: watch::Sender<ConnectionState>,
     /// Delivery to listeners, with backpressure.
     outbox: Outbox,
-    channels: HashMap<String, Chan>,
+    /// By topic; looked up for every received event, hence the fast (non-SipHash) hasher.
+    channels: HashMap<String, Chan, foldhash::fast::RandomState>,
     replies: HashMap<String, PendingReply>,
     next_ref: u64,
     heartbeat_ref: Option<(String, Instant)>,
