@@ -145,6 +145,13 @@ impl Registry {
         Some(hold) // dropped by the caller, outside the lock
     }
 
+    /// Hand every stream what was staged for it.
+    fn flush_staged(&mut self, wakes: &Wakes) {
+        for (_, slot) in &mut self.streams {
+            slot.tx.flush(wakes);
+        }
+    }
+
     /// Copies of the held events `wanted` takes.
     fn held_for(&mut self, wanted: impl Fn(&Event) -> bool) -> Vec<(u64, Event)> {
         let Some(hold) = self.hold.as_mut() else { return Vec::new() };
@@ -631,10 +638,7 @@ impl Listeners {
         });
         if staged {
             if !cx.wakes.batching() {
-                // No burst to end: hand over now.
-                for (_, slot) in reg.streams.iter_mut() {
-                    slot.tx.flush(cx.wakes);
-                }
+                reg.flush_staged(cx.wakes); // no burst to end: hand over now
             } else if !self.staged.load(Ordering::Relaxed) {
                 self.staged.store(true, Ordering::Relaxed);
                 cx.wakes.hand_over_later(self.clone());
@@ -684,11 +688,7 @@ impl HandOver for Listeners {
     fn hand_over(&self, wakes: &Wakes) {
         let mut reg = self.lock();
         self.staged.store(false, Ordering::Relaxed);
-        for (_, slot) in reg.streams.iter_mut() {
-            if slot.tx.has_staged() {
-                slot.tx.flush(wakes);
-            }
-        }
+        reg.flush_staged(wakes);
     }
 }
 
