@@ -833,3 +833,48 @@ pub(crate) async fn run_handlers(mut rx: QueueReceiver<Dispatch>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next_now(stream: &mut EventStream) -> Poll<Option<Event>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        stream.poll_event(&mut cx)
+    }
+
+    /// Under `DropAndReport` a full stream drops; the events staged in the same burst came
+    /// before the loss, so the stream hands them out before it reports it, even while the
+    /// burst is still open. (One drop only: a second would take the lagging branch, which
+    /// hands over on its own.)
+    #[test]
+    fn lag_report_comes_after_the_events_staged_before_the_drop() {
+        let (handlers, _handler_rx) = queue::<Dispatch>(16);
+        let listeners = Arc::new(Listeners::for_channel(handlers.clone()));
+        let mut stream = listeners.stream(None, 4);
+        let wakes = Arc::new(Wakes::default());
+        let (lagging, drops) = (AtomicBool::new(false), AtomicU64::new(0));
+        let burst = wakes.batch();
+        for seq in 1..=5 {
+            let cx = OfferContext {
+                wakes: &wakes,
+                wait: false,
+                handlers: &handlers,
+                handlers_lagging: &lagging,
+                handler_drops: &drops,
+                global: None,
+                seq,
+            };
+            let event = Event::new(Some("room"), "tick", Some(&seq.to_string()));
+            assert!(matches!(listeners.offer(event, &cx), Offer::Done(None)));
+        }
+        for seq in 1..=4 {
+            let Poll::Ready(Some(event)) = next_now(&mut stream) else { panic!("event {seq} missing") };
+            assert_eq!((event.name(), event.data()), ("tick", Some(seq.to_string().as_str())));
+        }
+        let Poll::Ready(Some(report)) = next_now(&mut stream) else { panic!("no lag report") };
+        assert_eq!((report.name(), report.data()), (LAGGED_EVENT, Some("{\"dropped\":1}")));
+        drop(burst);
+        assert!(next_now(&mut stream).is_pending());
+    }
+}
